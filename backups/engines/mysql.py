@@ -1,0 +1,269 @@
+"""MySQL and MariaDB: mariadb-dump (or mysqldump) in one transaction, restored by the client.
+
+Row counts are taken in a consistent snapshot (START TRANSACTION WITH CONSISTENT SNAPSHOT)
+just before the dump starts its own. The server cannot share one snapshot between two
+sessions, so rows written in the moment between the two snapshots may differ from the counts;
+on a quiet database they match exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import BinaryIO
+
+import pymysql
+
+from .base import (
+    ConnectionSpec,
+    Dump,
+    DumpFailed,
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    ProcessDump,
+    run_restore,
+)
+
+DUMP_TOOLS = ("mariadb-dump", "mysqldump")
+CLIENT_TOOLS = ("mariadb", "mysql")
+DEFAULT_CONNECT_TIMEOUT = 10
+
+
+def _where(spec: ConnectionSpec) -> str:
+    return (
+        f"{spec.engine} at {spec.host or 'localhost'}:{spec.port or 3306}, database {spec.name!r}"
+    )
+
+
+def _option_value(value: str) -> str:
+    # Option files unescape \\, \" and \n inside double quotes.
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def write_defaults_file(spec: ConnectionSpec, directory: str | None = None) -> str:
+    """A 0600 option file carrying the password, for --defaults-extra-file. Caller deletes it."""
+    fd, path = tempfile.mkstemp(prefix="strongbox-my-", suffix=".cnf", dir=directory)
+    # mkstemp creates the file 0600 already; the password never reaches argv or the environment.
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("[client]\n")
+        fh.write(f"password={_option_value(spec.password)}\n")
+    return path
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _first_available(tools: tuple[str, ...]) -> str | None:
+    return next((tool for tool in tools if shutil.which(tool)), None)
+
+
+class MySQLEngine(Engine):
+    """Serves both "mysql" and "mariadb"; the tools are the same family."""
+
+    extension = "sql"
+
+    def __init__(self, name: str = "mysql") -> None:
+        self.name = name
+
+    def missing_tools(self) -> list[str]:
+        missing = []
+        if _first_available(DUMP_TOOLS) is None:
+            missing.append(" or ".join(DUMP_TOOLS))
+        if _first_available(CLIENT_TOOLS) is None:
+            missing.append(" or ".join(CLIENT_TOOLS))
+        return missing
+
+    # -- pure argv builders -------------------------------------------------------------------
+
+    def dump_argv(
+        self,
+        spec: ConnectionSpec,
+        *,
+        tool: str = "mariadb-dump",
+        defaults_file: str | None = None,
+        **kw: object,
+    ) -> list[str]:
+        argv = [tool]
+        if defaults_file:
+            argv.append(f"--defaults-extra-file={defaults_file}")  # must come first
+        argv += self._connection_args(spec)
+        argv += [
+            "--single-transaction",
+            "--quick",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            # No CREATE DATABASE/USE: the dump must load into whatever database we restore to.
+            spec.name,
+        ]
+        return argv
+
+    def restore_argv(
+        self,
+        spec: ConnectionSpec,
+        *,
+        tool: str = "mariadb",
+        defaults_file: str | None = None,
+        **kw: object,
+    ) -> list[str]:
+        argv = [tool]
+        if defaults_file:
+            argv.append(f"--defaults-extra-file={defaults_file}")
+        argv += self._connection_args(spec)
+        # mariadb-dump has no --connect-timeout; the client does.
+        argv += [
+            f"--connect-timeout={DEFAULT_CONNECT_TIMEOUT}",
+            "--default-character-set=utf8mb4",
+            "--batch",
+            spec.name,
+        ]
+        return argv
+
+    @staticmethod
+    def _connection_args(spec: ConnectionSpec) -> list[str]:
+        args = []
+        if spec.host:
+            args.append(f"--host={spec.host}")
+        if spec.port:
+            args.append(f"--port={spec.port}")
+        if spec.user:
+            args.append(f"--user={spec.user}")
+        return args
+
+    # -- server side --------------------------------------------------------------------------
+
+    def connect(self, spec: ConnectionSpec, *, database: str | None = None) -> pymysql.Connection:
+        """A PyMySQL connection, errors turned into an operator-readable EngineError."""
+        try:
+            return pymysql.connect(
+                host=spec.host or "localhost",
+                port=spec.port or 3306,
+                user=spec.user or None,
+                password=spec.password,
+                database=spec.name if database is None else (database or None),
+                charset="utf8mb4",
+                connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+                autocommit=True,
+            )
+        except pymysql.Error as exc:
+            raise EngineError(f"cannot connect to {_where(spec)} as {spec.user!r}: {exc}") from exc
+
+    def check_connection(self, spec: ConnectionSpec) -> None:
+        self.connect(spec).close()
+
+    def server_version(self, spec: ConnectionSpec) -> str:
+        conn = self.connect(spec)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        # "10.11.19-MariaDB-0+deb12u1" -> "10.11.19-MariaDB"; MySQL prints "8.0.36".
+        return "-".join(str(row[0]).split("-")[:2]) if row else ""
+
+    def estimate_size(self, spec: ConnectionSpec) -> int | None:
+        conn = self.connect(spec)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT SUM(data_length + index_length) FROM information_schema.tables"
+                    " WHERE table_schema = %s",
+                    (spec.name,),
+                )
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def row_counts(self, spec: ConnectionSpec) -> dict[str, int]:
+        conn = self.connect(spec)
+        try:
+            return self._count_rows(conn, spec.name)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _count_rows(conn: pymysql.Connection, database: str) -> dict[str, int]:
+        counts = {}
+        with conn.cursor() as cur:
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+                (database,),
+            )
+            tables = [row[0] for row in cur.fetchall()]
+            for table in tables:
+                quoted = "`" + table.replace("`", "``") + "`"
+                cur.execute(f"SELECT COUNT(*) FROM {quoted}")  # noqa: S608 - quoted identifier
+                counts[table] = int(cur.fetchone()[0])
+            cur.execute("COMMIT")
+        return counts
+
+    def open_dump(self, spec: ConnectionSpec) -> Dump:
+        tool = _first_available(DUMP_TOOLS)
+        if tool is None:
+            raise EngineUnavailable(
+                "neither mariadb-dump nor mysqldump is installed on this worker; "
+                f"install the MariaDB or MySQL client to back up {self.name} databases"
+            )
+        try:
+            conn = self.connect(spec)
+        except EngineError as exc:
+            raise DumpFailed(str(exc)) from exc
+        try:
+            counts = self._count_rows(conn, spec.name)
+        except pymysql.Error as exc:
+            raise DumpFailed(f"cannot count rows in {_where(spec)}: {exc}") from exc
+        finally:
+            conn.close()
+        defaults_file = write_defaults_file(spec)
+        return ProcessDump(
+            self.dump_argv(spec, tool=tool, defaults_file=defaults_file),
+            row_counts=counts,
+            cleanups=[lambda: _remove(defaults_file)],
+        )
+
+    def restore(self, spec: ConnectionSpec, stream: BinaryIO, *, jobs: int = 1) -> None:
+        """Pipe an SQL dump into the client. The dump is one stream, so `jobs` is ignored."""
+        tool = _first_available(CLIENT_TOOLS)
+        if tool is None:
+            raise EngineUnavailable(
+                "neither the mariadb nor the mysql client is installed on this worker"
+            )
+        defaults_file = write_defaults_file(spec)
+        try:
+            run_restore(self.restore_argv(spec, tool=tool, defaults_file=defaults_file), stream)
+        finally:
+            _remove(defaults_file)
+
+    def create_database(self, spec: ConnectionSpec) -> None:
+        self._server_command(
+            spec, f"CREATE DATABASE {self._quote(spec.name)} CHARACTER SET utf8mb4"
+        )
+
+    def drop_database(self, spec: ConnectionSpec) -> None:
+        self._server_command(spec, f"DROP DATABASE IF EXISTS {self._quote(spec.name)}")
+
+    @staticmethod
+    def _quote(identifier: str) -> str:
+        return "`" + identifier.replace("`", "``") + "`"
+
+    def _server_command(self, spec: ConnectionSpec, statement: str) -> None:
+        conn = self.connect(spec, database="")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        except pymysql.Error as exc:
+            raise EngineError(f"{statement} failed on {_where(spec)}: {exc}") from exc
+        finally:
+            conn.close()

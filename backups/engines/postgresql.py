@@ -1,0 +1,233 @@
+"""PostgreSQL: pg_dump custom format, row counts taken in the very snapshot pg_dump uses."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import BinaryIO
+
+import psycopg
+from psycopg import sql
+
+from .base import (
+    COPY_CHUNK,
+    ConnectionSpec,
+    Dump,
+    DumpFailed,
+    Engine,
+    EngineError,
+    ProcessDump,
+    RestoreFailed,
+    run_restore,
+)
+
+# spec.options keys forwarded to libpq (as PG* environment variables for the tools).
+LIBPQ_OPTIONS = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+}
+DEFAULT_CONNECT_TIMEOUT = "10"
+
+USER_TABLES = """
+    SELECT n.nspname, c.relname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+    ORDER BY 1, 2
+"""
+
+
+def _where(spec: ConnectionSpec) -> str:
+    return f"PostgreSQL at {spec.host or 'localhost'}:{spec.port or 5432}, database {spec.name!r}"
+
+
+class PostgreSQLEngine(Engine):
+    name = "postgresql"
+    extension = "pgdump"
+    tools = ("pg_dump", "pg_restore")
+
+    # -- pure argv builders -------------------------------------------------------------------
+
+    def dump_argv(
+        self, spec: ConnectionSpec, *, snapshot: str | None = None, **kw: object
+    ) -> list[str]:
+        # -Z0: the pipeline compresses once; custom format keeps pg_restore's selectivity.
+        argv = ["pg_dump", "--format=custom", "--compress=0", "--no-password"]
+        argv += self._connection_args(spec)
+        if snapshot:
+            argv.append(f"--snapshot={snapshot}")
+        return argv
+
+    def restore_argv(
+        self, spec: ConnectionSpec, *, jobs: int = 1, path: str | None = None, **kw: object
+    ) -> list[str]:
+        argv = ["pg_restore", "--no-owner", "--no-privileges", "--no-password", "--exit-on-error"]
+        argv += self._connection_args(spec)
+        if jobs > 1:
+            argv.append(f"--jobs={jobs}")
+        else:
+            # All or nothing: a failed restore leaves the target as empty as it was.
+            argv.append("--single-transaction")
+        if path:
+            argv.append(path)
+        return argv
+
+    @staticmethod
+    def _connection_args(spec: ConnectionSpec) -> list[str]:
+        args = []
+        if spec.host:
+            args.append(f"--host={spec.host}")
+        if spec.port:
+            args.append(f"--port={spec.port}")
+        if spec.user:
+            args.append(f"--username={spec.user}")
+        args.append(f"--dbname={spec.name}")
+        return args
+
+    @staticmethod
+    def tool_env(spec: ConnectionSpec) -> dict[str, str]:
+        """Secrets and libpq options for the tools: environment, never argv."""
+        env = {"PGCONNECT_TIMEOUT": DEFAULT_CONNECT_TIMEOUT}
+        if spec.password:
+            env["PGPASSWORD"] = spec.password
+        for key, var in LIBPQ_OPTIONS.items():
+            if key in spec.options:
+                env[var] = spec.options[key]
+        return env
+
+    # -- server side --------------------------------------------------------------------------
+
+    def connect(self, spec: ConnectionSpec, *, dbname: str | None = None) -> psycopg.Connection:
+        """A psycopg connection, errors turned into an operator-readable EngineError."""
+        params: dict[str, object] = {
+            "dbname": dbname or spec.name,
+            "connect_timeout": int(spec.options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
+        }
+        if spec.host:
+            params["host"] = spec.host
+        if spec.port:
+            params["port"] = spec.port
+        if spec.user:
+            params["user"] = spec.user
+        if spec.password:
+            params["password"] = spec.password
+        for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+            if key in spec.options:
+                params[key] = spec.options[key]
+        try:
+            return psycopg.connect(**params)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise EngineError(f"cannot connect to {_where(spec)} as {spec.user!r}: {exc}") from exc
+
+    def check_connection(self, spec: ConnectionSpec) -> None:
+        with self.connect(spec) as conn:
+            conn.execute("SELECT 1")
+
+    def server_version(self, spec: ConnectionSpec) -> str:
+        with self.connect(spec) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        # "15.20 (Debian 15.20-0+deb12u1)" -> "15.20"
+        return str(row[0]).split()[0] if row else ""
+
+    def estimate_size(self, spec: ConnectionSpec) -> int | None:
+        with self.connect(spec) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else None
+
+    def row_counts(self, spec: ConnectionSpec) -> dict[str, int]:
+        with self.connect(spec) as conn:
+            return self._count_rows(conn)
+
+    @staticmethod
+    def _count_rows(conn: psycopg.Connection) -> dict[str, int]:
+        counts = {}
+        for schema, table in conn.execute(USER_TABLES).fetchall():
+            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            row = conn.execute(query).fetchone()
+            counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+        return counts
+
+    def open_dump(self, spec: ConnectionSpec) -> Dump:
+        """Start pg_dump on a snapshot exported by a transaction that also counted the rows.
+
+        The transaction stays open until pg_dump has finished (finish/kill close it), so the
+        counts describe exactly the data in the dump even while the database is being written.
+        """
+        self.require_tools()
+        try:
+            conn = self.connect(spec)
+        except EngineError as exc:
+            raise DumpFailed(str(exc)) from exc
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            snapshot = str(row[0]) if row else None
+            counts = self._count_rows(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise DumpFailed(f"cannot take a snapshot of {_where(spec)}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return ProcessDump(
+            self.dump_argv(spec, snapshot=snapshot),
+            env=self.tool_env(spec),
+            row_counts=counts,
+            cleanups=[conn.close],
+        )
+
+    def restore(
+        self,
+        spec: ConnectionSpec,
+        stream: BinaryIO,
+        *,
+        jobs: int = 1,
+        tmp_dir: str | None = None,
+    ) -> None:
+        """Load a custom-format dump from `stream` into the existing, empty database `spec`.
+
+        pg_restore --jobs needs a seekable file, so with jobs > 1 the stream is first spooled
+        to a temporary file in `tmp_dir` (it needs room for the whole uncompressed dump).
+        """
+        self.require_tools()
+        env = self.tool_env(spec)
+        if jobs <= 1:
+            run_restore(self.restore_argv(spec), stream, env=env)
+            return
+        fd, path = tempfile.mkstemp(prefix="strongbox-restore-", suffix=".pgdump", dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as spool:
+                shutil.copyfileobj(stream, spool, COPY_CHUNK)
+            run_restore(self.restore_argv(spec, jobs=jobs, path=path), None, env=env)
+        except OSError as exc:
+            raise RestoreFailed(f"cannot spool the dump to {path}: {exc}") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def create_database(self, spec: ConnectionSpec) -> None:
+        self._maintenance(spec, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.name)))
+
+    def drop_database(self, spec: ConnectionSpec) -> None:
+        # FORCE: a scratch database may still hold a connection from an aborted restore.
+        query = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(spec.name))
+        self._maintenance(spec, query)
+
+    def _maintenance(self, spec: ConnectionSpec, query: sql.Composed) -> None:
+        maintenance_db = spec.options.get("maintenance_db", "postgres")
+        conn = self.connect(spec, dbname=maintenance_db)
+        try:
+            conn.autocommit = True
+            conn.execute(query)
+        except psycopg.Error as exc:
+            raise EngineError(f"{query.as_string(conn)} failed on {_where(spec)}: {exc}") from exc
+        finally:
+            conn.close()
