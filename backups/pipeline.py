@@ -1,0 +1,584 @@
+"""Streaming backup pipeline: source -> compress -> encrypt -> SHA-256 -> every sink.
+
+No Django imports, so it can be tested and benchmarked on plain streams.
+
+Threads and memory: a reader thread pulls ~chunk_size pieces from the source into a bounded
+queue; the calling thread compresses (zstd's own worker threads do the heavy lifting),
+encrypts, hashes and hands each artifact chunk to one bounded queue per sink; each sink has
+its own writer thread. Memory is therefore about chunk_size * queue_depth * (1 + sinks)
+whatever the source size, and the slowest healthy sink paces the source (backpressure).
+Reading the dump's pipe on its own thread matters: compressing on the thread that reads the
+pipe stalls the dump process.
+
+Failure model: a sink whose write or commit raises is aborted and dropped, the others go on.
+A source error, cancellation, a failing source_done() or the loss of every sink aborts all
+sinks and raises PipelineError. Sinks are committed only after the source hit EOF and
+source_done() returned. Every thread the pipeline started has ended when it returns or raises.
+
+The read side (open_artifact) undoes the same layers for verify and restore; the envelope
+format is documented in backups.envelope and the multi-member format in backups.container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import queue
+import select
+import stat
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+import zstandard
+
+from backups.container import (
+    CONTAINER_MAGIC,
+    ContainerWriter,
+    container_source,
+    iter_container,
+)
+from backups.envelope import (
+    ENVELOPE_MAGIC,
+    KEY_SIZE,
+    ArtifactCorrupt,
+    EnvelopeReader,
+    EnvelopeWriter,
+    _read_exact,
+)
+
+__all__ = [
+    "CONTAINER_MAGIC",
+    "ArtifactCorrupt",
+    "ContainerWriter",
+    "PipelineCancelled",
+    "PipelineError",
+    "PipelineOptions",
+    "PipelineResult",
+    "Progress",
+    "Sink",
+    "container_source",
+    "iter_container",
+    "open_artifact",
+    "run_pipeline",
+    "sha256_of",
+]
+
+logger = logging.getLogger(__name__)
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+# How often blocked threads wake up to look at cancel/stop.
+_POLL = 0.1
+_PROGRESS_INTERVAL = 0.25
+
+
+class Sink(Protocol):
+    """One destination copy. Called from a single pipeline thread, so needn't be thread-safe."""
+
+    name: str
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def commit(self) -> None:
+        """Make the artifact durable and visible; raise on failure."""
+
+    def abort(self) -> None:
+        """Remove any partial data; must never raise."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    compression: str = "zstd"  # "zstd" | "gzip" | "none"
+    level: int = 3
+    threads: int = 2  # zstd worker threads
+    encryption_key: bytes | None = None  # 32 bytes => AES-256-GCM envelope
+    key_id: str = ""  # stored in the envelope header so the reader can find the key
+    chunk_size: int = 1 << 20
+    queue_depth: int = 8
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}")
+        if self.compression == "gzip" and not 0 <= self.level <= 9:
+            raise ValueError("gzip level must be 0..9")
+        if self.compression == "zstd" and not -7 <= self.level <= 22:
+            raise ValueError("zstd level must be -7..22")
+        if self.encryption_key is not None and len(self.encryption_key) != KEY_SIZE:
+            raise ValueError(f"encryption_key must be {KEY_SIZE} bytes")
+        if self.chunk_size <= 0 or self.queue_depth <= 0 or self.threads < 0:
+            raise ValueError("chunk_size and queue_depth must be positive, threads >= 0")
+
+
+@dataclass
+class Progress:
+    bytes_in: int
+    bytes_out: int
+    elapsed: float
+
+
+@dataclass
+class PipelineResult:
+    bytes_in: int
+    bytes_out: int
+    sha256: str
+    committed: list[str] = field(default_factory=list)  # complete, committed sinks
+    failed: dict[str, str] = field(default_factory=dict)  # sink name -> error (aborted)
+
+
+class PipelineError(Exception):
+    """The run failed as a whole; every sink was aborted."""
+
+
+class PipelineCancelled(PipelineError):
+    """The cancel event was set; every sink was aborted."""
+
+
+# --- compression -------------------------------------------------------------------------
+
+
+class _Compressor(Protocol):
+    def compress(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def _compressor(options: PipelineOptions) -> _Compressor:
+    if options.compression == "zstd":
+        cctx = zstandard.ZstdCompressor(
+            level=options.level, threads=options.threads, write_checksum=True
+        )
+        return cctx.compressobj()
+    if options.compression == "gzip":
+        return zlib.compressobj(options.level, zlib.DEFLATED, 31)  # 31: gzip header
+    return _Identity()
+
+
+# --- threads -------------------------------------------------------------------------------
+
+_EOF = object()
+_COMMIT = object()
+_ABORT = object()
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class _Halt(Exception):
+    """Internal: stop requested (cancel or failure elsewhere) while waiting."""
+
+
+class _Run:
+    """State shared by the threads of one run_pipeline call."""
+
+    def __init__(self, cancel: threading.Event | None) -> None:
+        self.stop = threading.Event()
+        self.cancel = cancel
+
+    def halted(self) -> bool:
+        return self.stop.is_set() or (self.cancel is not None and self.cancel.is_set())
+
+    def put(self, q: queue.Queue[object], item: object) -> None:
+        """Blocking put that gives up when the run is halted."""
+        while True:
+            try:
+                q.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                if self.halted():
+                    raise _Halt from None
+
+    def get(self, q: queue.Queue[object]) -> object:
+        while True:
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                if self.halted():
+                    raise _Halt from None
+
+
+def _pollable_fd(source: BinaryIO) -> int | None:
+    """The source's fd if reads on it can block indefinitely (pipe, socket, tty)."""
+    try:
+        fd = source.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return None if stat.S_ISREG(mode) else fd
+
+
+def _reader(run: _Run, source: BinaryIO, out: queue.Queue[object], chunk_size: int) -> None:
+    """Source -> queue of chunks of chunk_size..2*chunk_size bytes; then _EOF or the error."""
+    fd = _pollable_fd(source)
+    # On a pipe, read1 returns what one system call gives (64 KiB at a time) instead of
+    # blocking until a whole chunk arrived, so the stop flag is seen between calls.
+    read = getattr(source, "read1", source.read) if fd is not None else source.read
+    try:
+        pending = bytearray()
+        while True:
+            if run.halted():
+                return
+            if fd is not None and not select.select([fd], [], [], _POLL)[0]:
+                continue
+            data = read(chunk_size)
+            if not data:
+                break
+            if not pending and len(data) >= chunk_size:
+                run.put(out, data)  # a whole chunk already: skip the copy
+                continue
+            pending += data
+            if len(pending) >= chunk_size:
+                run.put(out, bytes(pending))
+                pending.clear()
+        if pending:
+            run.put(out, bytes(pending))
+        run.put(out, _EOF)
+    except _Halt:
+        return
+    except BaseException as exc:  # noqa: BLE001 - handed to the coordinating thread
+        try:
+            run.put(out, exc)
+        except _Halt:
+            return
+
+
+class _SinkWorker:
+    """Feeds one sink from its own bounded queue; on failure aborts it and drains the rest."""
+
+    def __init__(self, run: _Run, sink: Sink, depth: int) -> None:
+        self.sink = sink
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self.error: str | None = None
+        self.committed = False
+        self._run = run
+        self.thread = threading.Thread(target=self._work, name=f"sink-{sink.name}", daemon=True)
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = _error_text(exc)
+        self._abort()
+
+    def _abort(self) -> None:
+        try:
+            self.sink.abort()
+        except Exception:  # abort must never raise; a sink that does anyway is only logged
+            logger.exception("sink %s raised in abort()", self.sink.name)
+
+    def _work(self) -> None:
+        # Keep consuming after a failure so the producer never blocks on a dead sink.
+        while True:
+            item = self.queue.get()
+            if item is _COMMIT:
+                if self.alive:
+                    try:
+                        self.sink.commit()
+                        self.committed = True
+                    except Exception as exc:  # noqa: BLE001 - reported per sink
+                        self._fail(exc)
+                return
+            if item is _ABORT:
+                if self.alive:
+                    self.error = "aborted"
+                    self._abort()
+                return
+            # Only stop counts here, not cancel: once commits are queued the data must land.
+            if self.alive and not self._run.stop.is_set():
+                try:
+                    self.sink.write(item)  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001 - reported per sink
+                    self._fail(exc)
+
+    def finish(self, item: object) -> None:
+        """Send the final instruction; on abort, discard queued data so it lands promptly."""
+        if item is _ABORT:
+            while True:
+                try:
+                    self.queue.get_nowait()
+                except queue.Empty:
+                    break
+        self.queue.put(item)
+
+
+# --- run_pipeline ----------------------------------------------------------------------------
+
+
+def run_pipeline(
+    source: BinaryIO,
+    sinks: Sequence[Sink],
+    options: PipelineOptions = PipelineOptions(),  # noqa: B008 - frozen dataclass
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+    source_done: Callable[[], None] | None = None,
+) -> PipelineResult:
+    """Stream source through compression and optional encryption into every sink.
+
+    Returns which sinks committed and which failed (those were aborted). Raises
+    PipelineCancelled if cancel is set, PipelineError if the source, source_done() or every
+    sink fails; all sinks are aborted then. progress is called at most ~4x/second from the
+    calling thread, plus once at the end; an exception in it is logged, not fatal.
+    Does not close source.
+    """
+    if not sinks:
+        raise ValueError("run_pipeline needs at least one sink")
+    names = [sink.name for sink in sinks]
+    if len(set(names)) != len(names):
+        raise ValueError("sink names must be unique")
+
+    run = _Run(cancel)
+    started = time.monotonic()
+    raw: queue.Queue[object] = queue.Queue(maxsize=options.queue_depth)
+    reader = threading.Thread(
+        target=_reader,
+        args=(run, source, raw, options.chunk_size),
+        name="pipeline-reader",
+        daemon=True,
+    )
+    workers = [_SinkWorker(run, sink, options.queue_depth) for sink in sinks]
+    digest = hashlib.sha256()
+    bytes_in = bytes_out = 0
+    last_report = started
+
+    def emit(chunk: bytes) -> None:
+        nonlocal bytes_out
+        if not chunk:
+            return
+        digest.update(chunk)
+        bytes_out += len(chunk)
+        live = [w for w in workers if w.alive]
+        if not live:
+            raise _all_failed(workers)
+        for worker in live:
+            run.put(worker.queue, chunk)
+
+    def report(force: bool = False) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if progress is None or (not force and now - last_report < _PROGRESS_INTERVAL):
+            return
+        last_report = now
+        try:
+            progress(Progress(bytes_in=bytes_in, bytes_out=bytes_out, elapsed=now - started))
+        except Exception:
+            logger.exception("progress callback failed")
+
+    compressor = _compressor(options)
+    envelope = (
+        EnvelopeWriter(options.encryption_key, options.key_id, options.chunk_size)
+        if options.encryption_key is not None
+        else None
+    )
+    sealed = bytearray()  # compressed bytes waiting to fill an envelope chunk
+
+    def encrypt(data: bytes, *, final: bool) -> None:
+        if envelope is None:
+            emit(data)
+            return
+        sealed.extend(data)
+        # Keep at least one byte back until EOF: only then do we know which chunk is final.
+        size = envelope.chunk_size
+        while len(sealed) > size:
+            emit(envelope.seal(bytes(sealed[:size]), final=False))
+            del sealed[:size]
+        if final:
+            emit(envelope.seal(bytes(sealed), final=True))
+            sealed.clear()
+
+    reader.start()
+    for worker in workers:
+        worker.thread.start()
+    try:
+        if envelope is not None:
+            emit(envelope.header)
+        while True:
+            item = run.get(raw)
+            if item is _EOF:
+                break
+            if isinstance(item, BaseException):
+                raise PipelineError(f"source failed: {_error_text(item)}") from item
+            chunk: bytes = item  # type: ignore[assignment]
+            bytes_in += len(chunk)
+            encrypt(compressor.compress(chunk), final=False)
+            report()
+        encrypt(compressor.flush(), final=True)
+        if source_done is not None:
+            try:
+                source_done()
+            except Exception as exc:
+                raise PipelineError(f"source failed: {_error_text(exc)}") from exc
+        if cancel is not None and cancel.is_set():
+            raise _Halt
+        if not any(w.alive for w in workers):
+            raise _all_failed(workers)
+    except BaseException as exc:
+        run.stop.set()
+        for worker in workers:
+            worker.finish(_ABORT)
+        _join(reader, workers)
+        if cancel is not None and cancel.is_set():
+            raise PipelineCancelled("backup cancelled") from None
+        if isinstance(exc, PipelineError) or not isinstance(exc, Exception):
+            raise
+        raise PipelineError(f"pipeline failed: {_error_text(exc)}") from exc
+
+    # Point of no return: the artifact is complete, cancel no longer applies.
+    for worker in workers:
+        worker.finish(_COMMIT)
+    _join(reader, workers)
+    report(force=True)
+    result = PipelineResult(
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        sha256=digest.hexdigest(),
+        committed=[w.sink.name for w in workers if w.committed],
+        failed={w.sink.name: w.error for w in workers if w.error is not None},
+    )
+    if not result.committed:
+        raise _all_failed(workers)
+    return result
+
+
+def _all_failed(workers: list[_SinkWorker]) -> PipelineError:
+    return PipelineError(
+        "every sink failed: " + "; ".join(f"{w.sink.name}: {w.error}" for w in workers)
+    )
+
+
+def _join(reader: threading.Thread, workers: list[_SinkWorker]) -> None:
+    reader.join()
+    for worker in workers:
+        worker.thread.join()
+
+
+# --- read side -----------------------------------------------------------------------------
+
+
+class _Prefixed(io.RawIOBase):
+    """Puts already-read bytes back in front of a stream (magic-byte sniffing)."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        super().__init__()
+        self._prefix = memoryview(prefix)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Decompressing(io.RawIOBase):
+    """Decompresses zstd or gzip, detecting a stream that ends mid-frame.
+
+    zstandard's stream_reader treats a truncated frame as a clean EOF, so this drives
+    decompressobj directly, feeding small slices to keep each output burst bounded.
+    Concatenated frames / gzip members are accepted.
+    """
+
+    _FEED = 64 << 10
+
+    def __init__(self, stream: BinaryIO, kind: str) -> None:
+        super().__init__()
+        self._stream = stream
+        self._kind = kind
+        self._dobj = self._new()
+        self._in = memoryview(b"")
+        self._out = memoryview(b"")
+        self._eof = False
+
+    def _new(self) -> zstandard.ZstdDecompressionObj | zlib._Decompress:
+        if self._kind == "zstd":
+            return zstandard.ZstdDecompressor().decompressobj()
+        return zlib.decompressobj(31)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._out and not self._eof:
+            self._fill()
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _fill(self) -> None:
+        if not self._in:
+            data = self._stream.read(self._FEED * 16)
+            if not data:
+                if not self._dobj.eof:
+                    raise ArtifactCorrupt(f"{self._kind} stream is truncated")
+                self._eof = True
+                return
+            self._in = memoryview(data)
+        if self._dobj.eof:  # next frame / member
+            self._dobj = self._new()
+        piece, self._in = self._in[: self._FEED], self._in[self._FEED :]
+        try:
+            out = self._dobj.decompress(bytes(piece))
+        except (zstandard.ZstdError, zlib.error) as exc:
+            raise ArtifactCorrupt(f"{self._kind} stream is corrupt: {exc}") from exc
+        if self._dobj.eof and self._dobj.unused_data:
+            self._in = memoryview(self._dobj.unused_data + bytes(self._in))
+        self._out = memoryview(out)
+
+
+def open_artifact(stream: BinaryIO, *, key_for: Callable[[str], bytes] | None = None) -> BinaryIO:
+    """The plaintext of an artifact as a readable stream.
+
+    Detects the envelope by its magic and the compression by magic bytes (zstd, gzip, else
+    raw). Every encrypted chunk is authenticated before its bytes are returned; tampering,
+    truncation and a wrong key raise ArtifactCorrupt while reading. key_for maps the key id
+    in the envelope header to the 32-byte key. Does not close stream.
+    """
+    layer: BinaryIO = stream
+    head = _read_exact(layer, len(ENVELOPE_MAGIC))
+    if head == ENVELOPE_MAGIC:
+        layer = io.BufferedReader(  # type: ignore[assignment]
+            EnvelopeReader(_Prefixed(head, layer), key_for)  # type: ignore[arg-type]
+        )
+        head = _read_exact(layer, len(ZSTD_MAGIC))
+    if head.startswith(ZSTD_MAGIC):
+        kind = "zstd"
+    elif head.startswith(GZIP_MAGIC):
+        kind = "gzip"
+    else:
+        return io.BufferedReader(_Prefixed(head, layer))  # type: ignore[return-value]
+    return io.BufferedReader(  # type: ignore[return-value]
+        _Decompressing(_Prefixed(head, layer), kind)  # type: ignore[arg-type]
+    )
+
+
+def sha256_of(stream: BinaryIO, chunk_size: int = 1 << 20) -> tuple[str, int]:
+    """Hex SHA-256 and size of everything left in stream."""
+    digest = hashlib.sha256()
+    size = 0
+    while data := stream.read(chunk_size):
+        digest.update(data)
+        size += len(data)
+    return digest.hexdigest(), size
