@@ -1,0 +1,206 @@
+"""Backups and their stored copies."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from destinations.models import Destination
+from organizations.models import Database, Environment, Organisation
+
+
+class BackupStatus(models.TextChoices):
+    """The canonical status vocabulary (seed 001), plus asynchronous deletion."""
+
+    SCHEDULED = "scheduled", "Scheduled"
+    IN_PROGRESS = "in-progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    ABORTING = "aborting", "Aborting"
+    ABORTED = "aborted", "Aborted"
+    FAILED = "failed", "Failed"
+    NOT_SUPPORTED = "not-supported", "Not supported"
+    DELETING = "deleting", "Deleting"
+    DELETED = "deleted", "Deleted"
+
+
+ACTIVE_STATUSES = (BackupStatus.SCHEDULED, BackupStatus.IN_PROGRESS, BackupStatus.ABORTING)
+FINAL_STATUSES = (
+    BackupStatus.COMPLETED,
+    BackupStatus.ABORTED,
+    BackupStatus.FAILED,
+    BackupStatus.NOT_SUPPORTED,
+    BackupStatus.DELETED,
+)
+
+
+class BackupKind(models.TextChoices):
+    DATABASE = "database", "Database"
+    FILESYSTEM = "filesystem", "Files"
+    FULL = "full", "Full (databases and files)"
+    BASE = "base", "PostgreSQL base backup"
+
+
+class BackupMethod(models.TextChoices):
+    LOGICAL = "logical", "Logical dump"
+    PHYSICAL = "physical", "Physical base backup"
+    ARCHIVE = "archive", "Files archive"
+
+
+class BackupTrigger(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    SCHEDULED = "scheduled", "Scheduled"
+    SAFETY = "safety", "Safety backup before a restore"
+
+
+class Phase(models.TextChoices):
+    DUMP = "DUMP"
+    COMPRESS = "COMPRESS"
+    UPLOAD = "UPLOAD"
+    VERIFY = "VERIFY"
+
+
+class Backup(models.Model):
+    """One backup of a database, of an environment's files, or of both (``full``).
+
+    Progress (phase, bytes, estimate) is persisted on the row so any process (an
+    SSE stream, a page) can follow it. ``heartbeat_at`` is refreshed by the worker
+    while it runs; a stale heartbeat means the worker died.
+    """
+
+    organisation_lookup = "organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Denormalised from the environment so tenancy filters and organisation-wide
+    # lists need no joins.
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="backups")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="backups")
+    database = models.ForeignKey(
+        Database, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
+    name = models.CharField(max_length=255, unique=True)
+    description = models.CharField(max_length=500, blank=True)
+    kind = models.CharField(max_length=20, choices=BackupKind.choices)
+    method = models.CharField(max_length=20, choices=BackupMethod.choices)
+    engine = models.CharField(max_length=20, blank=True)
+    engine_version = models.CharField(max_length=50, blank=True)
+    status = models.CharField(
+        max_length=20, choices=BackupStatus.choices, default=BackupStatus.SCHEDULED
+    )
+    trigger = models.CharField(
+        max_length=20, choices=BackupTrigger.choices, default=BackupTrigger.MANUAL
+    )
+    schedule = models.ForeignKey(
+        "schedules.Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="backups",
+    )
+    # The interval rules (seed 001) that produced this backup, as they were then.
+    schedule_rules = models.JSONField(default=list, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    destinations = models.ManyToManyField(Destination, related_name="+", blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    task_id = models.CharField(max_length=64, blank=True)
+
+    compression = models.CharField(max_length=10, blank=True)
+    encrypted = models.BooleanField(default=False)
+    key_id = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    checksum_sha256 = models.CharField(max_length=64, blank=True)
+    row_counts = models.JSONField(default=dict, blank=True)
+
+    phase = models.CharField(max_length=20, blank=True)
+    phases = models.JSONField(default=list, blank=True)
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by_restore_at = models.DateTimeField(null=True, blank=True)
+    verification_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["environment", "-created_at", "-id"], name="backup_env_created"),
+            models.Index(fields=["organisation", "-created_at", "-id"], name="backup_org_created"),
+            models.Index(fields=["database", "-created_at", "-id"], name="backup_db_created"),
+            models.Index(fields=["status"], name="backup_status"),
+        ]
+        constraints = [
+            # At most one running backup per database, enforced by the database itself.
+            models.UniqueConstraint(
+                fields=["database"],
+                condition=models.Q(status__in=["scheduled", "in-progress", "aborting"]),
+                name="one_active_backup_per_database",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def percent(self) -> float | None:
+        if self.status == BackupStatus.COMPLETED:
+            return 100.0
+        if not self.bytes_total:
+            return None
+        return min(99.0, round(100.0 * self.bytes_done / self.bytes_total, 1))
+
+
+class CopyStatus(models.TextChoices):
+    UPLOADING = "uploading", "Uploading"
+    STORED = "stored", "Stored"
+    FAILED = "failed", "Failed"
+    DELETED = "deleted", "Deleted"
+
+
+class BackupCopy(models.Model):
+    """One copy of a backup's artifact in one destination."""
+
+    organisation_lookup = "backup__organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="copies")
+    destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="copies")
+    key = models.CharField(max_length=1000)
+    status = models.CharField(
+        max_length=20, choices=CopyStatus.choices, default=CopyStatus.UPLOADING
+    )
+    size = models.BigIntegerField(null=True, blank=True)
+    checksum_sha256 = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    file_exists = models.BooleanField(default=False)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backup", "destination"], name="one_copy_per_destination"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backup.name} @ {self.destination.name}"

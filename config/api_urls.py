@@ -1,0 +1,7 @@
+"""Every API route, each dialect at exactly the path its document gives."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("organizations.api.urls")),
+]

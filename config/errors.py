@@ -1,0 +1,121 @@
+"""One family of application errors, mapped to HTTP once.
+
+Services raise these; they know nothing of HTTP bodies. Each API dialect renders
+them in its own documented error shape (see ``render_error`` and the dialect
+views), the default being seed 003's ``{"error": {"code", "message", "fields"}}``.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+
+class ApplicationError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, fields: dict | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        if code:
+            self.code = code
+
+
+class InvalidInput(ApplicationError):
+    status_code = 400
+    code = "invalid_input"
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    code = "not_found"
+
+
+class Forbidden(ApplicationError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(ApplicationError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(ApplicationError):
+    status_code = 422
+    code = "unprocessable"
+
+
+class NotImplementedYet(ApplicationError):
+    status_code = 501
+    code = "not_implemented"
+
+
+_DRF_CODES = {
+    400: "invalid_input",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, list):
+        return " ".join(_flatten(d) for d in detail)
+    if isinstance(detail, dict):
+        return " ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
+    return str(detail)
+
+
+def as_application_error(exc: Exception) -> ApplicationError | None:
+    """Translate DRF and Django exceptions into the application family."""
+    if isinstance(exc, ApplicationError):
+        return exc
+    if isinstance(exc, Http404):
+        return NotFound("Not found.")
+    if isinstance(exc, DjangoPermissionDenied):
+        return Forbidden("You do not have permission to perform this action.")
+    if isinstance(exc, drf_exceptions.ValidationError):
+        detail = exc.detail
+        fields = {}
+        if isinstance(detail, dict):
+            fields = {
+                k: [str(m) for m in (v if isinstance(v, list) else [v])]
+                for k, v in detail.items()
+                if k != "non_field_errors"
+            }
+        message = _flatten(detail) or "Invalid input."
+        return InvalidInput(message, fields=fields)
+    if isinstance(exc, drf_exceptions.APIException):
+        error = ApplicationError(_flatten(exc.detail), code=_DRF_CODES.get(exc.status_code))
+        error.status_code = exc.status_code
+        return error
+    return None
+
+
+def render_error(error: ApplicationError) -> dict:
+    body: dict = {"code": error.code, "message": error.message}
+    if error.fields:
+        body["fields"] = error.fields
+    return {"error": body}
+
+
+def exception_handler(exc, context):
+    """DRF exception handler for the default (seed 003) error body."""
+    error = as_application_error(exc)
+    if error is None:
+        return None
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+    return Response(render_error(error), status=error.status_code, headers=headers)

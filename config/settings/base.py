@@ -1,0 +1,163 @@
+"""Settings shared by every profile. Everything a deployment changes comes from the environment."""
+
+from pathlib import Path
+
+from config.env import database_from_url, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(env_str("STRONGBOX_VAR_DIR", str(BASE_DIR / "var")))
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-dev-key-change-me")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "organizations",
+    "destinations",
+    "backups",
+    "schedules",
+    "alerts",
+    "restores",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "organizations.context_processors.tenancy",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "strongbox.sqlite3",
+        "OPTIONS": {"timeout": 30},
+    }
+}
+
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES["default"] = database_from_url(DATABASE_URL)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# Strongbox's own settings.
+STRONGBOX_REGION = env_str("STRONGBOX_REGION", "local1")
+STRONGBOX_LOCAL_DESTINATION_ROOT = Path(
+    env_str("STRONGBOX_LOCAL_DESTINATION_ROOT", str(VAR_DIR / "artifacts"))
+)
+STRONGBOX_COMPRESSION = env_str("STRONGBOX_COMPRESSION", "zstd")
+STRONGBOX_COMPRESSION_LEVEL = env_int("STRONGBOX_COMPRESSION_LEVEL", 3)
+# Encryption keys per organisation never live in the database: they come from a
+# key file (one "org-slug-or-id=base64key" per line) or are derived from this master key.
+STRONGBOX_MASTER_KEY = env_str("STRONGBOX_MASTER_KEY", "")
+STRONGBOX_KEY_FILE = env_str("STRONGBOX_KEY_FILE", "")
+STRONGBOX_JWT_TTL_SECONDS = env_int("STRONGBOX_JWT_TTL_SECONDS", 3600)
+STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = env_int("STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS", 120)
+STRONGBOX_TMP_DIR = Path(env_str("STRONGBOX_TMP_DIR", str(VAR_DIR / "tmp")))
+
+Q_CLUSTER = {
+    "name": "strongbox",
+    "workers": env_int("STRONGBOX_WORKERS", 2),
+    "timeout": env_int("STRONGBOX_TASK_TIMEOUT", 6 * 3600),
+    "retry": env_int("STRONGBOX_TASK_RETRY", 6 * 3600 + 60),
+    "max_attempts": 1,
+    "catch_up": False,
+    "orm": "default",
+    "poll": 0.5,
+    "save_limit": 1000,
+    "label": "Tasks",
+}
+
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    Q_CLUSTER.pop("orm")
+    Q_CLUSTER["redis"] = REDIS_URL
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("STRONGBOX_LOG_LEVEL", "INFO")},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "organizations.authentication.BearerAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "config.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Strongbox API",
+    "DESCRIPTION": (
+        "Self-hosted database backups. One domain model served through several documented "
+        "API dialects; authenticate with `Authorization: Bearer <token>` (an organisation "
+        "API token or a JWT from `POST /api/auth/token`)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "",
+}
+
+# The embedded profile serves its own static files; behind a real web server, turn it off.
+STRONGBOX_SERVE_STATIC = env_bool("STRONGBOX_SERVE_STATIC", True)

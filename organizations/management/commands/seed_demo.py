@@ -1,0 +1,98 @@
+import sqlite3
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from destinations.models import Destination, DestinationKind
+from organizations.models import Database, Environment, Membership, Organisation, Project, Role
+
+DEMO_PASSWORD = "strongbox-demo"  # noqa: S105 - printed for the demo on purpose
+
+
+class Command(BaseCommand):
+    help = "Create (idempotently) a demo organisation with a real SQLite database and files."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="admin")
+        parser.add_argument("--password", default=DEMO_PASSWORD)
+
+    @transaction.atomic
+    def handle(self, *args, username, password, **options):
+        demo_dir = Path(settings.VAR_DIR) / "demo"
+        files_dir = demo_dir / "files"
+        files_dir.mkdir(parents=True, exist_ok=True)
+        db_path = demo_dir / "shop.sqlite3"
+        _fill_demo_database(db_path)
+        _fill_demo_files(files_dir)
+
+        user_model = get_user_model()
+        user, created = user_model.objects.get_or_create(
+            username=username, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(password)
+            user.save()
+        org, _ = Organisation.objects.get_or_create(slug="demo", defaults={"name": "Demo Org"})
+        Membership.objects.get_or_create(user=user, organisation=org, defaults={"role": Role.ADMIN})
+        project, _ = Project.objects.get_or_create(
+            organisation=org, slug="shop", defaults={"name": "Shop"}
+        )
+        env, _ = Environment.objects.get_or_create(
+            project=project,
+            slug="production",
+            defaults={"name": "Production", "files_path": str(files_dir)},
+        )
+        Database.objects.get_or_create(
+            environment=env,
+            slug="shop-db",
+            defaults={
+                "name": "Shop database",
+                "engine": "sqlite",
+                "version": sqlite3.sqlite_version,
+                "database_name": str(db_path),
+            },
+        )
+        Destination.objects.get_or_create(
+            organisation=org,
+            name="Local disk",
+            defaults={"kind": DestinationKind.LOCAL, "config": {}, "is_default": True},
+        )
+        self.stdout.write(
+            f"Demo organisation ready. Sign in as {username} / "
+            f"{password if created else '(existing password)'}"
+        )
+
+
+def _fill_demo_database(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT)"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, customer_id INTEGER, "
+            "total_cents INTEGER, placed_at TEXT)"
+        )
+        if conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 0:
+            conn.executemany(
+                "INSERT INTO customers (name, email) VALUES (?, ?)",
+                [(f"Customer {i}", f"customer{i}@example.com") for i in range(1, 501)],
+            )
+            conn.executemany(
+                "INSERT INTO orders (customer_id, total_cents, placed_at) VALUES (?, ?, ?)",
+                [
+                    (1 + i % 500, 100 + (i * 37) % 9000, f"2026-11-{1 + i % 22:02d}")
+                    for i in range(5000)
+                ],
+            )
+    conn.close()
+
+
+def _fill_demo_files(files_dir: Path) -> None:
+    (files_dir / "uploads").mkdir(exist_ok=True)
+    for i in range(5):
+        target = files_dir / "uploads" / f"invoice-{i}.txt"
+        if not target.exists():
+            target.write_text(f"Invoice {i}\n" * 200)

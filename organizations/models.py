@@ -1,0 +1,202 @@
+"""Tenancy: organisations, who belongs to them, and what they own."""
+
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from organizations.fields import EncryptedTextField
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    ADMIN = "admin", "Admin"
+
+
+ROLE_RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+
+
+def role_at_least(role: str, needed: str) -> bool:
+    return ROLE_RANK.get(role, 0) >= ROLE_RANK[needed]
+
+
+class Organisation(models.Model):
+    """A tenant. Everything else belongs to exactly one organisation."""
+
+    organisation_lookup = "id"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in one organisation."""
+
+    organisation_lookup = "organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organisation"], name="unique_membership"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organisation} ({self.role})"
+
+
+TOKEN_PREFIX = "sbx_"  # noqa: S105 - a public marker, not a secret
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """An organisation API token. Only its SHA-256 is stored; the token is shown once."""
+
+    organisation_lookup = "organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=200)
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The first characters stay visible so a person can tell tokens apart.
+    token_prefix = models.CharField(max_length=16, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.token_prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def generate() -> str:
+        return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class Project(models.Model):
+    """A project (seed 000's "application") of an organisation."""
+
+    organisation_lookup = "organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="projects"
+    )
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "slug"], name="unique_project_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Environment(models.Model):
+    """A deployment of a project (production, staging…), owning databases and files."""
+
+    organisation_lookup = "project__organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environments")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    files_path = models.CharField(
+        max_length=1000, blank=True, help_text="Directory whose files are backed up, if any."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["project__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "slug"], name="unique_environment_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.name} / {self.name}"
+
+    @property
+    def organisation(self) -> Organisation:
+        return self.project.organisation
+
+
+class Engine(models.TextChoices):
+    POSTGRESQL = "postgresql", "PostgreSQL"
+    MYSQL = "mysql", "MySQL"
+    MARIADB = "mariadb", "MariaDB"
+    SQLITE = "sqlite", "SQLite"
+    MONGODB = "mongodb", "MongoDB"
+
+
+class Database(models.Model):
+    """A database inside an environment that Strongbox backs up (seed 001's "addon")."""
+
+    organisation_lookup = "environment__project__organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="databases")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100)
+    engine = models.CharField(max_length=20, choices=Engine.choices)
+    version = models.CharField(max_length=50, blank=True, help_text="Last seen server version.")
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    username = models.CharField(max_length=200, blank=True)
+    password = EncryptedTextField(blank=True)
+    database_name = models.CharField(
+        max_length=1000, help_text="Database name on the server, or the file path for SQLite."
+    )
+    options = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "slug"], name="unique_database_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_engine_display()})"
+
+    @property
+    def organisation(self) -> Organisation:
+        return self.environment.project.organisation

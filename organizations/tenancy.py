@@ -1,0 +1,159 @@
+"""Tenancy in one place.
+
+Every request acts in exactly one organisation with one role. ``tenant_for_request``
+works out which; ``restrict`` scopes any queryset to it. API viewsets get both from
+``TenantViewSetMixin`` and HTML views from ``TenantViewMixin``, so another
+organisation's object is simply not found (404), exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from config.errors import Forbidden, InvalidInput
+from organizations.models import ApiToken, Membership, Organisation, Role, role_at_least
+
+ORGANISATION_HEADER = "HTTP_X_ORGANIZATION"
+SESSION_KEY = "strongbox_organisation_id"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    organisation: Organisation
+    role: str
+    user: object | None = None  # a real user, or None for an API token
+    token: ApiToken | None = None
+
+    def can(self, needed: str) -> bool:
+        return role_at_least(self.role, needed)
+
+    def require(self, needed: str) -> None:
+        if not self.can(needed):
+            raise Forbidden(f"This action needs the {needed} role; you have {self.role}.")
+
+
+def restrict(queryset: QuerySet, organisation: Organisation) -> QuerySet:
+    """Scope a queryset of any tenant-owned model to one organisation."""
+    lookup = queryset.model.organisation_lookup
+    return queryset.filter(**{lookup: organisation})
+
+
+def _find_organisation(memberships, reference: str):
+    for membership in memberships:
+        org = membership.organisation
+        if org.slug == reference or str(org.id) == reference:
+            return membership
+    return None
+
+
+def memberships_of(user) -> list[Membership]:
+    return list(Membership.objects.filter(user=user).select_related("organisation"))
+
+
+def tenant_for_user(user, reference: str | None) -> Tenant:
+    """The organisation a user acts in: the one named, or their only one."""
+    if user.is_superuser and reference:
+        org = organisation_by_reference(reference)
+        if org is not None:
+            return Tenant(organisation=org, role=Role.ADMIN, user=user)
+    memberships = memberships_of(user)
+    if reference:
+        membership = _find_organisation(memberships, reference)
+        if membership is None:
+            raise Forbidden(f"You are not a member of the organisation {reference!r}.")
+    elif len(memberships) == 1:
+        membership = memberships[0]
+    elif not memberships:
+        raise Forbidden("You are not a member of any organisation.")
+    else:
+        raise InvalidInput(
+            "You belong to several organisations: name one in the X-Organization header.",
+            fields={"X-Organization": ["Required for users in several organisations."]},
+        )
+    return Tenant(organisation=membership.organisation, role=membership.role, user=user)
+
+
+def organisation_by_reference(reference: str) -> Organisation | None:
+    try:
+        return Organisation.objects.filter(id=uuid.UUID(reference)).first()
+    except ValueError:
+        return Organisation.objects.filter(slug=reference).first()
+
+
+def tenant_for_request(request) -> Tenant:
+    from organizations.authentication import TokenPrincipal
+
+    cached = getattr(request, "_strongbox_tenant", None)
+    if cached is not None:
+        return cached
+    if isinstance(request.auth, TokenPrincipal):
+        token = request.auth.token
+        tenant = Tenant(organisation=token.organisation, role=token.role, token=token)
+    else:
+        reference = request.META.get(ORGANISATION_HEADER) or request.session.get(SESSION_KEY)
+        tenant = tenant_for_user(request.user, reference)
+    request._strongbox_tenant = tenant
+    return tenant
+
+
+class TenantViewSetMixin:
+    """For DRF viewsets: ``self.tenant`` and ``self.restrict(qs)``.
+
+    ``required_roles`` maps an action to the least role it needs (default: viewer
+    for reads, admin for writes unless the view says otherwise).
+    """
+
+    required_roles: dict[str, str] = {}
+    default_write_role = Role.ADMIN
+
+    @property
+    def tenant(self) -> Tenant:
+        return tenant_for_request(self.request)
+
+    def restrict(self, queryset: QuerySet) -> QuerySet:
+        return restrict(queryset, self.tenant.organisation)
+
+    def required_role(self) -> str:
+        action = getattr(self, "action", None) or self.request.method.lower()
+        if action in self.required_roles:
+            return self.required_roles[action]
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return Role.VIEWER
+        return self.default_write_role
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.tenant.require(self.required_role())
+
+
+class TenantViewMixin:
+    """For HTML views: the organisation picked in the session (or the only one)."""
+
+    required_role = Role.VIEWER
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated:
+            request.tenant = tenant_for_html(request)
+            if request.tenant is not None and not request.tenant.can(self.required_role):
+                raise Forbidden(f"This page needs the {self.required_role} role.")
+        return super().dispatch(request, *args, **kwargs)
+
+    def restrict(self, queryset: QuerySet) -> QuerySet:
+        return restrict(queryset, self.request.tenant.organisation)
+
+
+def tenant_for_html(request) -> Tenant | None:
+    memberships = memberships_of(request.user)
+    chosen = request.session.get(SESSION_KEY)
+    membership = _find_organisation(memberships, chosen) if chosen else None
+    if membership is None and memberships:
+        membership = memberships[0]
+    if membership is None:
+        if request.user.is_superuser:
+            org = Organisation.objects.first()
+            return Tenant(organisation=org, role=Role.ADMIN, user=request.user) if org else None
+        return None
+    return Tenant(organisation=membership.organisation, role=membership.role, user=request.user)

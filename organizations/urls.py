@@ -1,0 +1,16 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from organizations import views
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.DashboardView.as_view(), name="dashboard"),
+    path("organisations/switch/", views.switch_organisation, name="switch-organisation"),
+    path(
+        "projects/<uuid:project_id>/environments/<uuid:pk>/",
+        views.EnvironmentDetailView.as_view(),
+        name="environment-detail",
+    ),
+]
