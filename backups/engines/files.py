@@ -52,6 +52,14 @@ def _count(root: str) -> dict[str, int]:
     return counts
 
 
+def _refuse_unsafe(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, but an absolute name is refused instead of made relative:
+    our own archives never contain one, so it means a foreign or tampered archive."""
+    if member.name.startswith(("/", os.sep)):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest_path)
+
+
 class TarDump:
     """A tar stream written by a thread into a pipe; the reader sees plain bytes."""
 
@@ -151,16 +159,16 @@ class FilesEngine(Engine):
     def restore(self, spec: ConnectionSpec, stream: BinaryIO, *, jobs: int = 1) -> None:
         """Extract into the existing directory spec.name with tarfile's "data" filter.
 
-        The filter refuses absolute paths, ../ traversal, links pointing outside the target and
-        device files. A refused archive raises RestoreFailed; members before the bad one may
-        already be extracted, so restore into a scratch directory.
+        The filter (plus our check) refuses absolute paths, ../ traversal, links pointing
+        outside the target and device files. A refused archive raises RestoreFailed; members
+        before the bad one may already be extracted, so restore into a scratch directory.
         """
         target = spec.name
         if not os.path.isdir(target):
             raise RestoreFailed(f"restore target {target!r} is not a directory")
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
-                tar.extractall(target, filter="data")
+                tar.extractall(target, filter=_refuse_unsafe)  # noqa: S202 - data filter
         except tarfile.FilterError as exc:
             raise RestoreFailed(f"refused an unsafe archive member: {exc}") from exc
         except (tarfile.TarError, OSError) as exc:
