@@ -54,7 +54,10 @@ class RestoreFailed(EngineError):
 
 @runtime_checkable
 class Dump(Protocol):
-    """A running dump. Read `stdout` to EOF, then call `finish()`; `kill()` aborts."""
+    """A running dump. Read `stdout` to EOF, then call `finish()`; `kill()` aborts.
+
+    finish() before EOF can block forever: the tool waits for its pipe to be read.
+    """
 
     stdout: BinaryIO
     row_counts: dict[str, int]
@@ -62,6 +65,11 @@ class Dump(Protocol):
     def finish(self) -> None: ...
 
     def kill(self) -> None: ...
+
+    # Leaving the block kills a dump that was not finished.
+    def __enter__(self) -> Dump: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def stderr_tail(data: bytes, limit: int = STDERR_TAIL_BYTES) -> str:

@@ -15,6 +15,10 @@ NOT_INSTALLED = (
     "mongodump is not installed on this worker; "
     "install the MongoDB Database Tools to back up MongoDB"
 )
+RESTORE_NOT_INSTALLED = (
+    "mongorestore is not installed on this worker; "
+    "install the MongoDB Database Tools to restore MongoDB"
+)
 NO_DRIVER = "pymongo is not installed on this worker; it is needed to inspect MongoDB servers"
 
 

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from backups.engines import ConnectionSpec, DumpFailed, EngineError, RestoreFailed, get_engine
-from backups.engines.mysql import write_defaults_file
+from backups.engines.mysql import MySQLEngine, write_defaults_file
 from tests.fixtures.databases import dump_to_bytes, fill_mariadb, mariadb_server, table_checksums
 
 pytest_plugins = ["tests.fixtures.databases"]
 
-engine = get_engine("mariadb")
+engine = MySQLEngine("mariadb")
 SECRET = 'p@ss "w\\ord#; with spaces'
 
 
@@ -27,7 +27,7 @@ def remote_spec(**changes: object) -> ConnectionSpec:
 
 
 def execute(spec: ConnectionSpec, *statements: str) -> None:
-    conn = engine.connect(spec)  # type: ignore[attr-defined]
+    conn = engine.connect(spec)
     try:
         with conn.cursor() as cur:
             for statement in statements:
@@ -120,7 +120,7 @@ def test_a_dump_restores_into_a_fresh_database_with_identical_content(
         f"`{source.name}`"
         not in data.decode("utf-8", errors="replace").split("-- Dump completed")[0]
     )
-    conn = engine.connect(target)  # type: ignore[attr-defined]
+    conn = engine.connect(target)
     with conn.cursor() as cur:
         cur.execute(
             "SELECT routine_name FROM information_schema.routines WHERE routine_schema = %s",

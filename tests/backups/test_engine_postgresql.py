@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from backups.engines import ConnectionSpec, DumpFailed, EngineError, RestoreFailed, get_engine
+from backups.engines import ConnectionSpec, DumpFailed, EngineError, RestoreFailed
+from backups.engines.postgresql import PostgreSQLEngine
 from tests.fixtures.databases import (
     dump_to_bytes,
     fill_postgres,
@@ -20,7 +21,7 @@ from tests.fixtures.databases import (
 
 pytest_plugins = ["tests.fixtures.databases"]
 
-engine = get_engine("postgresql")
+engine = PostgreSQLEngine()
 SECRET = "s3cr3t-do-not-leak"
 
 
@@ -32,7 +33,7 @@ def spec_with_password(**changes: object) -> ConnectionSpec:
 
 def fill_large_table(spec: ConnectionSpec, megabytes: int = 12) -> None:
     # Uncompressed in the dump (-Z0), so it outgrows the pipe and pg_dump blocks on writes.
-    with engine.connect(spec) as conn:  # type: ignore[attr-defined]
+    with engine.connect(spec) as conn:
         conn.execute("CREATE TABLE big (id integer PRIMARY KEY, filler text)")
         conn.execute(
             "INSERT INTO big SELECT g, repeat(md5(g::text), 320) FROM generate_series(1, %s) g",
@@ -72,7 +73,7 @@ def test_restore_argv_with_jobs_reads_a_file() -> None:
 
 
 def test_the_password_travels_in_the_environment() -> None:
-    env = engine.tool_env(spec_with_password(options={"sslmode": "require"}))  # type: ignore[attr-defined]
+    env = engine.tool_env(spec_with_password(options={"sslmode": "require"}))
 
     assert env["PGPASSWORD"] == SECRET
     assert env["PGSSLMODE"] == "require"
@@ -115,7 +116,7 @@ def test_a_parallel_restore_spools_to_the_given_directory_and_cleans_up(
     expected = fill_postgres(source)
     data, _ = dump_to_bytes(source)
 
-    engine.restore(target, io.BytesIO(data), jobs=3, tmp_dir=str(tmp_path))  # type: ignore[call-arg]
+    engine.restore(target, io.BytesIO(data), jobs=3, tmp_dir=str(tmp_path))
 
     assert engine.row_counts(target) == expected
     assert table_checksums(target) == table_checksums(source)
@@ -130,13 +131,13 @@ def test_row_counts_match_the_dump_while_rows_are_inserted_concurrently(
     source, target = make_postgres_database(), make_postgres_database()
     fill_postgres(source)
     fill_large_table(source, megabytes=8)
-    with engine.connect(source) as conn:  # type: ignore[attr-defined]
+    with engine.connect(source) as conn:
         conn.execute("CREATE TABLE events (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
     stop = threading.Event()
     inserted = threading.Event()
 
     def insert_forever() -> None:
-        with engine.connect(source) as conn:  # type: ignore[attr-defined]
+        with engine.connect(source) as conn:
             conn.autocommit = True
             while not stop.is_set():
                 conn.execute("INSERT INTO events DEFAULT VALUES")
@@ -149,7 +150,7 @@ def test_row_counts_match_the_dump_while_rows_are_inserted_concurrently(
         assert inserted.wait(10)
         dump = engine.open_dump(source)
         chunks = []
-        with dump:  # type: ignore[attr-defined]
+        with dump:
             while chunk := dump.stdout.read(256 * 1024):
                 chunks.append(chunk)
                 time.sleep(0.005)  # a slow consumer, so inserts keep landing during the dump
@@ -178,7 +179,7 @@ def test_killing_the_dump_midway_makes_finish_raise_and_releases_the_snapshot(
 
     with pytest.raises(DumpFailed, match="aborted"):
         dump.finish()
-    with engine.connect(postgres_spec) as conn:  # type: ignore[attr-defined]
+    with engine.connect(postgres_spec) as conn:
         others = conn.execute(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
