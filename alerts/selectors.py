@@ -1,0 +1,40 @@
+"""Reads of alerts, always scoped to one organisation."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from alerts.models import Alert
+from config.errors import NotFound
+from organizations.models import Organisation
+
+
+def alerts_for_organisation(
+    *, organisation: Organisation, include_dismissed: bool = False
+) -> QuerySet[Alert]:
+    """The organisation's alerts, most recently seen first; resolved ones included."""
+    alerts = Alert.objects.filter(organisation=organisation).select_related("environment__project")
+    if not include_dismissed:
+        alerts = alerts.filter(dismissed_at__isnull=True)
+    return alerts.order_by("-last_seen_at", "-id")
+
+
+def alert_unread_count(*, organisation: Organisation) -> int:
+    """What the navigation badge shows: alerts neither read nor dismissed."""
+    return Alert.objects.filter(
+        organisation=organisation, read_at__isnull=True, dismissed_at__isnull=True
+    ).count()
+
+
+def alert_get(*, organisation: Organisation, alert_id) -> Alert:
+    """One alert of the organisation; unknown, malformed and foreign ids are all not found."""
+    try:
+        pk = alert_id if isinstance(alert_id, uuid.UUID) else uuid.UUID(str(alert_id))
+    except ValueError:
+        raise NotFound("Alert not found.") from None
+    alert = Alert.objects.filter(organisation=organisation, pk=pk).first()
+    if alert is None:
+        raise NotFound("Alert not found.")
+    return alert
