@@ -1,4 +1,14 @@
+"""Serializers of the tenancy model (Strongbox's own resources, seed 003 style).
+
+Field names are camelCase like seed 003's. A database password is write-only: it is
+accepted on create and update and never rendered back (``hasPassword`` says whether
+one is set).
+"""
+
+from django.utils.text import slugify
 from rest_framework import serializers
+
+from organizations.models import Engine, Role
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -10,3 +20,124 @@ class TokenResponseSerializer(serializers.Serializer):
     token = serializers.CharField()
     tokenType = serializers.CharField(default="Bearer")  # noqa: N815 - the API's casing
     expiresIn = serializers.IntegerField(help_text="Seconds until the token expires.")  # noqa: N815
+
+
+class OrganizationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices, help_text="The caller's role in it.")
+
+
+# --- shared slug handling -------------------------------------------------------------------
+
+
+class _SluggedWriteSerializer(serializers.Serializer):
+    """``name`` plus an optional ``slug`` (derived from the name), unique among siblings.
+
+    The view passes the siblings queryset as ``context["siblings"]`` (excluding the
+    object being updated), so a clash is a 400 naming ``slug``, never an IntegrityError.
+    """
+
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=100, required=False)
+
+    def validate(self, attrs):
+        siblings = self.context["siblings"]
+        if "slug" in attrs:
+            if siblings.filter(slug=attrs["slug"]).exists():
+                raise serializers.ValidationError({"slug": ["This slug is already in use."]})
+        elif "name" in attrs and self.instance is None:
+            attrs["slug"] = _free_slug(siblings, attrs["name"])
+        return attrs
+
+
+def _free_slug(siblings, name: str) -> str:
+    base = slugify(name)[:90] or "item"
+    slug, n = base, 2
+    while siblings.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+class ProjectSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+
+class ProjectWriteSerializer(_SluggedWriteSerializer):
+    pass
+
+
+# --- environments ---------------------------------------------------------------------------
+
+
+class EnvironmentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    projectId = serializers.UUIDField(source="project_id")  # noqa: N815
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    filesPath = serializers.CharField(source="files_path")  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+
+class EnvironmentWriteSerializer(_SluggedWriteSerializer):
+    filesPath = serializers.CharField(  # noqa: N815
+        source="files_path",
+        max_length=1000,
+        required=False,
+        allow_blank=True,
+        help_text="Directory whose files are backed up (filesystem and full backups).",
+    )
+
+
+# --- databases ------------------------------------------------------------------------------
+
+
+class DatabaseSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    environmentId = serializers.UUIDField(source="environment_id")  # noqa: N815
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    engine = serializers.ChoiceField(choices=Engine.choices)
+    version = serializers.CharField()
+    host = serializers.CharField()
+    port = serializers.IntegerField(allow_null=True)
+    username = serializers.CharField()
+    databaseName = serializers.CharField(source="database_name")  # noqa: N815
+    options = serializers.DictField()
+    hasPassword = serializers.SerializerMethodField()  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+    def get_hasPassword(self, obj) -> bool:  # noqa: N802
+        return bool(obj.password)
+
+
+class DatabaseWriteSerializer(_SluggedWriteSerializer):
+    engine = serializers.ChoiceField(choices=Engine.choices)
+    host = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    port = serializers.IntegerField(min_value=1, max_value=65535, required=False, allow_null=True)
+    username = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Write-only: stored encrypted and never returned.",
+    )
+    databaseName = serializers.CharField(  # noqa: N815
+        source="database_name",
+        max_length=1000,
+        help_text="Database name on the server, or the file path for SQLite.",
+    )
+    options = serializers.DictField(required=False)
+
+
+def siblings_of(queryset, instance=None):
+    return queryset.exclude(pk=instance.pk) if instance is not None else queryset

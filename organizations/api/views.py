@@ -1,12 +1,34 @@
+"""Strongbox's own resources: organisations, projects, environments, databases; JWTs.
+
+Reads need the viewer role, writes the admin role (``TenantViewSetMixin``).
+Everything is looked up through ``restrict()``, so another organisation's id is a 404.
+"""
+
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
-from rest_framework import permissions
+from django.db import transaction
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ApplicationError
-from organizations.api.serializers import TokenRequestSerializer, TokenResponseSerializer
-from organizations.authentication import issue_jwt
+from backups.models import ACTIVE_STATUSES, Backup, BackupStatus
+from config.errors import ApplicationError, Conflict
+from organizations.api import schema as _schema  # noqa: F401 - registers the auth scheme
+from organizations.api import serializers as s
+from organizations.api.common import (
+    OFFSET_PARAM,
+    TenantViewSet,
+    errors,
+    get_or_404,
+    limit_param,
+    offset_page,
+    page_of,
+    paged_body,
+    uuid_path,
+)
+from organizations.authentication import TokenPrincipal, issue_jwt
+from organizations.models import Database, Environment, Project
+from organizations.tenancy import memberships_of
 
 
 class InvalidCredentials(ApplicationError):
@@ -21,13 +43,15 @@ class ObtainTokenView(APIView):
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(
-        request=TokenRequestSerializer,
-        responses={200: TokenResponseSerializer},
+        operation_id="auth_token_create",
+        summary="Obtain a JWT",
+        request=s.TokenRequestSerializer,
+        responses={200: s.TokenResponseSerializer, **errors(400, 401)},
         tags=["auth"],
         auth=[],
     )
     def post(self, request):
-        data = TokenRequestSerializer(data=request.data)
+        data = s.TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(
             request,
@@ -38,3 +62,224 @@ class ObtainTokenView(APIView):
             raise InvalidCredentials("Invalid username or password.")
         token, ttl = issue_jwt(user)
         return Response({"token": token, "tokenType": "Bearer", "expiresIn": ttl})
+
+
+class OrganizationListView(APIView):
+    """The organisations the caller may act in (an API token: its own)."""
+
+    @extend_schema(
+        operation_id="organizations_list",
+        summary="Organisations the caller belongs to",
+        responses={200: page_of(s.OrganizationSerializer, "OrganizationPage"), **errors()},
+        tags=["organizations"],
+    )
+    def get(self, request):
+        if isinstance(request.auth, TokenPrincipal):
+            token = request.auth.token
+            rows = [(token.organisation, token.role)]
+        else:
+            rows = [(m.organisation, m.role) for m in memberships_of(request.user)]
+        rows.sort(key=lambda row: row[0].name)
+        items = [{"id": o.id, "name": o.name, "slug": o.slug, "role": role} for o, role in rows]
+        data = s.OrganizationSerializer(items, many=True).data
+        return Response(paged_body(data, len(items), len(items), 0))
+
+
+def _refuse_if_backups(queryset, what: str) -> None:
+    """Deleting the rows would orphan stored artifacts: make people delete backups first."""
+    live = queryset.exclude(status=BackupStatus.DELETED).count()
+    if live:
+        raise Conflict(
+            f"This {what} still has {live} backup(s); delete them first so their "
+            "artifacts are removed from the destinations."
+        )
+
+
+class _CrudViewSet(TenantViewSet):
+    """list/create under an optional parent; retrieve/partial_update/destroy by id."""
+
+    model = None
+    what = ""
+    id_kwarg = ""
+    parent_model = None
+    parent_kwarg = ""
+    parent_field = ""
+    parent_what = ""
+    output = None
+    write = None
+    default_limit = 50
+
+    def queryset(self):
+        return self.restrict(self.model.objects.all())
+
+    def get_parent(self):
+        return get_or_404(
+            self.restrict(self.parent_model.objects.all()),
+            self.kwargs[self.parent_kwarg],
+            what=self.parent_what,
+        )
+
+    def get_object(self):
+        return get_or_404(self.queryset(), self.kwargs[self.id_kwarg], what=self.what)
+
+    def siblings(self, parent):
+        if parent is None:
+            return self.queryset()
+        return self.model.objects.filter(**{self.parent_field: parent})
+
+    def list(self, request, **kwargs):
+        queryset = self.queryset()
+        if self.parent_model is not None:
+            queryset = queryset.filter(**{self.parent_field: self.get_parent()})
+        items, count, limit, offset = offset_page(
+            request, queryset, default_limit=self.default_limit
+        )
+        return Response(paged_body(self.output(items, many=True).data, count, limit, offset))
+
+    def create(self, request, **kwargs):
+        parent = self.get_parent() if self.parent_model is not None else None
+        data = self.write(data=request.data, context={"siblings": self.siblings(parent)})
+        data.is_valid(raise_exception=True)
+        owner = {self.parent_field: parent} if parent is not None else {}
+        if self.parent_model is None:
+            owner = {"organisation": self.tenant.organisation}
+        obj = self.model.objects.create(**owner, **data.validated_data)
+        return Response(self.output(obj).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, **kwargs):
+        return Response(self.output(self.get_object()).data)
+
+    def partial_update(self, request, **kwargs):
+        obj = self.get_object()
+        parent = getattr(obj, self.parent_field) if self.parent_field else None
+        siblings = self.siblings(parent).exclude(pk=obj.pk)
+        data = self.write(obj, data=request.data, partial=True, context={"siblings": siblings})
+        data.is_valid(raise_exception=True)
+        for name, value in data.validated_data.items():
+            setattr(obj, name, value)
+        obj.save()
+        return Response(self.output(obj).data)
+
+    def destroy(self, request, **kwargs):
+        obj = self.get_object()
+        with transaction.atomic():
+            self.before_delete(obj)
+            obj.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def before_delete(self, obj) -> None:
+        pass
+
+
+def _crud_schema(
+    *, tag: str, what: str, output, write, id_param, parent_param=None, default_limit=50
+):
+    page = page_of(output, f"{what}Page")
+    list_params = [p for p in (parent_param,) if p] + [limit_param(default_limit), OFFSET_PARAM]
+    create_params = [p for p in (parent_param,) if p]
+    not_found = (404,) if parent_param else ()
+    return extend_schema_view(
+        list=extend_schema(
+            summary=f"List {what.lower()}s",
+            parameters=list_params,
+            responses={200: page, **errors(400, *not_found)},
+            tags=[tag],
+        ),
+        create=extend_schema(
+            summary=f"Create a {what.lower()} (admin)",
+            parameters=create_params,
+            request=write,
+            responses={201: output, **errors(400, *not_found)},
+            tags=[tag],
+        ),
+        retrieve=extend_schema(
+            summary=f"Get a {what.lower()}",
+            parameters=[id_param],
+            responses={200: output, **errors(404)},
+            tags=[tag],
+        ),
+        partial_update=extend_schema(
+            summary=f"Update a {what.lower()} (admin)",
+            parameters=[id_param],
+            request=write,
+            responses={200: output, **errors(400, 404)},
+            tags=[tag],
+        ),
+        destroy=extend_schema(
+            summary=f"Delete a {what.lower()} (admin)",
+            parameters=[id_param],
+            responses={204: None, **errors(404, 409)},
+            tags=[tag],
+        ),
+    )
+
+
+PROJECT_ID = uuid_path("projectId", "Project UUID")
+ENV_ID = uuid_path("env_id", "Environment UUID")
+DATABASE_ID = uuid_path("databaseId", "Database UUID")
+
+
+@_crud_schema(
+    tag="projects",
+    what="Project",
+    output=s.ProjectSerializer,
+    write=s.ProjectWriteSerializer,
+    id_param=PROJECT_ID,
+)
+class ProjectViewSet(_CrudViewSet):
+    model = Project
+    what = "Project"
+    id_kwarg = "projectId"
+    output = s.ProjectSerializer
+    write = s.ProjectWriteSerializer
+
+    def before_delete(self, obj) -> None:
+        _refuse_if_backups(Backup.objects.filter(environment__project=obj), "project")
+
+
+@_crud_schema(
+    tag="environments",
+    what="Environment",
+    output=s.EnvironmentSerializer,
+    write=s.EnvironmentWriteSerializer,
+    id_param=ENV_ID,
+    parent_param=PROJECT_ID,
+)
+class EnvironmentViewSet(_CrudViewSet):
+    model = Environment
+    what = "Environment"
+    id_kwarg = "env_id"
+    parent_model = Project
+    parent_kwarg = "projectId"
+    parent_field = "project"
+    parent_what = "Project"
+    output = s.EnvironmentSerializer
+    write = s.EnvironmentWriteSerializer
+
+    def before_delete(self, obj) -> None:
+        _refuse_if_backups(Backup.objects.filter(environment=obj), "environment")
+
+
+@_crud_schema(
+    tag="databases",
+    what="Database",
+    output=s.DatabaseSerializer,
+    write=s.DatabaseWriteSerializer,
+    id_param=DATABASE_ID,
+    parent_param=ENV_ID,
+)
+class DatabaseViewSet(_CrudViewSet):
+    model = Database
+    what = "Database"
+    id_kwarg = "databaseId"
+    parent_model = Environment
+    parent_kwarg = "env_id"
+    parent_field = "environment"
+    parent_what = "Environment"
+    output = s.DatabaseSerializer
+    write = s.DatabaseWriteSerializer
+
+    def before_delete(self, obj) -> None:
+        running = Backup.objects.filter(database=obj, status__in=ACTIVE_STATUSES).exists()
+        if running:
+            raise Conflict("A backup of this database is running; wait for it or abort it.")
