@@ -57,6 +57,14 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-last_seen_at"]
         indexes = [models.Index(fields=["organisation", "dedup_key"], name="alert_dedup")]
+        constraints = [
+            # At most one open alert per cause, so concurrent raises cannot both create one.
+            models.UniqueConstraint(
+                fields=["organisation", "dedup_key"],
+                condition=models.Q(resolved_at__isnull=True, dismissed_at__isnull=True),
+                name="one_open_alert_per_cause",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -103,6 +111,12 @@ class NotificationDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # Claiming an attempt is inserting its row: a task delivered twice sends once.
+            models.UniqueConstraint(
+                fields=["channel", "alert", "attempt"], name="one_delivery_per_attempt"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} #{self.attempt}: {'ok' if self.ok else self.error or 'failed'}"
