@@ -1,0 +1,164 @@
+"""Reads of backups and of the objects that own them, always scoped to one organisation.
+
+Every API dialect and the HTML pages read through these functions, so tenancy and
+the joins a page needs are decided once. An object of another organisation is
+reported exactly like one that does not exist: ``config.errors.NotFound``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import Prefetch, QuerySet
+
+from backups.models import Backup, BackupCopy
+from config.errors import NotFound
+from destinations.models import Destination
+from organizations.models import Database, Environment, Organisation, Project
+
+
+def parse_uuid(value) -> uuid.UUID | None:
+    """The UUID ``value`` spells, or None (a malformed id is simply not found)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def backups_for_organisation(*, organisation: Organisation) -> QuerySet[Backup]:
+    """Every backup of the organisation, newest first, with what any dialect renders.
+
+    The related rows come in one JOIN (environment, project, database, schedule)
+    and one prefetch (copies with their destination), so a page costs the same
+    number of queries whatever its size.
+    """
+    copies = BackupCopy.objects.select_related("destination").order_by("created_at", "id")
+    return (
+        Backup.objects.filter(organisation=organisation)
+        .select_related("environment__project", "database", "schedule")
+        .prefetch_related(Prefetch("copies", queryset=copies))
+        .order_by("-created_at", "-id")
+    )
+
+
+def backup_get(*, organisation: Organisation, backup_id) -> Backup:
+    pk = parse_uuid(backup_id)
+    backup = (
+        backups_for_organisation(organisation=organisation).filter(pk=pk).first()
+        if pk is not None
+        else None
+    )
+    if backup is None:
+        raise NotFound(f"Backup {backup_id} not found.")
+    return backup
+
+
+def _by_reference(queryset: QuerySet, reference, *, slugs: bool):
+    """One object by UUID, or by slug when the caller allows slugs."""
+    pk = parse_uuid(reference)
+    if pk is not None:
+        return queryset.filter(pk=pk).first()
+    if slugs and reference:
+        return queryset.filter(slug=str(reference)).first()
+    return None
+
+
+def project_get(*, organisation: Organisation, reference, slugs: bool = True) -> Project:
+    project = _by_reference(
+        Project.objects.filter(organisation=organisation), reference, slugs=slugs
+    )
+    if project is None:
+        raise NotFound(f"Project {reference} not found.")
+    return project
+
+
+def environment_get(
+    *,
+    organisation: Organisation,
+    reference,
+    project: Project | str | None = None,
+    slugs: bool = False,
+) -> Environment:
+    """An environment by UUID, or by slug inside ``project`` (a Project, or its UUID or slug).
+
+    Environment slugs are unique per project only, so a slug needs the project.
+    """
+    queryset = Environment.objects.filter(project__organisation=organisation).select_related(
+        "project__organisation"
+    )
+    if project is not None:
+        if isinstance(project, Project):
+            queryset = queryset.filter(project=project)
+        else:
+            project_pk = parse_uuid(project)
+            queryset = (
+                queryset.filter(project_id=project_pk)
+                if project_pk is not None
+                else queryset.filter(project__slug=str(project))
+            )
+    environment = _by_reference(queryset, reference, slugs=slugs or project is not None)
+    if environment is None:
+        raise NotFound(f"Environment {reference} not found.")
+    return environment
+
+
+def database_get(
+    *, organisation: Organisation, reference, environment: Environment | None = None
+) -> Database:
+    """A database by UUID, or by slug inside ``environment``."""
+    queryset = Database.objects.filter(
+        environment__project__organisation=organisation
+    ).select_related("environment__project")
+    if environment is not None:
+        queryset = queryset.filter(environment=environment)
+    database = _by_reference(queryset, reference, slugs=environment is not None)
+    if database is None:
+        raise NotFound(f"Database {reference} not found.")
+    return database
+
+
+def destination_get(*, organisation: Organisation, reference) -> Destination:
+    """A destination by UUID (destinations have no slug)."""
+    destination = _by_reference(
+        Destination.objects.filter(organisation=organisation), reference, slugs=False
+    )
+    if destination is None:
+        raise NotFound(f"Backup destination {reference} not found.")
+    return destination
+
+
+def backups_for_project(*, organisation: Organisation, project: Project) -> QuerySet[Backup]:
+    return backups_for_organisation(organisation=organisation).filter(environment__project=project)
+
+
+def backups_for_environment(
+    *, organisation: Organisation, environment: Environment
+) -> QuerySet[Backup]:
+    return backups_for_organisation(organisation=organisation).filter(environment=environment)
+
+
+def backups_for_database(*, organisation: Organisation, database: Database) -> QuerySet[Backup]:
+    return backups_for_organisation(organisation=organisation).filter(database=database)
+
+
+def backups_for_destination(
+    *, organisation: Organisation, destination: Destination
+) -> QuerySet[Backup]:
+    """Backups with a copy in ``destination`` (one copy per destination, so no duplicates)."""
+    return backups_for_organisation(organisation=organisation).filter(
+        copies__destination=destination
+    )
+
+
+def primary_copy(backup: Backup) -> BackupCopy | None:
+    """The copy a single-location dialect shows: the first stored one, else the first one.
+
+    Reads the prefetched copies, so it costs no query on a list page.
+    """
+    copies = list(backup.copies.all())
+    for copy in copies:
+        if copy.status == "stored":
+            return copy
+    return copies[0] if copies else None
