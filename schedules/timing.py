@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 __all__ = [
     "CRON_PRESETS",
@@ -88,9 +88,14 @@ def validate_cron(expr: str, *, field: str = "cron") -> str:
     if re.search(r"\bH\b", normalised, re.IGNORECASE):
         raise ScheduleError(field, f"'{expr}' uses 'H', which is not standard cron.")
     try:
-        croniter(normalised)
+        it = croniter(normalised, datetime(2026, 1, 1))  # noqa: DTZ001 - wall-clock arithmetic
     except (ValueError, KeyError) as exc:
         raise ScheduleError(field, f"'{expr}' is not a valid cron expression ({exc}).") from exc
+    try:
+        it.get_next(datetime)
+    except CroniterBadDateError as exc:
+        # e.g. '0 0 30 2 *': valid fields, but no such date ever comes.
+        raise ScheduleError(field, f"'{expr}' never runs.") from exc
     return normalised
 
 

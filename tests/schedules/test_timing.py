@@ -44,6 +44,11 @@ def test_it_expands_common_macros_to_five_fields() -> None:
     assert validate_cron("@hourly") == "0 * * * *"
 
 
+def test_a_cron_that_fires_only_in_leap_years_is_valid() -> None:
+    assert validate_cron("0 0 29 2 *") == "0 0 29 2 *"
+    assert next_runs("0 0 29 2 *", "UTC", utc(2026, 11, 23), 1) == [utc(2028, 2, 29)]
+
+
 @pytest.mark.parametrize(
     ("expr", "fragment"),
     [
@@ -54,6 +59,7 @@ def test_it_expands_common_macros_to_five_fields() -> None:
         ("0 25 * * *", "not a valid cron expression"),
         ("H * * * *", "not standard cron"),
         ("every day", "has 2 fields"),
+        ("0 0 30 2 *", "never runs"),
     ],
 )
 def test_it_rejects_invalid_cron_with_a_clear_message(expr: str, fragment: str) -> None:
