@@ -12,7 +12,7 @@ import pytest
 
 from backups.engines import ConnectionSpec, DumpFailed, EngineError, RestoreFailed, get_engine
 from backups.engines.mysql import MySQLEngine, write_defaults_file
-from tests.fixtures.databases import dump_to_bytes, fill_mariadb, mariadb_server, table_checksums
+from tests.fixtures.databases import dump_to_bytes, fill_mariadb, table_checksums
 
 pytest_plugins = ["tests.fixtures.databases"]
 
@@ -161,9 +161,13 @@ def test_a_wrong_password_is_reported_clearly(password_user: ConnectionSpec) -> 
 
 
 @pytest.mark.mariadb
-def test_a_missing_database_fails_the_dump_with_a_clear_message() -> None:
+def test_a_missing_database_fails_the_dump_with_a_clear_message(
+    mariadb_spec: ConnectionSpec,
+) -> None:
+    gone = ConnectionSpec(**{**mariadb_spec.__dict__, "name": "sbx_test_gone"})
+
     with pytest.raises(DumpFailed, match="Unknown database 'sbx_test_gone'"):
-        engine.open_dump(mariadb_server("sbx_test_gone"))
+        engine.open_dump(gone)
 
 
 @pytest.mark.mariadb

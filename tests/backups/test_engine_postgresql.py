@@ -15,7 +15,6 @@ from backups.engines.postgresql import PostgreSQLEngine
 from tests.fixtures.databases import (
     dump_to_bytes,
     fill_postgres,
-    postgres_server,
     table_checksums,
 )
 
@@ -207,8 +206,11 @@ def test_a_database_dropped_during_the_dump_fails_with_the_tools_stderr(
 
 
 @pytest.mark.postgres
-def test_a_missing_database_fails_the_dump_with_a_clear_message() -> None:
-    spec = postgres_server("sbx_test_does_not_exist")
+def test_a_missing_database_fails_the_dump_with_a_clear_message(
+    postgres_spec: ConnectionSpec,
+) -> None:
+    # postgres_spec only proves the server is up; the dump targets a database that is not.
+    spec = ConnectionSpec(**{**postgres_spec.__dict__, "name": "sbx_test_does_not_exist"})
 
     with pytest.raises(DumpFailed, match='database "sbx_test_does_not_exist" does not exist'):
         engine.open_dump(spec)
