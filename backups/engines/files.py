@@ -30,7 +30,11 @@ def _walk(root: str):  # noqa: ANN202 - generator of (relative path, lstat resul
         dirnames.sort()
         for name in sorted(dirnames + filenames):
             path = os.path.join(dirpath, name)
-            yield os.path.relpath(path, root), os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # deleted while we walked: a live directory, not an error
+            yield os.path.relpath(path, root), st
 
 
 def _kind(mode: int) -> str | None:
@@ -85,7 +89,13 @@ class TarDump:
                         self.skipped.append(relpath)
                         continue
                     # recursive=False: _walk visits children; tarfile stores links as links.
-                    tar.add(os.path.join(self.root, relpath), arcname=relpath, recursive=False)
+                    path = os.path.join(self.root, relpath)
+                    try:
+                        tar.add(path, arcname=relpath, recursive=False)
+                    except FileNotFoundError:
+                        # Gone since the walk; tarfile opens the file before writing a header.
+                        self.skipped.append(relpath)
+                        continue
                     self.row_counts[kind] += 1
         except BaseException as exc:  # reported by finish()
             self._error = exc
