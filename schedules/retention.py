@@ -46,7 +46,8 @@ Safety rules, applied on top (a backup kept by any rule or safety rule is kept):
   (``failed more than 7 days ago``);
 - deleted backups are ignored (not in the plan);
 - ``no retention policy``: a series whose policy has no active rule keeps every
-  backup; an empty policy never deletes everything.
+  scheduled backup; an empty policy never deletes everything (a manual backup
+  past its own ``expires_at`` still goes).
 
 Every other completed backup is deleted as ``not kept by any rule``.
 
@@ -214,7 +215,7 @@ class RetentionPlan:
     bytes_freed: int
     kept_count: int
     deleted_count: int
-    _by_id: dict[Hashable, Decision] = field(default_factory=dict, repr=False)
+    _by_id: dict[Hashable, Decision] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_id = {decision.backup_id: decision for decision in self.decisions}
@@ -324,7 +325,7 @@ def plan_retention(
             (rule, count, days) for rule, count, days in rules if (count, days) != (None, None)
         ]
         if not active:
-            for backup in completed:
+            for backup in scheduled:
                 reasons.setdefault(id(backup), []).append("no retention policy")
                 bounds.setdefault(id(backup), []).append(None)
         for rule, count, days in active:

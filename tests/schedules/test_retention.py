@@ -194,6 +194,21 @@ def test_an_empty_policy_keeps_everything() -> None:
     assert reasons(plan, "h0") == ["no retention policy", "newest"]
 
 
+def test_an_empty_policy_still_honours_a_manual_backups_own_expiry() -> None:
+    expired = backup("m", NOW - timedelta(days=9), manual=True, expires_at=NOW - timedelta(days=1))
+    plan = plan_retention([*hourly_backups(2), expired], RetentionPolicy(), "UTC", NOW)
+    assert reasons(plan, "m") == ["expired"]
+    assert plan.deleted_count == 1
+
+
+def test_a_series_without_rules_keeps_everything_while_another_series_is_pruned() -> None:
+    backups = hourly_backups(3) + hourly_backups(3, kind="full", end=NOW - timedelta(minutes=5))
+    backups = [replace(b, id=f"{b.kind}-{b.id}") for b in backups]
+    plan = plan_retention(backups, RetentionPolicy(retain_db_hourly=1), "UTC", NOW)
+    assert plan.deleted_count == 2  # database h1, h2
+    assert reasons(plan, "full-h2") == ["no retention policy"]
+
+
 def test_a_policy_of_zeros_still_keeps_the_newest_backup() -> None:
     zeros = RetentionPolicy(retain_hourly=0, retain_daily=0, retain_weekly=0, retain_monthly=0)
     plan = plan_retention(hourly_backups(5), zeros, "UTC", NOW)
