@@ -1,0 +1,63 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.models import BackupStatus
+from backups.services import backup_claim, backup_request
+from backups.services import backup_execute as run
+from config.errors import ApplicationError
+from organizations.models import Database, Environment
+
+
+class Command(BaseCommand):
+    help = (
+        "Back up an environment or one database now. By default the backup runs in this "
+        "process and the command exits non-zero unless it completed; --enqueue hands it to "
+        "the workers instead."
+    )
+
+    def add_arguments(self, parser):
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--environment", help="Environment id")
+        target.add_argument("--database", help="Database id")
+        parser.add_argument(
+            "--kind", default="database", choices=["database", "filesystem", "full"]
+        )
+        parser.add_argument("--destination", action="append", help="Destination id (repeatable)")
+        parser.add_argument("--enqueue", action="store_true")
+
+    def handle(self, *args, environment, database, kind, destination, enqueue, **options):
+        db = None
+        if database:
+            db = Database.objects.select_related("environment").filter(pk=database).first()
+            if db is None:
+                raise CommandError(f"No database {database}.")
+            env = db.environment
+        else:
+            env = Environment.objects.filter(pk=environment).first()
+            if env is None:
+                raise CommandError(f"No environment {environment}.")
+        try:
+            backups = backup_request(
+                environment=env,
+                kind=kind,
+                database=db,
+                destination_ids=destination,
+                description="Backup from the command line",
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        failed = False
+        for backup in backups:
+            if enqueue:
+                self.stdout.write(f"{backup.id} {backup.name} enqueued")
+                continue
+            claimed = backup_claim(backup_id=backup.id)
+            if claimed is None:
+                self.stdout.write(f"{backup.id} {backup.name} was taken by a worker")
+                continue
+            done = run(backup=claimed)
+            self.stdout.write(f"{done.id} {done.name} {done.status} {done.size or 0} bytes")
+            if done.status != BackupStatus.COMPLETED:
+                self.stderr.write(done.message)
+                failed = True
+        if failed:
+            raise CommandError("At least one backup did not complete.")

@@ -1,0 +1,46 @@
+"""django-q2 entry points: they take ids and call one service."""
+
+import logging
+
+from backups.models import Backup, BackupStatus
+from backups.services import (
+    backup_claim,
+    backup_delete_artifacts,
+    backup_execute,
+    backup_verify,
+    backups_reap_stale,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def run_backup(backup_id: str) -> str:
+    backup = backup_claim(backup_id=backup_id)
+    if backup is None:
+        # Duplicate delivery, or aborted/handled by another worker: nothing to do.
+        logger.info("backup %s was not claimable; skipping", backup_id)
+        return "skipped"
+    return backup_execute(backup=backup).status
+
+
+def delete_backup(backup_id: str) -> str:
+    backup = Backup.objects.filter(pk=backup_id, status=BackupStatus.DELETING).first()
+    if backup is None:
+        return "skipped"
+    return backup_delete_artifacts(backup=backup).status
+
+
+def verify_backup(backup_id: str) -> bool:
+    return backup_verify(backup=Backup.objects.get(pk=backup_id))
+
+
+def reap_stale_backups() -> int:
+    return len(backups_reap_stale())
+
+
+def retry_pending_deletions() -> int:
+    """Deletions that failed on a destination are retried until they succeed."""
+    pending = Backup.objects.filter(status=BackupStatus.DELETING)
+    for backup in pending:
+        backup_delete_artifacts(backup=backup)
+    return pending.count()

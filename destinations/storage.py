@@ -1,0 +1,224 @@
+"""Artifact I/O on destinations: streaming writes (pipeline sinks), reads, stats, deletes.
+
+Everything goes through the backend's django-storages Storage, so local disk and S3 share
+one code path with production. Writes never leave a partial artifact under the final key:
+local writes go to a temporary name renamed on commit; S3 multipart uploads only become
+visible when completed and are aborted on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import queue
+import threading
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
+
+from destinations.backends import backend_for
+from destinations.models import Destination
+
+_EOF = object()
+
+
+class ArtifactMissing(Exception):
+    pass
+
+
+class LocalSink:
+    """Writes to ``<key>.partial-<id>``; commit fsyncs and renames it into place."""
+
+    def __init__(self, name: str, storage: FileSystemStorage, key: str):
+        self.name = name
+        self.key = key
+        self.final_path = Path(storage.path(key))
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = self.final_path.with_name(f".{self.final_path.name}.partial-{uuid.uuid4()}")
+        self._file = open(self.tmp_path, "xb")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+
+    def commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if self.final_path.exists():
+            self.abort()
+            raise FileExistsError(f"{self.key} already exists; refusing to overwrite it")
+        os.replace(self.tmp_path, self.final_path)
+        dir_fd = os.open(self.final_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp_path.unlink()
+
+
+class _QueueReader(io.RawIOBase):
+    """A read-only stream fed by another thread through a bounded queue."""
+
+    def __init__(self, depth: int = 4):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._buffer = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def feed(self, item) -> None:
+        self._queue.put(item)
+
+    def readinto(self, buffer) -> int:
+        while not self._buffer and not self._eof:
+            item = self._queue.get()
+            if item is _EOF:
+                self._eof = True
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                self._buffer = item
+        n = min(len(buffer), len(self._buffer))
+        buffer[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+class UploadAborted(Exception):
+    pass
+
+
+class StorageSink:
+    """Streams into ``storage.save()`` running on its own thread (S3 multipart upload)."""
+
+    def __init__(self, name: str, storage, key: str):
+        self.name = name
+        self.key = key
+        self._storage = storage
+        self._reader = _QueueReader()
+        self._error: BaseException | None = None
+        self._saved_as: str | None = None
+        self._thread = threading.Thread(target=self._upload, name=f"upload-{name}", daemon=True)
+        self._thread.start()
+
+    def _upload(self) -> None:
+        try:
+            self._saved_as = self._storage.save(self.key, File(self._reader, name=self.key))
+        except BaseException as exc:  # noqa: BLE001 - reported by commit()
+            self._error = exc
+
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        while self._thread.is_alive():
+            try:
+                self._reader._queue.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise self._error or UploadAborted("the upload stopped")
+
+    def commit(self) -> None:
+        self._reader.feed(_EOF)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._saved_as != self.key:
+            with contextlib.suppress(Exception):
+                self._storage.delete(self._saved_as)
+            raise FileExistsError(f"{self.key} already exists; refusing to overwrite it")
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._drain_and_fail()
+            self._thread.join(timeout=60)
+        if self._saved_as:
+            with contextlib.suppress(Exception):
+                self._storage.delete(self._saved_as)
+
+    def _drain_and_fail(self) -> None:
+        # Empty the queue so the failure marker fits, then make the uploader's next read
+        # raise: s3transfer then aborts the multipart upload.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._reader._queue.get_nowait()
+        self._reader.feed(UploadAborted("backup aborted"))
+
+
+def open_sink(destination: Destination, key: str, *, name: str | None = None):
+    storage = backend_for(destination).storage()
+    sink_name = name or str(destination.id)
+    if isinstance(storage, FileSystemStorage):
+        return LocalSink(sink_name, storage, key)
+    return StorageSink(sink_name, storage, key)
+
+
+def open_artifact_stream(destination: Destination, key: str) -> BinaryIO:
+    """A streaming reader of a stored artifact (never downloaded whole first)."""
+    storage = backend_for(destination).storage()
+    if isinstance(storage, FileSystemStorage):
+        try:
+            return open(storage.path(key), "rb")  # noqa: SIM115 - caller closes
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"{key} is missing from {destination.name}") from exc
+    client = storage.connection.meta.client
+    try:
+        response = client.get_object(Bucket=storage.bucket_name, Key=storage._normalize_name(key))
+    except client.exceptions.NoSuchKey as exc:
+        raise ArtifactMissing(f"{key} is missing from {destination.name}") from exc
+    return response["Body"]
+
+
+def artifact_size(destination: Destination, key: str) -> int | None:
+    """The stored size, or None when the artifact is not there."""
+    storage = backend_for(destination).storage()
+    if not storage.exists(key):
+        return None
+    return storage.size(key)
+
+
+def delete_artifact(destination: Destination, key: str) -> None:
+    storage = backend_for(destination).storage()
+    storage.delete(key)
+
+
+def discard_partial_artifacts(destination: Destination, key: str) -> int:
+    """Remove what an interrupted upload of ``key`` may have left behind.
+
+    Local: the ``.<name>.partial-*`` temporary files. S3: unfinished multipart uploads.
+    Returns how many were removed.
+    """
+    storage = backend_for(destination).storage()
+    removed = 0
+    if isinstance(storage, FileSystemStorage):
+        final = Path(storage.path(key))
+        if final.parent.is_dir():
+            for leftover in final.parent.glob(f".{final.name}.partial-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+                    removed += 1
+        return removed
+    client = storage.connection.meta.client
+    object_key = storage._normalize_name(key)
+    listing = client.list_multipart_uploads(Bucket=storage.bucket_name, Prefix=object_key)
+    for upload in listing.get("Uploads", []):
+        if upload["Key"] == object_key:
+            client.abort_multipart_upload(
+                Bucket=storage.bucket_name, Key=object_key, UploadId=upload["UploadId"]
+            )
+            removed += 1
+    return removed
