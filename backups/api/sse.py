@@ -1,0 +1,253 @@
+"""Server-Sent Event streams of backup and restore progress (seed 003).
+
+The views are ordinary DRF views, so authentication, tenancy, roles, 404s and the
+error body are exactly those of every other endpoint; only a successful answer is
+a ``StreamingHttpResponse`` over an async generator. Under ASGI (uvicorn) the
+generator runs on the event loop and reads the row through ``sync_to_async`` every
+``POLL_SECONDS``, so an open stream costs no thread while it waits. Under WSGI
+Django consumes the generator to its end before answering, which is fine for
+finished work and for tests, not for following a live backup.
+
+The stream sends ``event: progress`` whenever the progress changes, a final
+``event: done`` or ``event: failed``, then closes. A stream opened after the work
+finished sends the final event at once. A client that goes away cancels the
+generator (Django cancels the response task on ``http.disconnect``); after
+``MAX_SECONDS`` the stream says ``event: timeout`` and closes so that nothing
+lives forever: ``EventSource`` reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backups import selectors
+from backups.models import Backup
+from backups.progress import backup_final_event_name, backup_progress_event
+from config.errors import NotFound
+from organizations.api.common import errors, get_or_404, uuid_path
+from organizations.tenancy import TenantViewSetMixin, restrict
+from restores.models import Restore, RestoreStatus
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
+MAX_SECONDS = float(getattr(settings, "STRONGBOX_SSE_MAX_SECONDS", 3600))
+
+# Streams currently open in this process (a disconnect must bring it back down).
+open_streams = 0
+
+Loader = Callable[[], tuple[dict, str | None]]
+
+
+def sse_message(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+async def event_stream(load: Loader) -> AsyncIterator[bytes]:
+    """Poll ``load()`` (a sync function returning ``(event, final_name)``) until final."""
+    global open_streams
+    open_streams += 1
+    loop = asyncio.get_running_loop()
+    started = last_sent = loop.time()
+    previous = None
+    load_async = sync_to_async(load, thread_sensitive=True)
+    try:
+        while True:
+            event, final = await load_async()
+            now = loop.time()
+            if final is not None:
+                yield sse_message(final, event)
+                return
+            if event != previous:
+                yield sse_message("progress", event)
+                previous, last_sent = event, now
+            elif now - last_sent >= KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                last_sent = now
+            if now - started >= MAX_SECONDS:
+                yield sse_message(
+                    "timeout",
+                    {**event, "message": "The stream reached its maximum duration; reconnect."},
+                )
+                return
+            await asyncio.sleep(POLL_SECONDS)
+    except asyncio.CancelledError:
+        logger.debug("progress stream closed by the client")
+        raise
+    finally:
+        open_streams -= 1
+
+
+# --- progress of a restore ------------------------------------------------------------------
+
+
+def restore_progress_event(restore: Restore) -> dict:
+    """The same shape as ``backup_progress_event``."""
+    if restore.status == RestoreStatus.COMPLETED:
+        percent = 100.0
+    elif restore.bytes_total:
+        percent = min(99.0, round(100.0 * restore.bytes_done / restore.bytes_total, 1))
+    else:
+        percent = None
+    return {
+        "status": restore.status,
+        "phase": restore.phase or None,
+        "bytesDone": restore.bytes_done,
+        "bytesTotal": restore.bytes_total,
+        "percent": percent,
+        "message": restore.message,
+    }
+
+
+def restore_final_event_name(restore: Restore) -> str | None:
+    return {RestoreStatus.COMPLETED: "done", RestoreStatus.FAILED: "failed"}.get(restore.status)
+
+
+def _backup_loader(backup_id) -> Loader:
+    def load():
+        backup = Backup.objects.filter(pk=backup_id).first()
+        if backup is None:
+            return {"status": "deleted", "message": "The backup no longer exists."}, "failed"
+        return backup_progress_event(backup), backup_final_event_name(backup)
+
+    return load
+
+
+def _restore_loader(restore_id) -> Loader:
+    def load():
+        restore = Restore.objects.filter(pk=restore_id).first()
+        if restore is None:
+            return {"status": "failed", "message": "The restore no longer exists."}, "failed"
+        return restore_progress_event(restore), restore_final_event_name(restore)
+
+    return load
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets a client ask for ``text/event-stream``; only error bodies are ever rendered."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode()
+
+
+SSE_EXAMPLE = (
+    'event: progress\ndata: {"status": "in-progress", "phase": "UPLOAD", "bytesDone": 1048576, '
+    '"bytesTotal": 1945663, "percent": 53.9, "message": ""}\n\n'
+    'event: done\ndata: {"status": "completed", "phase": "VERIFY", "bytesDone": 1945663, '
+    '"bytesTotal": 1945663, "percent": 100.0, "message": "Stored in 1 destination."}\n\n'
+)
+
+
+def _stream_schema(summary: str, description: str, what: str):
+    return extend_schema(
+        summary=summary,
+        description=description
+        + " Events: `progress` (JSON `{status, phase, bytesDone, bytesTotal, percent, "
+        "message}`), then a final `done` or `failed`; `timeout` when the stream reached its "
+        "maximum duration.",
+        parameters=[uuid_path("id", f"{what} UUID")],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description=f"SSE stream of {what.lower()} progress",
+                examples=[OpenApiExample("Stream", value=SSE_EXAMPLE)],
+            ),
+            **errors(404),
+        },
+        tags=["seed 003: progress"],
+    )
+
+
+class _ProgressView(TenantViewSetMixin, APIView):
+    renderer_classes = [EventStreamRenderer, JSONRenderer]
+
+    def loader(self, id) -> Loader:  # noqa: A002 - the documented name
+        raise NotImplementedError
+
+    def get(self, request, id):  # noqa: A002 - the documented name
+        response = StreamingHttpResponse(
+            event_stream(self.loader(id)), content_type="text/event-stream"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+        return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Errors are JSON whatever the client accepted.
+        if isinstance(response, Response):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class BackupProgressView(_ProgressView):
+    @_stream_schema(
+        "Stream backup progress (SSE)",
+        "Streams backup progress events as Server-Sent Events until the backup completes or fails.",
+        "Backup",
+    )
+    def get(self, request, id):  # noqa: A002
+        return super().get(request, id)
+
+    def loader(self, id) -> Loader:  # noqa: A002
+        backup = selectors.backup_get(organisation=self.tenant.organisation, backup_id=id)
+        return _backup_loader(backup.pk)
+
+
+class BackupRestoreProgressView(_ProgressView):
+    """The latest restore of a backup."""
+
+    @_stream_schema(
+        "Stream restore progress (SSE)",
+        "Streams restore progress events as Server-Sent Events until the restore completes "
+        "or fails (the latest restore of this backup).",
+        "Backup",
+    )
+    def get(self, request, id):  # noqa: A002
+        return super().get(request, id)
+
+    def loader(self, id) -> Loader:  # noqa: A002
+        organisation = self.tenant.organisation
+        backup = selectors.backup_get(organisation=organisation, backup_id=id)
+        restore = (
+            restrict(Restore.objects.filter(backup=backup), organisation)
+            .order_by("-created_at")
+            .first()
+        )
+        if restore is None:
+            raise NotFound("This backup has not been restored.")
+        return _restore_loader(restore.pk)
+
+
+class RestoreProgressView(_ProgressView):
+    @_stream_schema(
+        "Stream the progress of a restore (SSE)",
+        "Streams the restore's progress events as Server-Sent Events until it completes or fails.",
+        "Restore",
+    )
+    def get(self, request, id):  # noqa: A002
+        return super().get(request, id)
+
+    def loader(self, id) -> Loader:  # noqa: A002
+        restore = get_or_404(self.restrict(Restore.objects.all()), id, what="Restore")
+        return _restore_loader(restore.pk)
