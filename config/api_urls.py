@@ -5,6 +5,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("organizations.api.urls")),
     path("", include("backups.api.dialects.seed003")),
-    path("", include("backups.api.dialects.seed003")),
     path("", include("backups.api.urls")),
 ]
