@@ -1,6 +1,16 @@
-"""Test profile: in-memory app database unless DATABASE_URL is set, fast hashing."""
+"""Test profile: fast hashing, a fixed master key, and a file-based SQLite test database
+(unless DATABASE_URL is set) so that real worker processes and live servers started by a
+test can share it with the test process."""
+
+import os
 
 from .local import *  # noqa: F403
+from .local import DATABASES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STRONGBOX_MASTER_KEY = "test-master-key"
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("STRONGBOX_TEST_SQLITE", str(VAR_DIR / "test-db.sqlite3"))
+    }
