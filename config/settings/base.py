@@ -64,7 +64,7 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "strongbox.sqlite3",
+        "NAME": env_str("STRONGBOX_SQLITE_PATH", str(VAR_DIR / "strongbox.sqlite3")),
         "OPTIONS": {"timeout": 30},
     }
 }

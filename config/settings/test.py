@@ -11,6 +11,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STRONGBOX_MASTER_KEY = "test-master-key"
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("STRONGBOX_TEST_SQLITE", str(VAR_DIR / "test-db.sqlite3"))
-    }
+    # One file per test run (several may run at once); exported so that a worker process a
+    # test starts can open the same database through STRONGBOX_SQLITE_PATH.
+    _test_db = os.environ.setdefault(
+        "STRONGBOX_TEST_SQLITE", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")
+    )
+    DATABASES["default"]["TEST"] = {"NAME": _test_db}
