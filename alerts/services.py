@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from alerts import notifiers
-from alerts.models import Alert, NotificationChannel, NotificationDelivery, Severity
+from alerts.models import Alert, AlertKind, NotificationChannel, NotificationDelivery, Severity
 from organizations.models import Organisation
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,10 @@ def alert_raise(
     Only a new alert is notified; a recurrence updates the open one (occurrences, last
     seen, latest title/message/severity/backup) so a failing nightly does not flood.
     """
+    if kind not in AlertKind.values or severity not in Severity.values:
+        raise ValueError(f"Unknown alert kind {kind!r} or severity {severity!r}.")
+    # Titles are often built from error text; a long one must not turn into a DataError.
+    title = title[: Alert._meta.get_field("title").max_length]
     if environment is None:
         if backup is not None:
             environment = backup.environment
@@ -109,7 +113,7 @@ def alert_raise(
         if restore is not None:
             changes["restore"] = restore
         if _open_alerts(organisation=organisation, dedup_key=key).update(**changes):
-            return _open_alerts(organisation=organisation, dedup_key=key).get()
+            break
         try:
             with transaction.atomic():
                 alert = Alert.objects.create(
@@ -129,7 +133,7 @@ def alert_raise(
             continue
         transaction.on_commit(partial(_enqueue_notifications, alert.pk), robust=True)
         return alert
-    # Only reachable if the open alert vanished between two passes (resolved meanwhile).
+    # The row just counted (it may have been resolved or dismissed a moment later).
     return Alert.objects.filter(organisation=organisation, dedup_key=key).latest("last_seen_at")
 
 
@@ -159,7 +163,10 @@ def alert_resolve(
 
 
 def alert_dismiss(*, alert: Alert, user=None) -> Alert:
-    """Hide an alert from the active list. Dismissing twice keeps the first time."""
+    """Hide an alert from the active list. Dismissing twice keeps the first time.
+
+    ``user`` is accepted for the callers' sake; the model does not record who yet.
+    """
     Alert.objects.filter(pk=alert.pk, dismissed_at__isnull=True).update(dismissed_at=timezone.now())
     alert.refresh_from_db(fields=["dismissed_at"])
     return alert

@@ -14,6 +14,8 @@ import pytest
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
+from alerts.services import DELIVERY_TASK
+
 
 @dataclass
 class ReceivedRequest:
@@ -124,26 +126,22 @@ def smtp_sink():
 
 
 @pytest.fixture
-def queued_tasks():
-    """queued_tasks() -> [(func, args)] waiting in django-q2's ORM broker."""
+def queued_deliveries():
+    """queued_deliveries() -> [(func, args)] of delivery tasks waiting in the ORM broker."""
 
     def read():
-        return [
-            (task["func"], task["args"])
-            for task in (SignedPackage.loads(q.payload) for q in OrmQ.objects.order_by("id"))
-        ]
+        tasks = (SignedPackage.loads(q.payload) for q in OrmQ.objects.order_by("id"))
+        return [(t["func"], t["args"]) for t in tasks if t["func"] == DELIVERY_TASK]
 
     return read
 
 
 @pytest.fixture
-def scheduled_tasks():
-    """scheduled_tasks() -> [(schedule, args)] of one-off django-q2 schedules."""
+def scheduled_retries():
+    """scheduled_retries() -> [(schedule, args)] of delivery attempts scheduled for later."""
 
     def read():
-        return [
-            (s, ast.literal_eval(s.args))
-            for s in Schedule.objects.filter(schedule_type=Schedule.ONCE).order_by("next_run")
-        ]
+        schedules = Schedule.objects.filter(func=DELIVERY_TASK).order_by("next_run")
+        return [(s, ast.literal_eval(s.args)) for s in schedules]
 
     return read

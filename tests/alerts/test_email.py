@@ -81,7 +81,9 @@ def test_it_delivers_through_a_real_smtp_server_on_loopback(inbox, alert, settin
     assert b"Occurrences:  3" in received["data"]
 
 
-def test_an_unreachable_mail_server_is_logged_and_retried(inbox, alert, settings, scheduled_tasks):
+def test_an_unreachable_mail_server_is_logged_and_retried(
+    inbox, alert, settings, scheduled_retries
+):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
@@ -93,4 +95,4 @@ def test_an_unreachable_mail_server_is_logged_and_retried(inbox, alert, settings
 
     delivery = NotificationDelivery.objects.get(alert=alert)
     assert "ConnectionRefusedError" in delivery.error
-    assert [args[2] for _, args in scheduled_tasks()] == [2]
+    assert [args[2] for _, args in scheduled_retries()] == [2]

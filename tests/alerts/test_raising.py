@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alerts.models import Alert, AlertKind, NotificationChannel, Severity
@@ -169,7 +170,7 @@ def test_a_new_alert_is_queued_once_for_each_enabled_channel_on_commit(
     organisation,
     other_organisation,
     failed_backup,
-    queued_tasks,
+    queued_deliveries,
     django_capture_on_commit_callbacks,
 ):
     email = factories.NotificationChannelFactory(
@@ -181,9 +182,9 @@ def test_a_new_alert_is_queued_once_for_each_enabled_channel_on_commit(
 
     with django_capture_on_commit_callbacks(execute=True):
         alert = raise_backup_failed(failed_backup)
-        assert queued_tasks() == []  # nothing leaves before the caller's transaction commits
+        assert queued_deliveries() == []  # nothing leaves before the caller's transaction commits
 
-    assert sorted(queued_tasks()) == sorted(
+    assert sorted(queued_deliveries()) == sorted(
         [
             (DELIVERY_TASK, (str(email.pk), str(alert.pk), 1)),
             (DELIVERY_TASK, (str(hook.pk), str(alert.pk), 1)),
@@ -192,7 +193,7 @@ def test_a_new_alert_is_queued_once_for_each_enabled_channel_on_commit(
 
 
 def test_a_recurrence_is_not_notified_again(
-    organisation, failed_backup, queued_tasks, django_capture_on_commit_callbacks
+    organisation, failed_backup, queued_deliveries, django_capture_on_commit_callbacks
 ):
     factories.NotificationChannelFactory(organisation=organisation)
     raise_backup_failed(failed_backup)
@@ -201,7 +202,7 @@ def test_a_recurrence_is_not_notified_again(
         raise_backup_failed(failed_backup)
 
     assert callbacks == []
-    assert queued_tasks() == []
+    assert queued_deliveries() == []
 
 
 def test_a_broken_task_queue_does_not_fail_the_caller(
@@ -229,3 +230,47 @@ def test_last_seen_moves_forward_with_each_occurrence(failed_backup, monkeypatch
 
     assert second.last_seen_at == later
     assert second.first_seen_at == first.first_seen_at
+
+
+def test_a_failed_restore_is_keyed_by_its_target_database(organisation, environment, database):
+    restore = factories.RestoreFactory(
+        backup=factories.BackupFactory(environment=environment, database=database),
+        target_database=database,
+    )
+
+    alert = alert_raise(
+        organisation=organisation,
+        kind=AlertKind.RESTORE_FAILED,
+        title="Restore into orders failed",
+        restore=restore,
+    )
+
+    assert alert.dedup_key == f"restore_failed:database:{database.pk}"
+    assert alert.environment == environment
+    assert alert.restore == restore
+
+
+def test_the_database_refuses_a_second_open_alert_for_one_cause(organisation):
+    factories.AlertFactory(organisation=organisation, dedup_key="wal_lag:database:1")
+    factories.AlertFactory(
+        organisation=organisation, dedup_key="wal_lag:database:1", resolved_at=timezone.now()
+    )
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        factories.AlertFactory(organisation=organisation, dedup_key="wal_lag:database:1")
+
+
+def test_an_unknown_kind_is_a_programming_error(organisation):
+    with pytest.raises(ValueError, match="Unknown alert kind"):
+        alert_raise(organisation=organisation, kind="backup_exploded", title="?")
+
+
+def test_a_long_title_is_shortened_rather_than_failing_the_caller(organisation, environment):
+    alert = alert_raise(
+        organisation=organisation,
+        kind=AlertKind.WAL_LAG,
+        title="WAL archiving lags: " + "x" * 1000,
+        environment=environment,
+    )
+
+    assert len(alert.title) == 300

@@ -85,13 +85,13 @@ def test_a_channel_without_a_secret_sends_no_signature(organisation, alert, webh
 
 
 def test_it_retries_after_a_500_with_backoff_then_succeeds(
-    hook, alert, webhook_receiver, scheduled_tasks
+    hook, alert, webhook_receiver, scheduled_retries
 ):
     webhook_receiver.respond_with(500)
 
     assert deliver(hook, alert) is False
 
-    [(retry, args)] = scheduled_tasks()
+    [(retry, args)] = scheduled_retries()
     assert retry.func == DELIVERY_TASK
     assert args == (str(hook.pk), str(alert.pk), 2)
     wait = retry.next_run - timezone.now()
@@ -104,7 +104,7 @@ def test_it_retries_after_a_500_with_backoff_then_succeeds(
 
     assert attempts(alert) == [(1, False, 500), (2, True, 200)]
     assert len(webhook_receiver.requests) == 2
-    assert len(scheduled_tasks()) == 1  # success schedules nothing more
+    assert len(scheduled_retries()) == 1  # success schedules nothing more
 
 
 def test_the_backoff_grows_fourfold_per_attempt():
@@ -116,23 +116,23 @@ def test_the_backoff_grows_fourfold_per_attempt():
     ]
 
 
-def test_it_gives_up_after_the_last_attempt(hook, alert, webhook_receiver, scheduled_tasks):
+def test_it_gives_up_after_the_last_attempt(hook, alert, webhook_receiver, scheduled_retries):
     webhook_receiver.respond_with(*[503] * MAX_DELIVERY_ATTEMPTS)
 
     for attempt in range(1, MAX_DELIVERY_ATTEMPTS + 1):
         assert deliver(hook, alert, attempt) is False
 
-    assert [args[2] for _, args in scheduled_tasks()] == [2, 3, 4, 5]
+    assert [args[2] for _, args in scheduled_retries()] == [2, 3, 4, 5]
     assert [row[1:] for row in attempts(alert)] == [(False, 503)] * MAX_DELIVERY_ATTEMPTS
 
 
-def test_a_client_error_is_logged_and_not_retried(hook, alert, webhook_receiver, scheduled_tasks):
+def test_a_client_error_is_logged_and_not_retried(hook, alert, webhook_receiver, scheduled_retries):
     webhook_receiver.respond_with(401)
 
     deliver(hook, alert)
 
     assert attempts(alert) == [(1, False, 401)]
-    assert scheduled_tasks() == []
+    assert scheduled_retries() == []
 
 
 def test_an_attempt_delivered_twice_is_sent_once(hook, alert, webhook_receiver):
@@ -148,8 +148,8 @@ def test_a_dead_endpoint_does_not_fail_the_raise_and_is_logged_as_failed(
     organisation,
     environment,
     dead_url,
-    queued_tasks,
-    scheduled_tasks,
+    queued_deliveries,
+    scheduled_retries,
     django_capture_on_commit_callbacks,
 ):
     factories.NotificationChannelFactory(organisation=organisation, target=dead_url)
@@ -162,17 +162,17 @@ def test_a_dead_endpoint_does_not_fail_the_raise_and_is_logged_as_failed(
             environment=environment,
         )
 
-    [(func, args)] = queued_tasks()
+    [(func, args)] = queued_deliveries()
     assert (func, args[1:]) == (DELIVERY_TASK, (str(alert.pk), 1))
     assert deliver_notification(*args) is False
     delivery = NotificationDelivery.objects.get(alert=alert)
     assert delivery.status_code is None
     assert "Cannot connect" in delivery.error
-    assert [args[2] for _, args in scheduled_tasks()] == [2]
+    assert [args[2] for _, args in scheduled_retries()] == [2]
 
 
 def test_a_receiver_that_never_answers_times_out_and_is_retried(
-    organisation, alert, settings, scheduled_tasks
+    organisation, alert, settings, scheduled_retries
 ):
     settings.STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = 0.3
     with socket.socket() as silent:  # the kernel accepts the connection; nobody replies
@@ -187,10 +187,10 @@ def test_a_receiver_that_never_answers_times_out_and_is_retried(
 
     delivery = NotificationDelivery.objects.get(alert=alert)
     assert "timed out" in delivery.error
-    assert len(scheduled_tasks()) == 1
+    assert len(scheduled_retries()) == 1
 
 
-def test_it_refuses_urls_that_are_not_http(organisation, alert, scheduled_tasks):
+def test_it_refuses_urls_that_are_not_http(organisation, alert, scheduled_retries):
     channel = factories.NotificationChannelFactory(
         organisation=organisation, target="file:///etc/passwd"
     )
@@ -199,7 +199,7 @@ def test_it_refuses_urls_that_are_not_http(organisation, alert, scheduled_tasks)
 
     delivery = NotificationDelivery.objects.get(alert=alert)
     assert "Not an http(s) URL" in delivery.error
-    assert scheduled_tasks() == []
+    assert scheduled_retries() == []
 
 
 def test_a_channel_of_another_organisation_is_never_sent_this_alert(
@@ -222,3 +222,22 @@ def test_a_disabled_channel_sends_nothing(hook, alert, webhook_receiver):
 
     assert webhook_receiver.requests == []
     assert attempts(alert) == []
+
+
+def test_django_q2s_scheduler_turns_a_due_retry_into_a_queued_task(
+    hook, alert, webhook_receiver, scheduled_retries, queued_deliveries, monkeypatch
+):
+    from django_q import scheduler as django_q_scheduler
+
+    # The scheduler closes "old" connections, which would close the test's transaction.
+    monkeypatch.setattr(django_q_scheduler, "close_old_django_connections", lambda: None)
+    webhook_receiver.respond_with(502)
+    deliver(hook, alert)
+    [(retry, args)] = scheduled_retries()
+    retry.next_run = timezone.now() - timedelta(seconds=1)
+    retry.save()
+
+    django_q_scheduler.scheduler()
+
+    assert queued_deliveries() == [(DELIVERY_TASK, args)]
+    assert scheduled_retries() == []  # a one-off schedule is gone once it has fired
