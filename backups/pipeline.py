@@ -5,8 +5,10 @@ No Django imports, so it can be tested and benchmarked on plain streams.
 Threads and memory: a reader thread pulls ~chunk_size pieces from the source into a bounded
 queue; the calling thread compresses (zstd's own worker threads do the heavy lifting),
 encrypts, hashes and hands each artifact chunk to one bounded queue per sink; each sink has
-its own writer thread. Memory is therefore about chunk_size * queue_depth * (1 + sinks)
-whatever the source size, and the slowest healthy sink paces the source (backpressure).
+its own writer thread. Every queued item is at most about chunk_size, so memory is about
+chunk_size * queue_depth * (1 + sinks) plus zstd's own window and job buffers (a few tens of
+MiB at -3 with 2 threads, as for the zstd CLI), whatever the source size; the slowest
+healthy sink paces the source (backpressure).
 Reading the dump's pipe on its own thread matters: compressing on the thread that reads the
 pipe stalls the dump process.
 
@@ -222,7 +224,7 @@ def _pollable_fd(source: BinaryIO) -> int | None:
 
 
 def _reader(run: _Run, source: BinaryIO, out: queue.Queue[object], chunk_size: int) -> None:
-    """Source -> queue of chunks of chunk_size..2*chunk_size bytes; then _EOF or the error."""
+    """Source -> queue of chunks of about chunk_size bytes; then _EOF or the error."""
     fd = _pollable_fd(source)
     # On a pipe, read1 returns what one system call gives (64 KiB at a time) instead of
     # blocking until a whole chunk arrived, so the stop flag is seen between calls.
@@ -389,7 +391,15 @@ def run_pipeline(
 
     def encrypt(data: bytes, *, final: bool) -> None:
         if envelope is None:
-            emit(data)
+            # zstd's worker threads return output in bursts of several MiB; split them so
+            # every queued item stays within chunk_size.
+            size = options.chunk_size
+            if len(data) <= size:
+                emit(data)
+            else:
+                view = memoryview(data)
+                for start in range(0, len(data), size):
+                    emit(bytes(view[start : start + size]))
             return
         sealed.extend(data)
         # Keep at least one byte back until EOF: only then do we know which chunk is final.

@@ -44,6 +44,7 @@ class MemorySink:
         self.name = name
         self.buffer = bytearray()
         self.writes = 0
+        self.largest_write = 0
         self.committed = False
         self.aborted = False
         self._fail_after = fail_after
@@ -53,6 +54,7 @@ class MemorySink:
         if self._fail_after is not None and self.writes >= self._fail_after:
             raise OSError(f"{self.name}: disk full")
         self.writes += 1
+        self.largest_write = max(self.largest_write, len(chunk))
         self.buffer += chunk
 
     def commit(self) -> None:
@@ -164,6 +166,21 @@ def test_it_round_trips_every_compression_and_encryption(compression, encrypted,
     assert read_back(artifact) == data
     assert artifact.startswith(b"SBXE1") == encrypted
     assert pipeline_threads() == []
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_it_hands_sinks_chunks_no_bigger_than_chunk_size(encrypted):
+    # zstd's worker threads emit multi-MiB bursts; they must not reach the queues whole.
+    data = text_bytes(12 << 20)
+    sink = MemorySink("a")
+    options = PipelineOptions(
+        chunk_size=64 << 10, queue_depth=2, encryption_key=KEY if encrypted else None
+    )
+
+    run_pipeline(io.BytesIO(data), [sink], options)
+
+    assert sink.largest_write <= (64 << 10) + 4 + 16 + 5  # frame length, tag (or magic)
+    assert read_back(bytes(sink.buffer)) == data
 
 
 def test_it_writes_what_the_standard_tools_read():
