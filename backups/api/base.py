@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
@@ -116,6 +118,40 @@ def filter_parameters(dialect: FilterDialect, *, exclude: tuple[str, ...] = ()):
             )
         )
     return parameters
+
+
+class EnumComponentField(serializers.ChoiceField):
+    """A choice field whose values are one named enum component of the schema."""
+
+    component_name = "Enum"
+
+
+def enum_field(component_name: str, values, **kwargs) -> serializers.ChoiceField:
+    """A choice field documented as the enum component ``component_name``.
+
+    Dialects reuse field names (``status``) with different vocabularies; naming the
+    enums keeps drf-spectacular from inventing hashed names for them.
+    """
+    field_class = type(
+        f"{component_name}Field", (EnumComponentField,), {"component_name": component_name}
+    )
+    return field_class(choices=list(values), **kwargs)
+
+
+class EnumComponentFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = EnumComponentField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        name = self.target.component_name
+        component = ResolvedComponent(
+            name=name,
+            type=ResolvedComponent.SCHEMA,
+            object=name,
+            schema={"type": "string", "enum": list(self.target.choices)},
+        )
+        auto_schema.registry.register_on_missing(component)
+        return component.ref
 
 
 # Seed 003's error body, the default for dialects whose document shows none.

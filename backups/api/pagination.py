@@ -192,7 +192,7 @@ def marker_cursor(scope: QuerySet, marker: str, *, param: str = "marker") -> Cur
         raise _invalid(
             param, "Enter the id (a UUID) of the last item of the previous page."
         ) from None
-    row = scope.filter(pk=pk).values_list("created_at", "id").first()
+    row = scope.filter(pk=pk).prefetch_related(None).values_list("created_at", "id").first()
     if row is None:
         raise _invalid(param, f"No backup with id {pk}.")
     return Cursor(Keyset(created_at=row[0], id=row[1]))
@@ -215,7 +215,9 @@ def previous_marker(
     descending = order == "desc"
     before = queryset.filter(_beyond(first, descending=not descending, inclusive=inclusive))
     ids = list(
-        _ordered(before, descending=not descending).values_list("id", flat=True)[: limit + 1]
+        _ordered(before, descending=not descending)
+        .prefetch_related(None)
+        .values_list("id", flat=True)[: limit + 1]
     )
     if not ids:
         return False, None

@@ -13,7 +13,13 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from backups.api.base import DialectAPIView, filter_parameters, iso_millis_z, iso_seconds_offset
+from backups.api.base import (
+    DialectAPIView,
+    enum_field,
+    filter_parameters,
+    iso_millis_z,
+    iso_seconds_offset,
+)
 from backups.api.pagination import MAX_LIMIT, decode_cursor, keyset_paginate
 from backups.filters import FilterDialect, backups_filter
 from backups.models import Backup, BackupMethod, BackupStatus
@@ -70,8 +76,8 @@ class Seed000Query(serializers.Serializer):
 
 class Seed000Backup(serializers.Serializer):
     backupId = serializers.CharField(help_text="The backup's unique readable name.")  # noqa: N815
-    status = serializers.ChoiceField(choices=BackupStatus.values)
-    type = serializers.ChoiceField(choices=BackupMethod.values)
+    status = enum_field("BackupStatus", BackupStatus.values)
+    type = enum_field("Seed000BackupType", BackupMethod.values)
     engine = serializers.CharField()
     description = serializers.CharField()
     createdAt = serializers.DateTimeField()  # noqa: N815
