@@ -1,0 +1,23 @@
+from destinations.api.views import DestinationViewSet
+from organizations.api.common import routes
+
+
+def _view(actions):
+    return lambda **kw: DestinationViewSet.as_view(actions, **kw)
+
+
+urlpatterns = [
+    *routes(
+        "api/backup-destinations",
+        _view({"get": "list", "post": "create"}),
+        "api-backup-destinations",
+    ),
+    *routes(
+        "api/backup-destinations/<str:id>",
+        _view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        "api-backup-destination",
+    ),
+    *routes(
+        "api/backup-destinations/<str:id>/test", _view({"post": "test"}), "api-destination-test"
+    ),
+]

@@ -1,0 +1,185 @@
+"""Writes to destinations: create, update, delete, and the connection test.
+
+A destination's parameters are split by its backend: the ``sensitive_parameters``
+go to ``secrets`` (encrypted at rest, never shown back), the others to ``config``.
+Every problem is an ``InvalidInput`` naming ``parameters.<name>``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import Conflict, InvalidInput
+from destinations.backends import BACKENDS
+from destinations.models import Destination
+from organizations.models import Organisation
+
+PROBE_PREFIX = ".strongbox-probe"
+
+
+def _backend_class(kind: str):
+    try:
+        return BACKENDS[kind]
+    except KeyError:
+        allowed = ", ".join(sorted(BACKENDS))
+        message = f"Unknown destination kind {kind!r}; use one of {allowed}."
+        raise InvalidInput(message, fields={"kind": [message]}) from None
+
+
+def _split(kind: str, parameters: Mapping) -> tuple[dict, dict]:
+    backend = _backend_class(kind)
+    problems = {}
+    config, secrets = {}, {}
+    for name, value in parameters.items():
+        if value is not None and not isinstance(value, str):
+            problems[f"parameters.{name}"] = [f"{name} must be a string."]
+            continue
+        target = secrets if name in backend.sensitive_parameters else config
+        if value not in (None, ""):
+            target[name] = value.strip() if name not in backend.sensitive_parameters else value
+    if problems:
+        raise InvalidInput("Invalid destination parameters.", fields=problems)
+    return config, secrets
+
+
+def _validate(kind: str, config: dict, secrets: dict) -> None:
+    problems = _backend_class(kind).validate(config, secrets)
+    if problems:
+        fields = {f"parameters.{name}": [problem] for name, problem in sorted(problems.items())}
+        message = " ".join(problem for _, problem in sorted(problems.items()))
+        raise InvalidInput(message, fields=fields)
+
+
+def _check_name(organisation: Organisation, name: str, exclude=None) -> None:
+    clash = Destination.objects.filter(organisation=organisation, name=name)
+    if exclude is not None:
+        clash = clash.exclude(pk=exclude.pk)
+    if clash.exists():
+        message = f"A destination called {name!r} already exists."
+        raise InvalidInput(message, fields={"name": [message]})
+
+
+def destination_create(
+    *,
+    organisation: Organisation,
+    name: str,
+    kind: str,
+    parameters: Mapping,
+    is_default: bool = False,
+) -> Destination:
+    config, secrets = _split(kind, parameters)
+    _validate(kind, config, secrets)
+    _check_name(organisation, name)
+    return Destination.objects.create(
+        organisation=organisation,
+        name=name,
+        kind=kind,
+        config=config,
+        secrets=secrets,
+        is_default=is_default,
+    )
+
+
+def destination_update(
+    *,
+    destination: Destination,
+    name: str | None = None,
+    parameters: Mapping | None = None,
+    is_default: bool | None = None,
+) -> Destination:
+    """Change a destination. ``parameters`` are merged: a parameter left out keeps its value
+    (so secrets need not be sent again), ``null`` or ``""`` removes it."""
+    if name is not None and name != destination.name:
+        _check_name(destination.organisation, name, exclude=destination)
+        destination.name = name
+    if parameters is not None:
+        backend = _backend_class(destination.kind)
+        config, secrets = dict(destination.config), dict(destination.secrets)
+        new_config, new_secrets = _split(destination.kind, parameters)
+        for key, value in parameters.items():
+            if value in (None, ""):
+                target = secrets if key in backend.sensitive_parameters else config
+                target.pop(key, None)
+        config.update(new_config)
+        secrets.update(new_secrets)
+        _validate(destination.kind, config, secrets)
+        destination.config, destination.secrets = config, secrets
+    if is_default is not None:
+        destination.is_default = is_default
+    destination.save()
+    return destination
+
+
+def destination_delete(*, destination: Destination) -> None:
+    """Refuse while artifacts or schedules still depend on the destination."""
+    from backups.models import CopyStatus
+
+    held = destination.copies.exclude(status=CopyStatus.DELETED).count()
+    if held:
+        raise Conflict(
+            f"{destination.name} still holds {held} backup copy(ies); delete those backups first."
+        )
+    with transaction.atomic():
+        destination.copies.all().delete()  # records of copies already deleted
+        destination.delete()
+
+
+@dataclass(frozen=True)
+class DestinationTestResult:
+    ok: bool
+    message: str
+    step: str | None  # where it failed: write, read, compare or delete
+    duration_ms: int
+
+
+def destination_test(*, destination: Destination) -> DestinationTestResult:
+    """Write, read back and delete a small probe object through the backend's Storage.
+
+    Records the outcome on the destination (``last_checked_at``/``last_check_error``).
+    """
+    from destinations.backends import backend_for
+
+    started = time.monotonic()
+    payload = f"strongbox connection test {uuid.uuid4()}\n".encode()
+    key = f"{PROBE_PREFIX}/{uuid.uuid4().hex}.txt"
+    step = "connect"
+    saved = None
+    error = ""
+    try:
+        storage = backend_for(destination).storage()
+        step = "write"
+        saved = storage.save(key, ContentFile(payload))
+        step = "read"
+        with storage.open(saved, "rb") as probe:
+            read_back = probe.read()
+        if read_back != payload:
+            step = "compare"
+            raise OSError("the object read back differs from the one written")
+        step = "delete"
+        storage.delete(saved)
+        saved = None
+    except Exception as exc:  # noqa: BLE001 - any backend failure is the test's answer
+        error = f"{step} failed: {type(exc).__name__}: {exc}"
+        if saved is not None and step != "delete":
+            try:
+                storage.delete(saved)
+            except Exception:  # noqa: BLE001, S110 - best effort; the real error is reported
+                pass
+    duration_ms = int((time.monotonic() - started) * 1000)
+    Destination.objects.filter(pk=destination.pk).update(
+        last_checked_at=timezone.now(), last_check_error=error
+    )
+    destination.refresh_from_db(fields=["last_checked_at", "last_check_error"])
+    if error:
+        return DestinationTestResult(False, error, step, duration_ms)
+    where = backend_for(destination).describe()
+    return DestinationTestResult(
+        True, f"Wrote, read back and deleted a probe object in {where}.", None, duration_ms
+    )
