@@ -5,5 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("organizations.api.urls")),
     path("", include("backups.api.dialects.seed003")),
+    path("", include("destinations.api.urls")),
     path("", include("backups.api.urls")),
 ]
