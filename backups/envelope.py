@@ -118,6 +118,8 @@ class EnvelopeReader(io.RawIOBase):
         except UnicodeDecodeError as exc:
             raise ArtifactCorrupt("envelope key id is not UTF-8") from exc
         self._prefix = rest[_U32.size :]
+        # The header is authenticated with the first chunk; until then this only bounds memory.
+        self._max_frame = min(_U32.unpack(rest[: _U32.size])[0] + TAG_SIZE, MAX_CHUNK_SIZE)
         if key_for is None:
             raise ValueError(f"artifact is encrypted (key id {self.key_id!r}) but no key was given")
         key = key_for(self.key_id)
@@ -139,7 +141,7 @@ class EnvelopeReader(io.RawIOBase):
         if len(raw_len) != _U32.size:
             raise ArtifactCorrupt("truncated chunk length")
         length = _U32.unpack(raw_len)[0]
-        if not TAG_SIZE <= length <= MAX_CHUNK_SIZE:
+        if not TAG_SIZE <= length <= self._max_frame:
             raise ArtifactCorrupt(f"implausible chunk length {length}")
         frame = _read_exact(self._stream, length)
         if len(frame) != length:
@@ -148,7 +150,8 @@ class EnvelopeReader(io.RawIOBase):
 
     def _open_next(self) -> None:
         frame = self._next
-        assert frame is not None  # noqa: S101 - guarded by self._done
+        if frame is None:  # unreachable: _done is set once the final chunk was opened
+            raise ArtifactCorrupt("read past the final chunk")
         self._next = self._read_frame()
         final = self._next is None
         nonce = self._prefix + _U32.pack(self._index)

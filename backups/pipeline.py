@@ -99,7 +99,7 @@ class Sink(Protocol):
 class PipelineOptions:
     compression: str = "zstd"  # "zstd" | "gzip" | "none"
     level: int = 3
-    threads: int = 2  # zstd worker threads
+    threads: int = 2  # zstd worker threads (0: compress on the pipeline thread, -1: all CPUs)
     encryption_key: bytes | None = None  # 32 bytes => AES-256-GCM envelope
     key_id: str = ""  # stored in the envelope header so the reader can find the key
     chunk_size: int = 1 << 20
@@ -110,12 +110,12 @@ class PipelineOptions:
             raise ValueError(f"compression must be one of {COMPRESSIONS}")
         if self.compression == "gzip" and not 0 <= self.level <= 9:
             raise ValueError("gzip level must be 0..9")
-        if self.compression == "zstd" and not -7 <= self.level <= 22:
-            raise ValueError("zstd level must be -7..22")
+        if self.compression == "zstd" and not -(1 << 17) <= self.level <= 22:
+            raise ValueError("zstd level must be at most 22")
         if self.encryption_key is not None and len(self.encryption_key) != KEY_SIZE:
             raise ValueError(f"encryption_key must be {KEY_SIZE} bytes")
-        if self.chunk_size <= 0 or self.queue_depth <= 0 or self.threads < 0:
-            raise ValueError("chunk_size and queue_depth must be positive, threads >= 0")
+        if self.chunk_size <= 0 or self.queue_depth <= 0 or self.threads < -1:
+            raise ValueError("chunk_size and queue_depth must be positive, threads >= -1")
 
 
 @dataclass
@@ -292,7 +292,7 @@ class _SinkWorker:
                     try:
                         self.sink.commit()
                         self.committed = True
-                    except Exception as exc:  # noqa: BLE001 - reported per sink
+                    except BaseException as exc:  # noqa: BLE001 - reported per sink
                         self._fail(exc)
                 return
             if item is _ABORT:
@@ -304,7 +304,7 @@ class _SinkWorker:
             if self.alive and not self._run.stop.is_set():
                 try:
                     self.sink.write(item)  # type: ignore[arg-type]
-                except Exception as exc:  # noqa: BLE001 - reported per sink
+                except BaseException as exc:  # noqa: BLE001 - a dead worker would stall the run
                     self._fail(exc)
 
     def finish(self, item: object) -> None:

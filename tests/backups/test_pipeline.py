@@ -551,3 +551,36 @@ def test_it_detects_a_truncated_container():
         with pytest.raises(ArtifactCorrupt):
             for _, member in iter_container(io.BytesIO(out.getvalue()[:-cut])):
                 member.read()
+
+
+def test_it_fails_the_container_when_a_member_stream_fails_on_close():
+    class DumpStdout(io.BytesIO):
+        def close(self) -> None:
+            super().close()
+            raise RuntimeError("pg_dump exited with status 1")
+
+    sink = MemorySink("a")
+
+    with container_source([("db", lambda: DumpStdout(b"partial"))]) as source:
+        with pytest.raises(PipelineError, match="status 1"):
+            run_pipeline(source, [sink])
+
+    assert sink.aborted and not sink.committed
+
+
+def test_it_survives_a_sink_that_raises_in_abort():
+    class Clumsy(MemorySink):
+        def abort(self) -> None:
+            raise OSError("cannot delete partial upload")
+
+    good, clumsy = MemorySink("good"), Clumsy("clumsy", fail_after=0)
+
+    result = run_pipeline(io.BytesIO(b"dump"), [good, clumsy])
+
+    assert result.committed == ["good"]
+    assert result.failed == {"clumsy": "clumsy: disk full"}
+
+
+def test_it_rejects_a_key_that_is_not_256_bits():
+    with pytest.raises(ValueError, match="32 bytes"):
+        PipelineOptions(encryption_key=b"short")
