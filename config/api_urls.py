@@ -6,5 +6,6 @@ urlpatterns = [
     path("", include("organizations.api.urls")),
     path("", include("backups.api.dialects.seed003")),
     path("", include("destinations.api.urls")),
+    path("", include("schedules.api.urls")),
     path("", include("backups.api.urls")),
 ]

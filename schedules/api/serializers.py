@@ -1,0 +1,165 @@
+"""Seed 003 schedule bodies. Types are checked here; meaning (cron, timezone,
+destinations, rules) in ``schedules.services``."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from schedules.models import RETENTION_FIELDS
+from schedules.services import api_name
+
+
+def _retention_fields(*, read_only: bool = False) -> dict:
+    return {
+        api_name(name): serializers.IntegerField(
+            source=name,
+            min_value=0,
+            required=False,
+            allow_null=True,
+            read_only=read_only,
+        )
+        for name in RETENTION_FIELDS
+    }
+
+
+class Seed003IntervalRuleSerializer(serializers.Serializer):
+    """A seed 001 schedule rule (``day``: 0 = Monday)."""
+
+    interval = serializers.ChoiceField(choices=["hourly", "daily", "weekly"])
+    minute = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=59))
+    hour = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=23), required=False, allow_null=True
+    )
+    day = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=6), required=False, allow_null=True
+    )
+
+
+_FREQUENCY_HELP = (
+    "A preset name (hourly, every-6-hours, every-12-hours, daily, weekly, monthly) that sets "
+    "the cron, `custom` (the cron says when) or empty (not scheduled)."
+)
+
+Seed003ScheduleInputSerializer = type(
+    "Seed003ScheduleInputSerializer",
+    (serializers.Serializer,),
+    {
+        "__module__": __name__,
+        "__doc__": "Every field is optional: a field left out keeps its current value.",
+        "dbCron": serializers.CharField(
+            required=False, allow_blank=True, help_text="5-field cron for database backups."
+        ),
+        "dbFrequency": serializers.CharField(
+            required=False, allow_blank=True, help_text=_FREQUENCY_HELP
+        ),
+        "fullCron": serializers.CharField(
+            required=False, allow_blank=True, help_text="5-field cron for full backups."
+        ),
+        "fullFrequency": serializers.CharField(
+            required=False, allow_blank=True, help_text=_FREQUENCY_HELP
+        ),
+        "destinationIds": serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="Backup destination UUIDs."
+        ),
+        "enabled": serializers.BooleanField(required=False),
+        "paused": serializers.BooleanField(required=False),
+        "timezone": serializers.CharField(
+            required=False, help_text="IANA timezone the crons run in, e.g. Europe/London."
+        ),
+        **_retention_fields(),
+        "walEnabled": serializers.BooleanField(required=False),
+        "walRetentionDays": serializers.IntegerField(min_value=1, required=False, allow_null=True),
+        "schedules": Seed003IntervalRuleSerializer(
+            many=True,
+            required=False,
+            help_text="Extension: seed 001 interval rules (one per interval) for database "
+            "backups; replaces the current rules.",
+        ),
+    },
+)
+
+
+class _ScheduleBaseSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    environmentId = serializers.UUIDField(source="environment_id")  # noqa: N815
+    dbCron = serializers.CharField(source="db_cron")  # noqa: N815
+    dbFrequency = serializers.CharField(source="db_frequency")  # noqa: N815
+    fullCron = serializers.CharField(source="full_cron")  # noqa: N815
+    fullFrequency = serializers.CharField(source="full_frequency")  # noqa: N815
+    destinationIds = serializers.SerializerMethodField()  # noqa: N815
+    enabled = serializers.BooleanField()
+    paused = serializers.BooleanField()
+    timezone = serializers.CharField()
+    walEnabled = serializers.BooleanField(source="wal_enabled")  # noqa: N815
+    walRetentionDays = serializers.IntegerField(source="wal_retention_days", allow_null=True)  # noqa: N815
+    schedules = serializers.SerializerMethodField()
+    nextDbRun = serializers.SerializerMethodField()  # noqa: N815
+    nextFullRun = serializers.SerializerMethodField()  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    updatedAt = serializers.DateTimeField(source="updated_at")  # noqa: N815
+
+    def get_destinationIds(self, obj) -> list[str]:  # noqa: N802
+        return sorted(str(d.pk) for d in obj.destinations.all())
+
+    @extend_schema_field(Seed003IntervalRuleSerializer(many=True))
+    def get_schedules(self, obj) -> list[dict]:
+        return [rule.as_seed() for rule in obj.interval_rules.all()]
+
+    def get_nextDbRun(self, obj) -> str | None:  # noqa: N802
+        runs = self.context["next_runs"]["db"]
+        return runs[0].isoformat() if runs else None
+
+    def get_nextFullRun(self, obj) -> str | None:  # noqa: N802
+        runs = self.context["next_runs"]["full"]
+        return runs[0].isoformat() if runs else None
+
+
+Seed003ScheduleSerializer = type(
+    "Seed003ScheduleSerializer",
+    (_ScheduleBaseSerializer,),
+    {"__module__": __name__, **_retention_fields(read_only=True)},
+)
+
+
+Seed003RetentionPreviewInputSerializer = type(
+    "Seed003RetentionPreviewInputSerializer",
+    (serializers.Serializer,),
+    {
+        "__module__": __name__,
+        "__doc__": "Proposed retention settings; a field left out keeps the schedule's value, "
+        "null clears it.",
+        **_retention_fields(),
+        "timezone": serializers.CharField(
+            required=False,
+            help_text="Extension: bucket in this timezone instead of the schedule's.",
+        ),
+    },
+)
+
+
+class Seed003RetentionBackupSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    trigger = serializers.CharField()
+    size = serializers.IntegerField()
+    createdAt = serializers.DateTimeField()  # noqa: N815
+    reasons = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Every rule that keeps it (e.g. `daily 2026-11-20`), or why it goes.",
+    )
+    reason = serializers.CharField(help_text="The first of `reasons`.")
+    expiresAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+
+
+class Seed003RetentionPreviewSerializer(serializers.Serializer):
+    deleted = Seed003RetentionBackupSerializer(many=True)
+    kept = Seed003RetentionBackupSerializer(many=True)
+    deletedCount = serializers.IntegerField()  # noqa: N815
+    keptCount = serializers.IntegerField()  # noqa: N815
+    bytesFreed = serializers.IntegerField()  # noqa: N815
+    timezone = serializers.CharField()
+    policy = serializers.DictField(
+        child=serializers.IntegerField(allow_null=True),
+        help_text="The effective retain* settings the preview used.",
+    )

@@ -1,0 +1,200 @@
+"""Seed 003 schedule endpoints: get, create-or-update, retention preview."""
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework.response import Response
+
+from backups.api.dialects.seed003 import TYPE_OF_KIND
+from backups.selectors import environment_get
+from organizations.api.common import TenantViewSet, errors, uuid_path
+from organizations.models import Role
+from schedules import selectors, services
+from schedules.api import serializers as s
+from schedules.models import RETENTION_FIELDS
+
+ENV_ID = uuid_path("env_id", "Environment UUID")
+TAGS = ["seed 003: schedules"]
+
+SCHEDULE_EXAMPLE = {
+    "dbCron": "0 2 * * *",
+    "dbFrequency": "daily",
+    "fullCron": "0 3 * * 0",
+    "fullFrequency": "weekly",
+    "destinationIds": ["c3d4e5f6-0000-4000-8000-000000000001"],
+    "enabled": True,
+    "paused": False,
+    "timezone": "Europe/London",
+    "retainDaily": 7,
+    "retainWeekly": 4,
+    "retainMonthly": 6,
+    "walEnabled": False,
+    "walRetentionDays": None,
+}
+
+
+class ScheduleViewSet(TenantViewSet):
+    required_roles = {"retention_preview": Role.VIEWER, "upsert": Role.ADMIN}
+
+    def environment(self):
+        return environment_get(
+            organisation=self.tenant.organisation, reference=self.kwargs["env_id"]
+        )
+
+    def _render(self, schedule):
+        context = {"next_runs": selectors.schedule_next_runs(schedule)}
+        return s.Seed003ScheduleSerializer(schedule, context=context).data
+
+    @extend_schema(
+        operation_id="environment_backup_schedule_retrieve",
+        summary="Get backup schedule",
+        description="Returns the current backup schedule for the environment, or 404 if no "
+        "schedule exists.",
+        parameters=[ENV_ID],
+        responses={200: s.Seed003ScheduleSerializer, **errors(404)},
+        tags=TAGS,
+    )
+    def retrieve(self, request, env_id):
+        schedule = selectors.schedule_get(environment=self.environment())
+        return Response(self._render(schedule))
+
+    @extend_schema(
+        operation_id="environment_backup_schedule_update",
+        summary="Create or update backup schedule",
+        description="Creates or updates the automated backup schedule for the environment "
+        "including frequency, retention, and PITR settings. A field left out keeps its "
+        "value. An invalid cron, timezone or unknown destination is a 400 naming the field. "
+        "Needs the admin role.",
+        parameters=[ENV_ID],
+        request=s.Seed003ScheduleInputSerializer,
+        responses={200: s.Seed003ScheduleSerializer, **errors(400, 404)},
+        examples=[OpenApiExample("Schedule", value=SCHEDULE_EXAMPLE, request_only=True)],
+        tags=TAGS,
+    )
+    def upsert(self, request, env_id):
+        environment = self.environment()
+        body = s.Seed003ScheduleInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        fields = {
+            name: data.pop(name)
+            for name in (*RETENTION_FIELDS, "enabled", "paused", "wal_enabled")
+            if name in data
+        }
+        for api_field, name in (
+            ("walEnabled", "wal_enabled"),
+            ("walRetentionDays", "wal_retention_days"),
+        ):
+            if api_field in data:
+                fields[name] = data.pop(api_field)
+        schedule, _ = services.schedule_upsert(
+            environment=environment,
+            db_cron=data.get("dbCron"),
+            db_frequency=data.get("dbFrequency"),
+            full_cron=data.get("fullCron"),
+            full_frequency=data.get("fullFrequency"),
+            timezone=data.get("timezone"),
+            destination_ids=data.get("destinationIds"),
+            interval_rules=(
+                [dict(rule) for rule in data["schedules"]] if "schedules" in data else None
+            ),
+            **fields,
+        )
+        schedule = selectors.schedule_get(environment=environment)
+        return Response(self._render(schedule))
+
+    @extend_schema(
+        operation_id="environment_backup_schedule_retention_preview",
+        summary="Preview retention policy impact",
+        description="Simulates retention policy changes and returns which backups would be "
+        "deleted and which kept, each with the rule that keeps it or the reason it goes, and "
+        "the bytes freed. Nothing is deleted.",
+        parameters=[ENV_ID],
+        request=s.Seed003RetentionPreviewInputSerializer,
+        responses={200: s.Seed003RetentionPreviewSerializer, **errors(400, 404)},
+        examples=[
+            OpenApiExample(
+                "Proposal", value={"retainDaily": 7, "retainWeekly": 4}, request_only=True
+            ),
+            OpenApiExample(
+                "Preview",
+                response_only=True,
+                value={
+                    "deleted": [
+                        {
+                            "id": "1f0e…",
+                            "name": "quant-gov-dashboard-staging-2026-11-01T02-00-00-000Z",
+                            "type": "db",
+                            "status": "completed",
+                            "trigger": "scheduled",
+                            "size": 1945663,
+                            "createdAt": "2026-11-01T02:00:00Z",
+                            "reasons": ["not kept by any rule"],
+                            "reason": "not kept by any rule",
+                            "expiresAt": "2026-11-23T10:00:00Z",
+                        }
+                    ],
+                    "kept": [
+                        {
+                            "id": "8d1e…",
+                            "name": "quant-gov-dashboard-staging-2026-11-20T02-00-00-000Z",
+                            "type": "db",
+                            "status": "completed",
+                            "trigger": "scheduled",
+                            "size": 1945663,
+                            "createdAt": "2026-11-20T02:00:00Z",
+                            "reasons": ["daily 2026-11-20", "weekly 2026-W47"],
+                            "reason": "daily 2026-11-20",
+                            "expiresAt": None,
+                        }
+                    ],
+                    "deletedCount": 1,
+                    "keptCount": 1,
+                    "bytesFreed": 1945663,
+                    "timezone": "Europe/London",
+                    "policy": {"retainDaily": 7, "retainWeekly": 4},
+                },
+            ),
+        ],
+        tags=TAGS,
+    )
+    def retention_preview(self, request, env_id):
+        environment = self.environment()
+        body = s.Seed003RetentionPreviewInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        overrides = {
+            services.api_name(name): value
+            for name, value in body.validated_data.items()
+            if name in RETENTION_FIELDS
+        }
+        preview = selectors.retention_preview(
+            environment=environment,
+            overrides=overrides,
+            tz=body.validated_data.get("timezone"),
+            now=timezone.now(),
+        )
+        deleted, kept = [], []
+        for decision in preview.plan.decisions:
+            backup = preview.backups[decision.backup_id]
+            row = {
+                "id": backup.pk,
+                "name": backup.name,
+                "type": TYPE_OF_KIND.get(backup.kind, backup.kind),
+                "status": backup.status,
+                "trigger": backup.trigger,
+                "size": backup.size or 0,
+                "createdAt": backup.created_at,
+                "reasons": decision.reasons,
+                "reason": decision.reasons[0] if decision.reasons else "",
+                "expiresAt": decision.expires_at,
+            }
+            (kept if decision.keep else deleted).append(row)
+        data = {
+            "deleted": deleted,
+            "kept": kept,
+            "deletedCount": preview.plan.deleted_count,
+            "keptCount": preview.plan.kept_count,
+            "bytesFreed": preview.plan.bytes_freed,
+            "timezone": preview.timezone,
+            "policy": preview.policy.to_api(),
+        }
+        return Response(s.Seed003RetentionPreviewSerializer(data).data)

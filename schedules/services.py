@@ -1,0 +1,172 @@
+"""Writes to schedules: create or update an environment's schedule, fully validated.
+
+Validation lives here, not in a serializer, so the API, the UI and the admin share
+it. Every error is an ``InvalidInput`` naming the field as seed 003 spells it
+(``dbCron``, ``timezone``, ``destinationIds``, ``schedules[0].hour``…).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+
+from config.errors import InvalidInput
+from destinations.models import Destination
+from organizations.models import Environment
+from schedules import timing
+from schedules.models import RETENTION_FIELDS, IntervalRule, Schedule
+
+# What ``dbFrequency``/``fullFrequency`` accept besides the preset names: ``custom``
+# (the cron field says when) and an empty value (not scheduled).
+EXTRA_FREQUENCIES = ("custom", "")
+
+_PLAIN_FIELDS = ("enabled", "paused", "wal_enabled", "wal_retention_days", *RETENTION_FIELDS)
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", fields={field: [message]})
+
+
+def _check_frequency(value: str, field: str) -> str:
+    if value in timing.FREQUENCY_PRESETS or value in EXTRA_FREQUENCIES:
+        return value
+    allowed = ", ".join([*timing.FREQUENCY_PRESETS, "custom"])
+    raise _invalid(field, f"'{value}' is not a frequency; use one of {allowed}.")
+
+
+def _destinations(environment: Environment, ids: list) -> list[Destination]:
+    owned = Destination.objects.filter(organisation=environment.project.organisation)
+    found: list[Destination] = []
+    unknown: list[str] = []
+    for raw in ids:
+        try:
+            pk = uuid.UUID(str(raw))
+        except ValueError:
+            unknown.append(str(raw))
+            continue
+        destination = owned.filter(pk=pk).first()
+        if destination is None:
+            unknown.append(str(raw))
+        elif destination not in found:
+            found.append(destination)
+    if unknown:
+        raise InvalidInput(
+            f"destinationIds: unknown destination(s): {', '.join(unknown)}.",
+            fields={
+                "destinationIds": [f"No destination {u!r} in this organisation." for u in unknown]
+            },
+        )
+    return found
+
+
+def schedule_upsert(
+    *,
+    environment: Environment,
+    db_cron: str | None = None,
+    db_frequency: str | None = None,
+    full_cron: str | None = None,
+    full_frequency: str | None = None,
+    timezone: str | None = None,
+    destination_ids: list | None = None,
+    interval_rules: list[dict] | None = None,
+    **fields,
+) -> tuple[Schedule, bool]:
+    """Create or update the environment's schedule; returns ``(schedule, created)``.
+
+    Arguments left as None keep the current value (or the model default on create).
+    An empty cron or frequency string clears it. ``fields`` are the remaining model
+    fields (``enabled``, ``paused``, ``wal_*`` and the ``retain_*`` family).
+    ``interval_rules`` are seed 001 rules (``{interval, minute, hour, day}``) and
+    replace the current ones.
+    """
+    unknown = set(fields) - set(_PLAIN_FIELDS)
+    if unknown:
+        raise TypeError(f"schedule_upsert() got unexpected fields: {', '.join(sorted(unknown))}")
+    try:
+        crons = {
+            "db_cron": timing.validate_cron(db_cron, field="dbCron") if db_cron else db_cron,
+            "full_cron": (
+                timing.validate_cron(full_cron, field="fullCron") if full_cron else full_cron
+            ),
+        }
+        if timezone is not None:
+            timezone = timing.validate_timezone(timezone).key
+        rules = (
+            timing.validate_interval_rules(interval_rules, path="schedules")
+            if interval_rules is not None
+            else None
+        )
+    except timing.ScheduleError as exc:
+        raise _invalid(exc.field, exc.message) from None
+    frequencies = {
+        "db_frequency": (
+            _check_frequency(db_frequency, "dbFrequency") if db_frequency is not None else None
+        ),
+        "full_frequency": (
+            _check_frequency(full_frequency, "fullFrequency")
+            if full_frequency is not None
+            else None
+        ),
+    }
+    # A preset frequency sent without a cron (or with an empty one) sets the cron it
+    # stands for, so the stored cron is always the one that runs; an empty frequency
+    # without a cron unschedules the kind.
+    for kind in ("db", "full"):
+        frequency = frequencies[f"{kind}_frequency"]
+        if frequency in timing.FREQUENCY_PRESETS and not crons[f"{kind}_cron"]:
+            crons[f"{kind}_cron"] = timing.FREQUENCY_PRESETS[frequency]
+        elif frequency == "" and crons[f"{kind}_cron"] is None:
+            crons[f"{kind}_cron"] = ""
+    for name in RETENTION_FIELDS + ("wal_retention_days",):
+        value = fields.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise _invalid(api_name(name), "Must be a non-negative integer or null.")
+    destinations = (
+        _destinations(environment, destination_ids) if destination_ids is not None else None
+    )
+
+    with transaction.atomic():
+        schedule = Schedule.objects.select_for_update().filter(environment=environment).first()
+        created = schedule is None
+        if created:
+            schedule = Schedule(environment=environment)
+        for name, value in {**crons, **frequencies}.items():
+            if value is not None:
+                setattr(schedule, name, value)
+        if timezone is not None:
+            schedule.timezone = timezone
+        for name, value in fields.items():
+            if name in ("enabled", "paused", "wal_enabled") and value is None:
+                continue
+            setattr(schedule, name, value)
+        if schedule.wal_enabled and not schedule.wal_retention_days:
+            raise _invalid("walRetentionDays", "Required (at least 1) when walEnabled is true.")
+        for kind in ("db", "full"):
+            frequency = getattr(schedule, f"{kind}_frequency")
+            if frequency == "custom" and not getattr(schedule, f"{kind}_cron"):
+                raise _invalid(f"{kind}Cron", f"Required when {kind}Frequency is custom.")
+        schedule.save()
+        if destinations is not None:
+            schedule.destinations.set(destinations)
+        if rules is not None:
+            schedule.interval_rules.all().delete()
+            IntervalRule.objects.bulk_create(
+                IntervalRule(
+                    schedule=schedule,
+                    interval=rule.interval,
+                    minute=rule.minute,
+                    hour=rule.hour,
+                    day=rule.day,
+                )
+                for rule in rules
+            )
+    return schedule, created
+
+
+def api_name(name: str) -> str:
+    """Seed 003's camelCase name of a model field (``retain_db_daily`` → ``retainDbDaily``)."""
+    head, *rest = name.split("_")
+    return head + "".join("Db" if part == "db" else part.title() for part in rest)
