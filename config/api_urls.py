@@ -7,5 +7,6 @@ urlpatterns = [
     path("", include("backups.api.dialects.seed003")),
     path("", include("destinations.api.urls")),
     path("", include("schedules.api.urls")),
+    path("", include("alerts.api.urls")),
     path("", include("backups.api.urls")),
 ]
