@@ -8,5 +8,6 @@ urlpatterns = [
     path("", include("destinations.api.urls")),
     path("", include("schedules.api.urls")),
     path("", include("alerts.api.urls")),
+    path("", include("restores.api.urls")),
     path("", include("backups.api.urls")),
 ]

@@ -1,0 +1,18 @@
+from organizations.api.common import routes
+from restores.api.views import RestoreViewSet
+
+
+def _view(actions):
+    return lambda **kw: RestoreViewSet.as_view(actions, **kw)
+
+
+urlpatterns = [
+    *routes("api/backups/<str:id>/restore", _view({"post": "create"}), "seed003-restore"),
+    *routes("api/environments/<str:env_id>/pitr", _view({"get": "pitr"}), "seed003-pitr"),
+    *routes(
+        "api/environments/<str:environmentId>/restore-logs",
+        _view({"get": "restore_logs"}),
+        "seed003-restore-logs",
+    ),
+    *routes("api/restores/<str:id>", _view({"get": "retrieve"}), "restore"),
+]

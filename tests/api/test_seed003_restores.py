@@ -1,0 +1,121 @@
+"""Seed 003 restores: the trigger validates then answers 501; PITR 501; restore logs."""
+
+import uuid
+
+import pytest
+
+from backups.models import BackupStatus
+from organizations.models import Role
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def backup(environment):
+    return factories.BackupFactory(environment=environment)
+
+
+def _restore(client, backup, body):
+    return client.post(f"/api/backups/{backup.id}/restore", body, format="json")
+
+
+def test_a_valid_restore_request_answers_501_with_a_clear_message(client_for, organisation, backup):
+    response = _restore(
+        client_for(organisation, Role.OPERATOR),
+        backup,
+        {"backupId": str(backup.id), "targetType": "same"},
+    )
+    assert response.status_code == 501
+    error = response.json()["error"]
+    assert error["code"] == "not_implemented"
+    assert "not available" in error["message"]
+
+
+def test_target_type_new_is_a_422(client_for, organisation, backup):
+    response = _restore(client_for(organisation, Role.OPERATOR), backup, {"targetType": "new"})
+    assert response.status_code == 422
+    assert (
+        response.json()["error"]["message"]
+        == "targetType 'new' is disabled until orchestration exists"
+    )
+
+
+def test_other_needs_a_target_environment(client_for, organisation, backup):
+    response = _restore(client_for(organisation, Role.OPERATOR), backup, {"targetType": "other"})
+    assert response.status_code == 400
+    assert "targetEnvironmentId" in response.json()["error"]["fields"]
+
+
+def test_another_organisations_target_environment_is_a_400(
+    client_for, organisation, other_organisation, backup
+):
+    foreign = factories.EnvironmentFactory(
+        project=factories.ProjectFactory(organisation=other_organisation)
+    )
+    response = _restore(
+        client_for(organisation, Role.OPERATOR),
+        backup,
+        {"targetType": "other", "targetEnvironmentId": str(foreign.id)},
+    )
+    assert response.status_code == 400
+    assert "targetEnvironmentId" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"targetType": "elsewhere"}, "targetType"),
+        ({"pitrTimestamp": "yesterday"}, "pitrTimestamp"),
+        ({"backupId": str(uuid.uuid4())}, "backupId"),
+        ({"targetType": "other", "targetEnvironmentId": "nope"}, "targetEnvironmentId"),
+    ],
+)
+def test_bad_restore_bodies_are_a_400_naming_the_field(
+    client_for, organisation, backup, body, field
+):
+    response = _restore(client_for(organisation, Role.OPERATOR), backup, body)
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+
+
+def test_a_backup_that_is_not_completed_cannot_be_restored(client_for, organisation, environment):
+    failed = factories.BackupFactory(environment=environment, status=BackupStatus.FAILED)
+    response = _restore(client_for(organisation, Role.OPERATOR), failed, {})
+    assert response.status_code == 409
+
+
+def test_a_viewer_cannot_restore(client_for, organisation, backup):
+    assert _restore(client_for(organisation, Role.VIEWER), backup, {}).status_code == 403
+
+
+def test_pitr_coverage_answers_501(client_for, organisation, environment):
+    response = client_for(organisation, Role.VIEWER).get(f"/api/environments/{environment.id}/pitr")
+    assert response.status_code == 501
+    assert "not available yet" in response.json()["error"]["message"]
+
+
+def test_restore_logs_list_restores_from_or_into_the_environment(
+    client_for, organisation, project, environment, backup
+):
+    other_env = factories.EnvironmentFactory(project=project, name="Production", slug="prod")
+    into_other = factories.RestoreFactory(
+        backup=backup, target_environment=other_env, target_type="other", status="completed"
+    )
+    same = factories.RestoreFactory(backup=backup, status="completed")
+    unrelated = factories.RestoreFactory(
+        backup=factories.BackupFactory(environment=other_env), status="completed"
+    )
+    client = client_for(organisation, Role.VIEWER)
+    body = client.get(f"/api/environments/{environment.id}/restore-logs").json()
+    assert {r["id"] for r in body["results"]} == {str(into_other.id), str(same.id)}
+    assert body["count"] == 2 and body["limit"] == 50
+    as_target = client.get(f"/api/environments/{other_env.id}/restore-logs").json()
+    assert {r["id"] for r in as_target["results"]} == {str(into_other.id), str(unrelated.id)}
+    one = client.get(f"/api/restores/{same.id}").json()
+    assert one["backupName"] == backup.name and one["percent"] == 100.0
+
+
+def test_another_organisations_restore_is_not_found(client_for, other_organisation, backup):
+    restore = factories.RestoreFactory(backup=backup)
+    assert client_for(other_organisation).get(f"/api/restores/{restore.id}").status_code == 404
