@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +26,11 @@ class TokenPrincipal:
     token: ApiToken
 
 
+def _signing_key() -> bytes:
+    # A full-length HMAC key whatever the length of SECRET_KEY.
+    return hashlib.sha256(b"strongbox-jwt:" + settings.SECRET_KEY.encode()).digest()
+
+
 def issue_jwt(user) -> tuple[str, int]:
     ttl = settings.STRONGBOX_JWT_TTL_SECONDS
     now = timezone.now()
@@ -34,12 +40,12 @@ def issue_jwt(user) -> tuple[str, int]:
         "exp": now + timedelta(seconds=ttl),
         "typ": "access",
     }
-    return jwt.encode(payload, settings.SECRET_KEY, algorithm=JWT_ALGORITHM), ttl
+    return jwt.encode(payload, _signing_key(), algorithm=JWT_ALGORITHM), ttl
 
 
 def user_from_jwt(raw: str):
     try:
-        payload = jwt.decode(raw, settings.SECRET_KEY, algorithms=[JWT_ALGORITHM])
+        payload = jwt.decode(raw, _signing_key(), algorithms=[JWT_ALGORITHM])
     except jwt.ExpiredSignatureError as exc:
         raise exceptions.AuthenticationFailed("The token has expired.") from exc
     except jwt.InvalidTokenError as exc:
