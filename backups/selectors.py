@@ -34,10 +34,16 @@ def backups_for_organisation(*, organisation: Organisation) -> QuerySet[Backup]:
     and one prefetch (copies with their destination), so a page costs the same
     number of queries whatever its size.
     """
-    copies = BackupCopy.objects.select_related("destination").order_by("created_at", "id")
+    # Secrets stay out of list reads: no page shows them, and none needs decrypting.
+    copies = (
+        BackupCopy.objects.select_related("destination")
+        .defer("destination__secrets")
+        .order_by("created_at", "id")
+    )
     return (
         Backup.objects.filter(organisation=organisation)
         .select_related("environment__project", "database", "schedule")
+        .defer("database__password")
         .prefetch_related(Prefetch("copies", queryset=copies))
         .order_by("-created_at", "-id")
     )
