@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("", include("config.api_urls")),
     path("", include("organizations.urls")),
+    path("", include("backups.urls")),
+    path("", include("alerts.urls")),
 ]
 
 if settings.STRONGBOX_SERVE_STATIC and not settings.DEBUG:

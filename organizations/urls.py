@@ -13,4 +13,10 @@ urlpatterns = [
         views.EnvironmentDetailView.as_view(),
         name="environment-detail",
     ),
+    path("settings/tokens/", views.ApiTokensView.as_view(), name="api-tokens"),
+    path(
+        "settings/tokens/<uuid:pk>/revoke/",
+        views.ApiTokenRevokeView.as_view(),
+        name="api-token-revoke",
+    ),
 ]

@@ -1,0 +1,77 @@
+"""Forms of the backup pages. Filtering itself is ``BackupFilterSet``'s job; the list
+form only turns what a person types (plain dates) into its canonical parameters."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from backups.models import BackupKind, BackupStatus
+
+KIND_CHOICES = [
+    ("", "Any kind"),
+    ("database", "Database"),
+    ("full", "Full (databases and files)"),
+    ("filesystem", "Files"),
+]
+
+
+class BackupListFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *BackupStatus.choices], required=False, label="Status"
+    )
+    kind = forms.ChoiceField(choices=KIND_CHOICES, required=False, label="Kind")
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned
+
+    def filter_params(self) -> dict[str, str]:
+        """The canonical ``BackupFilterSet`` parameters of a valid form.
+
+        Dates are whole days in the server's timezone: ``to`` includes its whole day.
+        """
+        data = self.cleaned_data
+        params: dict[str, str] = {}
+        if data.get("status"):
+            params["status"] = data["status"]
+        if data.get("kind"):
+            params["kind"] = data["kind"]
+        zone = timezone.get_current_timezone()
+        if data.get("date_from"):
+            start = datetime.combine(data["date_from"], time.min, tzinfo=zone)
+            params["created_after"] = (start - timedelta(microseconds=1)).isoformat()
+        if data.get("date_to"):
+            end = datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=zone)
+            params["created_before"] = end.isoformat()
+        return params
+
+
+class BackupTriggerForm(forms.Form):
+    """What "Back up now" backs up; only kinds the environment can take are offered."""
+
+    kind = forms.ChoiceField(label="What to back up")
+
+    def __init__(self, *args, environment, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = []
+        if environment.databases.exists():
+            choices.append((BackupKind.DATABASE, "Databases"))
+        if environment.files_path:
+            choices.append((BackupKind.FILESYSTEM, "Files"))
+        if len(choices) == 2:
+            choices.append((BackupKind.FULL, "Databases and files (full)"))
+        self.fields["kind"].choices = choices
+        if choices:
+            self.fields["kind"].initial = choices[0][0]

@@ -1,0 +1,16 @@
+"""HTML routes of the backup pages."""
+
+from django.urls import path
+
+from backups import views
+
+urlpatterns = [
+    path(
+        "environments/<uuid:environment_id>/backups/new/",
+        views.BackupTriggerView.as_view(),
+        name="backup-trigger",
+    ),
+    path("backups/<uuid:pk>/", views.BackupDetailView.as_view(), name="backup-detail"),
+    path("backups/<uuid:pk>/delete/", views.BackupDeleteView.as_view(), name="backup-delete"),
+    path("backups/<uuid:pk>/abort/", views.BackupAbortView.as_view(), name="backup-abort"),
+]
