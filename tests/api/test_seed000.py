@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from backups.api.dialects.seed000 import size_formatted
 from backups.models import BackupKind, BackupMethod
+from organizations.authentication import issue_jwt
 from organizations.models import Role
 from tests import factories
 from tests.api.shapes import assert_same_shape
@@ -199,6 +200,18 @@ def test_an_unknown_environment_is_a_404(client_for, organisation, environment):
         "/api/v3/organizations/quant-gov/applications/dashboard/environments/nope/backups/database"
     )
     assert client_for(organisation).get(url).status_code == 404
+
+
+def test_a_user_in_several_organisations_acts_in_the_one_the_path_names(
+    api_client, organisation, other_organisation, viewer, environment
+):
+    factories.MembershipFactory(user=viewer, organisation=other_organisation)
+    _backup(environment)
+    token, _ = issue_jwt(viewer)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get(URL.format("database")).json()["count"] == 1
+    elsewhere = URL.format("database").replace("quant-gov", "elsewhere")
+    assert api_client.get(elsewhere).status_code == 404
 
 
 def test_no_token_and_a_bad_token_are_401(api_client, environment):

@@ -25,6 +25,7 @@ from backups.filters import FilterDialect, backups_filter
 from backups.models import Backup, BackupMethod, BackupStatus
 from backups.selectors import backups_for_environment, environment_get, primary_copy
 from config.errors import ApplicationError, NotFound, Unprocessable
+from organizations.tenancy import ORGANISATION_HEADER
 
 TYPES = ("database", "filesystem")
 TYPE_ERROR = "The backup type must be either database or filesystem"
@@ -166,6 +167,12 @@ class Seed000BackupListView(DialectAPIView):
     """List backups for an environment (seed 000)."""
 
     error_body = staticmethod(render_seed000_error)
+
+    def initial(self, request, *args, **kwargs):
+        # The path names the organisation, so a user's JWT or session acts in it (an
+        # explicit X-Organization header still wins; a token acts in its own).
+        request.META.setdefault(ORGANISATION_HEADER, kwargs.get("organisation", ""))
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="seed000_list_environment_backups",
