@@ -47,6 +47,14 @@ def _where(spec: ConnectionSpec) -> str:
     return f"PostgreSQL at {spec.host or 'localhost'}:{spec.port or 5432}, database {spec.name!r}"
 
 
+TABLE_DATA_SIZE = """
+SELECT coalesce(sum(pg_table_size(c.oid)), 0)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+"""
+
 class PostgreSQLEngine(Engine):
     name = "postgresql"
     extension = "pgdump"
@@ -136,8 +144,10 @@ class PostgreSQLEngine(Engine):
         return str(row[0]).split()[0] if row else ""
 
     def estimate_size(self, spec: ConnectionSpec) -> int | None:
+        # The dump holds table rows, not indexes or catalogs: the user tables' heap and TOAST
+        # size is a far closer estimate of its raw size than pg_database_size().
         with self.connect(spec) as conn:
-            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            row = conn.execute(TABLE_DATA_SIZE).fetchone()
         return int(row[0]) if row else None
 
     def row_counts(self, spec: ConnectionSpec) -> dict[str, int]:
