@@ -9,6 +9,7 @@ its heartbeat, can still be aborted, and is never mistaken for a dead worker.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -509,7 +510,13 @@ def _execute(backup: Backup, phases: Phases) -> None:
 
 def _follow(backup: Backup, run: _Run) -> None:
     """Run the streaming thread; meanwhile persist progress and heartbeat, honour aborts."""
-    thread = threading.Thread(target=run.stream, name=f"backup-{backup.id}", daemon=True)
+    # The streaming thread logs with the task's context (the backup id on every line).
+    thread = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(run.stream,),
+        name=f"backup-{backup.id}",
+        daemon=True,
+    )
     thread.start()
     last_check = 0.0
     estimate_written = False

@@ -10,28 +10,35 @@ from backups.services import (
     backup_verify,
     backups_reap_stale,
 )
+from config.logging import log_context
 
 logger = logging.getLogger(__name__)
 
 
 def run_backup(backup_id: str) -> str:
-    backup = backup_claim(backup_id=backup_id)
-    if backup is None:
-        # Duplicate delivery, or aborted/handled by another worker: nothing to do.
-        logger.info("backup %s was not claimable; skipping", backup_id)
-        return "skipped"
-    return backup_execute(backup=backup).status
+    with log_context(backup_id=backup_id):
+        backup = backup_claim(backup_id=backup_id)
+        if backup is None:
+            # Duplicate delivery, or aborted/handled by another worker: nothing to do.
+            logger.info("backup was not claimable; skipping")
+            return "skipped"
+        logger.info("backup started")
+        status = backup_execute(backup=backup).status
+        logger.info("backup ended %s", status)
+        return status
 
 
 def delete_backup(backup_id: str) -> str:
-    backup = Backup.objects.filter(pk=backup_id, status=BackupStatus.DELETING).first()
-    if backup is None:
-        return "skipped"
-    return backup_delete_artifacts(backup=backup).status
+    with log_context(backup_id=backup_id):
+        backup = Backup.objects.filter(pk=backup_id, status=BackupStatus.DELETING).first()
+        if backup is None:
+            return "skipped"
+        return backup_delete_artifacts(backup=backup).status
 
 
 def verify_backup(backup_id: str) -> bool:
-    return backup_verify(backup=Backup.objects.get(pk=backup_id))
+    with log_context(backup_id=backup_id):
+        return backup_verify(backup=Backup.objects.get(pk=backup_id))
 
 
 def reap_stale_backups() -> int:

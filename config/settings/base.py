@@ -120,10 +120,22 @@ if REDIS_URL:
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = REDIS_URL
 
+STRONGBOX_LOG_JSON = env_bool("STRONGBOX_LOG_JSON", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "config.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "config.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(context)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["context"],
+            "formatter": "json" if STRONGBOX_LOG_JSON else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("STRONGBOX_LOG_LEVEL", "INFO")},
 }
 
@@ -161,3 +173,5 @@ SPECTACULAR_SETTINGS = {
 
 # The embedded profile serves its own static files; behind a real web server, turn it off.
 STRONGBOX_SERVE_STATIC = env_bool("STRONGBOX_SERVE_STATIC", True)
+# When set, /metrics needs "Authorization: Bearer <this token>".
+STRONGBOX_METRICS_TOKEN = env_str("STRONGBOX_METRICS_TOKEN", "")
