@@ -1,12 +1,15 @@
 """Backup schedules: one per environment, with retention and PITR settings."""
 
 import uuid
+from datetime import datetime
 
 from django.db import models
 from django.utils import timezone as django_timezone
 
 from destinations.models import Destination
 from organizations.models import Environment
+from schedules import timing
+from schedules.retention import RetentionPolicy
 
 RETENTION_FIELDS = (
     "retain_hourly",
@@ -84,6 +87,74 @@ class Schedule(models.Model):
     def __str__(self) -> str:
         return f"Schedule of {self.environment}"
 
+    # --- schedule arithmetic ---------------------------------------------------------
+    # ``kind`` is a backup kind the schedule produces: "database" or "full".
+
+    KINDS = ("database", "full")
+
+    @staticmethod
+    def slot_field(kind: str) -> str:
+        """The field holding the last slot the schedule's own cron of ``kind`` ran for."""
+        return {"database": "last_db_slot_at", "full": "last_full_slot_at"}[kind]
+
+    def cron_for(self, kind: str) -> str | None:
+        """The schedule's own cron for ``kind``: the cron field, else the frequency, else None."""
+        prefix = {"database": "db", "full": "full"}[kind]
+        cron = getattr(self, f"{prefix}_cron")
+        if cron:
+            return timing.validate_cron(cron, field=f"{prefix}Cron")
+        frequency = getattr(self, f"{prefix}_frequency")
+        if frequency:
+            return timing.frequency_to_cron(frequency, field=f"{prefix}Frequency")
+        return None
+
+    def rules_for(self, kind: str) -> list["IntervalRule"]:
+        # .all() so a prefetch_related("interval_rules") is used.
+        return [rule for rule in self.interval_rules.all() if rule.kind == kind]
+
+    def crons_for(self, kind: str) -> list[str]:
+        """Every cron that produces ``kind`` backups: the schedule's own and its rules'."""
+        own = self.cron_for(kind)
+        return ([own] if own else []) + [rule.cron() for rule in self.rules_for(kind)]
+
+    @property
+    def slot_anchor(self) -> datetime:
+        """Where a cron that has never run starts counting slots: the last configuration change.
+
+        A new schedule (or one given a cron, or a new rule) does not back-fill the slots
+        before it was saved; the first slot after that runs.
+        """
+        return self.updated_at
+
+    def due_slot(self, kind: str, now: datetime) -> datetime | None:
+        """The slot of the own cron of ``kind`` due at ``now`` and not yet run, or None."""
+        cron = self.cron_for(kind)
+        if cron is None:
+            return None
+        return due_slot(
+            cron, self.timezone, now, getattr(self, self.slot_field(kind)), self.slot_anchor
+        )
+
+    def previous_slot(self, kind: str, before: datetime) -> datetime | None:
+        """The latest slot of any cron of ``kind`` at or before ``before``."""
+        slots = [timing.previous_run(cron, self.timezone, before) for cron in self.crons_for(kind)]
+        return max((slot for slot in slots if slot is not None), default=None)
+
+    def next_runs(self, kind: str, count: int, now: datetime) -> list[datetime]:
+        """The next ``count`` runs of ``kind`` after ``now`` over its cron and rules (UTC)."""
+        runs = {
+            run
+            for cron in self.crons_for(kind)
+            for run in timing.next_runs(cron, self.timezone, now, count)
+        }
+        return sorted(runs)[:count]
+
+    def retention_policy(self) -> RetentionPolicy:
+        """The ``retain*`` fields and the floor as the pure retention module takes them."""
+        return RetentionPolicy(
+            **{name: getattr(self, name) for name in RETENTION_FIELDS}, floor=self.retention_floor
+        )
+
 
 class IntervalRule(models.Model):
     """A seed-001 interval rule: hourly, daily or weekly at given minutes/hours/days."""
@@ -112,6 +183,21 @@ class IntervalRule(models.Model):
     def __str__(self) -> str:
         return f"{self.interval} rule of {self.schedule}"
 
+    def cron(self) -> str:
+        """The equivalent cron expression (seed day 0 = Monday becomes cron 1)."""
+        return timing.interval_rule_to_cron(
+            timing.IntervalRule(
+                interval=self.interval, minute=list(self.minute), hour=self.hour, day=self.day
+            )
+        )
+
+    def due_slot(self, now: datetime) -> datetime | None:
+        """The slot of this rule due at ``now`` and not yet run, or None."""
+        schedule = self.schedule
+        return due_slot(
+            self.cron(), schedule.timezone, now, self.last_slot_at, schedule.slot_anchor
+        )
+
     def as_seed(self) -> dict:
         data: dict = {"interval": self.interval, "minute": list(self.minute)}
         if self.hour is not None:
@@ -119,3 +205,25 @@ class IntervalRule(models.Model):
         if self.day is not None:
             data["day"] = list(self.day)
         return data
+
+
+def due_slot(
+    cron: str, tz: str, now: datetime, last: datetime | None, anchor: datetime | None
+) -> datetime | None:
+    """The latest slot of ``cron`` at or before ``now`` if it is after the last one run.
+
+    Only the latest slot is returned, so a worker that was down runs a missed slot once,
+    not once per missed slot. ``last`` None means the cron never ran: ``anchor`` (when it
+    was configured) stands in for it, so nothing from before is back-filled.
+    """
+    # DST: previous_run counts slots in the schedule's wall clock and maps each to one
+    # instant: a slot in the spring-forward gap runs at the end of the gap, a slot in the
+    # repeated fall-back hour at its first occurrence. Comparing instants (never wall
+    # times) with the last slot is what keeps the repeated hour from running twice.
+    slot = timing.previous_run(cron, tz, now)
+    if slot is None:
+        return None
+    baseline = last if last is not None else anchor
+    if baseline is not None and slot <= baseline:
+        return None
+    return slot
