@@ -1,0 +1,235 @@
+"""Retention enforcement: plan from the database, delete through the backup delete path.
+
+``schedules.retention`` decides (pure, see its docstring for the exact rules); this
+module maps an environment's Backup rows to ``BackupInfo`` values
+(``retention_plan_for``, shared with the retention preview), acts on the plan
+(``retention_enforce``) and writes each backup's ``expires_at`` from it
+(``retention_update_expiry``; seed 001 shows it as ``expiredBy``).
+
+Mapping decisions:
+
+- the policy is the environment's schedule's (``Schedule.retention_policy()``); an
+  environment without a schedule gets the empty policy, which keeps every scheduled
+  backup and only removes failed backups after a week and manual ones past their own
+  expiry;
+- buckets are counted in the schedule's timezone (UTC without a schedule);
+- ``manual``: every backup not made by a schedule (manual and safety backups);
+- ``protected``: a backup with an active restore (``being restored``), plus whatever
+  the ``protected`` argument and the PITR hook (``pitr_protected``) name;
+- PostgreSQL base backups (kind ``base``) are not in the plan at all: they belong to
+  the WAL archive and its own retention (``walRetentionDays``), not to GFS buckets.
+
+``expires_at`` is written for scheduled backups only: on a manual backup it is the
+user's own expiry, an input to the plan, never an output.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from alerts.models import AlertKind, Severity
+from alerts.services import alert_raise
+from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
+from backups.services import backup_delete
+from config.errors import Conflict
+from organizations.models import Environment
+from restores.models import Restore, RestoreStatus
+from schedules.models import Schedule
+from schedules.retention import BackupInfo, RetentionPlan, RetentionPolicy, plan_retention
+
+logger = logging.getLogger(__name__)
+
+BEING_RESTORED = "being restored"
+PITR_WINDOW = "PITR window"
+_ACTIVE_RESTORE_STATUSES = (RestoreStatus.SCHEDULED, RestoreStatus.IN_PROGRESS)
+_CHUNK = 500
+
+
+def pitr_protected(*, environment: Environment, now: datetime) -> dict[Hashable, str]:
+    """Backups a point-in-time-recovery window still needs: ``{backup id: "PITR window"}``.
+
+    The hook for PITR: today the only backups PITR replays WAL onto are base backups,
+    which are outside GFS retention (see the module docstring), so nothing else is
+    needed. When logical backups take part in PITR, return them here.
+    """
+    return {}
+
+
+def _schedule_of(environment: Environment) -> Schedule | None:
+    return Schedule.objects.filter(environment=environment).first()
+
+
+@dataclass
+class _Row:
+    id: Hashable
+    trigger: str
+    status: str
+    expires_at: datetime | None
+
+
+def _plan(
+    *,
+    environment: Environment,
+    policy: RetentionPolicy | None,
+    now: datetime,
+    protected: Mapping[Hashable, str] | None,
+) -> tuple[RetentionPlan, list[_Row]]:
+    schedule = _schedule_of(environment)
+    if policy is None:
+        policy = schedule.retention_policy() if schedule else RetentionPolicy()
+    zone = schedule.timezone if schedule else "UTC"
+
+    reasons: dict[Hashable, str] = dict(pitr_protected(environment=environment, now=now))
+    reasons.update(protected or {})
+    restored = (
+        Restore.objects.filter(backup__environment=environment, status__in=_ACTIVE_RESTORE_STATUSES)
+        .values_list("backup_id", flat=True)
+        .distinct()
+    )
+    for backup_id in restored:
+        reasons[backup_id] = BEING_RESTORED
+
+    # values_list, not model instances: the preview must plan 100,000 backups in < 1 s.
+    rows = (
+        Backup.objects.filter(environment=environment)
+        .exclude(status=BackupStatus.DELETED)
+        .exclude(kind=BackupKind.BASE)
+        .values_list("id", "created_at", "kind", "status", "size", "trigger", "expires_at")
+    )
+    infos: list[BackupInfo] = []
+    meta: list[_Row] = []
+    scheduled = BackupTrigger.SCHEDULED
+    for pk, created_at, kind, status, size, trigger, expires_at in rows.iterator(chunk_size=5000):
+        manual = trigger != scheduled
+        infos.append(
+            BackupInfo(
+                id=pk,
+                created_at=created_at,
+                kind=kind,
+                status=status,
+                size=size or 0,
+                manual=manual,
+                expires_at=expires_at if manual else None,
+                protected=reasons.get(pk),
+            )
+        )
+        meta.append(_Row(pk, trigger, status, expires_at))
+    return plan_retention(infos, policy, zone, now), meta
+
+
+def retention_plan_for(
+    *,
+    environment: Environment,
+    policy: RetentionPolicy | None = None,
+    now: datetime | None = None,
+    protected: Mapping[Hashable, str] | None = None,
+) -> RetentionPlan:
+    """The retention plan of ``environment``'s backups under ``policy``; nothing is changed.
+
+    ``policy`` None uses the schedule's current policy; pass a proposed one to preview
+    it. ``protected`` adds ``{backup id: reason}`` to what the database says is
+    protected (an active restore, the PITR hook). Decisions carry Backup primary keys.
+    """
+    plan, _ = _plan(
+        environment=environment, policy=policy, now=now or timezone.now(), protected=protected
+    )
+    return plan
+
+
+def _write_expiry(plan: RetentionPlan, rows: list[_Row]) -> int:
+    changed = []
+    for row in rows:
+        if row.trigger != BackupTrigger.SCHEDULED or row.status == BackupStatus.DELETING:
+            continue
+        expires_at = plan.expires_at(row.id)
+        if expires_at != row.expires_at:
+            changed.append(Backup(pk=row.id, expires_at=expires_at))
+    Backup.objects.bulk_update(changed, ["expires_at"], batch_size=_CHUNK)
+    return len(changed)
+
+
+def retention_update_expiry(*, environment: Environment, now: datetime | None = None) -> int:
+    """Write each scheduled backup's ``expires_at`` from the current policy; returns how
+    many changed. Call it after the policy changes, so ``expiredBy`` follows at once."""
+    plan, rows = _plan(
+        environment=environment, policy=None, now=now or timezone.now(), protected=None
+    )
+    return _write_expiry(plan, rows)
+
+
+def retention_enforce(*, environment: Environment, now: datetime | None = None) -> list[Backup]:
+    """Delete what the current policy does not keep, through ``backup_delete``.
+
+    Each deletion marks the backup ``deleting`` and cleans every destination
+    asynchronously. A backup that changed meanwhile (a restore started, it is already
+    being deleted) is skipped and reconsidered next time. Also refreshes ``expires_at``
+    and raises one info alert summarising what was removed. Returns the backups marked.
+    """
+    now = now or timezone.now()
+    plan, rows = _plan(environment=environment, policy=None, now=now, protected=None)
+    doomed = [decision.backup_id for decision in plan.deleted]
+    removed: list[Backup] = []
+    for start in range(0, len(doomed), _CHUNK):
+        for backup in Backup.objects.filter(pk__in=doomed[start : start + _CHUNK]).order_by(
+            "created_at"
+        ):
+            reasons = ", ".join(plan.decision(backup.pk).reasons)
+            try:
+                with transaction.atomic():
+                    backup = backup_delete(backup=backup)
+            except Conflict as exc:
+                logger.info("retention: kept %s for now: %s", backup.name, exc.message)
+                continue
+            logger.info(
+                "retention: deleting %s (%s, %s, %s bytes): %s",
+                backup.name,
+                backup.kind,
+                backup.created_at.isoformat(),
+                backup.size or 0,
+                reasons,
+            )
+            removed.append(backup)
+    _write_expiry(plan, rows)
+    if removed:
+        _raise_summary(environment, plan, removed)
+    return removed
+
+
+def _raise_summary(environment: Environment, plan: RetentionPlan, removed: list[Backup]) -> None:
+    freed = sum(backup.size or 0 for backup in removed)
+    lines = [
+        f"{backup.name}: {', '.join(plan.decision(backup.pk).reasons)}" for backup in removed[:50]
+    ]
+    if len(removed) > 50:
+        lines.append(f"... and {len(removed) - 50} more.")
+    alert_raise(
+        organisation=environment.project.organisation,
+        kind=AlertKind.RETENTION_DELETED,
+        title=f"Retention removed {len(removed)} backup(s) of {environment} "
+        f"({_human_bytes(freed)})",
+        message="\n".join(lines),
+        environment=environment,
+        severity=Severity.INFO,
+    )
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+def environments_with_schedule():
+    """The environments retention is enforced for by the periodic task."""
+    return Environment.objects.filter(schedule__isnull=False).select_related(
+        "project__organisation"
+    )
