@@ -16,6 +16,19 @@ class RestoreStatus(models.TextChoices):
     FAILED = "failed"
 
 
+ACTIVE_RESTORE_STATUSES = (RestoreStatus.SCHEDULED, RestoreStatus.IN_PROGRESS)
+
+
+class RestorePhase(models.TextChoices):
+    """In order: nothing is changed on the target before SWAP."""
+
+    VERIFY = "VERIFY"  # fetch the artifact, compare size and checksum, check the key
+    SAFETY_BACKUP = "SAFETY_BACKUP"  # back up the target as it is
+    RESTORE = "RESTORE"  # load into scratch copies beside the target
+    CHECK = "CHECK"  # compare row counts with those recorded by the backup
+    SWAP = "SWAP"  # put the scratch copies in place of the target
+
+
 class Restore(models.Model):
     """A restore of one backup into an environment, and its log."""
 
@@ -48,6 +61,10 @@ class Restore(models.Model):
     safety_backup = models.ForeignKey(
         "backups.Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set on the restore that brings a safety backup back ("undo this restore").
+    undoes = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undone_by"
+    )
     status = models.CharField(
         max_length=20, choices=RestoreStatus.choices, default=RestoreStatus.SCHEDULED
     )
@@ -74,3 +91,15 @@ class Restore(models.Model):
 
     def __str__(self) -> str:
         return f"Restore of {self.backup} into {self.target_environment}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RESTORE_STATUSES
+
+    @property
+    def percent(self) -> float | None:
+        if self.status == RestoreStatus.COMPLETED:
+            return 100.0
+        if not self.bytes_total:
+            return None
+        return min(99.0, round(100.0 * self.bytes_done / self.bytes_total, 1))

@@ -1,0 +1,496 @@
+"""Scratch targets: load a dump beside the live target, count it, then swap it in.
+
+No Django imports: the restore service decides *what* goes where; this module does the
+engine-specific work on plain ConnectionSpecs and streams.
+
+Why a scratch copy: a load that fails half-way (a bad dump, a killed tool, a full disk)
+must leave the live target exactly as it was. So every member is first loaded into a
+scratch copy on the same server or file system, its row counts are checked, and only then
+is it swapped in:
+
+- PostgreSQL: ``ALTER DATABASE … RENAME`` twice in one transaction (target aside, scratch
+  in), after terminating the connections to both; the old database is dropped afterwards.
+- MariaDB/MySQL have no RENAME DATABASE. Base tables move between databases with one
+  multi-table ``RENAME TABLE`` statement, which the server applies atomically (all or
+  nothing). Views, triggers, routines and events cannot move that way (a table with
+  triggers cannot change database), so a restore involving them is refused before the
+  swap, leaving the target untouched.
+- SQLite: the image is written to a scratch file in the target's directory, checked,
+  then ``os.replace``d over the target (atomic on POSIX).
+- Files: extracted into a scratch directory beside the target, then exchanged with it by
+  ``renameat2(RENAME_EXCHANGE)`` (one atomic step on Linux; two renames elsewhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import BinaryIO
+
+import psycopg
+import pymysql
+from psycopg import sql
+
+from backups.engines import ConnectionSpec, EngineError, RestoreFailed, get_engine
+from backups.engines.base import COPY_CHUNK, describe_exit, enlarge_pipe, spawn
+from backups.engines.mysql import CLIENT_TOOLS, MySQLEngine, write_defaults_file
+from backups.engines.postgresql import USER_TABLES, PostgreSQLEngine
+from backups.engines.sqlite import SIDE_FILES
+
+Tick = Callable[[], None]
+
+MYSQL_FAMILY = ("mysql", "mariadb")
+# Identifiers: PostgreSQL allows 63 bytes, MariaDB 64 characters.
+NAME_ROOM = 40
+SWAP_ATTEMPTS = 5
+
+
+class SwapRefused(RestoreFailed):
+    """The scratch copy cannot be swapped in safely; nothing was changed."""
+
+
+def _noop() -> None:
+    return None
+
+
+# --- naming ------------------------------------------------------------------------------
+
+
+def scratch_spec(
+    target: ConnectionSpec, tag: str, *, purpose: str = "restore", directory: str | None = None
+) -> ConnectionSpec:
+    """The scratch twin of ``target``: a database on the same server, or a path beside it.
+
+    ``directory`` puts a SQLite or files scratch elsewhere (test restores use the worker's
+    temporary directory, since nothing is swapped in).
+    """
+    if target.engine == "postgresql" or target.engine in MYSQL_FAMILY:
+        base = target.name.encode()[:NAME_ROOM].decode(errors="ignore")
+        return replace(target, name=f"{base}_sbx_{purpose}_{tag}")
+    path = os.path.abspath(target.name.rstrip("/"))
+    where = directory or os.path.dirname(path)
+    leaf = f".{os.path.basename(path)}.sbx-{purpose}-{tag}"
+    return replace(target, name=os.path.join(where, leaf))
+
+
+def aside_name(target: ConnectionSpec, tag: str) -> str:
+    return scratch_spec(target, tag, purpose="old").name
+
+
+# --- tools ---------------------------------------------------------------------------------
+
+
+def run_tool(
+    argv: list[str],
+    stream: BinaryIO | None,
+    *,
+    env: dict[str, str] | None = None,
+    tick: Tick = _noop,
+) -> None:
+    """Run a restore tool fed from ``stream`` (or not), calling ``tick`` while it works.
+
+    Like ``backups.engines.base.run_restore`` but the calling thread never blocks for long
+    without calling ``tick``, so the caller can keep its heartbeat fresh during the tool's
+    final steps (index builds, the commit), which can outlast a heartbeat timeout.
+    """
+    tool = os.path.basename(argv[0])
+    proc, collector = spawn(
+        argv,
+        env=env,
+        stdin=subprocess.PIPE if stream is not None else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        error_class=RestoreFailed,
+    )
+    broken = False
+    try:
+        if stream is not None:
+            assert proc.stdin is not None  # noqa: S101 - stdin=PIPE above
+            enlarge_pipe(proc.stdin)
+            try:
+                while chunk := stream.read(COPY_CHUNK):
+                    proc.stdin.write(chunk)
+                    tick()
+            except BrokenPipeError:
+                broken = True  # the tool quit early; its status and stderr say why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+        while True:
+            try:
+                returncode = proc.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                tick()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    errors = collector.text()
+    if returncode != 0:
+        raise RestoreFailed(f"{tool} {describe_exit(returncode)}: {errors}")
+    if broken:
+        raise RestoreFailed(f"{tool} stopped reading its input early: {errors}")
+
+
+# --- prepare, load, count, discard ---------------------------------------------------------
+
+
+def prepare(scratch: ConnectionSpec, *, like: ConnectionSpec | None = None) -> None:
+    """Create an empty scratch (dropping a leftover of the same name first)."""
+    discard(scratch)
+    if scratch.engine == "files":
+        os.makedirs(scratch.name)
+        if like is not None and os.path.isdir(like.name):
+            os.chmod(scratch.name, stat.S_IMODE(os.stat(like.name).st_mode))
+    elif scratch.engine != "sqlite":  # SQLite: the load writes the file itself
+        get_engine(scratch.engine).create_database(scratch)
+
+
+def load(
+    scratch: ConnectionSpec,
+    stream: BinaryIO,
+    *,
+    jobs: int = 1,
+    tmp_dir: str | None = None,
+    tick: Tick = _noop,
+) -> None:
+    """Load a plaintext dump (as the backup engine wrote it) into a prepared scratch."""
+    engine = get_engine(scratch.engine)
+    if scratch.engine == "postgresql":
+        _load_postgresql(scratch, stream, jobs=jobs, tmp_dir=tmp_dir, tick=tick)
+    elif scratch.engine in MYSQL_FAMILY:
+        tool = next((t for t in CLIENT_TOOLS if shutil.which(t)), None)
+        if tool is None:
+            engine.require_tools()
+            raise RestoreFailed("neither the mariadb nor the mysql client is installed")
+        defaults_file = write_defaults_file(scratch)
+        try:
+            argv = engine.restore_argv(scratch, tool=tool, defaults_file=defaults_file)
+            run_tool(argv, stream, tick=tick)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(defaults_file)
+    else:
+        # SQLite (verified image written beside the scratch name) and files (safe extraction):
+        # the engines read the stream on this thread, so the caller's counting reader ticks.
+        engine.restore(scratch, stream)
+
+
+def _load_postgresql(
+    scratch: ConnectionSpec, stream: BinaryIO, *, jobs: int, tmp_dir: str | None, tick: Tick
+) -> None:
+    engine = PostgreSQLEngine()
+    engine.require_tools()
+    env = engine.tool_env(scratch)
+    if jobs <= 1:
+        run_tool(engine.restore_argv(scratch), stream, env=env, tick=tick)
+        return
+    # pg_restore --jobs needs a seekable file: spool the plaintext dump first.
+    if tmp_dir:
+        os.makedirs(tmp_dir, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="strongbox-restore-", suffix=".pgdump", dir=tmp_dir)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as spool:
+                while chunk := stream.read(COPY_CHUNK):
+                    spool.write(chunk)
+                    tick()
+        except OSError as exc:
+            raise RestoreFailed(f"cannot spool the dump to {path}: {exc}") from exc
+        run_tool(engine.restore_argv(scratch, jobs=jobs, path=path), None, env=env, tick=tick)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def count(spec: ConnectionSpec) -> dict[str, int]:
+    return get_engine(spec.engine).row_counts(spec)
+
+
+def discard(scratch: ConnectionSpec) -> None:
+    """Remove a scratch copy; never raises for one that is not there."""
+    if scratch.engine == "files":
+        shutil.rmtree(scratch.name, ignore_errors=True)
+    else:
+        get_engine(scratch.engine).drop_database(scratch)
+
+
+def holds_data(target: ConnectionSpec) -> bool:
+    """Whether the live target has anything a restore would overwrite (any table, any file)."""
+    if target.engine == "postgresql":
+        try:
+            with PostgreSQLEngine().connect(target) as conn:
+                query = f"SELECT 1 FROM ({USER_TABLES}) t LIMIT 1"  # noqa: S608 - constant
+                return conn.execute(query).fetchone() is not None
+        except EngineError:
+            if not _pg_database_exists(target):
+                return False
+            raise
+    if target.engine in MYSQL_FAMILY:
+        conn = MySQLEngine(target.engine).connect(target, database="")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s",
+                    (target.name,),
+                )
+                return int(cur.fetchone()[0]) > 0
+        finally:
+            conn.close()
+    if target.engine == "sqlite":
+        return os.path.isfile(target.name) and bool(count(target))
+    if target.engine == "files":
+        return os.path.isdir(target.name) and any(os.scandir(target.name))
+    raise EngineError(f"restores into {target.engine} are not supported")
+
+
+# --- swap --------------------------------------------------------------------------------
+
+
+def swap(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -> None:
+    """Put the loaded scratch in place of the target and remove the old target."""
+    if target.engine == "postgresql":
+        _swap_postgresql(target, scratch, aside_name(target, tag))
+    elif target.engine in MYSQL_FAMILY:
+        _swap_mysql(target, scratch, aside_name(target, tag))
+    elif target.engine == "sqlite":
+        _swap_sqlite(target, scratch)
+    elif target.engine == "files":
+        _swap_files(target, scratch, aside_name(target, tag))
+    else:
+        raise EngineError(f"restores into {target.engine} are not supported")
+
+
+def _pg_maintenance(spec: ConnectionSpec) -> psycopg.Connection:
+    conn = PostgreSQLEngine().connect(spec, dbname=spec.options.get("maintenance_db", "postgres"))
+    conn.autocommit = True
+    return conn
+
+
+def _pg_database_exists(spec: ConnectionSpec) -> bool:
+    with _pg_maintenance(spec) as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (spec.name,))
+        return row.fetchone() is not None
+
+
+def _swap_postgresql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> None:
+    rename = "ALTER DATABASE {} RENAME TO {}"
+    with _pg_maintenance(target) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (target.name,)
+        ).fetchone()
+        for attempt in range(1, SWAP_ATTEMPTS + 1):
+            try:
+                # Clients reconnect at once; the retry covers one slipping in between.
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
+                    ([target.name, scratch.name],),
+                )
+                with conn.transaction():
+                    if exists:
+                        conn.execute(
+                            sql.SQL(rename).format(
+                                sql.Identifier(target.name), sql.Identifier(aside)
+                            )
+                        )
+                    conn.execute(
+                        sql.SQL(rename).format(
+                            sql.Identifier(scratch.name), sql.Identifier(target.name)
+                        )
+                    )
+                break
+            except psycopg.errors.ObjectInUse as exc:
+                if attempt == SWAP_ATTEMPTS:
+                    raise RestoreFailed(
+                        f"could not swap in the restored database: {target.name!r} stayed in "
+                        f"use ({exc})"
+                    ) from exc
+                time.sleep(0.2 * attempt)
+            except psycopg.Error as exc:
+                raise RestoreFailed(f"could not swap in the restored database: {exc}") from exc
+    if exists:
+        # The restored data is in place; failing to drop the old copy only costs space.
+        with contextlib.suppress(EngineError):
+            get_engine("postgresql").drop_database(replace(target, name=aside))
+
+
+def _mysql_objects(cur, database: str) -> tuple[list[str], list[str]]:
+    """(base tables, other objects that cannot move between databases)."""
+    cur.execute(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = %s"
+        " ORDER BY table_name",
+        (database,),
+    )
+    tables, others = [], []
+    for name, kind in cur.fetchall():
+        (tables if kind == "BASE TABLE" else others).append(
+            name if kind == "BASE TABLE" else f"view {name}"
+        )
+    for what, query in (
+        (
+            "trigger",
+            "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = %s",
+        ),
+        (
+            "routine",
+            "SELECT routine_name FROM information_schema.routines WHERE routine_schema = %s",
+        ),
+        ("event", "SELECT event_name FROM information_schema.events WHERE event_schema = %s"),
+    ):
+        cur.execute(query, (database,))
+        others += [f"{what} {row[0]}" for row in cur.fetchall()]
+    return tables, others
+
+
+def _swap_mysql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> None:
+    engine = MySQLEngine(target.engine)
+    quote = engine._quote
+    conn = engine.connect(target, database="")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT default_character_set_name, default_collation_name"
+                " FROM information_schema.schemata WHERE schema_name = %s",
+                (target.name,),
+            )
+            row = cur.fetchone()
+            old_tables, old_others = _mysql_objects(cur, target.name) if row else ([], [])
+            new_tables, new_others = _mysql_objects(cur, scratch.name)
+            if old_others or new_others:
+                raise SwapRefused(
+                    "MariaDB/MySQL restores swap base tables atomically and cannot move "
+                    f"{', '.join(sorted(set(old_others + new_others))[:10])}; the target was "
+                    "not changed"
+                )
+            if row is None:
+                cur.execute(f"CREATE DATABASE {quote(target.name)} CHARACTER SET utf8mb4")
+            moves = []
+            if old_tables:
+                cur.execute(
+                    f"CREATE DATABASE {quote(aside)} CHARACTER SET {row[0]} COLLATE {row[1]}"
+                )
+                moves += [
+                    f"{quote(target.name)}.{quote(t)} TO {quote(aside)}.{quote(t)}"
+                    for t in old_tables
+                ]
+            moves += [
+                f"{quote(scratch.name)}.{quote(t)} TO {quote(target.name)}.{quote(t)}"
+                for t in new_tables
+            ]
+            if moves:
+                try:
+                    # One statement: the server renames all or none.
+                    cur.execute("RENAME TABLE " + ", ".join(moves))
+                except pymysql.Error as exc:
+                    with contextlib.suppress(pymysql.Error):
+                        cur.execute(f"DROP DATABASE IF EXISTS {quote(aside)}")
+                    raise RestoreFailed(
+                        f"could not swap in the restored tables (nothing changed): {exc}"
+                    ) from exc
+            with contextlib.suppress(pymysql.Error):
+                cur.execute(f"DROP DATABASE IF EXISTS {quote(aside)}")
+                cur.execute(f"DROP DATABASE IF EXISTS {quote(scratch.name)}")
+    finally:
+        conn.close()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_sqlite(target: ConnectionSpec, scratch: ConnectionSpec) -> None:
+    path = os.path.abspath(target.name)
+    try:
+        # A stale WAL or journal beside the old file would be replayed into the new one.
+        for suffix in SIDE_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + suffix)
+        os.replace(scratch.name, path)
+        _fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        raise RestoreFailed(f"could not replace the SQLite database {path!r}: {exc}") from exc
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange_paths(first: str, second: str) -> bool:
+    """Atomically exchange two paths (Linux renameat2); False when the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    renameat2.restype = ctypes.c_int
+    if (
+        renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+        == 0
+    ):
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), first)
+
+
+def _swap_files(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> None:
+    path = os.path.abspath(target.name.rstrip("/"))
+    try:
+        if not os.path.exists(path):
+            os.rename(scratch.name, path)
+        elif exchange_paths(scratch.name, path):
+            shutil.rmtree(scratch.name, ignore_errors=True)  # now the old tree
+        else:
+            os.rename(path, aside)
+            try:
+                os.rename(scratch.name, path)
+            except OSError:
+                os.rename(aside, path)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+        _fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        raise RestoreFailed(f"could not swap in the restored directory {path!r}: {exc}") from exc
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def major_version(engine: str, version: str) -> tuple[int, ...] | None:
+    """PostgreSQL's major version ("15.20" -> (15,), "9.6.24" -> (9, 6)); None if unknown."""
+    digits = version.strip().split(" ")[0].split("-")[0].split(".")
+    try:
+        numbers = [int(part) for part in digits if part]
+    except ValueError:
+        return None
+    if not numbers:
+        return None
+    if engine == "postgresql":
+        return tuple(numbers[:2]) if numbers[0] < 10 else (numbers[0],)
+    return tuple(numbers[:2])
+
+
+def version_text(major: tuple[int, ...]) -> str:
+    return ".".join(str(n) for n in major)

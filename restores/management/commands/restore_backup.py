@@ -1,0 +1,53 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.models import Backup
+from backups.selectors import parse_uuid
+from config.errors import ApplicationError
+from restores.models import RestoreStatus
+from restores.services import restore_claim, restore_execute, restore_request
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a backup now, in this process, into its own environment or another one of "
+        "the same organisation. Exits non-zero unless the restore completed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("backup", help="Backup id or name")
+        parser.add_argument(
+            "--target-environment", help="Environment id to restore into (default: the same)"
+        )
+        parser.add_argument(
+            "--no-safety-backup",
+            action="store_true",
+            help="Do not back up the target before overwriting it",
+        )
+
+    def handle(self, *args, backup, target_environment, no_safety_backup, **options):
+        found = Backup.objects.filter(name=backup).first()
+        if found is None and parse_uuid(backup) is not None:
+            found = Backup.objects.filter(pk=parse_uuid(backup)).first()
+        if found is None:
+            raise CommandError(f"No backup {backup}.")
+        try:
+            restore = restore_request(
+                backup=found,
+                target_type="other" if target_environment else "same",
+                target_environment=target_environment,
+                take_safety_backup=not no_safety_backup,
+                enqueue=False,
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        claimed = restore_claim(restore_id=restore.id)
+        if claimed is None:
+            raise CommandError(f"Restore {restore.id} was taken by someone else.")
+        done = restore_execute(restore=claimed)
+        for phase in done.phases:
+            self.stdout.write(
+                f"  {phase['name']:<14} {phase['status']:<8} {phase.get('duration_sec', 0):>8.2f}s"
+            )
+        self.stdout.write(f"{done.id} {done.status}: {done.message}")
+        if done.status != RestoreStatus.COMPLETED:
+            raise CommandError("The restore did not complete.")

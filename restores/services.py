@@ -1,0 +1,1040 @@
+"""Restores: request, execute, undo; test restores; reaping restores whose worker died.
+
+A restore runs in phases, and nothing on the target changes before the last one:
+
+1. VERIFY: read a stored copy, compare its size and SHA-256 with those the backup recorded,
+   and check that the artifact's key is here (the first encrypted chunk authenticates).
+2. SAFETY_BACKUP: when the target holds data, back it up first (a normal backup with
+   ``trigger="safety"``, linked from the restore log; ``restore_undo`` restores it).
+3. RESTORE: load every member into a scratch copy beside its target (``restores.loading``).
+4. CHECK: compare per-table row counts of the scratch copies with those the backup recorded.
+5. SWAP: put each scratch copy in place of its target.
+
+A failure in phases 1-4 drops the scratch copies and leaves the target exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from alerts.models import AlertKind
+from alerts.services import alert_raise, alert_resolve
+from backups.container import iter_container
+from backups.engines import ConnectionSpec, EngineError, get_engine
+from backups.keys import KeyUnavailable, key_for_id
+from backups.models import Backup, BackupCopy, BackupKind, BackupStatus, BackupTrigger, CopyStatus
+from backups.pipeline import ArtifactCorrupt, open_artifact
+from backups.services import backup_claim, backup_execute, backup_request, connection_spec_for
+from backups.services import files_spec_for as environment_files_spec
+from config.errors import ApplicationError, Conflict, InvalidInput, NotFound, Unprocessable
+from destinations.backends import backend_for
+from destinations.storage import ArtifactMissing, open_artifact_stream
+from organizations.models import Database, Environment
+from restores import loading
+from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestorePhase, RestoreStatus
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.5
+SAFETY_BACKUP_POLL = 1.0
+NEW_TARGET_DISABLED = "targetType 'new' is disabled until orchestration exists"
+TEST_RESTORE_FAILED = "Restore test failed"
+# Engines whose dumps load into each other.
+ENGINE_FAMILIES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+EXTENSION_ENGINES = {"pgdump": "postgresql", "sql": "mysql", "sqlite3": "sqlite", "tar": "files"}
+FILES_COUNT_KEYS = ("files", "directories", "symlinks")
+
+
+# --- the plan: which member goes where -----------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Member:
+    """One thing to restore: a database dump or the files tree, and where it goes."""
+
+    slot: str  # "" for a single-artifact backup, else "database/<slug>" or "files"
+    label: str
+    target: ConnectionSpec
+    expected: dict[str, int]
+    database: Database | None = None
+    source_engine: str = ""
+    scratch: ConnectionSpec | None = None
+    swapped: bool = False
+
+
+def _family(engine: str) -> str:
+    return ENGINE_FAMILIES.get(engine, engine)
+
+
+def _full_versions(backup: Backup) -> dict[str, str]:
+    """A full backup records ``slug:version, slug:version`` for its databases."""
+    versions = {}
+    for part in backup.engine_version.split(", "):
+        slug, sep, version = part.partition(":")
+        if sep and slug:
+            versions[slug] = version
+    return versions
+
+
+def _plan(backup: Backup, environment: Environment) -> list[_Member]:
+    """Map the backup's contents onto the target environment, or say why it cannot be."""
+    if backup.kind == BackupKind.DATABASE:
+        source = backup.database
+        if environment.pk == backup.environment_id and source is not None:
+            database = source
+        else:
+            database = _matching_database(
+                environment, slug=source.slug if source else None, engine=backup.engine
+            )
+        _check_engine(backup.engine, backup.engine_version, database)
+        return [
+            _Member(
+                slot="",
+                label=database.name,
+                target=connection_spec_for(database),
+                expected=dict(backup.row_counts),
+                database=database,
+                source_engine=backup.engine,
+            )
+        ]
+    if backup.kind == BackupKind.FILESYSTEM:
+        return [_files_member(environment, dict(backup.row_counts), slot="")]
+    if backup.kind != BackupKind.FULL:
+        raise Unprocessable(f"A {backup.get_kind_display()} cannot be restored by Strongbox yet.")
+    members = []
+    sources = {d.slug: d for d in backup.environment.databases.all()}
+    for slug, version in _full_versions(backup).items():
+        source_engine = sources[slug].engine if slug in sources else ""
+        database = _matching_database(environment, slug=slug, engine=source_engine, exact=True)
+        _check_engine(source_engine, version, database)
+        prefix = f"{slug}/"
+        expected = {
+            key[len(prefix) :]: n for key, n in backup.row_counts.items() if key.startswith(prefix)
+        }
+        members.append(
+            _Member(
+                slot=f"database/{slug}",
+                label=database.name,
+                target=connection_spec_for(database),
+                expected=expected,
+                database=database,
+                source_engine=source_engine,
+            )
+        )
+    files_counts = {k: v for k, v in backup.row_counts.items() if k in FILES_COUNT_KEYS}
+    if files_counts:
+        members.append(_files_member(environment, files_counts, slot="files"))
+    if not members:
+        raise Unprocessable("This full backup holds neither databases nor files.")
+    return members
+
+
+def _files_member(environment: Environment, expected: dict, *, slot: str) -> _Member:
+    if not environment.files_path:
+        raise Unprocessable(
+            f"The target environment {environment} has no files directory to restore into.",
+            fields={"targetEnvironmentId": ["The environment has no files directory."]},
+        )
+    return _Member(
+        slot=slot,
+        label="files",
+        target=environment_files_spec(environment),
+        expected=expected,
+        source_engine="files",
+    )
+
+
+def _matching_database(
+    environment: Environment, *, slug: str | None, engine: str, exact: bool = False
+) -> Database:
+    """The target's database with the same slug, else its only database of the same engine."""
+    databases = list(environment.databases.order_by("name"))
+    same_slug = [d for d in databases if slug and d.slug == slug]
+    if same_slug:
+        return same_slug[0]
+    compatible = [d for d in databases if not engine or _family(d.engine) == _family(engine)]
+    if len(compatible) == 1 and not exact:
+        return compatible[0]
+    what = f"{engine} database" if engine else "database"
+    if exact or not compatible:
+        detail = f" named {slug!r}" if exact and slug else ""
+        raise Unprocessable(
+            f"The target environment {environment} has no {what}{detail} to restore into.",
+            fields={"targetEnvironmentId": [f"No compatible {what}{detail}."]},
+        )
+    raise Unprocessable(
+        f"The target environment {environment} has several {what}s and none is named "
+        f"{slug!r}; Strongbox cannot tell which one to overwrite.",
+        fields={"targetEnvironmentId": ["Ambiguous target database."]},
+    )
+
+
+def _check_engine(source_engine: str, source_version: str, database: Database) -> None:
+    if source_engine and _family(source_engine) != _family(database.engine):
+        raise Unprocessable(
+            f"A {source_engine} backup cannot be restored into {database.name}, a "
+            f"{database.engine} database.",
+            fields={"targetEnvironmentId": ["Incompatible database engine."]},
+        )
+    _check_version(source_engine, source_version, database)
+
+
+def _check_version(
+    source_engine: str, source_version: str, database: Database, *, live: bool = False
+) -> None:
+    """A PostgreSQL dump from a newer major version than the target server is refused."""
+    if _family(source_engine) != "postgresql" or not source_version:
+        return
+    target_version = "" if live else database.version
+    if not target_version:
+        try:
+            target_version = get_engine(database.engine).server_version(
+                connection_spec_for(database)
+            )
+        except EngineError:
+            return  # unreachable now; the restore checks again before loading
+    source_major = loading.major_version("postgresql", source_version)
+    target_major = loading.major_version("postgresql", target_version)
+    if source_major and target_major and source_major > target_major:
+        raise Unprocessable(
+            f"This backup was dumped from PostgreSQL {source_version}; the target database "
+            f"{database.name} runs on PostgreSQL {target_version}, which cannot load a dump "
+            f"from a newer major version. Restore it into a server running PostgreSQL "
+            f"{loading.version_text(source_major)} or later.",
+            fields={"targetEnvironmentId": ["The target server is too old for this dump."]},
+        )
+
+
+# --- requesting ----------------------------------------------------------------------------
+
+
+def _target_environment(backup: Backup, target_type: str, target_environment) -> Environment:
+    if target_type == Restore.TargetType.SAME:
+        if target_environment is not None and str(
+            getattr(target_environment, "pk", target_environment)
+        ) != str(backup.environment_id):
+            raise InvalidInput(
+                "targetEnvironmentId is only for targetType 'other'.",
+                fields={"targetEnvironmentId": ["Leave it out, or use targetType 'other'."]},
+            )
+        return backup.environment
+    if target_environment in (None, ""):
+        raise InvalidInput(
+            "targetEnvironmentId is required when targetType is 'other'.",
+            fields={"targetEnvironmentId": ["This field is required when targetType is 'other'."]},
+        )
+    reference = getattr(target_environment, "pk", target_environment)
+    try:
+        pk = uuid.UUID(str(reference))
+    except ValueError:
+        pk = None
+    found = (
+        Environment.objects.select_related("project__organisation")
+        .filter(pk=pk, project__organisation_id=backup.organisation_id)
+        .first()
+        if pk
+        else None
+    )
+    if found is None:
+        # Another organisation's environment is reported exactly like a missing one.
+        raise NotFound(f"Environment {reference} not found.")
+    return found
+
+
+def _check_pitr(*, backup: Backup, environment: Environment, pitr_timestamp: datetime) -> None:
+    """Hook for point-in-time restores (WAL replay), built separately.
+
+    The PITR work replaces this function: validate ``pitr_timestamp`` against the coverage
+    window (a 422 that states the window, as API.md says) and record what ``restore_execute``
+    needs to replay WAL up to it. Until then a PITR request is refused, never ignored.
+    """
+    raise Unprocessable(
+        "Point-in-time restore is not available yet: leave pitrTimestamp out to restore the "
+        "backup as it was taken.",
+        fields={"pitrTimestamp": ["Point-in-time restore is not available yet."]},
+    )
+
+
+def restore_request(
+    *,
+    backup: Backup,
+    target_type: str,
+    target_environment: Environment | str | None = None,
+    pitr_timestamp: datetime | None = None,
+    user=None,
+    take_safety_backup: bool = True,
+    undoes: Restore | None = None,
+    enqueue: bool = True,
+) -> Restore:
+    """Validate a restore and create its log row ``scheduled``; the work is enqueued on commit.
+
+    ``target_environment`` is an Environment or its id (another organisation's is a 404).
+    ``enqueue=False`` leaves the row for the caller to claim and run in-process.
+    """
+    target_type = (target_type or "").strip().lower()
+    if target_type == "new":
+        raise Unprocessable(NEW_TARGET_DISABLED, fields={"targetType": [NEW_TARGET_DISABLED]})
+    if target_type not in Restore.TargetType.values:
+        raise InvalidInput(
+            f"Unknown targetType {target_type!r}: use 'same' or 'other'.",
+            fields={"targetType": ["Must be 'same' or 'other'."]},
+        )
+    if backup.status != BackupStatus.COMPLETED:
+        raise Unprocessable(
+            f"Only a completed backup can be restored; {backup.name} is {backup.status}."
+        )
+    environment = _target_environment(backup, target_type, target_environment)
+    if pitr_timestamp is not None:
+        _check_pitr(backup=backup, environment=environment, pitr_timestamp=pitr_timestamp)
+    members = _plan(backup, environment)
+    running = Restore.objects.filter(
+        target_environment=environment, status__in=ACTIVE_RESTORE_STATUSES
+    ).first()
+    if running is not None:
+        raise Conflict(_busy_message(environment, running))
+    try:
+        with transaction.atomic():
+            restore = Restore.objects.create(
+                organisation=backup.organisation,
+                backup=backup,
+                source_environment=backup.environment,
+                target_environment=environment,
+                target_database=members[0].database if backup.kind == BackupKind.DATABASE else None,
+                target_type=(
+                    Restore.TargetType.SAME
+                    if environment.pk == backup.environment_id
+                    else Restore.TargetType.OTHER
+                ),
+                pitr_target=pitr_timestamp,
+                requested_by=user if getattr(user, "pk", None) else None,
+                take_safety_backup=take_safety_backup,
+                undoes=undoes,
+                bytes_total=backup.size,
+            )
+    except IntegrityError as exc:
+        # The partial unique constraint: someone else started one meanwhile.
+        running = Restore.objects.filter(
+            target_environment=environment, status__in=ACTIVE_RESTORE_STATUSES
+        ).first()
+        raise Conflict(_busy_message(environment, running)) from exc
+    if enqueue:
+        transaction.on_commit(lambda: enqueue_restore(restore))
+    return restore
+
+
+def _busy_message(environment: Environment, running: Restore | None) -> str:
+    since = f" (requested {running.created_at:%Y-%m-%d %H:%M:%S} UTC)" if running else ""
+    return f"A restore into {environment} is already running{since}; wait for it to finish."
+
+
+def enqueue_restore(restore: Restore) -> None:
+    task_id = async_task(
+        "restores.tasks.run_restore",
+        str(restore.id),
+        task_name=f"restore {restore.id}",
+        group="restores",
+    )
+    Restore.objects.filter(pk=restore.pk).update(task_id=task_id or "")
+
+
+def restore_undo(*, restore: Restore, user=None) -> Restore:
+    """Restore the safety backup a restore took, into the same target ("undo this restore")."""
+    if restore.status != RestoreStatus.COMPLETED:
+        raise Unprocessable(
+            f"Only a completed restore can be undone; this one is {restore.status}."
+        )
+    safety = restore.safety_backup
+    if safety is None or safety.status != BackupStatus.COMPLETED:
+        raise Unprocessable(
+            "This restore took no safety backup (or it is gone), so it cannot be undone."
+        )
+    return restore_request(
+        backup=safety, target_type=Restore.TargetType.SAME, user=user, undoes=restore
+    )
+
+
+def restore_claim(*, restore_id) -> Restore | None:
+    """Atomically move a restore from scheduled to in-progress; None if someone else did."""
+    now = timezone.now()
+    claimed = Restore.objects.filter(pk=restore_id, status=RestoreStatus.SCHEDULED).update(
+        status=RestoreStatus.IN_PROGRESS, started_at=now, heartbeat_at=now
+    )
+    if claimed != 1:
+        return None
+    return Restore.objects.select_related(
+        "backup__environment__project__organisation",
+        "target_environment__project__organisation",
+        "organisation",
+    ).get(pk=restore_id)
+
+
+# --- progress, phases, fetching --------------------------------------------------------------
+
+
+class _Phases:
+    """Phase timings in the shape of ``Backup.phases``."""
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+
+    def start(self, name: str) -> dict:
+        item = {"name": name, "status": "RUNNING", "started_at": timezone.now().isoformat()}
+        self.items.append(item)
+        return item
+
+    @staticmethod
+    def finish(item: dict, status: str = "SUCCESS", **extra) -> None:
+        ended = timezone.now()
+        item["status"] = status
+        item["finished_at"] = ended.isoformat()
+        started = datetime.fromisoformat(item["started_at"])
+        item["duration_sec"] = round((ended - started).total_seconds(), 3)
+        item.update(extra)
+
+    def fail_running(self) -> None:
+        for item in self.items:
+            if item["status"] == "RUNNING":
+                self.finish(item, "ERROR")
+
+
+@dataclass
+class _Progress:
+    """Bytes read and the heartbeat, written to the restore row at most every half second."""
+
+    restore: Restore | None
+    bytes_done: int = 0
+    last_write: float = 0.0
+
+    def add(self, n: int) -> None:
+        self.bytes_done += n
+        self.tick()
+
+    def reset(self) -> None:
+        self.bytes_done = 0
+        self.tick(force=True)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.restore is None or (not force and now - self.last_write < PROGRESS_INTERVAL):
+            return
+        self.last_write = now
+        Restore.objects.filter(pk=self.restore.pk).update(
+            bytes_done=self.bytes_done, heartbeat_at=timezone.now()
+        )
+
+
+class _Counting:
+    """A read-only wrapper that reports how many bytes went through."""
+
+    def __init__(self, stream: BinaryIO, on_read: Callable[[int], None]) -> None:
+        self._stream = stream
+        self._on_read = on_read
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._on_read(len(data))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+@dataclass
+class _Fetched:
+    """A verified artifact on local disk (the destination's own file, or a downloaded copy)."""
+
+    copy: BackupCopy
+    path: str
+    temporary: bool = False
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+
+    def cleanup(self) -> None:
+        if self.temporary:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+def _tmp_dir() -> str:
+    path = str(settings.STRONGBOX_TMP_DIR)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _hash_into(stream: BinaryIO, progress: _Progress, out: BinaryIO | None) -> tuple[str, int]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    while data := stream.read(1 << 20):
+        digest.update(data)
+        size += len(data)
+        if out is not None:
+            out.write(data)
+        progress.add(len(data))
+    return digest.hexdigest(), size
+
+
+def _fetch(copy: BackupCopy, progress: _Progress) -> tuple[_Fetched, str, int]:
+    """Hash a stored copy; a remote one is downloaded once, to a temporary file, meanwhile."""
+    storage = backend_for(copy.destination).storage()
+    if isinstance(storage, FileSystemStorage):
+        path = storage.path(copy.key)
+        try:
+            with open(path, "rb") as stream:
+                digest, size = _hash_into(stream, progress, None)
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(f"{copy.key} is missing from {copy.destination.name}") from exc
+        return _Fetched(copy=copy, path=path), digest, size
+    fd, path = tempfile.mkstemp(prefix="strongbox-fetch-", dir=_tmp_dir())
+    fetched = _Fetched(copy=copy, path=path, temporary=True)
+    try:
+        with os.fdopen(fd, "wb") as out, open_artifact_stream(copy.destination, copy.key) as raw:
+            digest, size = _hash_into(raw, progress, out)
+    except BaseException:
+        fetched.cleanup()
+        raise
+    return fetched, digest, size
+
+
+def _fetch_verified(backup: Backup, progress: _Progress) -> tuple[_Fetched | None, list[str]]:
+    """The first stored copy whose size, checksum and key check out, and the problems seen."""
+    problems = []
+    copies = backup.copies.select_related("destination").filter(status=CopyStatus.STORED)
+    for copy in copies.order_by("created_at"):
+        progress.reset()
+        name = copy.destination.name
+        try:
+            fetched, digest, size = _fetch(copy, progress)
+        except ArtifactMissing:
+            problems.append(f"{name}: the artifact is missing")
+            continue
+        except Exception as exc:  # noqa: BLE001 - an unreachable destination and the like
+            problems.append(f"{name}: could not be read ({exc})")
+            continue
+        if size != backup.size or digest != backup.checksum_sha256:
+            fetched.cleanup()
+            problems.append(
+                f"{name}: size {size} / checksum {digest[:12]}… do not match the recorded "
+                f"{backup.size} / {backup.checksum_sha256[:12]}…"
+            )
+            continue
+        try:
+            with fetched.open() as raw:
+                open_artifact(raw, key_for=key_for_id).read(1)
+        except (ArtifactCorrupt, KeyUnavailable) as exc:
+            fetched.cleanup()
+            problems.append(f"{name}: cannot be decrypted ({exc})")
+            continue
+        return fetched, problems
+    if not problems:
+        problems.append("no stored copy of this backup is left")
+    return None, problems
+
+
+# --- loading into scratch copies and checking them --------------------------------------------
+
+
+def _restore_jobs(member: _Member) -> int:
+    options = member.database.options if member.database else {}
+    return int(
+        (options or {}).get("restore_jobs") or getattr(settings, "STRONGBOX_RESTORE_JOBS", 2)
+    )
+
+
+def _member_for(members: list[_Member], name: str) -> _Member:
+    """The plan entry for a container member (``database/<slug>.<ext>`` or ``files.tar``)."""
+    slot = "files" if name == "files.tar" else name.rsplit(".", 1)[0]
+    for member in members:
+        if member.slot == slot:
+            extension = name.rsplit(".", 1)[-1]
+            engine = EXTENSION_ENGINES.get(extension, "")
+            if _family(engine) != _family(member.target.engine):
+                raise loading.RestoreFailed(
+                    f"the backup's {name} is a {engine or extension} dump and cannot be loaded "
+                    f"into {member.label} ({member.target.engine})"
+                )
+            return member
+    raise loading.RestoreFailed(f"the backup holds {name}, which has no target here")
+
+
+def _load_all(
+    backup: Backup,
+    fetched: _Fetched,
+    members: list[_Member],
+    *,
+    tag: str,
+    purpose: str,
+    progress: _Progress,
+    scratch_dir: str | None = None,
+) -> None:
+    """Stream the artifact once, loading each member into its own fresh scratch copy."""
+
+    def load(member: _Member, stream: BinaryIO) -> None:
+        directory = scratch_dir if member.target.engine in ("sqlite", "files") else None
+        member.scratch = loading.scratch_spec(
+            member.target, tag, purpose=purpose, directory=directory
+        )
+        loading.prepare(member.scratch, like=member.target)
+        loading.load(
+            member.scratch,
+            stream,
+            jobs=_restore_jobs(member),
+            tmp_dir=_tmp_dir(),
+            tick=progress.tick,
+        )
+
+    progress.reset()
+    with fetched.open() as raw:
+        plain = open_artifact(_Counting(raw, progress.add), key_for=key_for_id)  # type: ignore[arg-type]
+        if backup.kind != BackupKind.FULL:
+            load(members[0], plain)
+            return
+        loaded = set()
+        for name, stream in iter_container(plain):
+            member = _member_for(members, name)
+            load(member, stream)
+            loaded.add(member.slot)
+        missing = [m.label for m in members if m.slot not in loaded]
+        if missing:
+            raise loading.RestoreFailed(f"the backup holds nothing for {', '.join(missing)}")
+
+
+def _count_problems(members: list[_Member]) -> tuple[list[str], list[str]]:
+    """(mismatches, notes) between the scratch copies' row counts and the recorded ones."""
+    problems, notes = [], []
+    for member in members:
+        assert member.scratch is not None  # noqa: S101 - loaded before checking
+        actual = loading.count(member.scratch)
+        expected = member.expected
+        if member.target.engine == "files" and not any(expected.values()):
+            # Older files backups recorded no counts (zeros); nothing to compare with.
+            notes.append(f"{member.label}: no entry counts recorded, not compared")
+            continue
+        keys = sorted(set(actual) | set(expected))
+        wrong = [
+            f"{key}: {expected.get(key, 0)} recorded, {actual.get(key, 0)} restored"
+            for key in keys
+            if actual.get(key, 0) != expected.get(key, 0)
+        ]
+        if wrong:
+            shown = "; ".join(wrong[:10]) + (
+                f"; and {len(wrong) - 10} more" if len(wrong) > 10 else ""
+            )
+            problems.append(f"{member.label}: {shown}")
+    return problems, notes
+
+
+def _discard_scratches(members: list[_Member]) -> None:
+    for member in members:
+        if member.scratch is not None and not member.swapped:
+            try:
+                loading.discard(member.scratch)
+            except Exception:  # noqa: BLE001 - best effort while failing anyway
+                logger.exception("could not drop the scratch copy %s", member.scratch.name)
+
+
+# --- executing -----------------------------------------------------------------------------
+
+
+def _update(restore: Restore, **fields) -> None:
+    """Write fields with a queryset update (other processes read and write the row too)."""
+    for name, value in fields.items():
+        setattr(restore, name, value)
+    Restore.objects.filter(pk=restore.pk).update(**fields)
+
+
+def _fail(restore: Restore, message: str, phases: _Phases) -> None:
+    _update(
+        restore,
+        status=RestoreStatus.FAILED,
+        message=message[-8000:],
+        phases=phases.items,
+        completed_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    alert_raise(
+        organisation=restore.organisation,
+        kind=AlertKind.RESTORE_FAILED,
+        title=f"Restore of {restore.backup.name} into {restore.target_environment} failed",
+        message=message[-2000:],
+        restore=restore,
+        environment=restore.target_environment,
+        severity="critical",
+    )
+
+
+def _start(restore: Restore, phases: _Phases, name: str) -> dict:
+    item = phases.start(name)
+    _update(restore, phase=name, phases=phases.items, heartbeat_at=timezone.now())
+    return item
+
+
+def restore_execute(*, restore: Restore) -> Restore:
+    """Run a claimed restore to its end state. Never leaves it in-progress."""
+    phases = _Phases()
+    try:
+        _execute(restore, phases)
+    except Exception as exc:
+        logger.exception("restore %s failed unexpectedly", restore.id)
+        phases.fail_running()
+        _fail(restore, f"Unexpected error: {exc}", phases)
+    restore.refresh_from_db()
+    return restore
+
+
+def _execute(restore: Restore, phases: _Phases) -> None:
+    backup = restore.backup
+    environment = restore.target_environment
+    progress = _Progress(restore)
+    tag = restore.id.hex[:8]
+
+    verify = _start(restore, phases, RestorePhase.VERIFY)
+    try:
+        members = _plan(backup, environment)
+        for member in members:
+            if member.database is not None:
+                _check_version(
+                    member.source_engine,
+                    _source_version(backup, member),
+                    member.database,
+                    live=True,
+                )
+    except ApplicationError as exc:
+        phases.finish(verify, "ERROR")
+        _fail(restore, f"The target cannot take this backup: {exc.message}", phases)
+        return
+    fetched, problems = _fetch_verified(backup, progress)
+    if fetched is None:
+        phases.finish(verify, "ERROR")
+        message = (
+            "The backup's artifact failed verification, so nothing was restored and the "
+            "target was not touched: " + "; ".join(problems)
+        )
+        _fail(restore, message, phases)
+        alert_raise(
+            organisation=backup.organisation,
+            kind=AlertKind.VERIFICATION_FAILED,
+            title=f"Backup {backup.name} failed verification before a restore",
+            message=message[-2000:],
+            backup=backup,
+            severity="critical",
+        )
+        return
+    phases.finish(verify, bytes=progress.bytes_done, copy=fetched.copy.destination.name)
+    try:
+        _restore_from(restore, backup, fetched, members, phases, progress, tag, problems)
+    finally:
+        fetched.cleanup()
+
+
+def _source_version(backup: Backup, member: _Member) -> str:
+    if backup.kind == BackupKind.FULL:
+        return _full_versions(backup).get(member.slot.partition("/")[2], "")
+    return backup.engine_version
+
+
+def _restore_from(restore, backup, fetched, members, phases, progress, tag, problems) -> None:
+    safety_item = _start(restore, phases, RestorePhase.SAFETY_BACKUP)
+    if restore.take_safety_backup and any(loading.holds_data(m.target) for m in members):
+        try:
+            safety = _take_safety_backup(restore, members, progress)
+            reason = safety.message or safety.status
+        except ApplicationError as exc:
+            safety, reason = None, exc.message
+        if safety is None or safety.status != BackupStatus.COMPLETED:
+            phases.finish(safety_item, "ERROR")
+            _fail(
+                restore,
+                f"The safety backup of the target failed ({reason}); nothing was restored and "
+                "the target was not touched.",
+                phases,
+            )
+            return
+        phases.finish(safety_item, backup=safety.name)
+    else:
+        phases.finish(safety_item, "SKIPPED")
+
+    load_item = _start(restore, phases, RestorePhase.RESTORE)
+    try:
+        _load_all(backup, fetched, members, tag=tag, purpose="restore", progress=progress)
+    except (EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:
+        _discard_scratches(members)
+        phases.finish(load_item, "ERROR")
+        _fail(restore, f"The load failed, so the target was left as it was: {exc}", phases)
+        return
+    phases.finish(load_item, bytes=progress.bytes_done)
+    _update(restore, bytes_done=progress.bytes_done)
+
+    check_item = _start(restore, phases, RestorePhase.CHECK)
+    try:
+        mismatches, notes = _count_problems(members)
+    except EngineError as exc:
+        mismatches, notes = [f"could not count the restored rows: {exc}"], []
+    if mismatches:
+        _discard_scratches(members)
+        phases.finish(check_item, "ERROR")
+        _fail(
+            restore,
+            "The restored data does not match the row counts the backup recorded, so the "
+            "target was left as it was: " + "; ".join(mismatches),
+            phases,
+        )
+        return
+    phases.finish(check_item)
+
+    swap_item = _start(restore, phases, RestorePhase.SWAP)
+    for member in members:
+        assert member.scratch is not None  # noqa: S101 - loaded above
+        try:
+            loading.swap(member.target, member.scratch, tag=tag)
+        except (EngineError, OSError) as exc:
+            _discard_scratches(members)
+            phases.finish(swap_item, "ERROR")
+            done = [m.label for m in members if m.swapped]
+            state = (
+                f"Already restored: {', '.join(done)}; the rest was left as it was."
+                if done
+                else "The target was left as it was."
+            )
+            _fail(restore, f"Swapping in {member.label} failed: {exc}. {state}", phases)
+            return
+        member.swapped = True
+        progress.tick()
+    phases.finish(swap_item)
+
+    labels = ", ".join(m.label for m in members)
+    parts = [f"Restored {backup.name} into {restore.target_environment} ({labels})."]
+    if restore.safety_backup_id:
+        parts.append(f"The previous data is in the safety backup {restore.safety_backup.name}.")
+    parts += [note + "." for note in notes + problems]
+    _update(
+        restore,
+        status=RestoreStatus.COMPLETED,
+        phase="",
+        phases=phases.items,
+        message=" ".join(parts),
+        completed_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    alert_resolve(organisation=restore.organisation, kind=AlertKind.RESTORE_FAILED, restore=restore)
+
+
+def _take_safety_backup(restore: Restore, members: list[_Member], progress: _Progress) -> Backup:
+    """Back up the target now, in this task; returns the backup in its final state.
+
+    Raises the ApplicationError of backup_request (e.g. a backup of it is already running).
+    """
+    kind = restore.backup.kind
+    (safety,) = backup_request(
+        environment=restore.target_environment,
+        kind=kind,
+        database=members[0].database if kind == BackupKind.DATABASE else None,
+        description=f"Safety backup before restore {restore.id}",
+        trigger=BackupTrigger.SAFETY,
+        user=restore.requested_by,
+    )
+    _update(restore, safety_backup=safety)
+    # backup_request also enqueued it; whoever claims it first runs it.
+    claimed = backup_claim(backup_id=safety.id)
+    if claimed is not None:
+        return backup_execute(backup=claimed)
+    while True:
+        safety.refresh_from_db()
+        if safety.is_final:
+            return safety
+        progress.tick(force=True)
+        time.sleep(SAFETY_BACKUP_POLL)
+
+
+# --- test restores -------------------------------------------------------------------------
+
+
+def backup_test_restore(*, backup: Backup) -> bool:
+    """Restore a backup into scratch copies, compare row counts, drop them; record the result.
+
+    Sets ``verified_by_restore_at`` and ``verification_message`` on success; on a failure
+    the message says why and a ``verification_failed`` alert is raised.
+    """
+    tag = uuid.uuid4().hex[:8]
+    members: list[_Member] = []
+    fetched = None
+    try:
+        members = _plan(backup, backup.environment)
+        fetched, problems = _fetch_verified(backup, _Progress(None))
+        if fetched is None:
+            return _record_test(backup, ok=False, detail="; ".join(problems))
+        _load_all(
+            backup,
+            fetched,
+            members,
+            tag=tag,
+            purpose="verify",
+            progress=_Progress(None),
+            scratch_dir=_tmp_dir(),
+        )
+        mismatches, notes = _count_problems(members)
+    except (ApplicationError, EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:
+        return _record_test(backup, ok=False, detail=getattr(exc, "message", None) or str(exc))
+    finally:
+        _discard_scratches(members)
+        if fetched is not None:
+            fetched.cleanup()
+    if mismatches:
+        return _record_test(backup, ok=False, detail="; ".join(mismatches))
+    tables = sum(len(m.expected) for m in members if m.target.engine != "files")
+    detail = f"{tables} table(s), every row count matches the backup's"
+    return _record_test(backup, ok=True, detail="; ".join([detail, *notes]))
+
+
+def _record_test(backup: Backup, *, ok: bool, detail: str) -> bool:
+    now = timezone.now()
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if ok:
+        message = f"Verified by restore at {stamp}: {detail}."
+        Backup.objects.filter(pk=backup.pk).update(
+            verified_by_restore_at=now, verification_message=message
+        )
+        alert_resolve(
+            organisation=backup.organisation, kind=AlertKind.VERIFICATION_FAILED, backup=backup
+        )
+    else:
+        message = f"{TEST_RESTORE_FAILED} at {stamp}: {detail}"
+        Backup.objects.filter(pk=backup.pk).update(verification_message=message[:8000])
+        alert_raise(
+            organisation=backup.organisation,
+            kind=AlertKind.VERIFICATION_FAILED,
+            title=f"Backup {backup.name} failed its restore test",
+            message=message[-2000:],
+            backup=backup,
+            severity="critical",
+        )
+    backup.refresh_from_db(fields=["verified_by_restore_at", "verification_message"])
+    return ok
+
+
+def backups_due_for_test_restore() -> Iterator[Backup]:
+    """Per environment whose schedule asks for it: the latest completed backup of each
+    database, and of the files/full kinds, not yet tested."""
+    from schedules.models import Schedule
+
+    environments = Schedule.objects.filter(verify_by_restore=True).values_list(
+        "environment_id", flat=True
+    )
+    candidates = (
+        Backup.objects.filter(
+            environment_id__in=list(environments),
+            status=BackupStatus.COMPLETED,
+            kind__in=[BackupKind.DATABASE, BackupKind.FILESYSTEM, BackupKind.FULL],
+        )
+        .exclude(trigger=BackupTrigger.SAFETY)
+        .select_related("environment__project__organisation", "database")
+        .order_by("environment_id", "-created_at")
+    )
+    seen = set()
+    for backup in candidates:
+        key = (backup.environment_id, backup.kind, backup.database_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        tested = backup.verified_by_restore_at or backup.verification_message.startswith(
+            TEST_RESTORE_FAILED
+        )
+        if not tested:
+            yield backup
+
+
+def restores_test_due() -> list[tuple[Backup, bool]]:
+    return [
+        (backup, backup_test_restore(backup=backup)) for backup in backups_due_for_test_restore()
+    ]
+
+
+# --- reaping -------------------------------------------------------------------------------
+
+
+def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
+    """Fail restores whose worker stopped sending heartbeats (it was killed or lost).
+
+    A restore waiting for its safety backup counts as alive while that backup's own
+    heartbeat is fresh. Scratch copies are dropped; the live target was never touched
+    before the swap, and the swap itself is atomic per database.
+    """
+    now = now or timezone.now()
+    limit = now - timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS)
+    stale = (
+        Restore.objects.filter(status=RestoreStatus.IN_PROGRESS)
+        .filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit))
+        .exclude(
+            safety_backup__status=BackupStatus.IN_PROGRESS, safety_backup__heartbeat_at__gte=limit
+        )
+        .select_related("backup", "target_environment__project__organisation", "organisation")
+    )
+    reaped = []
+    for restore in stale:
+        last = restore.heartbeat_at or restore.started_at
+        message = (
+            f"The worker running this restore stopped responding (last heartbeat "
+            f"{last:%Y-%m-%d %H:%M:%S} UTC); it probably died. Scratch copies were removed; "
+            "the target was only changed if the swap had already happened."
+        )
+        if not Restore.objects.filter(
+            pk=restore.pk, status=RestoreStatus.IN_PROGRESS, heartbeat_at=restore.heartbeat_at
+        ).update(status=RestoreStatus.FAILED, message=message, completed_at=now):
+            continue
+        restore.refresh_from_db()
+        if restore.phase != RestorePhase.SWAP:
+            _discard_scratches_of(restore)
+        alert_raise(
+            organisation=restore.organisation,
+            kind=AlertKind.RESTORE_FAILED,
+            title=f"Restore of {restore.backup.name} failed: its worker died",
+            message=message,
+            restore=restore,
+            environment=restore.target_environment,
+            severity="critical",
+        )
+        reaped.append(restore)
+    return reaped
+
+
+def _discard_scratches_of(restore: Restore) -> None:
+    try:
+        members = _plan(restore.backup, restore.target_environment)
+    except ApplicationError:
+        return
+    tag = restore.id.hex[:8]
+    for member in members:
+        member.scratch = loading.scratch_spec(member.target, tag, purpose="restore")
+    _discard_scratches(members)
+
+
+__all__ = [
+    "backup_test_restore",
+    "backups_due_for_test_restore",
+    "enqueue_restore",
+    "restore_claim",
+    "restore_execute",
+    "restore_request",
+    "restore_undo",
+    "restores_reap_stale",
+    "restores_test_due",
+]
