@@ -204,3 +204,121 @@ class BackupCopy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backup.name} @ {self.destination.name}"
+
+
+# --- point-in-time recovery (PostgreSQL) ---------------------------------------------------
+
+
+class WalKind(models.TextChoices):
+    SEGMENT = "segment", "WAL segment"
+    HISTORY = "history", "Timeline history file"
+    BACKUP = "backup", "Backup history file"
+    PARTIAL = "partial", "Partial segment (end of a timeline)"
+
+
+class WalSegment(models.Model):
+    """One file PostgreSQL's ``archive_command`` handed to Strongbox, stored in every destination.
+
+    ``checksum_sha256`` is of the file as PostgreSQL wrote it (what makes a second archive of
+    the same name harmless or a conflict); ``artifact_sha256`` is of the stored artifact (what
+    a verify re-reads). ``base_backup`` is the latest base backup this WAL replays onto.
+    The first and last transaction times come from ``pg_waldump``; they bound what a
+    ``recovery_target_time`` inside this segment can reach.
+    """
+
+    organisation_lookup = "organisation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="wal_segments"
+    )
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="wal_segments"
+    )
+    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="wal_segments")
+    base_backup = models.ForeignKey(
+        Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="wal_segments"
+    )
+    name = models.CharField(max_length=64)
+    kind = models.CharField(max_length=10, choices=WalKind.choices, default=WalKind.SEGMENT)
+    timeline = models.PositiveIntegerField()
+    # Position in the WAL sequence (log * segments-per-log + segment); null for history files.
+    segment_number = models.BigIntegerField(null=True, blank=True)
+    size = models.BigIntegerField()
+    stored_size = models.BigIntegerField()
+    checksum_sha256 = models.CharField(max_length=64)
+    artifact_sha256 = models.CharField(max_length=64)
+    key = models.CharField(max_length=1000)
+    compression = models.CharField(max_length=10, blank=True)
+    encrypted = models.BooleanField(default=False)
+    key_id = models.CharField(max_length=200, blank=True)
+    destinations = models.ManyToManyField(Destination, related_name="+", blank=True)
+    first_xact_at = models.DateTimeField(null=True, blank=True)
+    last_xact_at = models.DateTimeField(null=True, blank=True)
+    stored_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["database", "timeline", "segment_number", "name"]
+        indexes = [
+            models.Index(
+                fields=["database", "timeline", "segment_number"], name="wal_db_tli_segno"
+            ),
+            models.Index(fields=["environment", "-stored_at"], name="wal_env_stored"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["database", "name"], name="one_wal_file_per_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WalArchiver(models.Model):
+    """The archiving state of one database, like ``pg_stat_archiver`` but on our side.
+
+    One row per database, updated by every ``archive_wal`` run: the last success, the last
+    failure and how many failures in a row, so coverage and alerts need no log scan.
+    """
+
+    organisation_lookup = "database__environment__project__organisation"
+
+    database = models.OneToOneField(
+        Database, primary_key=True, on_delete=models.CASCADE, related_name="wal_archiver"
+    )
+    last_archived_wal = models.CharField(max_length=64, blank=True)
+    last_archived_at = models.DateTimeField(null=True, blank=True)
+    last_failed_wal = models.CharField(max_length=64, blank=True)
+    last_failed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    failed_count = models.PositiveIntegerField(default=0)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    archived_count = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"WAL archiving of {self.database}"
+
+
+class BaseBackupPosition(models.Model):
+    """Where in the WAL a physical base backup starts and stops.
+
+    The start comes from the ``backup_label`` inside the backup itself; the stop from the
+    backup history file (``*.backup``) PostgreSQL archives when the backup ends. Recovery
+    from this base needs every WAL segment from ``start_segment_number`` on.
+    """
+
+    organisation_lookup = "backup__organisation"
+
+    backup = models.OneToOneField(
+        Backup, primary_key=True, on_delete=models.CASCADE, related_name="base_position"
+    )
+    timeline = models.PositiveIntegerField()
+    start_lsn = models.CharField(max_length=20)
+    start_wal = models.CharField(max_length=64)
+    start_segment_number = models.BigIntegerField()
+    start_time = models.DateTimeField(null=True, blank=True)
+    stop_lsn = models.CharField(max_length=20, blank=True)
+    stop_wal = models.CharField(max_length=64, blank=True)
+    stop_time = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.backup.name} from {self.start_lsn}"
