@@ -1,0 +1,42 @@
+"""PostgreSQL's archive_command: ``manage.py archive_wal --database <id> %p %f``.
+
+Exits 0 only when the file is durably stored in every destination (PostgreSQL keeps the
+file and retries otherwise, so nothing is lost); the reason for a failure goes to stderr,
+which PostgreSQL writes to its log.
+"""
+
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.pitr import wal_archive
+from config.errors import ApplicationError
+from organizations.models import Database
+
+
+class Command(BaseCommand):
+    help = "Archive one WAL file (use as archive_command: archive_wal --database ID %p %f)."
+    requires_system_checks: list = []  # runs once per WAL segment: skip the checks' cost
+
+    def add_arguments(self, parser):
+        parser.add_argument("--database", required=True, help="Database id")
+        parser.add_argument("path", help="%%p: the file's path, relative to the data directory")
+        parser.add_argument("name", help="%%f: the file's name")
+
+    def handle(self, *args, database, path, name, **options):
+        started = time.monotonic()
+        db = (
+            Database.objects.select_related("environment__project__organisation")
+            .filter(pk=database)
+            .first()
+        )
+        if db is None:
+            raise CommandError(f"archive_wal: no database {database}.")
+        try:
+            result = wal_archive(database=db, path=path, name=name)
+        except ApplicationError as exc:
+            raise CommandError(f"archive_wal: {name} NOT archived: {exc.message}") from exc
+        if options.get("verbosity", 1) > 1:
+            state = "already archived" if result.already_archived else "archived"
+            sys.stderr.write(f"{name} {state} in {time.monotonic() - started:.3f}s\n")
