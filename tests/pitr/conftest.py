@@ -1,0 +1,170 @@
+"""Throwaway PostgreSQL clusters for the PITR tests: initdb into a temporary directory,
+a free port, ``archive_command`` running the real ``manage.py archive_wal``.
+
+The server refuses to run as root. When the tests run as root, the clusters start inside
+a user namespace (``unshare --user --map-user``) where the server is an ordinary user,
+while its archive_command still reaches the root-owned test database and artifacts.
+Every cluster is stopped (``pg_ctl stop -m immediate``) at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.fixtures.databases import unavailable
+from tests.fixtures.s3 import free_port
+
+PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SERVER_TOOLS = ("initdb", "pg_ctl", "postgres", "pg_basebackup", "pg_waldump")
+
+
+def require_server_binaries() -> None:
+    missing = [tool for tool in SERVER_TOOLS if not (PG_BIN / tool).exists()]
+    if missing:
+        unavailable(f"PostgreSQL server binaries missing in {PG_BIN}: {', '.join(missing)}")
+
+
+def server_launcher() -> tuple[str, ...]:
+    """An argv prefix that lets the server start: none, or a user namespace under root."""
+    if os.geteuid() != 0:
+        return ()
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        unavailable("running as root and `unshare` is missing: cannot start a test server")
+    probe = subprocess.run(  # noqa: S603
+        [unshare, "--user", "--map-user=1000", "--map-group=1000", "true"],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        unavailable(f"running as root and user namespaces are unavailable: {probe.stderr!r}")
+    return (unshare, "--user", "--map-user=1000", "--map-group=1000")
+
+
+def child_env() -> dict[str, str]:
+    """What the server's archive/restore commands need to see the test database."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "STRONGBOX_SQLITE_PATH": os.environ["STRONGBOX_TEST_SQLITE"],
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def archive_command(database_id) -> str:
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    argv = [sys.executable, str(manage), "archive_wal", "--database", str(database_id)]
+    return " ".join(shlex.quote(a) for a in argv) + " %p %f"
+
+
+class Cluster:
+    def __init__(self, root: Path, launcher: tuple[str, ...], port: int | None = None):
+        self.root = root
+        self.datadir = root / "data"
+        self.port = port or free_port()
+        self.launcher = launcher
+        self.log = root / "server.log"
+
+    def pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(  # noqa: S603
+            [*self.launcher, str(PG_BIN / "pg_ctl"), *args],
+            capture_output=True,
+            env={**os.environ, **child_env()},
+            timeout=120,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"pg_ctl {args[0]} failed: {proc.stderr.decode()}\n{self.log_text()[-3000:]}"
+            )
+        return proc
+
+    def init(self, *, archive: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(  # noqa: S603
+            [
+                *self.launcher,
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"port = {self.port}\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.root}'\n"
+                "wal_level = replica\n"
+                "archive_mode = on\n"
+                f"archive_command = '{archive.replace(chr(39), chr(39) * 2)}'\n"
+                "fsync = off\n"
+                "max_wal_senders = 4\n"
+            )
+
+    def start(self) -> None:
+        self.pg_ctl("start", "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "60")
+
+    def stop(self) -> None:
+        if (self.datadir / "postmaster.pid").exists():
+            self.pg_ctl("stop", "-D", str(self.datadir), "-m", "immediate", check=False)
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        )
+
+    def execute(self, query: str, *params):
+        with self.connect() as conn:
+            cursor = conn.execute(query, params or None)
+            return cursor.fetchall() if cursor.description else None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def pg_launcher() -> tuple[str, ...]:
+    require_server_binaries()
+    return server_launcher()
+
+
+@pytest.fixture
+def clusters(tmp_path, pg_launcher):
+    """make(name, port=None) -> a not yet initialised Cluster; all stopped at teardown."""
+    made: list[Cluster] = []
+
+    def make(name: str, port: int | None = None) -> Cluster:
+        cluster = Cluster(tmp_path / name, pg_launcher, port)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()
+
+
+def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
