@@ -158,12 +158,21 @@ class _Identity:
         return b""
 
 
+ZSTD_JOB_SIZE = 2 << 20
+
+
 def _compressor(options: PipelineOptions) -> _Compressor:
     if options.compression == "zstd":
-        cctx = zstandard.ZstdCompressor(
-            level=options.level, threads=options.threads, write_checksum=True
+        # zstd's default job size at level 3 is 8 MiB per thread, in and out, which is most
+        # of the worker's memory; 2 MiB jobs measured the same speed and ratio here with
+        # ~50 MB less RSS.
+        params = zstandard.ZstdCompressionParameters.from_level(
+            options.level,
+            threads=options.threads,
+            job_size=ZSTD_JOB_SIZE if options.threads > 0 else 0,
+            write_checksum=True,
         )
-        return cctx.compressobj()
+        return zstandard.ZstdCompressor(compression_params=params).compressobj()
     if options.compression == "gzip":
         return zlib.compressobj(options.level, zlib.DEFLATED, 31)  # 31: gzip header
     return _Identity()

@@ -70,7 +70,7 @@ class _QueueReader(io.RawIOBase):
 
     def __init__(self, depth: int = 4):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._buffer = b""
+        self._buffer = memoryview(b"")
         self._eof = False
 
     def readable(self) -> bool:
@@ -90,7 +90,7 @@ class _QueueReader(io.RawIOBase):
             elif isinstance(item, BaseException):
                 raise item
             else:
-                self._buffer = item
+                self._buffer = memoryview(item)
         n = min(len(buffer), len(self._buffer))
         buffer[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
@@ -116,7 +116,10 @@ class StorageSink:
 
     def _upload(self) -> None:
         try:
-            self._saved_as = self._storage.save(self.key, File(self._reader, name=self.key))
+            # s3transfer makes one read() per multipart part and takes a short read for the
+            # part's end: a buffered reader returns whole parts.
+            stream = io.BufferedReader(self._reader, buffer_size=1 << 20)
+            self._saved_as = self._storage.save(self.key, File(stream, name=self.key))
         except BaseException as exc:  # noqa: BLE001 - reported by commit()
             self._error = exc
 

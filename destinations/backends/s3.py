@@ -2,8 +2,8 @@ from storages.backends.s3 import S3Storage
 
 from destinations.backends.base import DestinationBackend, Parameter
 
-# Multipart parts of 16 MiB with two uploads in flight bound the memory an upload
-# of a non-seekable stream may hold, whatever the artifact's size.
+# Multipart parts of 16 MiB, two in flight and two in memory, bound what an upload of a
+# non-seekable stream may hold (~50 MiB), whatever the artifact's size.
 MULTIPART_CHUNK_SIZE = 16 * 1024 * 1024
 MAX_CONCURRENT_PARTS = 2
 
@@ -15,6 +15,11 @@ class S3Backend(DestinationBackend):
         Parameter("prefix", help="Key prefix inside the bucket."),
         Parameter("region"),
         Parameter("endpoint_url", help="For S3-compatible stores (MinIO, R2, Ceph…)."),
+        Parameter(
+            "part_size_mb",
+            help="Multipart part size (default 16). S3 allows 10,000 parts: 16 MiB parts "
+            "cap an artifact at 160 GiB; raise it for larger databases.",
+        ),
         Parameter("access_key_id", required=True),
         Parameter("secret_access_key", required=True),
     )
@@ -23,6 +28,16 @@ class S3Backend(DestinationBackend):
     def storage(self) -> S3Storage:
         from boto3.s3.transfer import TransferConfig
 
+        part_size = int(self.config.get("part_size_mb") or 0) * 1024 * 1024 or MULTIPART_CHUNK_SIZE
+        transfer = TransferConfig(
+            multipart_threshold=part_size,
+            multipart_chunksize=part_size,
+            max_concurrency=MAX_CONCURRENT_PARTS,
+            use_threads=True,
+        )
+        # A streamed (non-seekable) upload holds up to this many parts in memory; s3transfer's
+        # default of 10 would let a slow store hold 160 MiB.
+        transfer.max_in_memory_upload_chunks = MAX_CONCURRENT_PARTS
         return S3Storage(
             bucket_name=self.config["bucket"],
             location=self.config.get("prefix", "").strip("/"),
@@ -33,12 +48,7 @@ class S3Backend(DestinationBackend):
             file_overwrite=False,
             default_acl=None,
             querystring_auth=False,
-            transfer_config=TransferConfig(
-                multipart_threshold=MULTIPART_CHUNK_SIZE,
-                multipart_chunksize=MULTIPART_CHUNK_SIZE,
-                max_concurrency=MAX_CONCURRENT_PARTS,
-                use_threads=True,
-            ),
+            transfer_config=transfer,
         )
 
     def describe(self) -> str:

@@ -1,0 +1,118 @@
+"""Artifact I/O on real destinations: a local directory and an S3-protocol server."""
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from destinations.storage import (
+    ArtifactMissing,
+    artifact_size,
+    delete_artifact,
+    discard_partial_artifacts,
+    open_artifact_stream,
+    open_sink,
+)
+from tests import factories
+from tests.fixtures.s3 import s3_destination_config
+
+pytestmark = pytest.mark.django_db
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def s3_destination(organisation, s3_server, s3_bucket):
+    config, secrets = s3_destination_config(s3_server, s3_bucket)
+    return factories.DestinationFactory(
+        organisation=organisation, name="S3", kind="s3", config=config, secrets=secrets
+    )
+
+
+def test_a_local_copy_appears_only_when_committed(destination, settings):
+    sink = open_sink(destination, "org/p/e/database/x.pgdump.zst")
+    sink.write(b"hello ")
+    final = Path(settings.STRONGBOX_LOCAL_DESTINATION_ROOT) / "org/p/e/database/x.pgdump.zst"
+    assert not final.exists()
+    sink.write(b"world")
+    sink.commit()
+    assert final.read_bytes() == b"hello world"
+    assert artifact_size(destination, "org/p/e/database/x.pgdump.zst") == 11
+
+
+def test_an_aborted_local_copy_leaves_nothing(destination, settings):
+    sink = open_sink(destination, "a/b.zst")
+    sink.write(b"partial")
+    sink.abort()
+    root = Path(settings.STRONGBOX_LOCAL_DESTINATION_ROOT)
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+
+
+def test_a_local_copy_never_overwrites_an_existing_artifact(destination):
+    first = open_sink(destination, "k.zst")
+    first.write(b"one")
+    first.commit()
+    second = open_sink(destination, "k.zst")
+    second.write(b"two")
+    with pytest.raises(FileExistsError):
+        second.commit()
+    with open_artifact_stream(destination, "k.zst") as stream:
+        assert stream.read() == b"one"
+
+
+def test_leftovers_of_an_interrupted_local_upload_are_discarded(destination, settings):
+    sink = open_sink(destination, "x/y.zst")
+    sink.write(b"half")  # the worker dies here: no commit, no abort
+    assert discard_partial_artifacts(destination, "x/y.zst") == 1
+    root = Path(settings.STRONGBOX_LOCAL_DESTINATION_ROOT)
+    assert [p for p in root.rglob("*") if p.is_file() and p.stat().st_size] == []
+
+
+@pytest.mark.s3
+def test_a_large_s3_upload_streams_in_multipart_parts_in_bounded_memory(
+    s3_destination, s3_server, s3_bucket
+):
+    chunk = os.urandom(MiB)
+    total = 120
+    tracemalloc.start()
+    try:
+        sink = open_sink(s3_destination, "org/p/e/database/big.pgdump.zst")
+        for _ in range(total):
+            sink.write(chunk)
+        sink.commit()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    head = s3_server.client().head_object(
+        Bucket=s3_bucket, Key="backups/org/p/e/database/big.pgdump.zst"
+    )
+    assert head["ContentLength"] == total * MiB
+    # A multipart ETag ends with the number of parts: 120 MiB in 16 MiB parts is 8 parts.
+    assert head["ETag"].strip('"').endswith("-8")
+    assert peak < 80 * MiB, f"peak traced memory {peak / MiB:.0f} MiB"
+
+
+@pytest.mark.s3
+def test_an_aborted_s3_upload_leaves_no_object_and_no_pending_parts(
+    s3_destination, s3_server, s3_bucket
+):
+    sink = open_sink(s3_destination, "a/b.zst")
+    for _ in range(40):
+        sink.write(os.urandom(MiB))
+    sink.abort()
+    client = s3_server.client()
+    assert client.list_objects_v2(Bucket=s3_bucket).get("KeyCount", 0) == 0
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+@pytest.mark.s3
+def test_s3_reads_stream_and_deletes_remove(s3_destination):
+    sink = open_sink(s3_destination, "r.zst")
+    sink.write(b"payload")
+    sink.commit()
+    with open_artifact_stream(s3_destination, "r.zst") as stream:
+        assert stream.read() == b"payload"
+    delete_artifact(s3_destination, "r.zst")
+    assert artifact_size(s3_destination, "r.zst") is None
+    with pytest.raises(ArtifactMissing):
+        open_artifact_stream(s3_destination, "r.zst")
