@@ -1,0 +1,459 @@
+"""WAL archive and fetch: what archive_command and restore_command run."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from alerts.models import AlertKind
+from alerts.services import alert_raise, alert_resolve
+from backups.engines import EngineUnavailable
+from backups.engines import postgresql_physical as physical
+from backups.keys import key_for_id, organisation_key
+from backups.models import (
+    Backup,
+    BackupStatus,
+    BaseBackupPosition,
+    WalArchiver,
+    WalKind,
+    WalSegment,
+)
+from backups.pipeline import (
+    PipelineError,
+    PipelineOptions,
+    open_artifact,
+    run_pipeline,
+)
+from backups.services import (
+    _destinations_for,
+)
+from config.errors import ApplicationError, Conflict, InvalidInput
+from destinations.models import Destination
+from destinations.storage import (
+    ArtifactMissing,
+    artifact_size,
+    open_artifact_stream,
+    open_sink,
+)
+from organizations.models import Database
+
+logger = logging.getLogger(__name__)
+
+WAL_EXTENSIONS = {"zstd": ".zst", "gzip": ".gz", "none": ""}
+
+
+class WalArchiveFailed(ApplicationError):
+    status_code = 500
+    code = "wal_archive_failed"
+
+
+class WalConflict(Conflict):
+    """A different file of the same name is already archived."""
+
+
+class WalFetchFailed(ApplicationError):
+    status_code = 500
+    code = "wal_fetch_failed"
+
+
+def configured_pg_bin() -> str:
+    return getattr(settings, "STRONGBOX_PG_BIN_DIR", "") or os.environ.get(
+        "STRONGBOX_PG_BIN_DIR", ""
+    )
+
+
+# --- where WAL goes ---------------------------------------------------------------------------
+
+
+def wal_destinations(*, database: Database) -> list[Destination]:
+    """The schedule's destinations of the database's environment, else the default one."""
+    environment = database.environment
+    schedule = getattr(environment, "schedule", None)
+    return _destinations_for(environment, None, schedule)
+
+
+def wal_options(*, database: Database) -> PipelineOptions:
+    key = organisation_key(database.environment.project.organisation)
+    # One thread: a segment is 16 MiB, zstd's worker threads cost more than they save.
+    return PipelineOptions(
+        compression="zstd",
+        level=settings.STRONGBOX_COMPRESSION_LEVEL,
+        threads=0,
+        encryption_key=key[1] if key else None,
+        key_id=key[0] if key else "",
+    )
+
+
+def wal_key(*, database: Database, name: str, options: PipelineOptions) -> str:
+    environment = database.environment
+    project = environment.project
+    extension = WAL_EXTENSIONS[options.compression] + (".enc" if options.encryption_key else "")
+    return (
+        f"{project.organisation.slug}/{project.slug}/{environment.slug}/wal/"
+        f"{database.slug}/{name}{extension}"
+    )
+
+
+def require_postgresql(database: Database) -> None:
+    if database.engine != "postgresql":
+        raise InvalidInput(
+            f"{database} is a {database.engine} database; point-in-time recovery is for "
+            "PostgreSQL only.",
+            fields={"database": ["Not a PostgreSQL database."]},
+        )
+
+
+# --- archive ----------------------------------------------------------------------------------
+
+
+@dataclass
+class WalArchiveResult:
+    segment: WalSegment
+    already_archived: bool
+    destinations: list[str] = field(default_factory=list)
+
+
+def _file_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _is_segment_size(size: int) -> bool:
+    """wal_segment_size is a power of two from 1 MiB to 1 GiB."""
+    return (1 << 20) <= size <= (1 << 30) and size & (size - 1) == 0
+
+
+def _stored_plaintext_digest(destination: Destination, key: str) -> str:
+    with open_artifact_stream(destination, key) as raw:
+        plain = open_artifact(raw, key_for=key_for_id)
+        digest = hashlib.sha256()
+        while chunk := plain.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def wal_archive(*, database: Database, path: str | Path, name: str) -> WalArchiveResult:
+    """Store one WAL file in every destination; raise unless it is durably everywhere.
+
+    Failures are recorded on the database's WalArchiver row and raise (de-duplicated) a
+    ``wal_archiving_failed`` alert before the exception reaches the caller.
+    """
+    try:
+        return _archive(database, Path(path), name)
+    except WalConflict as exc:
+        _archive_failed(database, name, exc.message)
+        raise
+    except ApplicationError as exc:
+        _archive_failed(database, name, exc.message)
+        raise
+    except Exception as exc:
+        logger.exception("archiving %s of %s failed", name, database.pk)
+        message = f"{type(exc).__name__}: {exc}"
+        _archive_failed(database, name, message)
+        raise WalArchiveFailed(message) from exc
+
+
+def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
+    require_postgresql(database)
+    try:
+        wal = physical.parse_wal_name(name)
+    except ValueError as exc:
+        raise WalArchiveFailed(str(exc)) from exc
+    checksum, size = _file_digest(path)
+    if wal.kind in ("segment", "partial") and _is_segment_size(size):
+        # Non-default wal_segment_size: the name's arithmetic follows the real size.
+        wal = physical.parse_wal_name(name, segment_size=size)
+    existing = WalSegment.objects.filter(database=database, name=name).first()
+    if existing is not None:
+        if existing.checksum_sha256 != checksum:
+            raise WalConflict(
+                f"{name} is already archived for {database} with different content "
+                f"(sha256 {existing.checksum_sha256[:12]}…, this one {checksum[:12]}…); "
+                "refusing to overwrite it. Is another cluster archiving into this database?"
+            )
+        _archive_succeeded(database, name)
+        return WalArchiveResult(segment=existing, already_archived=True)
+
+    options = wal_options(database=database)
+    key = wal_key(database=database, name=name, options=options)
+    destinations = wal_destinations(database=database)
+    present, missing = _already_stored(destinations, key, checksum, name)
+    artifact_sha256 = ""
+    stored_size = 0
+    if missing:
+        artifact_sha256, stored_size = _store(path, missing, key, options, name)
+    else:
+        stored_size = artifact_size(destinations[0], key) or 0
+    first_xact = last_xact = None
+    if wal.kind == "segment":
+        first_xact, last_xact = physical.xact_times(str(path), pg_bin=_waldump_dir())
+    environment = database.environment
+    try:
+        with transaction.atomic():
+            segment = WalSegment.objects.create(
+                organisation_id=environment.project.organisation_id,
+                environment=environment,
+                database=database,
+                base_backup=_base_for(database, wal),
+                name=name,
+                kind=wal.kind,
+                timeline=wal.timeline,
+                segment_number=wal.number,
+                size=size,
+                stored_size=stored_size,
+                checksum_sha256=checksum,
+                artifact_sha256=artifact_sha256,
+                key=key,
+                compression=options.compression,
+                encrypted=bool(options.encryption_key),
+                key_id=options.key_id,
+                first_xact_at=first_xact,
+                last_xact_at=last_xact,
+            )
+            segment.destinations.set(destinations)
+    except IntegrityError:
+        # Archived concurrently by another run (PostgreSQL retried while we were slow).
+        segment = WalSegment.objects.get(database=database, name=name)
+        if segment.checksum_sha256 != checksum:
+            raise WalConflict(f"{name} was archived concurrently with different content") from None
+    if wal.kind == "backup":
+        record_backup_stop(database, path)
+    if wal.kind == "segment":
+        _check_gap_on_arrival(database, segment)
+    _archive_succeeded(database, name)
+    return WalArchiveResult(
+        segment=segment,
+        already_archived=False,
+        destinations=[d.name for d in destinations if d in missing or d in present],
+    )
+
+
+def _already_stored(destinations, key, checksum, name):
+    """Split destinations into those already holding this very file (a previous attempt
+    that failed elsewhere) and those still to write; another file there is a conflict."""
+    present, missing = [], []
+    for destination in destinations:
+        if artifact_size(destination, key) is None:
+            missing.append(destination)
+            continue
+        if _stored_plaintext_digest(destination, key) != checksum:
+            raise WalConflict(
+                f"{name} already exists in {destination.name} with different content; "
+                "refusing to overwrite it."
+            )
+        present.append(destination)
+    return present, missing
+
+
+def _store(path: Path, destinations, key, options, name) -> tuple[str, int]:
+    sinks = []
+    errors = []
+    for destination in destinations:
+        try:
+            sinks.append(open_sink(destination, key, name=str(destination.id)))
+        except Exception as exc:  # noqa: BLE001 - reported with the others
+            errors.append(f"{destination.name}: {exc}")
+    if errors:
+        for sink in sinks:
+            sink.abort()
+        raise WalArchiveFailed(f"{name} could not be stored: " + "; ".join(errors))
+    by_id = {str(d.id): d for d in destinations}
+    with open(path, "rb") as source:
+        try:
+            result = run_pipeline(source, sinks, options)
+        except PipelineError as exc:
+            raise WalArchiveFailed(f"{name} could not be stored: {exc}") from exc
+    problems = [f"{by_id[n].name}: {error}" for n, error in result.failed.items()]
+    for sink_name in result.committed:
+        destination = by_id[sink_name]
+        stored = artifact_size(destination, key)
+        if stored != result.bytes_out:
+            problems.append(f"{destination.name}: stored {stored} bytes of {result.bytes_out}")
+    if problems:
+        raise WalArchiveFailed(f"{name} is not stored everywhere: " + "; ".join(problems))
+    return result.sha256, result.bytes_out
+
+
+def _waldump_dir() -> str:
+    try:
+        return physical.pg_bin_dir(configured=configured_pg_bin())
+    except EngineUnavailable:
+        return ""
+
+
+def _base_for(database: Database, wal: physical.WalName) -> Backup | None:
+    """The latest completed base backup this WAL file replays onto."""
+    if wal.number is None:
+        return None
+    position = (
+        BaseBackupPosition.objects.filter(
+            backup__database=database,
+            backup__status=BackupStatus.COMPLETED,
+            timeline__lte=wal.timeline,
+            start_segment_number__lte=wal.number,
+        )
+        .select_related("backup")
+        .order_by("-start_segment_number", "-backup__created_at")
+        .first()
+    )
+    return position.backup if position else None
+
+
+def record_backup_stop(database: Database, path: Path) -> None:
+    """A ``*.backup`` history file names its base backup (our label) and where it stopped."""
+    fields = physical.parse_backup_label(path.read_text(encoding="utf-8", errors="replace"))
+    label = fields.get("LABEL", "")
+    try:
+        stop_lsn, stop_wal = physical.label_location(fields.get("STOP WAL LOCATION", ""))
+    except ValueError:
+        return
+    stop_time = physical.label_time(fields.get("STOP TIME", ""))
+    BaseBackupPosition.objects.filter(backup__database=database, backup__name=label).update(
+        stop_lsn=stop_lsn, stop_wal=stop_wal, stop_time=stop_time
+    )
+
+
+def _archiver(database: Database) -> None:
+    WalArchiver.objects.get_or_create(database=database)
+
+
+def _archive_succeeded(database: Database, name: str) -> None:
+    now = timezone.now()
+    updated = WalArchiver.objects.filter(database=database).update(
+        last_archived_wal=name,
+        last_archived_at=now,
+        consecutive_failures=0,
+        archived_count=F("archived_count") + 1,
+    )
+    if not updated:
+        with contextlib.suppress(IntegrityError), transaction.atomic():
+            WalArchiver.objects.create(
+                database=database, last_archived_wal=name, last_archived_at=now, archived_count=1
+            )
+    organisation = database.environment.project.organisation
+    alert_resolve(organisation=organisation, dedup_key=_failure_key(database))
+
+
+def _archive_failed(database: Database, name: str, message: str) -> None:
+    try:
+        now = timezone.now()
+        _archiver(database)
+        WalArchiver.objects.filter(database=database).update(
+            last_failed_wal=name[:64],
+            last_failed_at=now,
+            last_error=message[-4000:],
+            failed_count=F("failed_count") + 1,
+            consecutive_failures=F("consecutive_failures") + 1,
+        )
+        alert_raise(
+            organisation=database.environment.project.organisation,
+            kind=AlertKind.WAL_ARCHIVING_FAILED,
+            title=f"WAL archiving of {database.name} is failing",
+            message=f"{name}: {message}"[-2000:],
+            environment=database.environment,
+            severity="critical",
+            dedup_key=_failure_key(database),
+        )
+    except Exception:  # the archive command must still exit non-zero with its message
+        logger.exception("could not record the WAL archiving failure of %s", database.pk)
+
+
+def _failure_key(database: Database) -> str:
+    return f"{AlertKind.WAL_ARCHIVING_FAILED}:database:{database.pk}"
+
+
+def gap_key(database: Database) -> str:
+    return f"{AlertKind.WAL_ARCHIVING_FAILED}:gap:database:{database.pk}"
+
+
+def _check_gap_on_arrival(database: Database, segment: WalSegment) -> None:
+    """A segment whose predecessor on its timeline is missing, while older ones exist,
+    opens a gap: raise the alert now rather than at the next coverage read."""
+    if segment.segment_number is None:
+        return
+    same_timeline = WalSegment.objects.filter(
+        database=database, timeline=segment.timeline, kind=WalKind.SEGMENT
+    )
+    older = same_timeline.filter(segment_number__lt=segment.segment_number)
+    if not older.exists():
+        return
+    if same_timeline.filter(segment_number=segment.segment_number - 1).exists():
+        return
+    previous = older.order_by("-segment_number").first()
+    alert_raise(
+        organisation=database.environment.project.organisation,
+        kind=AlertKind.WAL_ARCHIVING_FAILED,
+        title=f"Gap in the WAL archive of {database.name}",
+        message=(
+            f"{segment.name} was archived but the segments after {previous.name} before it "
+            "are missing: point-in-time recovery cannot cross this gap."
+        ),
+        environment=database.environment,
+        severity="critical",
+        dedup_key=gap_key(database),
+    )
+
+
+# --- fetch ------------------------------------------------------------------------------------
+
+
+def wal_fetch(*, database: Database, name: str, target: str | Path) -> bool:
+    """Write the WAL file ``name`` to ``target`` (verified). False when it was never archived.
+
+    Raises WalFetchFailed when it was archived but no destination returns it intact.
+    """
+    try:
+        physical.parse_wal_name(name)
+    except ValueError as exc:
+        raise WalFetchFailed(str(exc)) from exc
+    segment = WalSegment.objects.filter(database=database, name=name).first()
+    if segment is None:
+        return False
+    target = Path(target)
+    problems = []
+    for destination in segment.destinations.order_by("name"):
+        try:
+            _fetch_from(destination, segment, target)
+            return True
+        except ArtifactMissing:
+            problems.append(f"{destination.name}: missing")
+        except Exception as exc:  # noqa: BLE001 - try the next copy
+            problems.append(f"{destination.name}: {exc}")
+    raise WalFetchFailed(f"{name} could not be read intact: " + "; ".join(problems))
+
+
+def _fetch_from(destination: Destination, segment: WalSegment, target: Path) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        size = 0
+        with os.fdopen(fd, "wb") as out, open_artifact_stream(destination, segment.key) as raw:
+            plain = open_artifact(raw, key_for=key_for_id)
+            while chunk := plain.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != segment.checksum_sha256 or size != segment.size:
+            raise WalFetchFailed(
+                f"checksum or size mismatch ({size} bytes, sha256 {digest.hexdigest()[:12]}…)"
+            )
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

@@ -1,0 +1,311 @@
+"""Coverage: the windows a recovery_target_time can reach, archiver status, gaps."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from backups.engines import postgresql_physical as physical
+from backups.models import (
+    Backup,
+    BackupKind,
+    BackupStatus,
+    WalArchiver,
+    WalKind,
+    WalSegment,
+)
+from config.errors import InvalidInput, Unprocessable
+from organizations.models import Database, Environment
+
+logger = logging.getLogger(__name__)
+
+# Archiving is "lagging" when nothing was archived for this long while the server has
+# finished segments waiting; a quiet database (no new segment) is not lagging.
+WAL_LAG_SECONDS = int(getattr(settings, "STRONGBOX_WAL_LAG_SECONDS", 15 * 60))
+
+
+# --- coverage ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """Times a recovery_target_time can reach from one base backup."""
+
+    base: Backup
+    earliest: datetime
+    latest: datetime
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def base_backups(database: Database) -> list[Backup]:
+    return list(
+        Backup.objects.filter(
+            database=database,
+            kind=BackupKind.BASE,
+            status=BackupStatus.COMPLETED,
+            base_position__isnull=False,
+        )
+        .select_related("base_position")
+        .order_by("base_position__start_segment_number", "created_at")
+    )
+
+
+def _segment_map(database: Database) -> dict[int, tuple[int, datetime | None]]:
+    """Segment number -> (timeline, last transaction time), the highest timeline winning
+    as recovery_target_timeline = 'latest' does."""
+    chosen: dict[int, tuple[int, datetime | None]] = {}
+    rows = WalSegment.objects.filter(database=database, kind=WalKind.SEGMENT).values_list(
+        "segment_number", "timeline", "last_xact_at"
+    )
+    for number, tli, last_xact in rows:
+        if number not in chosen or chosen[number][0] < tli:
+            chosen[number] = (tli, last_xact)
+    return chosen
+
+
+def _base_earliest(base: Backup) -> datetime:
+    position = base.base_position
+    if position.stop_time:
+        # STOP TIME has whole seconds; a commit in that second may precede consistency.
+        return position.stop_time + timedelta(seconds=1)
+    return base.completed_at or base.created_at
+
+
+def database_windows(database: Database) -> list[Window]:
+    """One window per base backup whose WAL is unbroken from its start to a transaction."""
+    segments = _segment_map(database)
+    windows = []
+    for base in base_backups(database):
+        position = base.base_position
+        number = position.start_segment_number
+        latest = None
+        while number in segments and segments[number][0] >= position.timeline:
+            last_xact = segments[number][1]
+            if last_xact and (latest is None or last_xact > latest):
+                latest = last_xact
+            number += 1
+        if number == position.start_segment_number:
+            continue  # not even its first segment is archived
+        if position.stop_wal:
+            stop_number = physical.parse_wal_name(position.stop_wal).number or 0
+            if number <= stop_number:
+                continue  # the WAL that makes it consistent is missing
+        earliest = _base_earliest(base)
+        if latest is not None and latest >= earliest:
+            windows.append(Window(base=base, earliest=earliest, latest=latest))
+    return windows
+
+
+def wal_gaps(database: Database) -> list[dict]:
+    gaps = []
+    rows = (
+        WalSegment.objects.filter(database=database, kind=WalKind.SEGMENT)
+        .order_by("timeline", "segment_number")
+        .values_list("timeline", "segment_number", "name")
+    )
+    previous = None
+    for tli, number, name in rows:
+        if previous and previous[0] == tli and number > previous[1] + 1:
+            gaps.append(
+                {
+                    "timeline": tli,
+                    "afterWal": previous[2],
+                    "beforeWal": name,
+                    "firstMissingWal": physical.segment_name(tli, previous[1] + 1),
+                    "missingSegments": number - previous[1] - 1,
+                }
+            )
+        previous = (tli, number, name)
+    return gaps
+
+
+def _archiving(database: Database, now: datetime) -> dict:
+    archiver = WalArchiver.objects.filter(database=database).first()
+    if archiver is None:
+        return {
+            "status": "not-started",
+            "lastArchivedWal": None,
+            "lastArchivedAt": None,
+            "lastFailedWal": None,
+            "lastFailedAt": None,
+            "lastError": None,
+            "failedCount": 0,
+            "consecutiveFailures": 0,
+            "archivedCount": 0,
+            "lagSeconds": None,
+        }
+    lag = (now - archiver.last_archived_at).total_seconds() if archiver.last_archived_at else None
+    if archiver.consecutive_failures:
+        status = "failing"
+    elif lag is not None and lag > WAL_LAG_SECONDS:
+        status = "idle-or-lagging"
+    else:
+        status = "ok"
+    return {
+        "status": status,
+        "lastArchivedWal": archiver.last_archived_wal or None,
+        "lastArchivedAt": iso(archiver.last_archived_at),
+        "lastFailedWal": archiver.last_failed_wal or None,
+        "lastFailedAt": iso(archiver.last_failed_at),
+        "lastError": archiver.last_error or None,
+        "failedCount": archiver.failed_count,
+        "consecutiveFailures": archiver.consecutive_failures,
+        "archivedCount": archiver.archived_count,
+        "lagSeconds": round(lag, 1) if lag is not None else None,
+    }
+
+
+def _base_summary(base: Backup, windows: list[Window]) -> dict:
+    position = base.base_position
+    window = next((w for w in windows if w.base.pk == base.pk), None)
+    return {
+        "id": str(base.id),
+        "name": base.name,
+        "timeline": position.timeline,
+        "startWal": position.start_wal,
+        "startLsn": position.start_lsn,
+        "stopLsn": position.stop_lsn or None,
+        "startTime": iso(position.start_time),
+        "stopTime": iso(position.stop_time),
+        "completedAt": iso(base.completed_at),
+        "size": base.size,
+        "recoverableFrom": iso(window.earliest) if window else None,
+        "recoverableTo": iso(window.latest) if window else None,
+    }
+
+
+def database_coverage(*, database: Database, now: datetime | None = None) -> dict:
+    now = now or timezone.now()
+    windows = database_windows(database)
+    totals = WalSegment.objects.filter(database=database).aggregate(
+        stored=Sum("stored_size"), latest=Max("last_xact_at")
+    )
+    return {
+        "databaseId": str(database.id),
+        "databaseName": database.name,
+        "earliestRecoverableTime": iso(min((w.earliest for w in windows), default=None)),
+        "latestRecoverableTime": iso(max((w.latest for w in windows), default=None)),
+        "windows": [
+            {"from": iso(w.earliest), "to": iso(w.latest), "baseBackupId": str(w.base.id)}
+            for w in windows
+        ],
+        "baseBackups": [_base_summary(b, windows) for b in base_backups(database)],
+        "archiving": _archiving(database, now),
+        "gaps": wal_gaps(database),
+        "walFiles": WalSegment.objects.filter(database=database).count(),
+        "walStoredBytes": totals["stored"] or 0,
+        "lastTransactionAt": iso(totals["latest"]),
+    }
+
+
+def pitr_databases(environment: Environment):
+    return environment.databases.filter(engine="postgresql").order_by("name")
+
+
+def pitr_window(*, environment: Environment) -> tuple[datetime, datetime] | None:
+    """(earliest, latest) time every PostgreSQL database of the environment can be
+    recovered to, or None. For the restore flow: a ``pitrTimestamp`` outside is a 422."""
+    bounds = []
+    for database in pitr_databases(environment):
+        windows = database_windows(database)
+        if not windows:
+            return None
+        bounds.append((min(w.earliest for w in windows), max(w.latest for w in windows)))
+    if not bounds:
+        return None
+    earliest = max(b[0] for b in bounds)
+    latest = min(b[1] for b in bounds)
+    return (earliest, latest) if earliest <= latest else None
+
+
+def pitr_coverage(*, environment: Environment, now: datetime | None = None) -> dict:
+    """Seed 003's ``GET /api/environments/{env_id}/pitr`` body (camelCase)."""
+    now = now or timezone.now()
+    schedule = getattr(environment, "schedule", None)
+    databases = [database_coverage(database=d, now=now) for d in pitr_databases(environment)]
+    window = pitr_window(environment=environment)
+    failing = any(d["archiving"]["status"] == "failing" for d in databases)
+    gaps = any(d["gaps"] for d in databases)
+    if not databases:
+        status = "no-postgresql-database"
+    elif failing:
+        status = "failing"
+    elif gaps:
+        status = "gaps"
+    elif window is None:
+        status = "no-window"
+    else:
+        status = "ok"
+    return {
+        "environmentId": str(environment.id),
+        "walEnabled": bool(schedule and schedule.wal_enabled),
+        "walRetentionDays": schedule.wal_retention_days if schedule else None,
+        "status": status,
+        "earliestRecoverableTime": iso(window[0]) if window else None,
+        "latestRecoverableTime": iso(window[1]) if window else None,
+        "baseBackups": [b for d in databases for b in d["baseBackups"]],
+        "databases": databases,
+        "generatedAt": iso(now),
+    }
+
+
+def _window_text(windows: list[Window]) -> str:
+    if not windows:
+        return "there is no point-in-time recovery window yet"
+    return "recoverable windows: " + ", ".join(
+        f"{iso(w.earliest)} to {iso(w.latest)}" for w in windows
+    )
+
+
+def pitr_validate_timestamp(
+    *, environment: Environment, timestamp: datetime, database: Database | None = None
+) -> tuple[datetime, datetime]:
+    """For the restore flow's ``pitrTimestamp``: the (earliest, latest) window that holds
+    it, or Unprocessable (422) stating the window. ``environment`` is the one whose WAL is
+    replayed (the backup's); ``database`` narrows it to one PostgreSQL database."""
+    if timezone.is_naive(timestamp):
+        raise InvalidInput(
+            "pitrTimestamp needs a time zone.", fields={"pitrTimestamp": ["No time zone."]}
+        )
+    if database is not None:
+        window = pitr_check_target(database=database, target=timestamp)
+        return window.earliest, window.latest
+    window = pitr_window(environment=environment)
+    if window is None or not window[0] <= timestamp <= window[1]:
+        where = (
+            f"the recoverable window is {iso(window[0])} to {iso(window[1])}"
+            if window
+            else "there is no point-in-time recovery window yet"
+        )
+        raise Unprocessable(
+            f"pitrTimestamp {iso(timestamp)} is outside the point-in-time recovery coverage "
+            f"of {environment.name}: {where}.",
+            fields={"pitrTimestamp": ["Outside the recoverable window."]},
+        )
+    return window
+
+
+def pitr_check_target(*, database: Database, target: datetime) -> Window:
+    """The window (so the base backup) to recover ``target`` from; Unprocessable outside."""
+    if timezone.is_naive(target):
+        raise InvalidInput(
+            "The recovery target needs a time zone.", fields={"pitrTimestamp": ["No time zone."]}
+        )
+    windows = database_windows(database)
+    inside = [w for w in windows if w.earliest <= target <= w.latest]
+    if not inside:
+        raise Unprocessable(
+            f"{iso(target)} is outside the point-in-time recovery coverage of {database.name}: "
+            f"{_window_text(windows)}.",
+            fields={"pitrTimestamp": ["Outside the recoverable window."]},
+        )
+    # The latest base that still ends before the target: the least WAL to replay.
+    return max(inside, key=lambda w: w.earliest)

@@ -1,0 +1,200 @@
+"""WAL retention, the base backups it protects, and the gap and lag alerts."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from alerts.models import AlertKind
+from alerts.services import alert_raise, alert_resolve
+from backups.engines import postgresql_physical as physical
+from backups.models import (
+    Backup,
+    WalArchiver,
+    WalKind,
+    WalSegment,
+)
+from backups.pitr.archive import gap_key
+from backups.pitr.coverage import (
+    WAL_LAG_SECONDS,
+    base_backups,
+    database_windows,
+    iso,
+    pitr_databases,
+    wal_gaps,
+)
+from backups.services import (
+    connection_spec_for,
+)
+from destinations.storage import (
+    delete_artifact,
+)
+from organizations.models import Database, Environment
+
+logger = logging.getLogger(__name__)
+
+
+# --- retention and monitoring -------------------------------------------------------------------
+
+
+def _retention_cutoff(environment: Environment, now: datetime) -> datetime | None:
+    schedule = getattr(environment, "schedule", None)
+    if schedule is None or not schedule.wal_retention_days:
+        return None
+    return now - timedelta(days=schedule.wal_retention_days)
+
+
+def _protected_bases(database: Database, cutoff: datetime | None) -> list[Backup]:
+    """Base backups still needed: the newest always; an older one while some time it alone
+    can reach (until the next base becomes usable) is inside retention."""
+    bases = base_backups(database)
+    if cutoff is None or not bases:
+        return bases
+    windows = {w.base.pk: w for w in database_windows(database)}
+    kept = [bases[-1]]
+    for base, successor in zip(bases, bases[1:], strict=False):
+        next_window = windows.get(successor.pk)
+        own = windows.get(base.pk)
+        reach_end = next_window.earliest if next_window else (own.latest if own else None)
+        if reach_end is None or reach_end >= cutoff:
+            kept.append(base)
+    return kept
+
+
+def pitr_protected_backup_ids(*, environment: Environment, now: datetime | None = None) -> set:
+    """Ids of base backups that GFS retention must not delete (their WAL window is still
+    inside ``walRetentionDays``)."""
+    now = now or timezone.now()
+    cutoff = _retention_cutoff(environment, now)
+    return {
+        base.pk
+        for database in pitr_databases(environment)
+        for base in _protected_bases(database, cutoff)
+    }
+
+
+def wal_retention_apply(*, environment: Environment, now: datetime | None = None) -> dict:
+    """Remove WAL older than ``walRetentionDays`` that no kept base backup needs."""
+    now = now or timezone.now()
+    cutoff = _retention_cutoff(environment, now)
+    removed = bytes_removed = 0
+    errors = []
+    if cutoff is None:
+        return {"removed": 0, "bytes": 0, "errors": []}
+    for database in pitr_databases(environment):
+        kept = _protected_bases(database, cutoff)
+        if not kept:
+            continue  # no base backup at all: the WAL is all there is, keep it
+        oldest_needed = min(b.base_position.start_segment_number for b in kept)
+        expired = WalSegment.objects.filter(
+            database=database, stored_at__lt=cutoff, segment_number__lt=oldest_needed
+        ).prefetch_related("destinations")
+        for segment in expired:
+            try:
+                for destination in segment.destinations.all():
+                    delete_artifact(destination, segment.key)
+            except Exception as exc:  # noqa: BLE001 - retried next run
+                errors.append(f"{segment.name}: {exc}")
+                continue
+            bytes_removed += segment.stored_size
+            removed += 1
+            segment.delete()
+    return {"removed": removed, "bytes": bytes_removed, "errors": errors}
+
+
+def pitr_monitor(*, environment: Environment, now: datetime | None = None) -> list[str]:
+    """Raise or resolve the gap and lag alerts of the environment's PostgreSQL databases."""
+    now = now or timezone.now()
+    organisation = environment.project.organisation
+    raised = []
+    for database in pitr_databases(environment):
+        gaps = wal_gaps(database)
+        if gaps:
+            first = gaps[0]
+            alert_raise(
+                organisation=organisation,
+                kind=AlertKind.WAL_ARCHIVING_FAILED,
+                title=f"Gap in the WAL archive of {database.name}",
+                message=(
+                    f"{len(gaps)} gap(s); first: {first['missingSegments']} segment(s) missing "
+                    f"from {first['firstMissingWal']} (after {first['afterWal']})."
+                ),
+                environment=environment,
+                severity="critical",
+                dedup_key=gap_key(database),
+            )
+            raised.append(f"gap:{database.pk}")
+        else:
+            alert_resolve(organisation=organisation, dedup_key=gap_key(database))
+        behind = _segments_behind(database)
+        archiver = WalArchiver.objects.filter(database=database).first()
+        since = archiver.last_archived_at if archiver else None
+        lagging = (
+            behind is not None
+            and behind > 1
+            and (since is None or (now - since).total_seconds() > WAL_LAG_SECONDS)
+        )
+        lag_key = f"{AlertKind.WAL_LAG}:database:{database.pk}"
+        if lagging:
+            alert_raise(
+                organisation=organisation,
+                kind=AlertKind.WAL_LAG,
+                title=f"WAL archiving of {database.name} is behind",
+                message=(
+                    f"{behind - 1} finished segment(s) not archived yet; last archived "
+                    f"{iso(since) or 'never'}."
+                ),
+                environment=environment,
+                dedup_key=lag_key,
+            )
+            raised.append(f"lag:{database.pk}")
+        elif behind is not None:
+            alert_resolve(organisation=organisation, dedup_key=lag_key)
+    return raised
+
+
+def _segments_behind(database: Database) -> int | None:
+    """How many segments the server's current WAL position is past our last archived one."""
+    from backups.engines.postgresql import PostgreSQLEngine
+
+    archiver = WalArchiver.objects.filter(database=database).first()
+    try:
+        with PostgreSQLEngine().connect(connection_spec_for(database)) as conn:
+            row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    except Exception:  # noqa: BLE001 - an unreachable server is another alert's business
+        logger.info("could not read the WAL position of %s", database.pk)
+        return None
+    current = physical.parse_wal_name(str(row[0])).number if row else None
+    if current is None:
+        return None
+    last = None
+    if archiver and archiver.last_archived_wal:
+        with contextlib.suppress(ValueError):
+            last = physical.parse_wal_name(archiver.last_archived_wal).number
+    if last is None:
+        first = (
+            WalSegment.objects.filter(database=database, kind=WalKind.SEGMENT)
+            .order_by("-segment_number")
+            .values_list("segment_number", flat=True)
+            .first()
+        )
+        last = first
+    return None if last is None else max(0, current - last)
+
+
+def run_pitr_housekeeping() -> int:
+    """Periodic: alerts and WAL retention for every environment with WAL archiving on."""
+    count = 0
+    for environment in Environment.objects.filter(schedule__wal_enabled=True).select_related(
+        "schedule", "project__organisation"
+    ):
+        try:
+            pitr_monitor(environment=environment)
+            wal_retention_apply(environment=environment)
+        except Exception:
+            logger.exception("PITR housekeeping of %s failed", environment.pk)
+        count += 1
+    return count
