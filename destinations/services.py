@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from config.errors import Conflict, InvalidInput
 from destinations.backends import BACKENDS
-from destinations.models import Destination
+from destinations.models import Destination, DestinationKind
 from organizations.models import Organisation
 
 PROBE_PREFIX = ".strongbox-probe"
@@ -51,6 +52,9 @@ def _split(kind: str, parameters: Mapping) -> tuple[dict, dict]:
 
 def _validate(kind: str, config: dict, secrets: dict) -> None:
     problems = _backend_class(kind).validate(config, secrets)
+    path = config.get("path")
+    if kind == DestinationKind.LOCAL and path and not PurePosixPath(path).is_absolute():
+        problems["path"] = "path must be an absolute directory, e.g. /srv/backups."
     if problems:
         fields = {f"parameters.{name}": [problem] for name, problem in sorted(problems.items())}
         message = " ".join(problem for _, problem in sorted(problems.items()))

@@ -7,7 +7,7 @@ def _view(actions):
 
 
 urlpatterns = [
-    *routes("api/backup-alerts", _view({"get": "list"}), "seed003-alerts"),
+    *routes("api/backup-alerts", _view({"get": "list_page"}), "seed003-alerts"),
     *routes("api/backup-alerts/count", _view({"get": "count"}), "seed003-alert-count"),
     *routes(
         "api/backup-alerts/<str:id>/dismiss", _view({"post": "dismiss"}), "seed003-alert-dismiss"

@@ -73,7 +73,7 @@ class AlertViewSet(TenantViewSet):
         ],
         tags=TAGS,
     )
-    def list(self, request):
+    def list_page(self, request):
         include_dismissed = bool_param(request, "include_dismissed")
         alerts = selectors.alerts_for_organisation(
             organisation=self.tenant.organisation, include_dismissed=include_dismissed

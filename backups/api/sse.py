@@ -26,8 +26,8 @@ from collections.abc import AsyncIterator, Callable
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -158,6 +158,20 @@ SSE_EXAMPLE = (
 )
 
 
+# One event of the stream (how OpenAPI tools read ``text/event-stream``).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["progress", "done", "failed", "timeout"]},
+        "data": {
+            "type": "string",
+            "description": "JSON: {status, phase, bytesDone, bytesTotal, percent, message}",
+        },
+    },
+    "required": ["event", "data"],
+}
+
+
 def _stream_schema(summary: str, description: str, what: str):
     return extend_schema(
         summary=summary,
@@ -168,7 +182,7 @@ def _stream_schema(summary: str, description: str, what: str):
         parameters=[uuid_path("id", f"{what} UUID")],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                SSE_EVENT_SCHEMA,
                 description=f"SSE stream of {what.lower()} progress",
                 examples=[OpenApiExample("Stream", value=SSE_EXAMPLE)],
             ),
@@ -180,6 +194,7 @@ def _stream_schema(summary: str, description: str, what: str):
 
 class _ProgressView(TenantViewSetMixin, APIView):
     renderer_classes = [EventStreamRenderer, JSONRenderer]
+    parser_classes = [JSONParser]
 
     def loader(self, id) -> Loader:  # noqa: A002 - the documented name
         raise NotImplementedError

@@ -9,7 +9,7 @@ def _view(actions):
 urlpatterns = [
     *routes(
         "api/backup-destinations",
-        _view({"get": "list", "post": "create"}),
+        _view({"get": "list_page", "post": "create"}),
         "api-backup-destinations",
     ),
     *routes(

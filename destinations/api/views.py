@@ -48,7 +48,7 @@ class DestinationViewSet(TenantViewSet):
         responses={200: page_of(s.DestinationSerializer, "DestinationPage"), **errors(400)},
         tags=TAGS,
     )
-    def list(self, request):
+    def list_page(self, request):
         queryset = self.restrict(Destination.objects.all()).order_by("name", "id")
         items, count, limit, offset = offset_page(request, queryset, default_limit=50)
         data = s.DestinationSerializer(items, many=True).data

@@ -15,6 +15,7 @@ from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers, viewsets
+from rest_framework.parsers import JSONParser
 
 from config.errors import InvalidInput, NotFound
 from organizations.tenancy import TenantViewSetMixin
@@ -26,7 +27,7 @@ def routes(route: str, make_view: Callable[..., Callable], name: str | None = No
     """The documented path, and the same with a trailing slash (served, not in the schema).
 
     ``make_view(**initkwargs)`` returns the view callable, e.g.
-    ``lambda **kw: ProjectViewSet.as_view({"get": "list"}, **kw)``.
+    ``lambda **kw: ProjectViewSet.as_view({"get": "list_page"}, **kw)``.
     """
     return [
         path(route, make_view(), name=name),
@@ -105,14 +106,17 @@ def paged_body(results: list, count: int, limit: int, offset: int) -> dict:
 def limit_param(default: int, maximum: int = 100) -> OpenApiParameter:
     return OpenApiParameter(
         "limit",
-        OpenApiTypes.INT,
+        {"type": "integer", "minimum": 1},
         OpenApiParameter.QUERY,
         description=f"Results per page (default {default}, max {maximum}; larger is clamped)",
     )
 
 
 OFFSET_PARAM = OpenApiParameter(
-    "offset", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Offset for pagination"
+    "offset",
+    {"type": "integer", "minimum": 0},
+    OpenApiParameter.QUERY,
+    description="Offset for pagination",
 )
 
 _PAGE_SERIALIZERS: dict[str, type[serializers.Serializer]] = {}
@@ -205,3 +209,5 @@ class TenantViewSet(TenantViewSetMixin, viewsets.GenericViewSet):
     pagination_class = None
     filter_backends: list = []
     serializer_class = None
+    # A JSON API: form encodings cannot say null or a nested object, so they are a 415.
+    parser_classes = [JSONParser]

@@ -5,7 +5,7 @@ _projects = views.ProjectViewSet.as_view
 _environments = views.EnvironmentViewSet.as_view
 _databases = views.DatabaseViewSet.as_view
 _one = {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-_many = {"get": "list", "post": "create"}
+_many = {"get": "list_page", "post": "create"}
 
 urlpatterns = [
     *routes("api/auth/token", views.ObtainTokenView.as_view, name="api-auth-token"),

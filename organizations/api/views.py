@@ -6,7 +6,7 @@ Everything is looked up through ``restrict()``, so another organisation's id is 
 
 from django.contrib.auth import authenticate
 from django.db import transaction
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -127,7 +127,7 @@ class _CrudViewSet(TenantViewSet):
             return self.queryset()
         return self.model.objects.filter(**{self.parent_field: parent})
 
-    def list(self, request, **kwargs):
+    def list_page(self, request, **kwargs):
         queryset = self.queryset()
         if self.parent_model is not None:
             queryset = queryset.filter(**{self.parent_field: self.get_parent()})
@@ -171,6 +171,27 @@ class _CrudViewSet(TenantViewSet):
         pass
 
 
+def _schema_per_action(**decorators):
+    """Like ``extend_schema_view``, for action names drf-spectacular does not look for.
+
+    Each action gets its own wrapper in the subclass, so the annotation does not leak
+    into the shared base method.
+    """
+
+    def decorate(view):
+        for name, decorator in decorators.items():
+            base = getattr(view, name)
+
+            def action(self, request, *args, __base=base, **kwargs):
+                return __base(self, request, *args, **kwargs)
+
+            action.__name__ = action.__qualname__ = name
+            setattr(view, name, decorator(action))
+        return view
+
+    return decorate
+
+
 def _crud_schema(
     *, tag: str, what: str, output, write, id_param, parent_param=None, default_limit=50
 ):
@@ -178,14 +199,16 @@ def _crud_schema(
     list_params = [p for p in (parent_param,) if p] + [limit_param(default_limit), OFFSET_PARAM]
     create_params = [p for p in (parent_param,) if p]
     not_found = (404,) if parent_param else ()
-    return extend_schema_view(
-        list=extend_schema(
+    return _schema_per_action(
+        list_page=extend_schema(
+            operation_id=f"{what.lower()}s_list",
             summary=f"List {what.lower()}s",
             parameters=list_params,
             responses={200: page, **errors(400, *not_found)},
             tags=[tag],
         ),
         create=extend_schema(
+            operation_id=f"{what.lower()}s_create",
             summary=f"Create a {what.lower()} (admin)",
             parameters=create_params,
             request=write,
@@ -193,12 +216,14 @@ def _crud_schema(
             tags=[tag],
         ),
         retrieve=extend_schema(
+            operation_id=f"{what.lower()}_retrieve",
             summary=f"Get a {what.lower()}",
             parameters=[id_param],
             responses={200: output, **errors(404)},
             tags=[tag],
         ),
         partial_update=extend_schema(
+            operation_id=f"{what.lower()}_update",
             summary=f"Update a {what.lower()} (admin)",
             parameters=[id_param],
             request=write,
@@ -206,6 +231,7 @@ def _crud_schema(
             tags=[tag],
         ),
         destroy=extend_schema(
+            operation_id=f"{what.lower()}_destroy",
             summary=f"Delete a {what.lower()} (admin)",
             parameters=[id_param],
             responses={204: None, **errors(404, 409)},

@@ -248,18 +248,36 @@ def _real_path_parameters(operation, seeded) -> dict | None:
     return values
 
 
+@pytest.fixture
+def connections_kept_open():
+    """Like Django's test client: a request must not close the test's DB connection."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
 @pytest.mark.slow
 @pytest.mark.django_db
+@pytest.mark.usefixtures("connections_kept_open")
 def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
     seeded, organisation, token_for, django_capture_on_commit_callbacks
 ):
     import schemathesis
     from django.core.wsgi import get_wsgi_application
     from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-    app = get_wsgi_application()
-    api = schemathesis.openapi.from_wsgi("/api/schema/", app)
+    # Documented as 501 until restore orchestration and WAL archiving land.
+    not_yet = {501}
+
     headers = {"Authorization": f"Bearer {token_for(organisation, Role.ADMIN)}"}
+    api = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     failures = []
 
     def run(operation, strategy):
@@ -275,12 +293,24 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
         def check(case):
             with django_capture_on_commit_callbacks(execute=False):
                 response = case.call(headers=headers)
-            assert response.status_code < 500, (case.path, case.body, response.text[:500])
-            case.validate_response(response, headers=headers)
+            assert response.status_code < 500 or response.status_code in not_yet, (
+                case.path,
+                case.body,
+                response.text[:500],
+            )
+            # Schema-valid input may still be refused for what a schema cannot say (a
+            # timezone that does not exist, an environment without databases): a 4xx
+            # naming the field is right there, so positive_data_acceptance is left out;
+            # not_a_server_error is the assertion above, which knows the documented 501s.
+            case.validate_response(
+                response,
+                headers=headers,
+                excluded_checks=[positive_data_acceptance, not_a_server_error],
+            )
 
         try:
             check()
-        except Exception as exc:  # noqa: BLE001 - collected so every operation is tried
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect, try every operation
             failures.append(f"{operation.method.upper()} {operation.path}: {exc}"[:1500])
 
     for result in api.get_all_operations():

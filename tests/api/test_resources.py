@@ -239,6 +239,7 @@ def test_updating_a_destination_keeps_secrets_that_are_not_sent(client_for, orga
         ({"name": "X", "kind": "s3", "parameters": {"bucket": "b"}}, "parameters.access_key_id"),
         ({"name": "X", "kind": "local", "parameters": {"colour": "red"}}, "parameters.colour"),
         ({"name": "X", "kind": "ftp"}, "kind"),
+        ({"name": "X", "kind": "local", "parameters": {"path": "relative/dir"}}, "parameters.path"),
         ({"name": "Local disk", "kind": "local"}, "name"),
         ({"name": "X", "kind": "local", "parameters": "path=/x"}, "parameters"),
     ],
