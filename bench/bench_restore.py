@@ -1,0 +1,253 @@
+"""Benchmark a Strongbox restore of a ~500 MB PostgreSQL database against the native tools.
+
+    .venv/bin/python bench/bench_restore.py [--size-mb 500] [--dir /tmp/strongbox-bench] [--keep]
+
+Strongbox side: a real backup (pg_dump -> zstd -> AES-GCM -> local destination) made through
+the services, then ``restore_execute`` into the same database with the safety backup turned
+off (a safety backup is a backup, not part of the restore's cost): checksum verification,
+decrypt + decompress, pg_restore into a scratch database, row-count check, swap, drop of the
+old database.
+
+Native side, in the same run, from a zstd file of the same dump (``pg_dump -Fc -Z0 | zstd``):
+
+- ``zstd -dc file | pg_restore`` with one job into an empty database;
+- ``zstd -d`` to a file, then ``pg_restore -j2`` (``-j`` cannot read a pipe).
+
+The ratio is Strongbox's wall time over the faster native one (target <= 1.15).
+Servers come from STRONGBOX_TEST_PG_* as in the tests. A throwaway Django database and
+artifact directory live under --dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SOURCE = "sbx_bench_restore_src"
+NATIVE = "sbx_bench_restore_native"
+ROW_BYTES = 165  # about, on disk, for the rows below
+
+
+def _pg_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PGHOST", os.environ.get("STRONGBOX_TEST_PG_HOST", "127.0.0.1"))
+    env.setdefault("PGPORT", os.environ.get("STRONGBOX_TEST_PG_PORT", "5432"))
+    env.setdefault("PGUSER", os.environ.get("STRONGBOX_TEST_PG_USER", "postgres"))
+    if os.environ.get("STRONGBOX_TEST_PG_PASSWORD"):
+        env["PGPASSWORD"] = os.environ["STRONGBOX_TEST_PG_PASSWORD"]
+    return env
+
+
+def psql(statement: str, dbname: str = "postgres") -> str:
+    out = subprocess.run(
+        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-c", statement],
+        env=_pg_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def database_size(name: str) -> int:
+    value = psql(f"SELECT pg_database_size('{name}')")
+    return int(value) if value else 0
+
+
+def create_source(size_mb: int) -> None:
+    """Two tables (so -j2 has parallel work) with a primary key and a secondary index each."""
+    exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{SOURCE}'")  # noqa: S608
+    if exists and database_size(SOURCE) > size_mb * 0.9 * 2**20:
+        print(f"reusing {SOURCE} ({database_size(SOURCE) / 2**20:.0f} MB)")
+        return
+    psql(f"DROP DATABASE IF EXISTS {SOURCE}")
+    psql(f"CREATE DATABASE {SOURCE}")
+    rows = size_mb * 2**20 // ROW_BYTES // 2
+    started = time.perf_counter()
+    for table in ("events", "ledger"):
+        psql(
+            f"CREATE TABLE {table} (id bigint PRIMARY KEY, account integer, kind text,"
+            " payload text, amount numeric(12, 2), created_at timestamptz)",
+            SOURCE,
+        )
+        fill = (
+            " SELECT i, i % 10000, (ARRAY['open', 'close', 'pay', 'refund'])[1 + i % 4],"  # noqa: S608
+            " md5(i::text) || ' ' || md5((i * 7)::text) || ' ' || repeat(chr(97 + i % 26), 12),"
+            " (i % 100000) / 100.0, timestamptz '2026-01-01' + i * interval '1 second'"
+            f" FROM generate_series(1, {rows}) i"
+        )
+        psql(f"INSERT INTO {table}" + fill, SOURCE)
+        psql(f"CREATE INDEX ON {table} (account)", SOURCE)
+    psql("VACUUM ANALYZE", SOURCE)
+    took = time.perf_counter() - started
+    print(f"created {SOURCE}: {database_size(SOURCE) / 2**20:.0f} MB in {took:.0f}s")
+
+
+def timed(label: str, func) -> float:
+    started = time.perf_counter()
+    func()
+    wall = time.perf_counter() - started
+    print(f"  {label:<44} {wall:7.2f}s")
+    return wall
+
+
+def native_stream(dump_zst: Path) -> None:
+    psql(f"DROP DATABASE IF EXISTS {NATIVE}")
+    psql(f"CREATE DATABASE {NATIVE}")
+    zstd = subprocess.Popen(["zstd", "-dc", "-q", str(dump_zst)], stdout=subprocess.PIPE)
+    restore = subprocess.run(
+        ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "-d", NATIVE],
+        stdin=zstd.stdout,
+        env=_pg_env(),
+        check=False,
+    )
+    assert zstd.stdout is not None
+    zstd.stdout.close()
+    if zstd.wait() != 0 or restore.returncode != 0:
+        raise SystemExit("native streaming restore failed")
+
+
+def native_jobs(dump_zst: Path, workdir: Path) -> None:
+    psql(f"DROP DATABASE IF EXISTS {NATIVE}")
+    psql(f"CREATE DATABASE {NATIVE}")
+    plain = workdir / "native.pgdump"
+    subprocess.run(["zstd", "-d", "-q", "-f", str(dump_zst), "-o", str(plain)], check=True)
+    try:
+        subprocess.run(
+            ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "-j2"]
+            + ["-d", NATIVE, str(plain)],
+            env=_pg_env(),
+            check=True,
+        )
+    finally:
+        plain.unlink(missing_ok=True)
+
+
+def setup_django(workdir: Path) -> None:
+    os.environ["STRONGBOX_VAR_DIR"] = str(workdir / "var")
+    os.environ["STRONGBOX_SQLITE_PATH"] = str(workdir / "strongbox.sqlite3")
+    os.environ["STRONGBOX_LOCAL_DESTINATION_ROOT"] = str(workdir / "artifacts")
+    os.environ["STRONGBOX_TMP_DIR"] = str(workdir / "tmp")
+    os.environ.setdefault("STRONGBOX_MASTER_KEY", "bench-master-key")
+    os.environ.setdefault("STRONGBOX_LOG_LEVEL", "WARNING")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def strongbox_backup():
+    from backups.services import backup_claim, backup_execute, backup_request
+    from destinations.models import Destination
+    from organizations.models import Database, Environment, Organisation, Project
+
+    env = _pg_env()
+    org, _ = Organisation.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    project, _ = Project.objects.get_or_create(organisation=org, slug="bench", name="Bench")
+    environment, _ = Environment.objects.get_or_create(project=project, slug="bench", name="Bench")
+    Destination.objects.get_or_create(
+        organisation=org, name="Local", defaults={"kind": "local", "is_default": True}
+    )
+    database, _ = Database.objects.get_or_create(
+        environment=environment,
+        slug="main",
+        defaults={
+            "name": "main",
+            "engine": "postgresql",
+            "host": env["PGHOST"],
+            "port": int(env["PGPORT"]),
+            "username": env["PGUSER"],
+            "password": env.get("PGPASSWORD", ""),
+            "database_name": SOURCE,
+        },
+    )
+    (backup,) = backup_request(environment=environment, kind="database", database=database)
+    backup = backup_execute(backup=backup_claim(backup_id=backup.id))
+    if backup.status != "completed":
+        raise SystemExit(f"backup failed: {backup.message}")
+    return backup
+
+
+def strongbox_restore(backup, jobs: int) -> None:
+    from django.conf import settings
+
+    from restores.services import restore_claim, restore_execute, restore_request
+
+    settings.STRONGBOX_RESTORE_JOBS = jobs
+    restore = restore_request(
+        backup=backup, target_type="same", take_safety_backup=False, enqueue=False
+    )
+    done = restore_execute(restore=restore_claim(restore_id=restore.id))
+    if done.status != "completed":
+        raise SystemExit(f"restore failed: {done.message}")
+    phases = ", ".join(f"{p['name']} {p.get('duration_sec', 0):.1f}s" for p in done.phases)
+    print(f"    phases: {phases}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--dir", default=None)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the source database")
+    args = parser.parse_args()
+    workdir = Path(args.dir or tempfile.mkdtemp(prefix="strongbox-bench-restore-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    create_source(args.size_mb)
+    setup_django(workdir)
+    started = time.perf_counter()
+    backup = strongbox_backup()
+    print(
+        f"strongbox backup: {backup.size / 2**20:.0f} MB artifact (zstd + AES-GCM) in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    dump_zst = workdir / "native.pgdump.zst"
+    with dump_zst.open("wb") as out:
+        dump = subprocess.Popen(
+            ["pg_dump", "-Fc", "-Z0", "-d", SOURCE], stdout=subprocess.PIPE, env=_pg_env()
+        )
+        subprocess.run(["zstd", "-3", "-T2", "-q", "-c"], stdin=dump.stdout, stdout=out, check=True)
+        assert dump.stdout is not None
+        dump.stdout.close()
+        dump.wait()
+    print(f"native dump: {dump_zst.stat().st_size / 2**20:.0f} MB zstd file")
+    # Warm the page cache for every reader alike.
+    subprocess.run(["cat", str(dump_zst)], stdout=subprocess.DEVNULL, check=True)
+
+    variants = {
+        "native: zstd -dc | pg_restore (1 job)": lambda: native_stream(dump_zst),
+        "native: zstd -d file; pg_restore -j2": lambda: native_jobs(dump_zst, workdir),
+        "strongbox (jobs=2, default)": lambda: strongbox_restore(backup, 2),
+        "strongbox (jobs=1)": lambda: strongbox_restore(backup, 1),
+    }
+    # Interleaved rounds, best of each: the machine is shared, so the best run is the signal.
+    results: dict[str, list[float]] = {label: [] for label in variants}
+    for round_number in range(1, args.rounds + 1):
+        print(f"round {round_number}: restore wall times")
+        for label, run in variants.items():
+            results[label].append(timed(label, run))
+    best = {label: min(times) for label, times in results.items()}
+    native = min(v for k, v in best.items() if k.startswith("native"))
+    print("best of each:")
+    for label, wall in best.items():
+        print(f"  {label:<44} {wall:7.2f}s  ratio to fastest native {wall / native:.2f}x")
+    ours = best["strongbox (jobs=2, default)"]
+    print(f"ratio strongbox (default) / fastest native: {ours / native:.2f}x (target <= 1.15)")
+
+    psql(f"DROP DATABASE IF EXISTS {NATIVE}")
+    if not args.keep:
+        psql(f"DROP DATABASE IF EXISTS {SOURCE} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
