@@ -59,12 +59,107 @@ class Seed003RestoreSerializer(serializers.Serializer):
         return obj.requested_by.get_username() if obj.requested_by_id else None
 
 
-class Seed003PitrCoverageSerializer(serializers.Serializer):
-    """The planned answer of ``GET /api/environments/{env_id}/pitr`` (501 until WAL lands)."""
+def _fields(name: str, fields: dict) -> type[serializers.Serializer]:
+    """A serializer class from a dict of fields (for names such as ``from``)."""
+    return type(name, (serializers.Serializer,), {"__module__": __name__, **fields})
 
-    walEnabled = serializers.BooleanField()  # noqa: N815
-    walRetentionDays = serializers.IntegerField(allow_null=True)  # noqa: N815
-    coverageStart = serializers.DateTimeField(allow_null=True)  # noqa: N815
-    coverageEnd = serializers.DateTimeField(allow_null=True)  # noqa: N815
-    baseBackupId = serializers.UUIDField(allow_null=True)  # noqa: N815
-    lastArchivedAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+
+def _dt(**kwargs):
+    return serializers.DateTimeField(allow_null=True, **kwargs)
+
+
+def _text():
+    return serializers.CharField(allow_null=True)
+
+
+Seed003PitrWindowSerializer = _fields(
+    "Seed003PitrWindowSerializer",
+    {
+        "from": serializers.DateTimeField(),
+        "to": serializers.DateTimeField(),
+        "baseBackupId": serializers.UUIDField(),
+    },
+)
+
+Seed003PitrBaseBackupSerializer = _fields(
+    "Seed003PitrBaseBackupSerializer",
+    {
+        "id": serializers.UUIDField(),
+        "name": serializers.CharField(),
+        "timeline": serializers.IntegerField(),
+        "startWal": serializers.CharField(),
+        "startLsn": serializers.CharField(),
+        "stopLsn": _text(),
+        "startTime": _dt(),
+        "stopTime": _dt(),
+        "completedAt": _dt(),
+        "size": serializers.IntegerField(allow_null=True),
+        "recoverableFrom": _dt(),
+        "recoverableTo": _dt(),
+    },
+)
+
+Seed003WalArchivingSerializer = _fields(
+    "Seed003WalArchivingSerializer",
+    {
+        "status": serializers.ChoiceField(
+            choices=["not-started", "ok", "idle-or-lagging", "failing"]
+        ),
+        "lastArchivedWal": _text(),
+        "lastArchivedAt": _dt(),
+        "lastFailedWal": _text(),
+        "lastFailedAt": _dt(),
+        "lastError": _text(),
+        "failedCount": serializers.IntegerField(),
+        "consecutiveFailures": serializers.IntegerField(),
+        "archivedCount": serializers.IntegerField(),
+        "lagSeconds": serializers.FloatField(allow_null=True),
+    },
+)
+
+Seed003WalGapSerializer = _fields(
+    "Seed003WalGapSerializer",
+    {
+        "timeline": serializers.IntegerField(),
+        "afterWal": serializers.CharField(),
+        "beforeWal": serializers.CharField(),
+        "firstMissingWal": serializers.CharField(),
+        "missingSegments": serializers.IntegerField(),
+    },
+)
+
+Seed003PitrDatabaseSerializer = _fields(
+    "Seed003PitrDatabaseSerializer",
+    {
+        "databaseId": serializers.UUIDField(),
+        "databaseName": serializers.CharField(),
+        "earliestRecoverableTime": _dt(),
+        "latestRecoverableTime": _dt(),
+        "windows": Seed003PitrWindowSerializer(many=True),
+        "baseBackups": Seed003PitrBaseBackupSerializer(many=True),
+        "archiving": Seed003WalArchivingSerializer(),
+        "gaps": Seed003WalGapSerializer(many=True),
+        "walFiles": serializers.IntegerField(),
+        "walStoredBytes": serializers.IntegerField(),
+        "lastTransactionAt": _dt(),
+    },
+)
+
+Seed003PitrCoverageSerializer = _fields(
+    "Seed003PitrCoverageSerializer",
+    {
+        "environmentId": serializers.UUIDField(),
+        "walEnabled": serializers.BooleanField(),
+        "walRetentionDays": serializers.IntegerField(allow_null=True),
+        "status": serializers.ChoiceField(
+            choices=["no-postgresql-database", "failing", "gaps", "no-window", "ok"]
+        ),
+        "earliestRecoverableTime": _dt(
+            help_text="The earliest time every PostgreSQL database can be recovered to."
+        ),
+        "latestRecoverableTime": _dt(),
+        "baseBackups": Seed003PitrBaseBackupSerializer(many=True),
+        "databases": Seed003PitrDatabaseSerializer(many=True),
+        "generatedAt": serializers.DateTimeField(),
+    },
+)

@@ -1,8 +1,8 @@
 """Seed 003 restore endpoints.
 
-The restore trigger and PITR coverage validate everything they can (tenancy, role,
-body) and then answer 501 until restore orchestration lands; the restore logs and
-one restore are real reads of the Restore model.
+The restore trigger validates everything it can (tenancy, role, body, the PITR
+window) and then answers 501 until restore orchestration lands. PITR coverage comes
+from ``backups.pitr``; the restore logs and one restore are reads of the Restore model.
 """
 
 from django.db.models import Q
@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from backups import selectors as backup_selectors
 from backups.models import BackupStatus
+from backups.pitr import pitr_coverage, pitr_validate_timestamp
 from config.errors import Conflict, InvalidInput, NotFound, NotImplementedYet, Unprocessable
 from organizations.api.common import (
     OFFSET_PARAM,
@@ -36,10 +37,6 @@ NEW_DISABLED = "targetType 'new' is disabled until orchestration exists"
 RESTORE_NOT_READY = (
     "Restores are not available through the API yet: the restore orchestration has not "
     "landed. The request was valid."
-)
-PITR_NOT_READY = (
-    "Point-in-time recovery coverage is not available yet: WAL archiving and PITR restores "
-    "have not landed."
 )
 
 
@@ -109,6 +106,9 @@ class RestoreViewSet(TenantViewSet):
                 raise InvalidInput(
                     f"targetEnvironmentId: {message}", fields={"targetEnvironmentId": [message]}
                 ) from None
+        if data.get("pitrTimestamp"):
+            # 422 stating the window when the target is outside the coverage.
+            pitr_validate_timestamp(environment=backup.environment, timestamp=data["pitrTimestamp"])
         if backup.status != BackupStatus.COMPLETED:
             raise Conflict(f"Only a completed backup can be restored; this one is {backup.status}.")
         raise NotImplementedYet(RESTORE_NOT_READY)
@@ -117,17 +117,15 @@ class RestoreViewSet(TenantViewSet):
         operation_id="environment_pitr_retrieve",
         summary="Get PITR coverage",
         description="Returns the point-in-time recovery coverage window and WAL archiving "
-        "status for the environment. **Answers 501 until WAL archiving lands.**",
+        "status for the environment: the window every PostgreSQL database of the environment "
+        "can be recovered to, and per database its windows, base backups, archiver status "
+        "and WAL gaps.",
         parameters=[uuid_path("env_id", "Environment UUID")],
-        responses={
-            200: Seed003PitrCoverageSerializer,
-            **errors(404, 501, e501=PITR_NOT_READY),
-        },
+        responses={200: Seed003PitrCoverageSerializer, **errors(404)},
         tags=TAGS,
     )
     def pitr(self, request, env_id):
-        self._environment(env_id)
-        raise NotImplementedYet(PITR_NOT_READY)
+        return Response(pitr_coverage(environment=self._environment(env_id)))
 
     @extend_schema(
         operation_id="environment_restore_logs_list",

@@ -90,7 +90,7 @@ ENDPOINTS = [
     ),
     Endpoint("GET", "/api/environments/{environment}/backups", params={"type": "db"}),
     Endpoint("POST", "/api/environments/{environment}/backups", OPERATOR, {"type": "db"}, (202,)),
-    Endpoint("GET", "/api/environments/{environment}/pitr", ok=(501,)),
+    Endpoint("GET", "/api/environments/{environment}/pitr"),
     Endpoint("GET", "/api/environments/{environment}/restore-logs"),
     Endpoint("GET", "/api/projects/{project}/backups", params={"status": "completed"}),
     # --- seeds 000, 001, 002, 004 ---

@@ -89,10 +89,33 @@ def test_a_viewer_cannot_restore(client_for, organisation, backup):
     assert _restore(client_for(organisation, Role.VIEWER), backup, {}).status_code == 403
 
 
-def test_pitr_coverage_answers_501(client_for, organisation, environment):
+def test_pitr_coverage_reports_the_environment_window(client_for, organisation, environment):
+    factories.ScheduleFactory(environment=environment, wal_enabled=True, wal_retention_days=7)
+    factories.DatabaseFactory(environment=environment, engine="postgresql", name="Main")
     response = client_for(organisation, Role.VIEWER).get(f"/api/environments/{environment.id}/pitr")
-    assert response.status_code == 501
-    assert "not available yet" in response.json()["error"]["message"]
+    assert response.status_code == 200
+    body = response.json()
+    assert body["environmentId"] == str(environment.id)
+    assert body["walEnabled"] is True and body["walRetentionDays"] == 7
+    assert body["status"] == "no-window"
+    assert body["earliestRecoverableTime"] is None
+    assert [d["databaseName"] for d in body["databases"]] == ["Main"]
+
+
+def test_a_pitr_timestamp_outside_the_coverage_is_a_422_stating_the_window(
+    client_for, organisation, environment, backup
+):
+    factories.DatabaseFactory(environment=environment, engine="postgresql")
+    response = _restore(
+        client_for(organisation, Role.OPERATOR),
+        backup,
+        {"targetType": "same", "pitrTimestamp": "2026-11-20T10:00:00Z"},
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "outside the point-in-time recovery coverage" in error["message"]
+    assert "no point-in-time recovery window yet" in error["message"]
+    assert "pitrTimestamp" in error["fields"]
 
 
 def test_restore_logs_list_restores_from_or_into_the_environment(
