@@ -192,12 +192,12 @@ def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
     options = wal_options(database=database)
     key = wal_key(database=database, name=name, options=options)
     destinations = wal_destinations(database=database)
-    present, missing = _already_stored(destinations, key, checksum, name)
-    artifact_sha256 = ""
-    stored_size = 0
-    if missing:
-        artifact_sha256, stored_size = _store(path, missing, key, options, name)
-    else:
+    problems: list[str] = []
+    present, missing = _survey(destinations, key, checksum, name, problems)
+    artifact_sha256, stored_size = _store(path, missing, key, options, problems)
+    if problems:
+        raise WalArchiveFailed(f"{name} is not stored in every destination: " + "; ".join(problems))
+    if not missing:
         stored_size = artifact_size(destinations[0], key) or 0
     first_xact = last_xact = None
     if wal.kind == "segment":
@@ -243,49 +243,51 @@ def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
     )
 
 
-def _already_stored(destinations, key, checksum, name):
+def _survey(destinations, key, checksum, name, problems: list[str]):
     """Split destinations into those already holding this very file (a previous attempt
-    that failed elsewhere) and those still to write; another file there is a conflict."""
+    that failed elsewhere) and those still to write; another file there is a conflict.
+    A destination that cannot even be asked is a problem; the others still get the file."""
     present, missing = [], []
     for destination in destinations:
-        if artifact_size(destination, key) is None:
-            missing.append(destination)
+        try:
+            exists = artifact_size(destination, key) is not None
+            same = exists and _stored_plaintext_digest(destination, key) == checksum
+        except Exception as exc:  # noqa: BLE001 - unreachable destination and the like
+            problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")
             continue
-        if _stored_plaintext_digest(destination, key) != checksum:
+        if exists and not same:
             raise WalConflict(
                 f"{name} already exists in {destination.name} with different content; "
                 "refusing to overwrite it."
             )
-        present.append(destination)
+        (present if exists else missing).append(destination)
     return present, missing
 
 
-def _store(path: Path, destinations, key, options, name) -> tuple[str, int]:
+def _store(path: Path, destinations, key, options, problems: list[str]) -> tuple[str, int]:
+    """Write the file to every destination given; the ones that fail are added to
+    ``problems`` (their partial upload aborted). Returns the artifact's sha256 and size."""
     sinks = []
-    errors = []
     for destination in destinations:
         try:
             sinks.append(open_sink(destination, key, name=str(destination.id)))
         except Exception as exc:  # noqa: BLE001 - reported with the others
-            errors.append(f"{destination.name}: {exc}")
-    if errors:
-        for sink in sinks:
-            sink.abort()
-        raise WalArchiveFailed(f"{name} could not be stored: " + "; ".join(errors))
+            problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")
+    if not sinks:
+        return "", 0
     by_id = {str(d.id): d for d in destinations}
     with open(path, "rb") as source:
         try:
             result = run_pipeline(source, sinks, options)
         except PipelineError as exc:
-            raise WalArchiveFailed(f"{name} could not be stored: {exc}") from exc
-    problems = [f"{by_id[n].name}: {error}" for n, error in result.failed.items()]
+            problems.append(str(exc))
+            return "", 0
+    problems.extend(f"{by_id[n].name}: {error}" for n, error in result.failed.items())
     for sink_name in result.committed:
         destination = by_id[sink_name]
         stored = artifact_size(destination, key)
         if stored != result.bytes_out:
             problems.append(f"{destination.name}: stored {stored} bytes of {result.bytes_out}")
-    if problems:
-        raise WalArchiveFailed(f"{name} is not stored everywhere: " + "; ".join(problems))
     return result.sha256, result.bytes_out
 
 
