@@ -134,9 +134,24 @@ class Backup(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["environment", "-created_at", "-id"], name="backup_env_created"),
-            models.Index(fields=["organisation", "-created_at", "-id"], name="backup_org_created"),
-            models.Index(fields=["database", "-created_at", "-id"], name="backup_db_created"),
+            # The list indexes carry the commonly filtered columns (INCLUDE, PostgreSQL
+            # only) so a filtered page is an index-only scan; without them the planner
+            # may walk the lone created_at index through rows of other owners.
+            models.Index(
+                fields=["environment", "-created_at", "-id"],
+                include=["organisation", "kind", "status"],
+                name="backup_env_created_cov",
+            ),
+            models.Index(
+                fields=["organisation", "-created_at", "-id"],
+                include=["kind", "status", "engine", "database"],
+                name="backup_org_created_cov",
+            ),
+            models.Index(
+                fields=["database", "-created_at", "-id"],
+                include=["organisation", "kind", "status"],
+                name="backup_db_created_cov",
+            ),
             models.Index(fields=["status"], name="backup_status"),
         ]
         constraints = [

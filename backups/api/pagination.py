@@ -134,6 +134,22 @@ def _ordered(queryset: QuerySet, *, descending: bool) -> QuerySet:
     return queryset.order_by("created_at", "id")
 
 
+def _slice(queryset: QuerySet, start: int, stop: int) -> list:
+    """Rows ``start:stop`` of ``queryset``, found by id first ("deferred join").
+
+    The ids come from the bare (…, created_at, id) index, often without touching the
+    table (an index-only scan); only the page's rows are then read and joined. That
+    keeps deep OFFSETs cheap, and keeps the planner from walking the lone created_at
+    index when the wanted rows are rare among recent ones. One more query per page,
+    still a constant number.
+    """
+    ids = list(queryset.prefetch_related(None).values_list("pk", flat=True)[start:stop])
+    if not ids:
+        return []
+    by_id = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
+    return [by_id[pk] for pk in ids if pk in by_id]
+
+
 @dataclass
 class KeysetPage:
     items: list
@@ -154,14 +170,14 @@ def keyset_paginate(
 ) -> KeysetPage:
     """One page of ``queryset`` in (created_at, id) ``order``, after or before ``cursor``.
 
-    One query (plus the queryset's prefetches), whatever the page's depth.
+    Two queries (plus the queryset's prefetches), whatever the page's depth.
     """
     descending = order == "desc"
     backwards = cursor is not None and cursor.backwards
     scan_descending = descending != backwards
     if cursor is not None:
         queryset = queryset.filter(_beyond(cursor.key, descending=scan_descending))
-    rows = list(_ordered(queryset, descending=scan_descending)[: limit + 1])
+    rows = _slice(_ordered(queryset, descending=scan_descending), 0, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
@@ -238,20 +254,6 @@ def created_after_backup(
 
 
 # -- page numbers and offsets ------------------------------------------------------------
-
-
-def _slice(queryset: QuerySet, start: int, stop: int) -> list:
-    """Rows ``start:stop`` of ``queryset``, found by id first ("deferred join").
-
-    With an OFFSET the database walks every skipped row; walking them on the bare
-    (…, created_at, id) index and joining only the rows of the page keeps deep
-    pages cheap. One more query, still a constant number per page.
-    """
-    ids = list(queryset.prefetch_related(None).values_list("pk", flat=True)[start:stop])
-    if not ids:
-        return []
-    by_id = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
-    return [by_id[pk] for pk in ids if pk in by_id]
 
 
 @dataclass
