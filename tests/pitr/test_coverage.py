@@ -1,0 +1,149 @@
+"""Coverage windows, the choice of base backup, target validation and WAL retention, on
+recorded segments (the real archive round trip is in test_archive and test_recovery)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backups.engines import postgresql_physical as physical
+from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalSegment
+from backups.pitr import (
+    pitr_check_target,
+    pitr_coverage,
+    pitr_protected_backup_ids,
+    pitr_validate_timestamp,
+    pitr_window,
+    wal_archive,
+    wal_retention_apply,
+)
+from config.errors import Unprocessable
+from tests import factories
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def pg_database(environment, tmp_path):
+    factories.DestinationFactory(
+        organisation=environment.project.organisation,
+        name="Disk",
+        config={"path": str(tmp_path / "archive")},
+    )
+    return factories.DatabaseFactory(
+        environment=environment, name="Orders", slug="orders", engine="postgresql"
+    )
+
+
+def base_backup(database, *, start: int, stop_time: datetime):
+    backup = factories.BackupFactory(
+        environment=database.environment,
+        database=database,
+        kind=BackupKind.BASE,
+        method=BackupMethod.PHYSICAL,
+        created_at=stop_time - timedelta(minutes=1),
+        completed_at=stop_time + timedelta(seconds=5),
+    )
+    BaseBackupPosition.objects.create(
+        backup=backup,
+        timeline=1,
+        start_lsn=f"0/{start:X}000028",
+        start_wal=physical.segment_name(1, start),
+        start_segment_number=start,
+        stop_wal=physical.segment_name(1, start),
+        stop_time=stop_time,
+    )
+    return backup
+
+
+def archive(database, tmp_path, number: int, last_xact: datetime) -> WalSegment:
+    name = physical.segment_name(1, number)
+    path = tmp_path / name
+    path.write_bytes(name.encode() * 64)
+    segment = wal_archive(database=database, path=path, name=name).segment
+    WalSegment.objects.filter(pk=segment.pk).update(last_xact_at=last_xact, stored_at=last_xact)
+    return segment
+
+
+@pytest.fixture
+def history(pg_database, tmp_path):
+    """Base A at segment 2 (ends T0), WAL 2..5 hourly; base B at 6 (ends T0+5h), WAL 6..8."""
+    a = base_backup(pg_database, start=2, stop_time=T0)
+    for number in range(2, 6):
+        archive(pg_database, tmp_path, number, T0 + timedelta(hours=number - 1))
+    b = base_backup(pg_database, start=6, stop_time=T0 + timedelta(hours=5))
+    for number in range(6, 9):
+        archive(pg_database, tmp_path, number, T0 + timedelta(hours=number - 0.5))
+    return a, b
+
+
+def test_the_window_runs_from_the_first_base_backup_to_the_last_transaction(pg_database, history):
+    a, b = history
+    assert pitr_window(environment=pg_database.environment) == (
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(hours=7.5),
+    )
+    coverage = pitr_coverage(environment=pg_database.environment)
+    assert coverage["earliestRecoverableTime"] == "2026-11-01T00:00:01Z"
+    assert coverage["latestRecoverableTime"] == "2026-11-01T07:30:00Z"
+    assert [base["id"] for base in coverage["baseBackups"]] == [str(a.id), str(b.id)]
+    database = coverage["databases"][0]
+    assert database["gaps"] == []
+    assert database["archiving"]["lastArchivedWal"] == physical.segment_name(1, 8)
+    assert database["walFiles"] == 7
+
+
+def test_the_latest_base_backup_that_ended_before_the_target_is_chosen(pg_database, history):
+    a, b = history
+    assert pitr_check_target(database=pg_database, target=T0 + timedelta(hours=2)).base == a
+    assert pitr_check_target(database=pg_database, target=T0 + timedelta(hours=6)).base == b
+
+
+def test_a_target_outside_the_window_is_refused_with_the_window(pg_database, history):
+    with pytest.raises(Unprocessable) as refused:
+        pitr_validate_timestamp(
+            environment=pg_database.environment, timestamp=T0 - timedelta(hours=1)
+        )
+    assert "2026-11-01T00:00:01Z to 2026-11-01T07:30:00Z" in refused.value.message
+    assert "pitrTimestamp" in refused.value.fields
+    with pytest.raises(Unprocessable, match="outside"):
+        pitr_check_target(database=pg_database, target=T0 + timedelta(hours=8))
+
+
+def test_a_gap_cuts_the_window_of_the_base_backup_before_it(pg_database, history):
+    a, b = history
+    WalSegment.objects.filter(name=physical.segment_name(1, 4)).delete()
+    coverage = pitr_coverage(environment=pg_database.environment)
+    database = coverage["databases"][0]
+    assert database["gaps"][0]["firstMissingWal"] == physical.segment_name(1, 4)
+    assert coverage["status"] == "gaps"
+    windows = {w["baseBackupId"]: (w["from"], w["to"]) for w in database["windows"]}
+    assert windows[str(a.id)] == ("2026-11-01T00:00:01Z", "2026-11-01T02:00:00Z")
+    assert windows[str(b.id)][1] == "2026-11-01T07:30:00Z"
+    with pytest.raises(Unprocessable):
+        pitr_check_target(database=pg_database, target=T0 + timedelta(hours=3))
+
+
+def test_retention_removes_old_wal_no_kept_base_backup_needs(pg_database, history, tmp_path):
+    a, b = history
+    factories.ScheduleFactory(
+        environment=pg_database.environment, wal_enabled=True, wal_retention_days=1
+    )
+    pg_database.environment.refresh_from_db()
+    # While the time only A can reach (until B is usable) is inside retention, A is kept.
+    early = T0 + timedelta(days=1, hours=4)
+    assert pitr_protected_backup_ids(environment=pg_database.environment, now=early) == {
+        a.pk,
+        b.pk,
+    }
+    assert wal_retention_apply(environment=pg_database.environment, now=early)["removed"] == 0
+
+    later = T0 + timedelta(days=1, hours=6)
+    assert pitr_protected_backup_ids(environment=pg_database.environment, now=later) == {b.pk}
+    result = wal_retention_apply(environment=pg_database.environment, now=later)
+    assert result["removed"] == 4 and result["errors"] == []
+    left = WalSegment.objects.filter(database=pg_database).order_by("segment_number")
+    assert [s.segment_number for s in left] == [6, 7, 8]
+    stored = sorted(p.name for p in (tmp_path / "archive").rglob("*.zst.enc"))
+    assert stored == [f"{physical.segment_name(1, n)}.zst.enc" for n in (6, 7, 8)]
