@@ -17,3 +17,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "STRONGBOX_TEST_SQLITE", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")
     )
     DATABASES["default"]["TEST"] = {"NAME": _test_db}
+
+# Concurrent test runs on one Redis must not take each other's tasks: a queue per run,
+# inherited by the worker processes a test starts.
+Q_CLUSTER = {
+    **Q_CLUSTER,  # noqa: F405
+    "name": os.environ.setdefault("STRONGBOX_TEST_QUEUE", f"strongbox-test-{os.getpid()}"),
+}
