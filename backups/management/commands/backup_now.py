@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import BackupStatus
-from backups.services import backup_claim, backup_request
-from backups.services import backup_execute as run
+from backups.services import backup_claim, backup_execute, backup_request
 from config.errors import ApplicationError
 from organizations.models import Database, Environment
 
@@ -54,7 +53,7 @@ class Command(BaseCommand):
             if claimed is None:
                 self.stdout.write(f"{backup.id} {backup.name} was taken by a worker")
                 continue
-            done = run(backup=claimed)
+            done = backup_execute(backup=claimed)
             self.stdout.write(f"{done.id} {done.name} {done.status} {done.size or 0} bytes")
             if done.status != BackupStatus.COMPLETED:
                 self.stderr.write(done.message)
