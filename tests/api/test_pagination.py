@@ -9,6 +9,7 @@ import pytest
 from backups.api.pagination import (
     Cursor,
     Keyset,
+    count_total,
     created_after_backup,
     decode_cursor,
     encode_cursor,
@@ -203,3 +204,12 @@ def test_a_keyset_page_is_three_queries_whatever_its_size(
             _ = [c.destination.name for c in backup.copies.all()]
             _ = backup.environment.project.name
     assert len(page.items) == limit
+
+
+def test_totals_are_exact_below_the_cap_and_never_below_it_above(organisation, make):
+    for i in range(5):
+        make(i)
+    queryset = backups_for_organisation(organisation=organisation)
+    assert count_total(queryset) == 5
+    assert count_total(queryset.filter(status="failed")) == 0
+    assert count_total(queryset, exact_up_to=3) >= 4

@@ -17,8 +17,10 @@ from rest_framework.response import Response
 
 from backups.api.base import DialectAPIView, enum_field, filter_parameters, iso_seconds_z
 from backups.api.pagination import (
+    EXACT_TOTAL_UP_TO,
     MAX_LIMIT,
     Keyset,
+    count_total,
     keyset_paginate,
     marker_cursor,
     previous_marker,
@@ -121,7 +123,12 @@ class Seed002DatabaseBackup(serializers.Serializer):
 
 
 class Seed002Meta(serializers.Serializer):
-    total = serializers.IntegerField(help_text="Backups matching the filters.")
+    total = serializers.IntegerField(
+        help_text=(
+            f"Backups matching the filters: exact up to {EXACT_TOTAL_UP_TO:,}, "
+            "the database's estimate above."
+        )
+    )
     limit = serializers.IntegerField()
     marker = serializers.UUIDField(
         allow_null=True, help_text="The marker of the next page (null on the last page)."
@@ -258,7 +265,7 @@ class Seed002DatabaseBackupListView(DialectAPIView):
             {
                 "database_backups": Seed002DatabaseBackup(page.items, many=True).data,
                 "meta": {
-                    "total": queryset.count(),
+                    "total": count_total(queryset),
                     "limit": limit,
                     "marker": next_marker,
                     "has_more": page.has_next,
