@@ -15,19 +15,14 @@ A failure in phases 1-4 drops the scratch copies and leaves the target exactly a
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -36,189 +31,24 @@ from django_q.tasks import async_task
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups.container import iter_container
-from backups.engines import ConnectionSpec, EngineError, get_engine
+from backups.engines import EngineError
 from backups.keys import KeyUnavailable, key_for_id
-from backups.models import Backup, BackupCopy, BackupKind, BackupStatus, BackupTrigger, CopyStatus
+from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.pipeline import ArtifactCorrupt, open_artifact
-from backups.services import backup_claim, backup_execute, backup_request, connection_spec_for
-from backups.services import files_spec_for as environment_files_spec
+from backups.services import backup_claim, backup_execute, backup_request
 from config.errors import ApplicationError, Conflict, InvalidInput, NotFound, Unprocessable
-from destinations.backends import backend_for
-from destinations.storage import ArtifactMissing, open_artifact_stream
-from organizations.models import Database, Environment
+from organizations.models import Environment
 from restores import loading
+from restores.artifacts import Counting, Fetched, Progress, fetch_verified, tmp_dir
 from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestorePhase, RestoreStatus
+from restores.plan import Member, check_version, family, plan_restore, source_version
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL = 0.5
 SAFETY_BACKUP_POLL = 1.0
 NEW_TARGET_DISABLED = "targetType 'new' is disabled until orchestration exists"
 TEST_RESTORE_FAILED = "Restore test failed"
-# Engines whose dumps load into each other.
-ENGINE_FAMILIES = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 EXTENSION_ENGINES = {"pgdump": "postgresql", "sql": "mysql", "sqlite3": "sqlite", "tar": "files"}
-FILES_COUNT_KEYS = ("files", "directories", "symlinks")
-
-
-# --- the plan: which member goes where -----------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Member:
-    """One thing to restore: a database dump or the files tree, and where it goes."""
-
-    slot: str  # "" for a single-artifact backup, else "database/<slug>" or "files"
-    label: str
-    target: ConnectionSpec
-    expected: dict[str, int]
-    database: Database | None = None
-    source_engine: str = ""
-    scratch: ConnectionSpec | None = None
-    swapped: bool = False
-
-
-def _family(engine: str) -> str:
-    return ENGINE_FAMILIES.get(engine, engine)
-
-
-def _full_versions(backup: Backup) -> dict[str, str]:
-    """A full backup records ``slug:version, slug:version`` for its databases."""
-    versions = {}
-    for part in backup.engine_version.split(", "):
-        slug, sep, version = part.partition(":")
-        if sep and slug:
-            versions[slug] = version
-    return versions
-
-
-def _plan(backup: Backup, environment: Environment) -> list[_Member]:
-    """Map the backup's contents onto the target environment, or say why it cannot be."""
-    if backup.kind == BackupKind.DATABASE:
-        source = backup.database
-        if environment.pk == backup.environment_id and source is not None:
-            database = source
-        else:
-            database = _matching_database(
-                environment, slug=source.slug if source else None, engine=backup.engine
-            )
-        _check_engine(backup.engine, backup.engine_version, database)
-        return [
-            _Member(
-                slot="",
-                label=database.name,
-                target=connection_spec_for(database),
-                expected=dict(backup.row_counts),
-                database=database,
-                source_engine=backup.engine,
-            )
-        ]
-    if backup.kind == BackupKind.FILESYSTEM:
-        return [_files_member(environment, dict(backup.row_counts), slot="")]
-    if backup.kind != BackupKind.FULL:
-        raise Unprocessable(f"A {backup.get_kind_display()} cannot be restored by Strongbox yet.")
-    members = []
-    sources = {d.slug: d for d in backup.environment.databases.all()}
-    for slug, version in _full_versions(backup).items():
-        source_engine = sources[slug].engine if slug in sources else ""
-        database = _matching_database(environment, slug=slug, engine=source_engine, exact=True)
-        _check_engine(source_engine, version, database)
-        prefix = f"{slug}/"
-        expected = {
-            key[len(prefix) :]: n for key, n in backup.row_counts.items() if key.startswith(prefix)
-        }
-        members.append(
-            _Member(
-                slot=f"database/{slug}",
-                label=database.name,
-                target=connection_spec_for(database),
-                expected=expected,
-                database=database,
-                source_engine=source_engine,
-            )
-        )
-    files_counts = {k: v for k, v in backup.row_counts.items() if k in FILES_COUNT_KEYS}
-    if files_counts:
-        members.append(_files_member(environment, files_counts, slot="files"))
-    if not members:
-        raise Unprocessable("This full backup holds neither databases nor files.")
-    return members
-
-
-def _files_member(environment: Environment, expected: dict, *, slot: str) -> _Member:
-    if not environment.files_path:
-        raise Unprocessable(
-            f"The target environment {environment} has no files directory to restore into.",
-            fields={"targetEnvironmentId": ["The environment has no files directory."]},
-        )
-    return _Member(
-        slot=slot,
-        label="files",
-        target=environment_files_spec(environment),
-        expected=expected,
-        source_engine="files",
-    )
-
-
-def _matching_database(
-    environment: Environment, *, slug: str | None, engine: str, exact: bool = False
-) -> Database:
-    """The target's database with the same slug, else its only database of the same engine."""
-    databases = list(environment.databases.order_by("name"))
-    same_slug = [d for d in databases if slug and d.slug == slug]
-    if same_slug:
-        return same_slug[0]
-    compatible = [d for d in databases if not engine or _family(d.engine) == _family(engine)]
-    if len(compatible) == 1 and not exact:
-        return compatible[0]
-    what = f"{engine} database" if engine else "database"
-    if exact or not compatible:
-        detail = f" named {slug!r}" if exact and slug else ""
-        raise Unprocessable(
-            f"The target environment {environment} has no {what}{detail} to restore into.",
-            fields={"targetEnvironmentId": [f"No compatible {what}{detail}."]},
-        )
-    raise Unprocessable(
-        f"The target environment {environment} has several {what}s and none is named "
-        f"{slug!r}; Strongbox cannot tell which one to overwrite.",
-        fields={"targetEnvironmentId": ["Ambiguous target database."]},
-    )
-
-
-def _check_engine(source_engine: str, source_version: str, database: Database) -> None:
-    if source_engine and _family(source_engine) != _family(database.engine):
-        raise Unprocessable(
-            f"A {source_engine} backup cannot be restored into {database.name}, a "
-            f"{database.engine} database.",
-            fields={"targetEnvironmentId": ["Incompatible database engine."]},
-        )
-    _check_version(source_engine, source_version, database)
-
-
-def _check_version(
-    source_engine: str, source_version: str, database: Database, *, live: bool = False
-) -> None:
-    """A PostgreSQL dump from a newer major version than the target server is refused."""
-    if _family(source_engine) != "postgresql" or not source_version:
-        return
-    target_version = "" if live else database.version
-    if not target_version:
-        try:
-            target_version = get_engine(database.engine).server_version(
-                connection_spec_for(database)
-            )
-        except EngineError:
-            return  # unreachable now; the restore checks again before loading
-    source_major = loading.major_version("postgresql", source_version)
-    target_major = loading.major_version("postgresql", target_version)
-    if source_major and target_major and source_major > target_major:
-        raise Unprocessable(
-            f"This backup was dumped from PostgreSQL {source_version}; the target database "
-            f"{database.name} runs on PostgreSQL {target_version}, which cannot load a dump "
-            f"from a newer major version. Restore it into a server running PostgreSQL "
-            f"{loading.version_text(source_major)} or later.",
-            fields={"targetEnvironmentId": ["The target server is too old for this dump."]},
-        )
 
 
 # --- requesting ----------------------------------------------------------------------------
@@ -258,16 +88,25 @@ def _target_environment(backup: Backup, target_type: str, target_environment) ->
 
 
 def _check_pitr(*, backup: Backup, environment: Environment, pitr_timestamp: datetime) -> None:
-    """Hook for point-in-time restores (WAL replay), built separately.
+    """Hook for point-in-time restores.
 
-    The PITR work replaces this function: validate ``pitr_timestamp`` against the coverage
-    window (a 422 that states the window, as API.md says) and record what ``restore_execute``
-    needs to replay WAL up to it. Until then a PITR request is refused, never ignored.
+    The timestamp is checked against the WAL coverage of the backup's environment
+    (``backups.pitr``: a 422 that states the window). Recovering to it means a physical
+    restore into a new cluster (``backups.pitr.pitr_restore``), which this logical restore
+    flow cannot swap into a target database yet, so a valid timestamp is still refused
+    with a message saying so: never silently ignored. Wire the PITR path in here.
     """
+    from backups.pitr import pitr_validate_timestamp
+
+    database = backup.database if backup.kind == BackupKind.DATABASE else None
+    pitr_validate_timestamp(
+        environment=backup.environment, timestamp=pitr_timestamp, database=database
+    )
     raise Unprocessable(
-        "Point-in-time restore is not available yet: leave pitrTimestamp out to restore the "
-        "backup as it was taken.",
-        fields={"pitrTimestamp": ["Point-in-time restore is not available yet."]},
+        "Restoring to a point in time into an environment's database is not available yet: "
+        "recover it into a new cluster with backups.pitr.pitr_restore, or leave pitrTimestamp "
+        "out to restore the backup as it was taken.",
+        fields={"pitrTimestamp": ["Point-in-time restore into a target is not available yet."]},
     )
 
 
@@ -302,7 +141,7 @@ def restore_request(
     environment = _target_environment(backup, target_type, target_environment)
     if pitr_timestamp is not None:
         _check_pitr(backup=backup, environment=environment, pitr_timestamp=pitr_timestamp)
-    members = _plan(backup, environment)
+    members = plan_restore(backup, environment)
     running = Restore.objects.filter(
         target_environment=environment, status__in=ACTIVE_RESTORE_STATUSES
     ).first()
@@ -384,7 +223,7 @@ def restore_claim(*, restore_id) -> Restore | None:
     ).get(pk=restore_id)
 
 
-# --- progress, phases, fetching --------------------------------------------------------------
+# --- phases ---------------------------------------------------------------------------------
 
 
 class _Phases:
@@ -413,161 +252,24 @@ class _Phases:
                 self.finish(item, "ERROR")
 
 
-@dataclass
-class _Progress:
-    """Bytes read and the heartbeat, written to the restore row at most every half second."""
-
-    restore: Restore | None
-    bytes_done: int = 0
-    last_write: float = 0.0
-
-    def add(self, n: int) -> None:
-        self.bytes_done += n
-        self.tick()
-
-    def reset(self) -> None:
-        self.bytes_done = 0
-        self.tick(force=True)
-
-    def tick(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.restore is None or (not force and now - self.last_write < PROGRESS_INTERVAL):
-            return
-        self.last_write = now
-        Restore.objects.filter(pk=self.restore.pk).update(
-            bytes_done=self.bytes_done, heartbeat_at=timezone.now()
-        )
-
-
-class _Counting:
-    """A read-only wrapper that reports how many bytes went through."""
-
-    def __init__(self, stream: BinaryIO, on_read: Callable[[int], None]) -> None:
-        self._stream = stream
-        self._on_read = on_read
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        if data:
-            self._on_read(len(data))
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-
-@dataclass
-class _Fetched:
-    """A verified artifact on local disk (the destination's own file, or a downloaded copy)."""
-
-    copy: BackupCopy
-    path: str
-    temporary: bool = False
-
-    def open(self) -> BinaryIO:
-        return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
-
-    def cleanup(self) -> None:
-        if self.temporary:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-
-
-def _tmp_dir() -> str:
-    path = str(settings.STRONGBOX_TMP_DIR)
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def _hash_into(stream: BinaryIO, progress: _Progress, out: BinaryIO | None) -> tuple[str, int]:
-    import hashlib
-
-    digest = hashlib.sha256()
-    size = 0
-    while data := stream.read(1 << 20):
-        digest.update(data)
-        size += len(data)
-        if out is not None:
-            out.write(data)
-        progress.add(len(data))
-    return digest.hexdigest(), size
-
-
-def _fetch(copy: BackupCopy, progress: _Progress) -> tuple[_Fetched, str, int]:
-    """Hash a stored copy; a remote one is downloaded once, to a temporary file, meanwhile."""
-    storage = backend_for(copy.destination).storage()
-    if isinstance(storage, FileSystemStorage):
-        path = storage.path(copy.key)
-        try:
-            with open(path, "rb") as stream:
-                digest, size = _hash_into(stream, progress, None)
-        except FileNotFoundError as exc:
-            raise ArtifactMissing(f"{copy.key} is missing from {copy.destination.name}") from exc
-        return _Fetched(copy=copy, path=path), digest, size
-    fd, path = tempfile.mkstemp(prefix="strongbox-fetch-", dir=_tmp_dir())
-    fetched = _Fetched(copy=copy, path=path, temporary=True)
-    try:
-        with os.fdopen(fd, "wb") as out, open_artifact_stream(copy.destination, copy.key) as raw:
-            digest, size = _hash_into(raw, progress, out)
-    except BaseException:
-        fetched.cleanup()
-        raise
-    return fetched, digest, size
-
-
-def _fetch_verified(backup: Backup, progress: _Progress) -> tuple[_Fetched | None, list[str]]:
-    """The first stored copy whose size, checksum and key check out, and the problems seen."""
-    problems = []
-    copies = backup.copies.select_related("destination").filter(status=CopyStatus.STORED)
-    for copy in copies.order_by("created_at"):
-        progress.reset()
-        name = copy.destination.name
-        try:
-            fetched, digest, size = _fetch(copy, progress)
-        except ArtifactMissing:
-            problems.append(f"{name}: the artifact is missing")
-            continue
-        except Exception as exc:  # noqa: BLE001 - an unreachable destination and the like
-            problems.append(f"{name}: could not be read ({exc})")
-            continue
-        if size != backup.size or digest != backup.checksum_sha256:
-            fetched.cleanup()
-            problems.append(
-                f"{name}: size {size} / checksum {digest[:12]}… do not match the recorded "
-                f"{backup.size} / {backup.checksum_sha256[:12]}…"
-            )
-            continue
-        try:
-            with fetched.open() as raw:
-                open_artifact(raw, key_for=key_for_id).read(1)
-        except (ArtifactCorrupt, KeyUnavailable) as exc:
-            fetched.cleanup()
-            problems.append(f"{name}: cannot be decrypted ({exc})")
-            continue
-        return fetched, problems
-    if not problems:
-        problems.append("no stored copy of this backup is left")
-    return None, problems
-
-
 # --- loading into scratch copies and checking them --------------------------------------------
 
 
-def _restore_jobs(member: _Member) -> int:
+def _restore_jobs(member: Member) -> int:
     options = member.database.options if member.database else {}
     return int(
         (options or {}).get("restore_jobs") or getattr(settings, "STRONGBOX_RESTORE_JOBS", 2)
     )
 
 
-def _member_for(members: list[_Member], name: str) -> _Member:
+def _member_for(members: list[Member], name: str) -> Member:
     """The plan entry for a container member (``database/<slug>.<ext>`` or ``files.tar``)."""
     slot = "files" if name == "files.tar" else name.rsplit(".", 1)[0]
     for member in members:
         if member.slot == slot:
             extension = name.rsplit(".", 1)[-1]
             engine = EXTENSION_ENGINES.get(extension, "")
-            if _family(engine) != _family(member.target.engine):
+            if family(engine) != family(member.target.engine):
                 raise loading.RestoreFailed(
                     f"the backup's {name} is a {engine or extension} dump and cannot be loaded "
                     f"into {member.label} ({member.target.engine})"
@@ -578,17 +280,17 @@ def _member_for(members: list[_Member], name: str) -> _Member:
 
 def _load_all(
     backup: Backup,
-    fetched: _Fetched,
-    members: list[_Member],
+    fetched: Fetched,
+    members: list[Member],
     *,
     tag: str,
     purpose: str,
-    progress: _Progress,
+    progress: Progress,
     scratch_dir: str | None = None,
 ) -> None:
     """Stream the artifact once, loading each member into its own fresh scratch copy."""
 
-    def load(member: _Member, stream: BinaryIO) -> None:
+    def load(member: Member, stream: BinaryIO) -> None:
         directory = scratch_dir if member.target.engine in ("sqlite", "files") else None
         member.scratch = loading.scratch_spec(
             member.target, tag, purpose=purpose, directory=directory
@@ -598,13 +300,13 @@ def _load_all(
             member.scratch,
             stream,
             jobs=_restore_jobs(member),
-            tmp_dir=_tmp_dir(),
+            tmp_dir=tmp_dir(),
             tick=progress.tick,
         )
 
     progress.reset()
     with fetched.open() as raw:
-        plain = open_artifact(_Counting(raw, progress.add), key_for=key_for_id)  # type: ignore[arg-type]
+        plain = open_artifact(Counting(raw, progress.add), key_for=key_for_id)  # type: ignore[arg-type]
         if backup.kind != BackupKind.FULL:
             load(members[0], plain)
             return
@@ -618,7 +320,7 @@ def _load_all(
             raise loading.RestoreFailed(f"the backup holds nothing for {', '.join(missing)}")
 
 
-def _count_problems(members: list[_Member]) -> tuple[list[str], list[str]]:
+def _count_problems(members: list[Member]) -> tuple[list[str], list[str]]:
     """(mismatches, notes) between the scratch copies' row counts and the recorded ones."""
     problems, notes = [], []
     for member in members:
@@ -643,7 +345,7 @@ def _count_problems(members: list[_Member]) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
-def _discard_scratches(members: list[_Member]) -> None:
+def _discard_scratches(members: list[Member]) -> None:
     for member in members:
         if member.scratch is not None and not member.swapped:
             try:
@@ -704,17 +406,17 @@ def restore_execute(*, restore: Restore) -> Restore:
 def _execute(restore: Restore, phases: _Phases) -> None:
     backup = restore.backup
     environment = restore.target_environment
-    progress = _Progress(restore)
+    progress = Progress(restore)
     tag = restore.id.hex[:8]
 
     verify = _start(restore, phases, RestorePhase.VERIFY)
     try:
-        members = _plan(backup, environment)
+        members = plan_restore(backup, environment)
         for member in members:
             if member.database is not None:
-                _check_version(
+                check_version(
                     member.source_engine,
-                    _source_version(backup, member),
+                    source_version(backup, member),
                     member.database,
                     live=True,
                 )
@@ -722,7 +424,7 @@ def _execute(restore: Restore, phases: _Phases) -> None:
         phases.finish(verify, "ERROR")
         _fail(restore, f"The target cannot take this backup: {exc.message}", phases)
         return
-    fetched, problems = _fetch_verified(backup, progress)
+    fetched, problems = fetch_verified(backup, progress)
     if fetched is None:
         phases.finish(verify, "ERROR")
         message = (
@@ -744,12 +446,6 @@ def _execute(restore: Restore, phases: _Phases) -> None:
         _restore_from(restore, backup, fetched, members, phases, progress, tag, problems)
     finally:
         fetched.cleanup()
-
-
-def _source_version(backup: Backup, member: _Member) -> str:
-    if backup.kind == BackupKind.FULL:
-        return _full_versions(backup).get(member.slot.partition("/")[2], "")
-    return backup.engine_version
 
 
 def _restore_from(restore, backup, fetched, members, phases, progress, tag, problems) -> None:
@@ -838,7 +534,7 @@ def _restore_from(restore, backup, fetched, members, phases, progress, tag, prob
     alert_resolve(organisation=restore.organisation, kind=AlertKind.RESTORE_FAILED, restore=restore)
 
 
-def _take_safety_backup(restore: Restore, members: list[_Member], progress: _Progress) -> Backup:
+def _take_safety_backup(restore: Restore, members: list[Member], progress: Progress) -> Backup:
     """Back up the target now, in this task; returns the backup in its final state.
 
     Raises the ApplicationError of backup_request (e.g. a backup of it is already running).
@@ -875,11 +571,11 @@ def backup_test_restore(*, backup: Backup) -> bool:
     the message says why and a ``verification_failed`` alert is raised.
     """
     tag = uuid.uuid4().hex[:8]
-    members: list[_Member] = []
+    members: list[Member] = []
     fetched = None
     try:
-        members = _plan(backup, backup.environment)
-        fetched, problems = _fetch_verified(backup, _Progress(None))
+        members = plan_restore(backup, backup.environment)
+        fetched, problems = fetch_verified(backup, Progress(None))
         if fetched is None:
             return _record_test(backup, ok=False, detail="; ".join(problems))
         _load_all(
@@ -888,8 +584,8 @@ def backup_test_restore(*, backup: Backup) -> bool:
             members,
             tag=tag,
             purpose="verify",
-            progress=_Progress(None),
-            scratch_dir=_tmp_dir(),
+            progress=Progress(None),
+            scratch_dir=tmp_dir(),
         )
         mismatches, notes = _count_problems(members)
     except (ApplicationError, EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:
@@ -1018,7 +714,7 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
 
 def _discard_scratches_of(restore: Restore) -> None:
     try:
-        members = _plan(restore.backup, restore.target_environment)
+        members = plan_restore(restore.backup, restore.target_environment)
     except ApplicationError:
         return
     tag = restore.id.hex[:8]
