@@ -36,6 +36,11 @@ EXAMPLE = {
 
 
 class DestinationViewSet(TenantViewSet):
+    input_serializers = {
+        "create": s.DestinationCreateSerializer,
+        "partial_update": s.DestinationUpdateSerializer,
+    }
+
     def get_object(self) -> Destination:
         return get_or_404(
             self.restrict(Destination.objects.all()), self.kwargs["id"], what="Destination"

@@ -211,3 +211,11 @@ class TenantViewSet(TenantViewSetMixin, viewsets.GenericViewSet):
     serializer_class = None
     # A JSON API: form encodings cannot say null or a nested object, so they are a 415.
     parser_classes = [JSONParser]
+    # The input serializer of each writing action; only the browsable API asks for it
+    # (to draw its form), the actions validate explicitly.
+    input_serializers: dict[str, type[serializers.Serializer]] = {}
+
+    def get_serializer_class(self):
+        method = self.request.method.lower() if self.request else ""
+        action = getattr(self, "action_map", {}).get(method, self.action)
+        return self.input_serializers.get(action, serializers.Serializer)

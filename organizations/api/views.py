@@ -109,6 +109,10 @@ class _CrudViewSet(TenantViewSet):
     write = None
     default_limit = 50
 
+    @property
+    def input_serializers(self):
+        return {"create": self.write, "partial_update": self.write}
+
     def queryset(self):
         return self.restrict(self.model.objects.all())
 

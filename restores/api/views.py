@@ -50,6 +50,7 @@ def _restores(viewset):
 
 class RestoreViewSet(TenantViewSet):
     required_roles = {"create": Role.OPERATOR}
+    input_serializers = {"create": Seed003RestoreRequestSerializer}
 
     def _environment(self, reference):
         return backup_selectors.environment_get(

@@ -34,6 +34,14 @@ SCHEDULE_EXAMPLE = {
 
 class ScheduleViewSet(TenantViewSet):
     required_roles = {"retention_preview": Role.VIEWER, "upsert": Role.ADMIN}
+    input_serializers = {
+        "upsert": s.Seed003ScheduleInputSerializer,
+        "retention_preview": s.Seed003RetentionPreviewInputSerializer,
+    }
+
+    def get_object(self):
+        """The schedule being changed (the browsable API fills its form from it)."""
+        return selectors.schedule_find(environment=self.environment())
 
     def environment(self):
         return environment_get(

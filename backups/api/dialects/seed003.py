@@ -222,6 +222,7 @@ class Seed003BackupViewSet(TenantViewSet):
     """Backups of an environment or project; one backup; triggers and deletion."""
 
     required_roles = {"create": Role.OPERATOR, "destroy": Role.ADMIN}
+    input_serializers = {"create": Seed003TriggerBackupSerializer}
 
     def _list(self, request, queryset, *, default_limit: int):
         queryset = backups_filter(queryset=queryset, params=request.query_params, dialect=DIALECT)
