@@ -17,6 +17,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers, viewsets
 from rest_framework.parsers import JSONParser
 
+from backups.api.pagination import offset_paginate, parse_limit, parse_offset
 from config.errors import InvalidInput, NotFound
 from organizations.tenancy import TenantViewSetMixin
 
@@ -57,26 +58,6 @@ def uuid_path(name: str, description: str) -> OpenApiParameter:
 # --- paging --------------------------------------------------------------------------------
 
 
-def int_param(request, name: str, *, default: int, minimum: int = 0, maximum: int | None = None):
-    """A non-negative integer query parameter; larger than ``maximum`` is clamped."""
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(
-            f"{name} must be an integer.", fields={name: [f"'{raw}' is not an integer."]}
-        ) from None
-    if value < minimum:
-        raise InvalidInput(
-            f"{name} must be at least {minimum}.", fields={name: [f"Must be at least {minimum}."]}
-        )
-    if maximum is not None:
-        value = min(value, maximum)
-    return value
-
-
 def bool_param(request, name: str, *, default: bool = False) -> bool:
     raw = request.query_params.get(name)
     if raw in (None, ""):
@@ -92,11 +73,15 @@ def bool_param(request, name: str, *, default: bool = False) -> bool:
 
 
 def offset_page(request, queryset, *, default_limit: int = 20, max_limit: int = 100):
-    """(items, count, limit, offset) of one page of a queryset or list."""
-    limit = int_param(request, "limit", default=default_limit, minimum=1, maximum=max_limit)
-    offset = int_param(request, "offset", default=0, minimum=0)
-    count = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
-    return list(queryset[offset : offset + limit]), count, limit, offset
+    """(items, count, limit, offset) of one page: ``limit`` (larger is clamped) and
+    ``offset`` read with the dialects' shared helpers, so errors name the parameter."""
+    params = request.query_params
+    limit = parse_limit(params.get("limit"), default=default_limit, maximum=max_limit)
+    offset = parse_offset(params.get("offset"))
+    if isinstance(queryset, QuerySet):
+        page = offset_paginate(queryset, limit=limit, offset=offset)
+        return page.items, page.total, limit, offset
+    return list(queryset[offset : offset + limit]), len(queryset), limit, offset
 
 
 def paged_body(results: list, count: int, limit: int, offset: int) -> dict:

@@ -328,3 +328,17 @@ def test_the_connection_test_reports_a_missing_bucket(client_for, organisation, 
     body = client_for(organisation).post(f"/api/backup-destinations/{destination.id}/test").json()
     assert body["ok"] is False
     assert "NoSuchBucket" in body["message"] or "bucket" in body["message"].lower()
+
+
+def test_the_browsable_api_draws_its_forms(client, owner, environment):
+    client.force_login(owner)
+    for url in (
+        "/api/projects",
+        f"/api/projects/{environment.project_id}",
+        f"/api/environments/{environment.id}/backups",
+        f"/api/environments/{environment.id}/backup-schedule",
+        "/api/backup-destinations",
+    ):
+        response = client.get(url, HTTP_ACCEPT="text/html")
+        assert response.status_code in (200, 404), url
+        assert b"<form" in response.content or response.status_code == 404, url
