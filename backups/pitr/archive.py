@@ -155,10 +155,7 @@ def wal_archive(*, database: Database, path: str | Path, name: str) -> WalArchiv
     """
     try:
         return _archive(database, Path(path), name)
-    except WalConflict as exc:
-        _archive_failed(database, name, exc.message)
-        raise
-    except ApplicationError as exc:
+    except ApplicationError as exc:  # WalConflict, WalArchiveFailed, InvalidInput
         _archive_failed(database, name, exc.message)
         raise
     except Exception as exc:
@@ -201,7 +198,7 @@ def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
         stored_size = artifact_size(destinations[0], key) or 0
     first_xact = last_xact = None
     if wal.kind == "segment":
-        first_xact, last_xact = physical.xact_times(str(path), pg_bin=_waldump_dir())
+        first_xact, last_xact = physical.xact_times(str(path), pg_bin=_waldump_dir(database))
     environment = database.environment
     try:
         with transaction.atomic():
@@ -291,10 +288,13 @@ def _store(path: Path, destinations, key, options, problems: list[str]) -> tuple
     return result.sha256, result.bytes_out
 
 
-def _waldump_dir() -> str:
+def _waldump_dir(database: Database) -> str:
+    """pg_waldump of the server's major version (it reads no other version's WAL)."""
+    major = (database.version or "").split(".")[0] or None
     try:
-        return physical.pg_bin_dir(configured=configured_pg_bin())
+        return physical.pg_bin_dir(major, configured=configured_pg_bin())
     except EngineUnavailable:
+        logger.warning("pg_waldump not found: WAL transaction times (coverage) stay unknown")
         return ""
 
 

@@ -163,13 +163,15 @@ def _segments_behind(database: Database) -> int | None:
     archiver = WalArchiver.objects.filter(database=database).first()
     try:
         with PostgreSQLEngine().connect(connection_spec_for(database)) as conn:
-            row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     except Exception:  # noqa: BLE001 - an unreachable server is another alert's business
         logger.info("could not read the WAL position of %s", database.pk)
         return None
-    current = physical.parse_wal_name(str(row[0])).number if row else None
-    if current is None:
+    if not row:
         return None
+    # The segment the next record goes to (pg_walfile_name would name the previous one
+    # right after a switch, when the position sits on a segment boundary).
+    current = physical.segment_number_of_lsn(str(row[0]))
     last = None
     if archiver and archiver.last_archived_wal:
         with contextlib.suppress(ValueError):

@@ -18,9 +18,11 @@ from backups.pitr import (
     base_backup_execute,
     base_backup_request,
     pitr_coverage,
+    pitr_monitor,
     pitr_restore,
     pitr_window,
 )
+from backups.pitr import retention as pitr_retention
 from backups.services import backup_claim
 from config.errors import Unprocessable
 from tests import factories
@@ -185,7 +187,7 @@ def run_archive_wal(database, path: Path, name: str) -> subprocess.CompletedProc
 
 
 def test_archiving_fails_while_the_destination_is_unreachable_and_loses_nothing(
-    clusters, pg_database, archive_dir
+    clusters, pg_database, archive_dir, monkeypatch
 ):
     primary = started_cluster(clusters, pg_database)
     primary.execute("CREATE TABLE orders (id integer PRIMARY KEY, label text)")
@@ -210,6 +212,10 @@ def test_archiving_fails_while_the_destination_is_unreachable_and_loses_nothing(
     assert Alert.objects.filter(
         kind=AlertKind.WAL_ARCHIVING_FAILED, resolved_at__isnull=True
     ).exists()
+    # Finished segments wait on the server: with no tolerance left, that is a lag alert.
+    monkeypatch.setattr(pitr_retention, "WAL_LAG_SECONDS", 0)
+    assert f"lag:{pg_database.pk}" in pitr_monitor(environment=pg_database.environment)
+    assert Alert.objects.filter(kind=AlertKind.WAL_LAG, resolved_at__isnull=True).exists()
     # The command itself says why and exits non-zero.
     copy = archive_dir.parent / "stuck-copy"
     shutil.copy(primary.datadir / "pg_wal" / stuck, copy)
@@ -237,6 +243,8 @@ def test_archiving_fails_while_the_destination_is_unreachable_and_loses_nothing(
     for segment in WalSegment.objects.filter(database=pg_database):
         assert (archive_dir / segment.key).is_file()
     assert WalArchiver.objects.get(database=pg_database).consecutive_failures == 0
+    assert pitr_monitor(environment=pg_database.environment) == []
+    assert not Alert.objects.filter(kind=AlertKind.WAL_LAG, resolved_at__isnull=True).exists()
     assert not Alert.objects.filter(
         kind=AlertKind.WAL_ARCHIVING_FAILED, resolved_at__isnull=True
     ).exists()
