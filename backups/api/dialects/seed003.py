@@ -21,6 +21,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from backups import selectors, services
+from backups.api import sse
 from backups.filters import STATUS_VALUES, FilterDialect, backups_filter
 from backups.models import Backup, BackupKind
 from config.errors import InvalidInput, NotFound
@@ -407,34 +408,28 @@ def _view(actions):
     return lambda **kw: Seed003BackupViewSet.as_view(actions, **kw)
 
 
-def _urlpatterns():
-    from backups.api import sse
-
-    return [
-        *routes("api/backups/cron-presets", _view({"get": "cron_presets"}), "seed003-cron"),
-        *routes(
-            "api/environments/<str:env_id>/backups",
-            _view({"get": "environment_list", "post": "create"}),
-            "seed003-environment-backups",
-        ),
-        *routes(
-            "api/projects/<str:projectId>/backups",
-            _view({"get": "project_list"}),
-            "seed003-project-backups",
-        ),
-        *routes(
-            "api/backups/<str:id>",
-            _view({"get": "retrieve", "delete": "destroy"}),
-            "seed003-backup",
-        ),
-        *routes("api/backups/<str:id>/progress", sse.BackupProgressView.as_view, "seed003-sse"),
-        *routes(
-            "api/backups/<str:id>/restore/progress",
-            sse.BackupRestoreProgressView.as_view,
-            "seed003-restore-sse",
-        ),
-        *routes("api/restores/<str:id>/progress", sse.RestoreProgressView.as_view, "restore-sse"),
-    ]
-
-
-urlpatterns = _urlpatterns()
+urlpatterns = [
+    *routes("api/backups/cron-presets", _view({"get": "cron_presets"}), "seed003-cron"),
+    *routes(
+        "api/environments/<str:env_id>/backups",
+        _view({"get": "environment_list", "post": "create"}),
+        "seed003-environment-backups",
+    ),
+    *routes(
+        "api/projects/<str:projectId>/backups",
+        _view({"get": "project_list"}),
+        "seed003-project-backups",
+    ),
+    *routes(
+        "api/backups/<str:id>",
+        _view({"get": "retrieve", "delete": "destroy"}),
+        "seed003-backup",
+    ),
+    *routes("api/backups/<str:id>/progress", sse.BackupProgressView.as_view, "seed003-sse"),
+    *routes(
+        "api/backups/<str:id>/restore/progress",
+        sse.BackupRestoreProgressView.as_view,
+        "seed003-restore-sse",
+    ),
+    *routes("api/restores/<str:id>/progress", sse.RestoreProgressView.as_view, "restore-sse"),
+]
