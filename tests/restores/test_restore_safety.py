@@ -220,6 +220,25 @@ def test_a_restore_whose_worker_died_is_reaped_with_an_alert(sqlite_backup, sett
     assert restores_reap_stale() == []
 
 
+def test_a_restore_waiting_for_its_live_safety_backup_is_not_reaped(sqlite_backup, settings):
+    restore = restore_request(backup=sqlite_backup, target_type="same", enqueue=False)
+    old = timezone.now() - timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS + 5)
+    safety = factories.BackupFactory(
+        environment=sqlite_backup.environment,
+        status=BackupStatus.IN_PROGRESS,
+        trigger="safety",
+        heartbeat_at=timezone.now(),
+    )
+    type(restore).objects.filter(pk=restore.pk).update(
+        status=RestoreStatus.IN_PROGRESS, started_at=old, heartbeat_at=old, safety_backup=safety
+    )
+
+    assert restores_reap_stale() == []
+
+    type(safety).objects.filter(pk=safety.pk).update(heartbeat_at=old)
+    assert [r.pk for r in restores_reap_stale()] == [restore.pk]
+
+
 def test_restore_logs_are_listed_for_the_source_and_the_target_and_scoped(
     project, environment, organisation, other_organisation
 ):

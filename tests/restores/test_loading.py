@@ -1,0 +1,91 @@
+"""The scratch/swap layer on its own: names, versions, the atomic directory exchange, and
+MariaDB objects that cannot be swapped."""
+
+import pytest
+
+from backups.engines import ConnectionSpec
+from restores import loading
+from tests.fixtures.databases import MySQLEngine, fill_mariadb, table_checksums
+
+
+def test_scratch_databases_live_on_the_same_server_with_a_bounded_name():
+    target = ConnectionSpec(engine="postgresql", host="db", port=5433, user="u", name="x" * 63)
+    scratch = loading.scratch_spec(target, "abcd1234")
+    assert (scratch.host, scratch.port, scratch.user) == ("db", 5433, "u")
+    assert scratch.name == "x" * 40 + "_sbx_restore_abcd1234"
+    assert len(scratch.name.encode()) <= 63
+    assert loading.aside_name(target, "abcd1234").endswith("_sbx_old_abcd1234")
+
+
+def test_scratch_files_sit_beside_the_target_unless_a_directory_is_given(tmp_path):
+    target = ConnectionSpec(engine="files", name=str(tmp_path / "site") + "/")
+    assert loading.scratch_spec(target, "t1").name == str(tmp_path / ".site.sbx-restore-t1")
+    elsewhere = loading.scratch_spec(target, "t1", purpose="verify", directory="/scratch")
+    assert elsewhere.name == "/scratch/.site.sbx-verify-t1"
+
+
+@pytest.mark.parametrize(
+    ("engine", "version", "major"),
+    [
+        ("postgresql", "15.20", (15,)),
+        ("postgresql", "16.4 (Debian 16.4-1)", (16,)),
+        ("postgresql", "9.6.24", (9, 6)),
+        ("mariadb", "10.11.19-MariaDB", (10, 11)),
+        ("postgresql", "", None),
+        ("postgresql", "devel", None),
+    ],
+)
+def test_major_versions_are_read_the_way_each_engine_numbers_them(engine, version, major):
+    assert loading.major_version(engine, version) == major
+
+
+def test_two_directories_are_exchanged_in_one_step(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "old.txt").write_text("old")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "new.txt").write_text("new")
+
+    assert loading.exchange_paths(str(tmp_path / "b"), str(tmp_path / "a")) is True
+
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["new.txt"]
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["old.txt"]
+
+
+def test_a_files_swap_into_a_missing_directory_just_moves_the_scratch_in(tmp_path):
+    scratch = tmp_path / ".site.sbx-restore-x"
+    scratch.mkdir()
+    (scratch / "f").write_text("data")
+    target = ConnectionSpec(engine="files", name=str(tmp_path / "site"))
+
+    loading.swap(target, ConnectionSpec(engine="files", name=str(scratch)), tag="x")
+
+    assert (tmp_path / "site" / "f").read_text() == "data"
+    assert not scratch.exists()
+
+
+@pytest.mark.django_db
+def test_mariadb_tables_swap_atomically_but_triggers_are_refused_untouched(
+    make_mariadb_database,
+):
+    target, scratch = make_mariadb_database(), make_mariadb_database()
+    fill_mariadb(target, rows=10)
+    fill_mariadb(scratch, rows=30)
+    before = table_checksums(target)
+    conn = MySQLEngine("mariadb").connect(scratch)
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TRIGGER bump BEFORE INSERT ON customers FOR EACH ROW SET NEW.note = 'x'"
+        )
+    conn.close()
+
+    with pytest.raises(loading.SwapRefused, match="trigger bump"):
+        loading.swap(target, scratch, tag="t1")
+    assert table_checksums(target) == before
+
+    conn = MySQLEngine("mariadb").connect(scratch)
+    with conn.cursor() as cur:
+        cur.execute("DROP TRIGGER bump")
+    conn.close()
+    expected = table_checksums(scratch)
+    loading.swap(target, scratch, tag="t1")
+    assert table_checksums(target) == expected
