@@ -293,6 +293,14 @@ def _copies_message(copies) -> str:
     return message
 
 
+def _named(error: BaseException, copies: dict) -> str:
+    """The error with each sink (named by destination id) shown by its destination's name."""
+    text = str(error)
+    for name, copy in copies.items():
+        text = text.replace(f"{name}: ", f"{copy.destination.name}: ")
+    return text
+
+
 def _fail(backup: Backup, message: str, phases: Phases, **fields) -> None:
     if not _finish_backup(
         backup, status=BackupStatus.FAILED, message=message[-8000:], phases=phases.items, **fields
@@ -446,7 +454,7 @@ def _execute(backup: Backup, phases: Phases) -> None:
             for copy in copies.values():
                 if copy.status == CopyStatus.UPLOADING:
                     mark_copy(copy, CopyStatus.FAILED, error=copy.error or str(run.error))
-            _fail(backup, f"The backup failed: {run.error}", phases, **info)
+            _fail(backup, f"The backup failed: {_named(run.error, copies)}", phases, **info)
         return
 
     result = run.result

@@ -406,3 +406,28 @@ def backups_reap_stale(*, now: datetime | None = None) -> list[Backup]:
             )
         reaped.append(backup)
     return reaped
+
+
+def backups_discard_failed_uploads(
+    *, now: datetime | None = None, within: timedelta = timedelta(hours=6)
+) -> int:
+    """Remove what failed uploads left on their stores; returns how many were removed.
+
+    An upload that fails because the store went away cannot abort its S3 multipart upload
+    either: the parts stay (and are billed) until someone aborts it. Run with the periodic
+    retry of deletions, this cleans up after an outage shorter than ``within`` once the
+    store is back; a bucket lifecycle rule (AbortIncompleteMultipartUpload) covers longer.
+    """
+    now = now or timezone.now()
+    removed = 0
+    copies = BackupCopy.objects.filter(
+        status=CopyStatus.FAILED,
+        backup__status__in=[BackupStatus.FAILED, BackupStatus.ABORTED],
+        backup__completed_at__gte=now - within,
+    ).select_related("destination")
+    for copy in copies.exclude(destination__kind="local"):
+        try:
+            removed += discard_partial_artifacts(copy.destination, copy.key)
+        except Exception:  # noqa: BLE001 - still unreachable: the next run tries again
+            logger.warning("could not discard partial uploads of %s yet", copy.key)
+    return removed

