@@ -48,7 +48,7 @@ from backups.pitr.coverage import (
     pitr_validate_timestamp,
     pitr_window,
 )
-from backups.pitr.restore import PitrRestoreResult, fetch_wal_argv, pitr_restore
+from backups.pitr.restore import PitrRestoreResult, fetch_wal_argv, pitr_restore, pitr_stop
 from backups.pitr.retention import (
     pitr_monitor,
     pitr_protected_backup_ids,
@@ -73,6 +73,7 @@ __all__ = [
     "pitr_monitor",
     "pitr_protected_backup_ids",
     "pitr_restore",
+    "pitr_stop",
     "pitr_validate_timestamp",
     "pitr_window",
     "run_base_backup",

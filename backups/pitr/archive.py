@@ -28,23 +28,11 @@ from backups.models import (
     WalKind,
     WalSegment,
 )
-from backups.pipeline import (
-    PipelineError,
-    PipelineOptions,
-    open_artifact,
-    run_pipeline,
-)
-from backups.services import (
-    _destinations_for,
-)
+from backups.pipeline import PipelineError, PipelineOptions, open_artifact, run_pipeline
+from backups.services import _destinations_for
 from config.errors import ApplicationError, Conflict, InvalidInput
 from destinations.models import Destination
-from destinations.storage import (
-    ArtifactMissing,
-    artifact_size,
-    open_artifact_stream,
-    open_sink,
-)
+from destinations.storage import ArtifactMissing, artifact_size, open_artifact_stream, open_sink
 from organizations.models import Database
 
 logger = logging.getLogger(__name__)

@@ -31,11 +31,7 @@ from backups.models import (
     WalKind,
     WalSegment,
 )
-from backups.pipeline import (
-    PipelineCancelled,
-    PipelineError,
-    run_pipeline,
-)
+from backups.pipeline import PipelineCancelled, PipelineError, run_pipeline
 from backups.pitr.archive import (
     configured_pg_bin,
     record_backup_stop,
@@ -51,10 +47,7 @@ from backups.services import (
     pipeline_options_for,
 )
 from config.errors import Conflict
-from destinations.storage import (
-    artifact_size,
-    open_sink,
-)
+from destinations.storage import artifact_size, open_sink
 from organizations.models import Database
 
 logger = logging.getLogger(__name__)

@@ -11,14 +11,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from backups.engines import postgresql_physical as physical
-from backups.models import (
-    Backup,
-    BackupKind,
-    BackupStatus,
-    WalArchiver,
-    WalKind,
-    WalSegment,
-)
+from backups.models import Backup, BackupKind, BackupStatus, WalArchiver, WalKind, WalSegment
 from config.errors import InvalidInput, Unprocessable
 from organizations.models import Database, Environment
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -14,19 +17,12 @@ from django.conf import settings
 
 from backups.engines import postgresql_physical as physical
 from backups.keys import key_for_id
-from backups.models import (
-    Backup,
-    CopyStatus,
-)
-from backups.pipeline import (
-    open_artifact,
-)
+from backups.models import Backup, CopyStatus
+from backups.pipeline import open_artifact
 from backups.pitr.archive import configured_pg_bin, require_postgresql
 from backups.pitr.coverage import iso, pitr_check_target
 from config.errors import Unprocessable
-from destinations.storage import (
-    open_artifact_stream,
-)
+from destinations.storage import open_artifact_stream
 from organizations.models import Database
 
 logger = logging.getLogger(__name__)
@@ -88,11 +84,7 @@ def pitr_restore(
     base = window.base
     datadir = Path(datadir)
     started = time.monotonic()
-    copy = base.copies.select_related("destination").filter(status=CopyStatus.STORED).first()
-    if copy is None:
-        raise Unprocessable(f"Base backup {base.name} has no stored copy left.")
-    with open_artifact_stream(copy.destination, copy.key) as raw:
-        physical.extract_base_backup(_plaintext(raw), datadir)
+    _extract_base(base, datadir)
     major = (datadir / "PG_VERSION").read_text().strip()
     pg_bin = physical.pg_bin_dir(major, configured=configured_pg_bin())
     socket_dir = str(socket_dir or datadir.parent)
@@ -109,7 +101,13 @@ def pitr_restore(
         launcher=launcher,
         env=env,
     )
-    outcome = physical.wait_for_recovery(log_path, datadir=datadir, timeout=timeout)
+    try:
+        outcome = physical.wait_for_recovery(log_path, datadir=datadir, timeout=timeout)
+    except physical.RecoveryFailed:
+        # A recovery that timed out leaves a server behind; one that failed has none.
+        with contextlib.suppress(physical.RecoveryFailed):
+            pitr_stop(datadir=datadir, launcher=launcher, mode="immediate")
+        raise
     return PitrRestoreResult(
         database=database,
         base_backup=base,
@@ -122,5 +120,57 @@ def pitr_restore(
     )
 
 
-def _plaintext(raw: BinaryIO) -> BinaryIO:
-    return open_artifact(raw, key_for=key_for_id)
+def pitr_stop(
+    *, datadir: str | Path, launcher: tuple[str, ...] | list[str] = (), mode: str = "fast"
+) -> None:
+    """Stop a cluster pitr_restore started (if it still runs)."""
+    datadir = Path(datadir)
+    if not (datadir / "postmaster.pid").exists():
+        return
+    major = (datadir / "PG_VERSION").read_text().strip()
+    pg_bin = physical.pg_bin_dir(major, configured=configured_pg_bin())
+    physical.run_pg_ctl(
+        physical.pg_ctl_argv("stop", datadir, pg_bin=pg_bin, mode=mode), launcher=launcher
+    )
+
+
+class _Hashing:
+    """Hashes what is read through it (the stored artifact, before decryption)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(1 << 20):
+            pass
+        return self.digest.hexdigest()
+
+
+def _extract_base(base: Backup, datadir: Path) -> None:
+    """Unpack the base backup from the first copy that reads back intact."""
+    if datadir.exists() and any(datadir.iterdir()):
+        raise physical.RecoveryFailed(f"{datadir} is not empty; a restore needs a new directory")
+    copies = base.copies.select_related("destination").filter(status=CopyStatus.STORED)
+    problems = []
+    for copy in copies:
+        try:
+            with open_artifact_stream(copy.destination, copy.key) as raw:
+                hashing = _Hashing(raw)
+                physical.extract_base_backup(open_artifact(hashing, key_for=key_for_id), datadir)
+                if hashing.drain() != base.checksum_sha256:
+                    raise physical.RecoveryFailed("checksum mismatch")
+            return
+        except Exception as exc:  # noqa: BLE001 - try the next copy
+            problems.append(f"{copy.destination.name}: {exc}")
+            shutil.rmtree(datadir, ignore_errors=True)
+    raise Unprocessable(
+        f"Base backup {base.name} could not be read from any destination: "
+        + ("; ".join(problems) or "no stored copy left")
+        + "."
+    )

@@ -11,12 +11,7 @@ from django.utils import timezone
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups.engines import postgresql_physical as physical
-from backups.models import (
-    Backup,
-    WalArchiver,
-    WalKind,
-    WalSegment,
-)
+from backups.models import Backup, WalArchiver, WalKind, WalSegment
 from backups.pitr.archive import gap_key
 from backups.pitr.coverage import (
     WAL_LAG_SECONDS,
@@ -26,12 +21,8 @@ from backups.pitr.coverage import (
     pitr_databases,
     wal_gaps,
 )
-from backups.services import (
-    connection_spec_for,
-)
-from destinations.storage import (
-    delete_artifact,
-)
+from backups.services import connection_spec_for
+from destinations.storage import delete_artifact
 from organizations.models import Database, Environment
 
 logger = logging.getLogger(__name__)
