@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from backups.engines import postgresql_physical as physical
-from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalSegment
+from backups.models import BackupKind, BackupMethod, BackupStatus, BaseBackupPosition, WalSegment
 from backups.pitr import (
+    base_backup_request,
     pitr_check_target,
     pitr_coverage,
     pitr_protected_backup_ids,
@@ -18,7 +20,7 @@ from backups.pitr import (
     wal_archive,
     wal_retention_apply,
 )
-from config.errors import Unprocessable
+from config.errors import Conflict, InvalidInput, Unprocessable
 from tests import factories
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -147,3 +149,33 @@ def test_retention_removes_old_wal_no_kept_base_backup_needs(pg_database, histor
     assert [s.segment_number for s in left] == [6, 7, 8]
     stored = sorted(p.name for p in (tmp_path / "archive").rglob("*.zst.enc"))
     assert stored == [f"{physical.segment_name(1, n)}.zst.enc" for n in (6, 7, 8)]
+
+
+def test_base_backups_are_for_postgresql_and_one_at_a_time(pg_database, environment):
+
+    sqlite = factories.DatabaseFactory(environment=environment, engine="sqlite")
+    with pytest.raises(InvalidInput, match="PostgreSQL only"):
+        base_backup_request(database=sqlite, enqueue=False)
+    backup = base_backup_request(database=pg_database, enqueue=False)
+    assert (backup.kind, backup.method, backup.status) == (
+        BackupKind.BASE,
+        BackupMethod.PHYSICAL,
+        BackupStatus.SCHEDULED,
+    )
+    assert backup.name.endswith("-orders-base")
+    with pytest.raises(Conflict):
+        base_backup_request(database=pg_database, enqueue=False)
+
+
+def test_a_target_without_a_time_zone_is_invalid(pg_database, history):
+
+    with pytest.raises(InvalidInput):
+        pitr_validate_timestamp(
+            environment=pg_database.environment, timestamp=datetime(2026, 11, 1, 3)
+        )
+
+
+def test_archive_wal_exits_non_zero_for_an_unknown_database(db, tmp_path):
+
+    with pytest.raises(CommandError, match="no database"):
+        call_command("archive_wal", "--database", "3b1e0c9e-0000-0000-0000-000000000000", "p", "f")
