@@ -1,5 +1,9 @@
 """What a restore refuses, and how a failing one leaves the target exactly as it was."""
 
+import contextlib
+import os
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -273,3 +277,56 @@ def test_the_command_restores_and_exits_non_zero_on_failure(sqlite_backup, sqlit
         call_command("restore_backup", str(sqlite_backup.id))
     with pytest.raises(CommandError, match="No backup"):
         call_command("restore_backup", "missing")
+
+
+def _kill_child_when_it_runs(name: str, found: list, stop) -> None:
+    """SIGKILL the first child process of this test called ``name`` (OS level, no database)."""
+    import signal
+    from pathlib import Path
+
+    me = str(os.getpid())
+    while not stop.is_set():
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            command, ppid = stat[stat.index("(") + 1 : stat.rindex(")")], stat.split()[3]
+            if command == name and ppid == me:
+                time.sleep(0.3)  # let it load part of the data
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+                found.append(int(proc.name))
+                return
+        time.sleep(0.02)
+
+
+def test_a_load_killed_midway_leaves_the_target_as_it_was(environment, destination, postgres_spec):
+    fill_postgres(postgres_spec, rows=100)
+    with PostgreSQLEngine().connect(postgres_spec) as conn:
+        conn.execute(
+            "CREATE TABLE bulk AS SELECT i AS id, md5(i::text) AS payload"
+            " FROM generate_series(1, 1500000) i"
+        )
+    database = database_for(environment, postgres_spec, options={"restore_jobs": 1})
+    backup = run_backup_now(environment=environment, kind="database", database=database)
+    with PostgreSQLEngine().connect(postgres_spec) as conn:
+        conn.execute("DELETE FROM customers WHERE id > 50")
+    before, tables = table_checksums(postgres_spec), _tables(postgres_spec)
+    killed, stop = [], threading.Event()
+    watcher = threading.Thread(target=_kill_child_when_it_runs, args=("pg_restore", killed, stop))
+    watcher.start()
+    try:
+        restore = run_restore_now(backup=backup, target_type="same", take_safety_backup=False)
+    finally:
+        stop.set()
+        watcher.join()
+
+    assert killed, "pg_restore was never seen running"
+    assert restore.status == RestoreStatus.FAILED
+    assert "killed by signal 9" in restore.message
+    assert table_checksums(postgres_spec) == before
+    assert _tables(postgres_spec) == tables
+    assert leftovers(postgres_spec) == []
