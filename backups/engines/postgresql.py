@@ -55,6 +55,7 @@ WHERE c.relkind IN ('r', 'm', 'p')
   AND n.nspname NOT LIKE 'pg_toast%'
 """
 
+
 class PostgreSQLEngine(Engine):
     name = "postgresql"
     extension = "pgdump"
