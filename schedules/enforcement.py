@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import CharField, Value
+from django.db.models.functions import Cast, Concat, Substr
 from django.utils import timezone
 
 from alerts.models import AlertKind, Severity
@@ -65,12 +67,65 @@ def _schedule_of(environment: Environment) -> Schedule | None:
     return Schedule.objects.filter(environment=environment).first()
 
 
-@dataclass
-class _Row:
+class _Row(NamedTuple):
+    """What enforcement needs besides the plan: who set ``expires_at``."""
+
     id: Hashable
     trigger: str
     status: str
     expires_at: datetime | None
+
+
+def _sqlite_uuid_text(field: str) -> Concat:
+    """SQLite stores a UUID as 32 hex digits; this is its ``str(uuid)`` form, made in SQL."""
+    parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+    pieces = []
+    for start, length in parts:
+        if pieces:
+            pieces.append(Value("-"))
+        pieces.append(Substr(field, start, length))
+    return Concat(*pieces, output_field=CharField())
+
+
+def _backup_rows(environment: Environment):
+    """(id as str, created_at, kind, status, size, trigger, expires_at) of the backups to plan."""
+    backups = (
+        Backup.objects.filter(environment=environment)
+        .exclude(status=BackupStatus.DELETED)
+        .exclude(kind=BackupKind.BASE)
+    )
+    columns = ("kind", "status", "size", "trigger")
+    if connection.vendor != "sqlite":
+        # uuid::text is str(uuid) already.
+        yield from (
+            backups.annotate(id_text=Cast("id", CharField()))
+            .values_list("id_text", "created_at", *columns, "expires_at")
+            .iterator(chunk_size=10_000)
+        )
+        return
+    # Django's per-row SQLite converters (UUID, parse_datetime, make_aware) and its row
+    # iterator cost several times the planning itself at 100,000 rows: read text through
+    # a plain cursor (the SQL is still the ORM's) and parse with fromisoformat.
+    text = backups.annotate(
+        id_text=_sqlite_uuid_text("id"),
+        created_text=Cast("created_at", CharField()),
+        expires_text=Cast("expires_at", CharField()),
+    ).values_list("id_text", "created_text", *columns, "expires_text")
+    sql, params = text.query.sql_with_params()
+    parse = datetime.fromisoformat
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(10_000):
+            for pk, created_at, kind, status, size, trigger, expires_at in chunk:
+                yield (
+                    pk,
+                    parse(created_at).replace(tzinfo=UTC),
+                    kind,
+                    status,
+                    size,
+                    trigger,
+                    None if expires_at is None else parse(expires_at).replace(tzinfo=UTC),
+                )
 
 
 def _plan(
@@ -79,33 +134,28 @@ def _plan(
     policy: RetentionPolicy | None,
     now: datetime,
     protected: Mapping[Hashable, str] | None,
+    with_rows: bool = True,
 ) -> tuple[RetentionPlan, list[_Row]]:
     schedule = _schedule_of(environment)
     if policy is None:
         policy = schedule.retention_policy() if schedule else RetentionPolicy()
     zone = schedule.timezone if schedule else "UTC"
 
-    reasons: dict[Hashable, str] = dict(pitr_protected(environment=environment, now=now))
-    reasons.update(protected or {})
+    # Keyed by str(backup id), as the plan's decisions are.
+    reasons = {str(k): v for k, v in pitr_protected(environment=environment, now=now).items()}
+    reasons.update({str(k): v for k, v in (protected or {}).items()})
     restored = (
         Restore.objects.filter(backup__environment=environment, status__in=_ACTIVE_RESTORE_STATUSES)
         .values_list("backup_id", flat=True)
         .distinct()
     )
     for backup_id in restored:
-        reasons[backup_id] = BEING_RESTORED
+        reasons[str(backup_id)] = BEING_RESTORED
 
-    # values_list, not model instances: the preview must plan 100,000 backups in < 1 s.
-    rows = (
-        Backup.objects.filter(environment=environment)
-        .exclude(status=BackupStatus.DELETED)
-        .exclude(kind=BackupKind.BASE)
-        .values_list("id", "created_at", "kind", "status", "size", "trigger", "expires_at")
-    )
     infos: list[BackupInfo] = []
     meta: list[_Row] = []
     scheduled = BackupTrigger.SCHEDULED
-    for pk, created_at, kind, status, size, trigger, expires_at in rows.iterator(chunk_size=5000):
+    for pk, created_at, kind, status, size, trigger, expires_at in _backup_rows(environment):
         manual = trigger != scheduled
         infos.append(
             BackupInfo(
@@ -119,7 +169,8 @@ def _plan(
                 protected=reasons.get(pk),
             )
         )
-        meta.append(_Row(pk, trigger, status, expires_at))
+        if with_rows:
+            meta.append(_Row(pk, trigger, status, expires_at))
     return plan_retention(infos, policy, zone, now), meta
 
 
@@ -134,10 +185,16 @@ def retention_plan_for(
 
     ``policy`` None uses the schedule's current policy; pass a proposed one to preview
     it. ``protected`` adds ``{backup id: reason}`` to what the database says is
-    protected (an active restore, the PITR hook). Decisions carry Backup primary keys.
+    protected (an active restore, the PITR hook). Each decision's ``backup_id`` is the
+    backup's id as a string, ``str(backup.pk)``: cheaper than UUIDs at 100,000 rows, and
+    the form the API shows.
     """
     plan, _ = _plan(
-        environment=environment, policy=policy, now=now or timezone.now(), protected=protected
+        environment=environment,
+        policy=policy,
+        now=now or timezone.now(),
+        protected=protected,
+        with_rows=False,
     )
     return plan
 
@@ -179,7 +236,7 @@ def retention_enforce(*, environment: Environment, now: datetime | None = None) 
         for backup in Backup.objects.filter(pk__in=doomed[start : start + _CHUNK]).order_by(
             "created_at"
         ):
-            reasons = ", ".join(plan.decision(backup.pk).reasons)
+            reasons = ", ".join(plan.decision(str(backup.pk)).reasons)
             try:
                 with transaction.atomic():
                     backup = backup_delete(backup=backup)
@@ -204,7 +261,8 @@ def retention_enforce(*, environment: Environment, now: datetime | None = None) 
 def _raise_summary(environment: Environment, plan: RetentionPlan, removed: list[Backup]) -> None:
     freed = sum(backup.size or 0 for backup in removed)
     lines = [
-        f"{backup.name}: {', '.join(plan.decision(backup.pk).reasons)}" for backup in removed[:50]
+        f"{backup.name}: {', '.join(plan.decision(str(backup.pk)).reasons)}"
+        for backup in removed[:50]
     ]
     if len(removed) > 50:
         lines.append(f"... and {len(removed) - 50} more.")

@@ -122,7 +122,7 @@ def test_a_backup_being_restored_is_kept(environment, schedule):
     assert backups[0].pk not in {b.pk for b in removed}
     assert len(removed) == 2
     plan = retention_plan_for(environment=environment, now=NOW)
-    assert BEING_RESTORED in plan.decision(backups[0].pk).reasons
+    assert BEING_RESTORED in plan.decision(str(backups[0].pk)).reasons
 
 
 def test_a_finished_restore_protects_nothing(environment, schedule):
@@ -139,8 +139,8 @@ def test_the_pitr_and_caller_protection_hook_keeps_a_backup(environment, schedul
         environment=environment, now=NOW, protected={backups[0].pk: "PITR window"}
     )
 
-    assert plan.decision(backups[0].pk).keep
-    assert plan.decision(backups[0].pk).reasons == ["PITR window"]
+    assert plan.decision(str(backups[0].pk)).keep
+    assert plan.decision(str(backups[0].pk)).reasons == ["PITR window"]
 
 
 def test_it_counts_buckets_in_the_schedules_timezone(environment):
@@ -159,8 +159,8 @@ def test_it_counts_buckets_in_the_schedules_timezone(environment):
 
     plan = retention_plan_for(environment=environment, now=NOW)
 
-    assert plan.decision(newer.pk).reasons[0] == "daily 2026-11-22"
-    assert not plan.decision(late.pk).keep
+    assert plan.decision(str(newer.pk)).reasons[0] == "daily 2026-11-22"
+    assert not plan.decision(str(late.pk)).keep
 
 
 def test_a_proposed_policy_is_previewed_without_deleting_anything(environment, schedule):
