@@ -36,9 +36,10 @@ from backups import selectors
 from backups.models import Backup
 from backups.progress import backup_final_event_name, backup_progress_event
 from config.errors import NotFound
-from organizations.api.common import errors, get_or_404, uuid_path
-from organizations.tenancy import TenantViewSetMixin, restrict
-from restores.models import Restore, RestoreStatus
+from organizations.api.common import errors, uuid_path
+from organizations.tenancy import TenantViewSetMixin
+from restores import selectors as restore_selectors
+from restores.models import Restore
 
 logger = logging.getLogger(__name__)
 
@@ -91,31 +92,6 @@ async def event_stream(load: Loader) -> AsyncIterator[bytes]:
         open_streams -= 1
 
 
-# --- progress of a restore ------------------------------------------------------------------
-
-
-def restore_progress_event(restore: Restore) -> dict:
-    """The same shape as ``backup_progress_event``."""
-    if restore.status == RestoreStatus.COMPLETED:
-        percent = 100.0
-    elif restore.bytes_total:
-        percent = min(99.0, round(100.0 * restore.bytes_done / restore.bytes_total, 1))
-    else:
-        percent = None
-    return {
-        "status": restore.status,
-        "phase": restore.phase or None,
-        "bytesDone": restore.bytes_done,
-        "bytesTotal": restore.bytes_total,
-        "percent": percent,
-        "message": restore.message,
-    }
-
-
-def restore_final_event_name(restore: Restore) -> str | None:
-    return {RestoreStatus.COMPLETED: "done", RestoreStatus.FAILED: "failed"}.get(restore.status)
-
-
 def _backup_loader(backup_id) -> Loader:
     def load():
         backup = Backup.objects.filter(pk=backup_id).first()
@@ -131,7 +107,10 @@ def _restore_loader(restore_id) -> Loader:
         restore = Restore.objects.filter(pk=restore_id).first()
         if restore is None:
             return {"status": "failed", "message": "The restore no longer exists."}, "failed"
-        return restore_progress_event(restore), restore_final_event_name(restore)
+        return (
+            restore_selectors.restore_progress_event(restore),
+            restore_selectors.restore_final_event_name(restore),
+        )
 
     return load
 
@@ -165,7 +144,8 @@ SSE_EVENT_SCHEMA = {
         "event": {"type": "string", "enum": ["progress", "done", "failed", "timeout"]},
         "data": {
             "type": "string",
-            "description": "JSON: {status, phase, bytesDone, bytesTotal, percent, message}",
+            "description": "JSON: {status, phase, bytesDone, bytesTotal, percent, message, "
+            "etaSeconds}",
         },
     },
     "required": ["event", "data"],
@@ -244,10 +224,8 @@ class BackupRestoreProgressView(_ProgressView):
     def loader(self, id) -> Loader:  # noqa: A002
         organisation = self.tenant.organisation
         backup = selectors.backup_get(organisation=organisation, backup_id=id)
-        restore = (
-            restrict(Restore.objects.filter(backup=backup), organisation)
-            .order_by("-created_at")
-            .first()
+        restore = restore_selectors.restore_latest_for_backup(
+            organisation=organisation, backup=backup
         )
         if restore is None:
             raise NotFound("This backup has not been restored.")
@@ -264,5 +242,7 @@ class RestoreProgressView(_ProgressView):
         return super().get(request, id)
 
     def loader(self, id) -> Loader:  # noqa: A002
-        restore = get_or_404(self.restrict(Restore.objects.all()), id, what="Restore")
+        restore = restore_selectors.restore_get(
+            organisation=self.tenant.organisation, restore_id=id
+        )
         return _restore_loader(restore.pk)

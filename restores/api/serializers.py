@@ -2,7 +2,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from backups.api.dialects.seed003 import Seed003RefSerializer
-from backups.api.sse import restore_progress_event
 from restores.models import RestoreStatus
 
 
@@ -53,7 +52,7 @@ class Seed003RestoreSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_percent(self, obj):
-        return restore_progress_event(obj)["percent"]
+        return obj.percent
 
     def get_requestedBy(self, obj) -> str | None:  # noqa: N802
         return obj.requested_by.get_username() if obj.requested_by_id else None

@@ -1,23 +1,21 @@
 """Seed 003 restore endpoints.
 
-The restore trigger validates everything it can (tenancy, role, body, the PITR
-window) and then answers 501 until restore orchestration lands. PITR coverage comes
-from ``backups.pitr``; the restore logs and one restore are reads of the Restore model.
+Thin over ``restores.services.restore_request`` (which validates the target, the
+backup's state and the PITR window, then enqueues the work), ``restores.selectors``
+and ``backups.pitr.pitr_coverage``.
 """
 
-from django.db.models import Q
 from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 
 from backups import selectors as backup_selectors
-from backups.models import BackupStatus
-from backups.pitr import pitr_coverage, pitr_validate_timestamp
-from config.errors import Conflict, InvalidInput, NotFound, NotImplementedYet, Unprocessable
+from backups.pitr import pitr_coverage
+from config.errors import InvalidInput, NotFound
 from organizations.api.common import (
     OFFSET_PARAM,
     TenantViewSet,
     errors,
-    get_or_404,
     limit_param,
     offset_page,
     page_of,
@@ -25,27 +23,16 @@ from organizations.api.common import (
     uuid_path,
 )
 from organizations.models import Role
+from restores import selectors as restore_selectors
+from restores import services as restore_services
 from restores.api.serializers import (
     Seed003PitrCoverageSerializer,
     Seed003RestoreRequestSerializer,
     Seed003RestoreSerializer,
 )
-from restores.models import Restore
 
 TAGS = ["seed 003: restores"]
 NEW_DISABLED = "targetType 'new' is disabled until orchestration exists"
-RESTORE_NOT_READY = (
-    "Restores are not available through the API yet: the restore orchestration has not "
-    "landed. The request was valid."
-)
-
-
-def _restores(viewset):
-    return viewset.restrict(
-        Restore.objects.select_related(
-            "backup", "source_environment", "target_environment", "requested_by"
-        )
-    )
 
 
 class RestoreViewSet(TenantViewSet):
@@ -60,14 +47,17 @@ class RestoreViewSet(TenantViewSet):
     @extend_schema(
         operation_id="backup_restore_create",
         summary="Trigger a backup restore",
-        description="Validates the restore target and enqueues an asynchronous restore job. "
-        "Needs the operator role. **Until restore orchestration lands, a valid request "
-        "answers 501.**",
+        description="Validates the restore target and enqueues an asynchronous restore job: "
+        "verify the artifact, back up the target first, load into scratch copies, compare "
+        "row counts, swap. Needs the operator role. `targetType` `new` is a 422; a "
+        "`pitrTimestamp` outside the PITR coverage is a 422 stating the window (recovering "
+        "to a point in time into a target is not available yet, also a 422); a backup that "
+        "is not completed is a 422; a restore already running into the target is a 409.",
         parameters=[uuid_path("id", "Backup UUID")],
         request=Seed003RestoreRequestSerializer,
         responses={
             202: Seed003RestoreSerializer,
-            **errors(400, 404, 409, 422, 501, e422=NEW_DISABLED, e501=RESTORE_NOT_READY),
+            **errors(400, 404, 409, 422, e422=NEW_DISABLED),
         },
         examples=[
             OpenApiExample(
@@ -91,28 +81,32 @@ class RestoreViewSet(TenantViewSet):
         if data.get("backupId") and data["backupId"] != backup.pk:
             message = "Must be the id of the backup in the path (or left out)."
             raise InvalidInput(f"backupId: {message}", fields={"backupId": [message]})
-        target_type = data["targetType"]
-        if target_type == "new":
-            raise Unprocessable(NEW_DISABLED, fields={"targetType": [NEW_DISABLED]})
-        if target_type == "other":
-            if not data.get("targetEnvironmentId"):
-                message = 'Required when targetType is "other".'
-                raise InvalidInput(
-                    f"targetEnvironmentId: {message}", fields={"targetEnvironmentId": [message]}
-                )
-            try:
-                self._environment(data["targetEnvironmentId"])
-            except NotFound:
-                message = "No such environment in this organisation."
-                raise InvalidInput(
-                    f"targetEnvironmentId: {message}", fields={"targetEnvironmentId": [message]}
-                ) from None
-        if data.get("pitrTimestamp"):
-            # 422 stating the window when the target is outside the coverage.
-            pitr_validate_timestamp(environment=backup.environment, timestamp=data["pitrTimestamp"])
-        if backup.status != BackupStatus.COMPLETED:
-            raise Conflict(f"Only a completed backup can be restored; this one is {backup.status}.")
-        raise NotImplementedYet(RESTORE_NOT_READY)
+        if data["targetType"] == "other":
+            self._check_target(data.get("targetEnvironmentId"))
+        restore = restore_services.restore_request(
+            backup=backup,
+            target_type=data["targetType"],
+            target_environment=data.get("targetEnvironmentId"),
+            pitr_timestamp=data.get("pitrTimestamp"),
+            user=self.tenant.user,
+        )
+        restore = restore_selectors.restore_get(organisation=organisation, restore_id=restore.pk)
+        return Response(Seed003RestoreSerializer(restore).data, status=status.HTTP_202_ACCEPTED)
+
+    def _check_target(self, reference) -> None:
+        """A target environment is a body field: missing or unknown is a 400 naming it."""
+        if not reference:
+            message = 'Required when targetType is "other".'
+            raise InvalidInput(
+                f"targetEnvironmentId: {message}", fields={"targetEnvironmentId": [message]}
+            )
+        try:
+            self._environment(reference)
+        except NotFound:
+            message = "No such environment in this organisation."
+            raise InvalidInput(
+                f"targetEnvironmentId: {message}", fields={"targetEnvironmentId": [message]}
+            ) from None
 
     @extend_schema(
         operation_id="environment_pitr_retrieve",
@@ -142,10 +136,8 @@ class RestoreViewSet(TenantViewSet):
     )
     def restore_logs(self, request, environmentId):  # noqa: N803 - the documented name
         environment = self._environment(environmentId)
-        restores = (
-            _restores(self)
-            .filter(Q(source_environment=environment) | Q(target_environment=environment))
-            .order_by("-created_at", "-id")
+        restores = restore_selectors.restores_for_environment(
+            organisation=self.tenant.organisation, environment=environment
         )
         items, count, limit, offset = offset_page(request, restores, default_limit=50)
         data = Seed003RestoreSerializer(items, many=True).data
@@ -159,5 +151,7 @@ class RestoreViewSet(TenantViewSet):
         tags=TAGS,
     )
     def retrieve(self, request, id):  # noqa: A002
-        restore = get_or_404(_restores(self), id, what="Restore")
+        restore = restore_selectors.restore_get(
+            organisation=self.tenant.organisation, restore_id=id
+        )
         return Response(Seed003RestoreSerializer(restore).data)

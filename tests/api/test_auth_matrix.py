@@ -76,7 +76,7 @@ ENDPOINTS = [
     Endpoint("GET", "/api/backups/{backup}"),
     Endpoint("DELETE", "/api/backups/{backup}", ADMIN, ok=(202,)),
     Endpoint("GET", "/api/backups/{backup}/progress"),
-    Endpoint("POST", "/api/backups/{backup}/restore", OPERATOR, {"targetType": "same"}, (501,)),
+    Endpoint("POST", "/api/backups/{backup}/restore", OPERATOR, {"targetType": "same"}, (202,)),
     Endpoint("GET", "/api/backups/{backup}/restore/progress"),
     Endpoint("GET", "/api/environments/{environment}/backup-schedule"),
     Endpoint(
@@ -109,7 +109,7 @@ ENDPOINTS = [
 def world(organisation, project, environment, destination):
     """One of everything in the organisation, so every path has an object to name."""
     database = factories.DatabaseFactory(environment=environment, name="Main", slug="main")
-    backup = factories.BackupFactory(environment=environment, database=database)
+    backup = factories.BackupFactory(environment=environment, database=database, engine="sqlite")
     factories.BackupCopyFactory(backup=backup, destination=destination)
     restore = factories.RestoreFactory(backup=backup, status="completed")
     factories.ScheduleFactory(environment=environment)

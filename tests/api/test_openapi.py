@@ -104,7 +104,7 @@ def test_every_operation_documents_its_errors_and_security(schema):
             responses = operation["responses"]
             if "401" not in responses:
                 problems.append(f"{method} {path}: no 401")
-            if not any(code.startswith("2") or code == "501" for code in responses):
+            if not any(code.startswith("2") for code in responses):
                 problems.append(f"{method} {path}: no success status")
             if not operation.get("security"):
                 problems.append(f"{method} {path}: no security")
@@ -126,7 +126,7 @@ def test_seed_003_operations_document_their_parameters(schema):
     body = restore["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
     fields = schema["components"]["schemas"][body]["properties"]
     assert {"backupId", "targetType", "targetEnvironmentId", "pitrTimestamp"} <= set(fields)
-    assert {"422", "501"} <= set(restore["responses"])
+    assert {"202", "409", "422"} <= set(restore["responses"])
     schedule_body = schema["paths"]["/api/environments/{env_id}/backup-schedule"]["put"]
     ref = schedule_body["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     fields = schema["components"]["schemas"][ref.split("/")[-1]]["properties"]
@@ -274,9 +274,6 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-    # Documented as 501 until restore orchestration and WAL archiving land.
-    not_yet = {501}
-
     headers = {"Authorization": f"Bearer {token_for(organisation, Role.ADMIN)}"}
     api = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     failures = []
@@ -294,7 +291,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
         def check(case):
             with django_capture_on_commit_callbacks(execute=False):
                 response = case.call(headers=headers)
-            assert response.status_code < 500 or response.status_code in not_yet, (
+            assert response.status_code < 500, (
                 case.path,
                 case.body,
                 response.text[:500],
@@ -304,7 +301,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
             # Schema-valid input may still be refused for what a schema cannot say (a
             # timezone that does not exist, an environment without databases): a 4xx
             # naming the field is right there, so positive_data_acceptance is left out;
-            # not_a_server_error is the assertion above, which knows the documented 501s.
+            # not_a_server_error is the assertion above.
             case.validate_response(
                 response,
                 headers=headers,

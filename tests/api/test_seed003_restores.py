@@ -6,6 +6,7 @@ import pytest
 
 from backups.models import BackupStatus
 from organizations.models import Role
+from restores.models import Restore
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -13,23 +14,39 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def backup(environment):
-    return factories.BackupFactory(environment=environment)
+    database = factories.DatabaseFactory(environment=environment, name="Main", slug="main")
+    return factories.BackupFactory(
+        environment=environment, database=database, engine="sqlite", engine_version="3.40.1"
+    )
 
 
 def _restore(client, backup, body):
     return client.post(f"/api/backups/{backup.id}/restore", body, format="json")
 
 
-def test_a_valid_restore_request_answers_501_with_a_clear_message(client_for, organisation, backup):
-    response = _restore(
-        client_for(organisation, Role.OPERATOR),
-        backup,
-        {"backupId": str(backup.id), "targetType": "same"},
-    )
-    assert response.status_code == 501
-    error = response.json()["error"]
-    assert error["code"] == "not_implemented"
-    assert "not available" in error["message"]
+def test_an_operator_restores_a_backup_into_its_environment(
+    client_for, organisation, backup, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = _restore(
+            client_for(organisation, Role.OPERATOR),
+            backup,
+            {"backupId": str(backup.id), "targetType": "same"},
+        )
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["status"] == "scheduled"
+    assert body["backupId"] == str(backup.id)
+    assert body["targetEnvironment"]["id"] == str(backup.environment_id)
+    assert body["targetType"] == "same"
+    assert len(callbacks) == 1  # the restore task is enqueued on commit
+    assert Restore.objects.get(pk=body["id"]).requested_by is None  # an API token
+
+
+def test_a_second_restore_into_the_same_target_is_a_409(client_for, organisation, backup):
+    factories.RestoreFactory(backup=backup, status="in-progress")
+    response = _restore(client_for(organisation, Role.OPERATOR), backup, {"targetType": "same"})
+    assert response.status_code == 409
 
 
 def test_target_type_new_is_a_422(client_for, organisation, backup):
@@ -82,7 +99,8 @@ def test_bad_restore_bodies_are_a_400_naming_the_field(
 def test_a_backup_that_is_not_completed_cannot_be_restored(client_for, organisation, environment):
     failed = factories.BackupFactory(environment=environment, status=BackupStatus.FAILED)
     response = _restore(client_for(organisation, Role.OPERATOR), failed, {})
-    assert response.status_code == 409
+    assert response.status_code == 422
+    assert "completed" in response.json()["error"]["message"]
 
 
 def test_a_viewer_cannot_restore(client_for, organisation, backup):

@@ -160,6 +160,7 @@ def test_restore_progress_streams_from_the_restore_row(organisation, backup, tok
                     "bytesTotal": None,
                     "percent": None,
                     "message": "disk full",
+                    "etaSeconds": None,
                 },
             )
         ]
