@@ -129,7 +129,8 @@ class DatabaseWriteSerializer(_SluggedWriteSerializer):
         allow_blank=True,
         trim_whitespace=False,
         style={"input_type": "password"},
-        help_text="Write-only: stored encrypted and never returned.",
+        help_text="Write-only: stored encrypted, never returned. Leave it out to keep the "
+        "current one; an empty string removes it.",
     )
     databaseName = serializers.CharField(  # noqa: N815
         source="database_name",
