@@ -156,7 +156,14 @@ def schedules_run_due(*, now: datetime | None = None) -> TickResult:
             if not schedule.enabled or schedule.paused:
                 result.skipped += sum(source.claim(schedule, kind, to_run=False) for source in due)
                 continue
-            run = _run(schedule, kind, due)
+            try:
+                run = _run(schedule, kind, due)
+            except Exception as exc:
+                # The claims rolled back with the request, so the next tick tries again;
+                # the other schedules still run now.
+                logger.exception("schedule %s: the %s run failed", schedule.pk, kind)
+                result.errors.append(f"{schedule.pk} {kind}: {exc}")
+                continue
             if run is not None:
                 result.runs.append(run)
     return result

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from alerts.models import Alert, AlertKind
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
@@ -269,6 +271,50 @@ def test_an_older_slot_is_never_claimed_after_a_newer_one(schedule, monkeypatch)
 
     assert late.runs == []
     assert len(scheduled_backups(schedule)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_ticks_running_at_once_in_two_threads_start_one_backup(schedule, monkeypatch):
+    # Both ticks compute the due slot before either claims it, then race to claim.
+    barrier = threading.Barrier(2, timeout=10)
+    compute = runs._due_sources
+
+    def due_then_wait(*args):
+        due = compute(*args)
+        barrier.wait()
+        return due
+
+    monkeypatch.setattr(runs, "_due_sources", due_then_wait)
+    results = []
+
+    def tick():
+        try:
+            results.append(schedules_run_due(now=SLOT + timedelta(seconds=30)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=tick) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(len(result.started) for result in results) == [0, 1]
+    assert len(scheduled_backups(schedule)) == 1
+
+
+def test_an_unexpected_error_leaves_the_slot_for_the_next_tick(schedule, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(runs, "backup_request", broken)
+    result = schedules_run_due(now=SLOT + timedelta(seconds=30))
+
+    assert "the database went away" in result.errors[0]
+    schedule.refresh_from_db()
+    assert schedule.last_db_slot_at is None
+    monkeypatch.undo()
+    assert len(schedules_run_due(now=SLOT + timedelta(seconds=90)).started) == 1
 
 
 def test_a_backup_already_running_is_recorded_not_crashed_on(schedule, database):
