@@ -450,7 +450,15 @@ def _execute(restore: Restore, phases: _Phases) -> None:
 
 def _restore_from(restore, backup, fetched, members, phases, progress, tag, problems) -> None:
     safety_item = _start(restore, phases, RestorePhase.SAFETY_BACKUP)
-    if restore.take_safety_backup and any(loading.holds_data(m.target) for m in members):
+    try:
+        holds_data = restore.take_safety_backup and any(
+            loading.holds_data(m.target) for m in members
+        )
+    except EngineError as exc:
+        phases.finish(safety_item, "ERROR")
+        _fail(restore, f"The target cannot be reached, so nothing was restored: {exc}", phases)
+        return
+    if holds_data:
         try:
             safety = _take_safety_backup(restore, members, progress)
             reason = safety.message or safety.status

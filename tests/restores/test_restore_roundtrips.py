@@ -191,3 +191,30 @@ def test_it_restores_a_full_backup_into_the_same_and_another_environment(
         tree_fingerprint(other_files),
     )
     assert restored == expected
+
+
+@pytest.mark.s3
+def test_it_restores_from_an_s3_copy_downloaded_once_and_verified(
+    organisation, environment, sqlite_spec, s3_server, s3_bucket, tmp_path
+):
+    from destinations.models import DestinationKind
+    from tests.fixtures.s3 import s3_destination_config
+
+    config, secrets = s3_destination_config(s3_server, s3_bucket)
+    s3 = factories.DestinationFactory(
+        organisation=organisation, kind=DestinationKind.S3, config=config, secrets=secrets
+    )
+    fill_sqlite(sqlite_spec, rows=150)
+    original = table_checksums(sqlite_spec)
+    database = database_for(environment, sqlite_spec)
+    backup = run_backup_now(
+        environment=environment, kind="database", database=database, destination_ids=[s3.id]
+    )
+    _scribble(sqlite_spec)
+
+    restore = run_restore_now(backup=backup, target_type="same", take_safety_backup=False)
+
+    _assert_completed(restore)
+    assert restore.phases[0]["copy"] == s3.name
+    assert table_checksums(sqlite_spec) == original
+    assert list((tmp_path / "tmp").glob("strongbox-fetch-*")) == []

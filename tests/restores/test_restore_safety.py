@@ -330,3 +330,18 @@ def test_a_load_killed_midway_leaves_the_target_as_it_was(environment, destinati
     assert table_checksums(postgres_spec) == before
     assert _tables(postgres_spec) == tables
     assert leftovers(postgres_spec) == []
+
+
+def test_an_unreachable_target_fails_the_restore_with_a_clear_message(
+    environment, destination, postgres_spec
+):
+    fill_postgres(postgres_spec, rows=10)
+    database = database_for(environment, postgres_spec)
+    backup = run_backup_now(environment=environment, kind="database", database=database)
+    type(database).objects.filter(pk=database.pk).update(port=1)
+
+    restore = run_restore_now(backup=backup, target_type="same")
+
+    assert restore.status == RestoreStatus.FAILED
+    assert restore.message.startswith("The target cannot be reached, so nothing was restored")
+    assert leftovers(postgres_spec) == []
