@@ -13,7 +13,8 @@ Native side, in the same run, from a zstd file of the same dump (``pg_dump -Fc -
 - ``zstd -dc file | pg_restore`` with one job into an empty database;
 - ``zstd -d`` to a file, then ``pg_restore -j2`` (``-j`` cannot read a pipe).
 
-The ratio is Strongbox's wall time over the faster native one (target <= 1.15).
+The ratio is Strongbox's wall time over the faster native one (target <= 1.15); every
+variant is timed up to a CHECKPOINT, so each pays for flushing its own writes.
 Servers come from STRONGBOX_TEST_PG_* as in the tests. A throwaway Django database and
 artifact directory live under --dir.
 """
@@ -91,8 +92,16 @@ def create_source(size_mb: int) -> None:
 
 
 def timed(label: str, func) -> float:
+    """Wall time of func() up to a durable result: a CHECKPOINT ends every variant.
+
+    Strongbox's swap drops the old database, which makes PostgreSQL checkpoint (flushing
+    the restored data); without a CHECKPOINT of their own the native runs would leave
+    their dirty buffers to be flushed during whichever variant runs next.
+    """
+    psql("CHECKPOINT")
     started = time.perf_counter()
     func()
+    psql("CHECKPOINT")
     wall = time.perf_counter() - started
     print(f"  {label:<44} {wall:7.2f}s")
     return wall
