@@ -118,9 +118,10 @@ def size_chart(rows: list[tuple[datetime, int, str]], width=640, height=180) -> 
         )
     sizes = [size for _, size, _ in rows]
     summary = (
-        f"{len(rows)} completed backups from {date_format(timezone.localtime(first), 'j M Y')} "
-        f"to {date_format(timezone.localtime(last), 'j M Y')}; smallest {human_bytes(min(sizes))}, "
-        f"largest {human_bytes(max(sizes))}, latest {human_bytes(sizes[-1])}."
+        f"{len(rows)} completed backup{'s' if len(rows) != 1 else ''} "
+        f"from {_when(first, 'j M Y')} to {_when(last, 'j M Y')}; "
+        f"smallest {human_bytes(min(sizes))}, largest {human_bytes(max(sizes))}, "
+        f"latest {human_bytes(sizes[-1])}."
     )
     return Chart(
         width=width,
@@ -160,18 +161,28 @@ class BackupTriggerView(TenantAction):
 
 
 def phase_timeline(backup: Backup) -> list[dict]:
-    """The phases with their share of the total duration, for the timeline bars."""
+    """The phases as Gantt bars: offset and width in % of the whole run (phases overlap:
+    compression and upload run while the dump streams)."""
     phases = [dict(p) for p in backup.phases or []]
-    total = sum(p.get("duration_sec") or 0 for p in phases) or 0
     for phase in phases:
         for key in ("started_at", "finished_at"):
-            if phase.get(key):
-                try:
-                    phase[key] = datetime.fromisoformat(phase[key])
-                except ValueError:
-                    phase[key] = None
-        duration = phase.get("duration_sec")
-        phase["share"] = round(100 * duration / total, 1) if total and duration else 0
+            try:
+                phase[key] = datetime.fromisoformat(phase[key]) if phase.get(key) else None
+            except ValueError:
+                phase[key] = None
+    starts = [p["started_at"] for p in phases if p["started_at"]]
+    ends = [p["finished_at"] or timezone.now() for p in phases if p["started_at"]]
+    if not starts:
+        return phases
+    origin = min(starts)
+    span = (max(ends) - origin).total_seconds() or 1.0
+    for phase in phases:
+        if phase["started_at"] is None:
+            phase["offset"], phase["width"] = 0, 0
+            continue
+        end = phase["finished_at"] or timezone.now()
+        phase["offset"] = round(100 * (phase["started_at"] - origin).total_seconds() / span, 1)
+        phase["width"] = max(round(100 * (end - phase["started_at"]).total_seconds() / span, 1), 1)
     return phases
 
 

@@ -1,0 +1,164 @@
+"""The main flows in a real browser against a live server and a real worker."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import urllib.error
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect
+
+from alerts.models import Alert
+from backups.models import Backup, BackupStatus
+from organizations.models import ApiToken, Role
+from tests import factories
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def make_sqlite_database(path, rows: int = 4000) -> str:
+    """A small SQLite database with a few megabytes of incompressible rows."""
+    import os
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, payload BLOB)")
+        conn.executemany(
+            "INSERT INTO readings (payload) VALUES (?)", ((os.urandom(2048),) for _ in range(rows))
+        )
+    return str(path)
+
+
+def test_a_member_signs_in_and_sees_the_dashboard(page, ui_org, sign_in, screenshot):
+    organisation, people = ui_org
+    project = factories.ProjectFactory(organisation=organisation, name="Website", slug="website")
+    factories.EnvironmentFactory(project=project, name="Production", slug="production")
+
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login/"))
+    screenshot(page, "01-sign-in")
+    page.get_by_label("Username").fill(people[Role.VIEWER].username)
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("correct username and password")
+    screenshot(page, "01-sign-in-error")
+
+    sign_in(page, people[Role.VIEWER].username)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Quant Gov")
+    expect(page.get_by_role("link", name="Production")).to_be_visible()
+    screenshot(page, "02-dashboard")
+    screenshot(page, "02-dashboard-phone", phone=True)
+
+
+def test_an_operator_triggers_a_backup_and_watches_it_complete(
+    page, ui_org, sign_in, screenshot, tmp_path
+):
+    organisation, people = ui_org
+    project = factories.ProjectFactory(organisation=organisation, name="Website", slug="website")
+    environment = factories.EnvironmentFactory(project=project, name="Staging", slug="staging")
+    factories.DatabaseFactory(
+        environment=environment,
+        name="Orders",
+        slug="orders",
+        engine="sqlite",
+        database_name=make_sqlite_database(tmp_path / "orders.sqlite3"),
+    )
+    factories.DestinationFactory(organisation=organisation, name="Local disk")
+
+    sign_in(page, people[Role.OPERATOR].username)
+    page.get_by_role("link", name="Staging").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Staging")
+    page.get_by_role("button", name="Back up now").click()
+
+    expect(page.get_by_text("Backup started")).to_be_visible()
+    backup = Backup.objects.get(environment=environment)
+    row = page.locator(f'tr[data-backup-id="{backup.id}"]')
+    bar = row.get_by_role("progressbar")
+    expect(bar).to_be_visible()
+    screenshot(page, "03-environment-backup-running")
+
+    expect(bar).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    expect(row.locator(f'[data-status-for="{backup.id}"]')).to_have_text("Completed")
+    screenshot(page, "04-environment-backup-completed")
+    backup.refresh_from_db()
+    assert backup.status == BackupStatus.COMPLETED
+
+    page.reload()
+    expect(page.locator("svg[role=img]")).to_be_visible()  # the size chart has a point now
+    screenshot(page, "04-environment-phone", phone=True)
+
+    row.get_by_role("link", name=backup.name).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(backup.name)
+    expect(page.get_by_text(backup.checksum_sha256)).to_be_visible()
+    expect(page.locator(".timeline li")).to_have_count(4)  # dump, compress, upload, verify
+    expect(page.get_by_role("cell", name="Stored")).to_be_visible()
+    screenshot(page, "05-backup-detail")
+    screenshot(page, "05-backup-detail-phone", phone=True)
+
+
+def test_an_operator_dismisses_an_alert_and_the_badge_drops(page, ui_org, sign_in, screenshot):
+    organisation, people = ui_org
+    factories.AlertFactory(
+        organisation=organisation, title="Backup of orders failed", severity="critical"
+    )
+    factories.AlertFactory(organisation=organisation, title="Schedule missed", severity="warning")
+
+    sign_in(page, people[Role.OPERATOR].username)
+    badge = page.get_by_test_id("alert-badge")
+    expect(badge).to_have_text("2")
+    page.get_by_role("link", name=re.compile("^Alerts")).click()
+    expect(page.locator(".alert-item")).to_have_count(2)
+    screenshot(page, "06-alerts-inbox")
+
+    page.get_by_role("button", name="Dismiss: Backup of orders failed").click()
+    expect(page.get_by_text("Dismissed “Backup of orders failed”")).to_be_visible()
+    expect(badge).to_have_text("1")
+    expect(page.locator(".alert-item")).to_have_count(1)
+    page.get_by_role("button", name="Mark read: Schedule missed").click()
+    expect(badge).to_have_count(0)
+    screenshot(page, "07-alerts-after-dismiss")
+    assert Alert.objects.filter(dismissed_at__isnull=False).count() == 1
+
+
+def _api_status(base_url: str, token: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - our own loopback server
+        f"{base_url}/api/backups/cron-presets", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_an_admin_creates_a_token_sees_it_once_and_revokes_it(
+    page, live_app, ui_org, sign_in, screenshot
+):
+    organisation, people = ui_org
+    sign_in(page, people[Role.ADMIN].username)
+    page.get_by_role("link", name="API tokens").click()
+
+    page.get_by_role("button", name="Create token").click()  # no name: an error by the field
+    expect(page.locator("#id_name_error_1")).to_have_text("This field is required.")
+    screenshot(page, "08-tokens-form-error")
+
+    page.get_by_label("Name").fill("CI pipeline")
+    page.get_by_label("Role").select_option("operator")
+    page.get_by_role("button", name="Create token").click()
+    value = page.get_by_test_id("new-token").inner_text().strip()
+    assert value.startswith("sbx_")
+    screenshot(page, "09-token-created")
+    assert _api_status(live_app, value) == 200
+
+    page.goto("/settings/tokens/")
+    expect(page.get_by_test_id("new-token")).to_have_count(0)  # shown once only
+    expect(page.get_by_text(value)).to_have_count(0)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke CI pipeline").click()
+    expect(page.get_by_text("Token “CI pipeline” revoked")).to_be_visible()
+    expect(page.locator("#token-list")).to_contain_text("Revoked")
+    screenshot(page, "10-token-revoked")
+    assert ApiToken.objects.get(name="CI pipeline").revoked_at is not None
+    assert _api_status(live_app, value) == 401
