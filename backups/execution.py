@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from alerts.models import AlertKind
@@ -381,6 +382,8 @@ def backup_execute(*, backup: Backup) -> Backup:
         _execute(backup, phases)
     except Exception as exc:
         logger.exception("backup %s failed unexpectedly", backup.id)
+        if isinstance(exc, DatabaseError):
+            connection.close()  # a cut connection: record the failure on a new one
         phases.fail_running()
         _fail(backup, f"Unexpected error: {exc}", phases)
     backup.refresh_from_db()
@@ -528,22 +531,39 @@ def _follow(backup: Backup, run: _Run) -> None:
     thread.start()
     last_check = 0.0
     estimate_written = False
-    while thread.is_alive():
-        thread.join(PROGRESS_INTERVAL)
-        fields = {"bytes_done": run.bytes_in, "heartbeat_at": timezone.now()}
-        if not estimate_written and run.source.estimate:
-            fields["bytes_total"] = run.source.estimate
-            fields["engine_version"] = run.source.engine_version
-            estimate_written = True
-        Backup.objects.filter(pk=backup.pk, status__in=RUNNING).update(**fields)
-        now = time.monotonic()
-        if now - last_check >= ABORT_CHECK_INTERVAL:
-            last_check = now
-            status = Backup.objects.filter(pk=backup.pk).values_list("status", flat=True).first()
-            if status != BackupStatus.IN_PROGRESS and not run.cancel.is_set():
-                # Aborting on request, or reaped/changed meanwhile: stop the work.
-                run.cancel.set()
-                run.source.kill()
+    try:
+        while thread.is_alive():
+            thread.join(PROGRESS_INTERVAL)
+            fields = {"bytes_done": run.bytes_in, "heartbeat_at": timezone.now()}
+            if not estimate_written and run.source.estimate:
+                fields["bytes_total"] = run.source.estimate
+                fields["engine_version"] = run.source.engine_version
+            try:
+                Backup.objects.filter(pk=backup.pk, status__in=RUNNING).update(**fields)
+            except DatabaseError:
+                # The app database connection was cut (a restart, a failover): drop it so
+                # the next tick reconnects. If the heartbeat stays away past the reaper's
+                # timeout, the backup is reaped and the status check below cancels the work.
+                logger.warning("lost the app database connection; reconnecting", exc_info=True)
+                connection.close()
+                continue
+            estimate_written = estimate_written or "bytes_total" in fields
+            now = time.monotonic()
+            if now - last_check >= ABORT_CHECK_INTERVAL:
+                last_check = now
+                status = (
+                    Backup.objects.filter(pk=backup.pk).values_list("status", flat=True).first()
+                )
+                if status != BackupStatus.IN_PROGRESS and not run.cancel.is_set():
+                    # Aborting on request, or reaped/changed meanwhile: stop the work.
+                    run.cancel.set()
+                    run.source.kill()
+    finally:
+        if thread.is_alive():
+            # Leaving on an error: the upload must not complete behind a row nobody ends.
+            run.cancel.set()
+            run.source.kill()
+            thread.join(timeout=60)
 
 
 def _verify_fresh_copy(copy: BackupCopy, expected_size: int, checksum: str) -> None:

@@ -98,7 +98,9 @@ def backup_request(
                     several=len(targets) > 1,
                 )
             )
-        transaction.on_commit(lambda: [enqueue_backup(backup) for backup in created])
+        # robust: the rows are committed; a broker that is down must not turn the request
+        # into an error (backups_requeue_lost enqueues them again later).
+        transaction.on_commit(lambda: [enqueue_backup(backup) for backup in created], robust=True)
     return created
 
 
@@ -366,6 +368,37 @@ def backup_verify(*, backup: Backup) -> bool:
     return True
 
 
+# A backup still scheduled this long after it was (re-)enqueued has probably lost its task.
+REQUEUE_AFTER = timedelta(minutes=10)
+
+
+def backups_requeue_lost(*, now: datetime | None = None) -> list[Backup]:
+    """Enqueue again the backups left ``scheduled`` long after they were enqueued.
+
+    A task can be lost between the request and a worker: the broker restarted without
+    persistence, or could not be reached when the request committed. The row would wait
+    for ever and block the next backup of its database. Enqueuing again is safe: a worker
+    claims a backup once (``backup_claim``) and skips any other delivery.
+    """
+    now = now or timezone.now()
+    requeued = []
+    for backup in Backup.objects.filter(
+        status=BackupStatus.SCHEDULED, updated_at__lt=now - REQUEUE_AFTER
+    ):
+        if not Backup.objects.filter(
+            pk=backup.pk, status=BackupStatus.SCHEDULED, updated_at=backup.updated_at
+        ).update(updated_at=now):
+            continue  # started, aborted or requeued by someone else meanwhile
+        try:
+            enqueue_backup(backup)
+        except Exception:  # noqa: BLE001 - the broker is still down: tried again later
+            logger.warning("could not enqueue backup %s again yet", backup.id)
+            continue
+        logger.info("backup %s was still scheduled; enqueued it again", backup.id)
+        requeued.append(backup)
+    return requeued
+
+
 def backups_reap_stale(*, now: datetime | None = None) -> list[Backup]:
     """Fail backups whose worker stopped sending heartbeats (it was killed or lost)."""
     now = now or timezone.now()
@@ -390,6 +423,9 @@ def backups_reap_stale(*, now: datetime | None = None) -> list[Backup]:
         for copy in backup.copies.select_related("destination").exclude(status=CopyStatus.STORED):
             try:
                 discard_partial_artifacts(copy.destination, copy.key)
+                # An upload may have completed just before the worker died, unverified and
+                # unrecorded: nothing under this backup's own key is kept unless stored.
+                delete_artifact(copy.destination, copy.key)
             except Exception:  # noqa: BLE001
                 logger.exception("could not discard partial artifacts of %s", copy.key)
             mark_copy(copy, CopyStatus.FAILED, error="the worker died during the upload")

@@ -10,6 +10,7 @@ from backups.services import (
     backup_verify,
     backups_discard_failed_uploads,
     backups_reap_stale,
+    backups_requeue_lost,
 )
 from config.logging import log_context
 
@@ -43,6 +44,7 @@ def verify_backup(backup_id: str) -> bool:
 
 
 def reap_stale_backups() -> int:
+    backups_requeue_lost()
     return len(backups_reap_stale())
 
 
