@@ -70,7 +70,8 @@ class OrganizationListView(APIView):
     @extend_schema(
         operation_id="organizations_list",
         summary="Organisations the caller belongs to",
-        responses={200: page_of(s.OrganizationSerializer, "OrganizationPage"), **errors()},
+        parameters=[limit_param(50), OFFSET_PARAM],
+        responses={200: page_of(s.OrganizationSerializer, "OrganizationPage"), **errors(400)},
         tags=["organizations"],
     )
     def get(self, request):
@@ -80,9 +81,10 @@ class OrganizationListView(APIView):
         else:
             rows = [(m.organisation, m.role) for m in memberships_of(request.user)]
         rows.sort(key=lambda row: row[0].name)
-        items = [{"id": o.id, "name": o.name, "slug": o.slug, "role": role} for o, role in rows]
+        rows = [{"id": o.id, "name": o.name, "slug": o.slug, "role": role} for o, role in rows]
+        items, count, limit, offset = offset_page(request, rows, default_limit=50)
         data = s.OrganizationSerializer(items, many=True).data
-        return Response(paged_body(data, len(items), len(items), 0))
+        return Response(paged_body(data, count, limit, offset))
 
 
 def _refuse_if_backups(queryset, what: str) -> None:
