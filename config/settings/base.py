@@ -72,6 +72,9 @@ DATABASES = {
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES["default"] = database_from_url(DATABASE_URL)
+else:
+    # The embedded profile needs nothing installed, not even its var/ directory.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-gb"
