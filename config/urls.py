@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("organizations.urls")),
     path("", include("backups.urls")),
     path("", include("alerts.urls")),
+    path("", include("schedules.urls")),
 ]
 
 if settings.STRONGBOX_SERVE_STATIC and not settings.DEBUG:

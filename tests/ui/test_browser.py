@@ -162,3 +162,59 @@ def test_an_admin_creates_a_token_sees_it_once_and_revokes_it(
     screenshot(page, "10-token-revoked")
     assert ApiToken.objects.get(name="CI pipeline").revoked_at is not None
     assert _api_status(live_app, value) == 401
+
+
+def test_an_admin_previews_retention_and_sees_the_delete_marks(page, ui_org, sign_in, screenshot):
+    from datetime import UTC, datetime, timedelta
+
+    from backups.models import BackupTrigger
+
+    organisation, people = ui_org
+    project = factories.ProjectFactory(organisation=organisation, name="Website", slug="website")
+    environment = factories.EnvironmentFactory(project=project, name="Staging", slug="staging")
+    destination = factories.DestinationFactory(organisation=organisation, name="Local disk")
+    factories.ScheduleFactory(environment=environment, retain_daily=7, timezone="Europe/London")
+    start = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    backups = []
+    for n in range(6):
+        backup = factories.BackupFactory(
+            environment=environment,
+            trigger=BackupTrigger.SCHEDULED,
+            created_at=start - timedelta(days=n),
+            size=(10 + n) * 1024 * 1024,
+        )
+        factories.BackupCopyFactory(backup=backup, destination=destination)
+        backups.append(backup)
+
+    sign_in(page, people[Role.ADMIN].username)
+    page.goto(f"/environments/{environment.id}/schedule/")
+    expect(page.locator('[data-runs="db"] li')).to_have_count(5)
+    page.get_by_label("Timezone").select_option("Asia/Tokyo")
+    expect(page.locator("[data-runs-timezone]")).to_have_text("(Asia/Tokyo)")
+    expect(page.locator('[data-runs="db"] li').first).to_contain_text("02:00 JST")
+    screenshot(page, "11-schedule-editor")
+    screenshot(page, "11-schedule-editor-phone", phone=True)
+
+    page.get_by_role("link", name="Retention preview").click()
+    expect(page.locator('#retention-decisions tr[data-decision="keep"]')).to_have_count(6)
+    page.get_by_label("Daily (all kinds)").fill("2")
+    page.get_by_role("button", name="Preview").click()
+    rows = page.locator("#retention-decisions tbody tr")
+    expect(rows).to_have_count(6)
+    for index, backup in enumerate(backups):
+        row = page.locator(f'tr[data-backup-id="{backup.id}"]')
+        expect(row).to_have_attribute("data-decision", "keep" if index < 2 else "delete")
+    expect(page.locator('tr[data-decision="delete"]').first).to_contain_text("not kept by any rule")
+    expect(page.get_by_test_id("retention-summary")).to_contain_text("deletes 4, frees 54.0 MB")
+    screenshot(page, "12-retention-preview")
+    screenshot(page, "12-retention-preview-phone", phone=True)
+
+    page.get_by_role("link", name="Apply this policy…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Apply this retention policy?")
+    screenshot(page, "13-retention-apply-confirm")
+    page.get_by_role("button", name="Apply and delete 4").click()
+    expect(page.get_by_text("4 backup(s) are being deleted")).to_be_visible()
+    statuses = [type(b).objects.get(pk=b.pk).status for b in backups]
+    assert statuses[2:] == [BackupStatus.DELETING] * 4 or all(
+        s in (BackupStatus.DELETING, BackupStatus.DELETED) for s in statuses[2:]
+    )
