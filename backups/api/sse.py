@@ -33,6 +33,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backups import selectors
+from backups.api.base import dialect_exception_handler
 from backups.models import Backup
 from backups.progress import backup_final_event_name, backup_progress_event
 from config.errors import NotFound
@@ -186,6 +187,9 @@ class _ProgressView(TenantViewSetMixin, APIView):
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         return response
+
+    def get_exception_handler(self):
+        return dialect_exception_handler
 
     def finalize_response(self, request, response, *args, **kwargs):
         # Errors are JSON whatever the client accepted.

@@ -17,6 +17,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers, viewsets
 from rest_framework.parsers import JSONParser
 
+from backups.api.base import dialect_exception_handler
 from backups.api.pagination import offset_paginate, parse_limit, parse_offset
 from config.errors import InvalidInput, NotFound
 from organizations.tenancy import TenantViewSetMixin
@@ -199,6 +200,10 @@ class TenantViewSet(TenantViewSetMixin, viewsets.GenericViewSet):
     # The input serializer of each writing action; only the browsable API asks for it
     # (to draw its form), the actions validate explicitly.
     input_serializers: dict[str, type[serializers.Serializer]] = {}
+
+    def get_exception_handler(self):
+        # Unexpected errors too are answered in the documented body (and logged).
+        return dialect_exception_handler
 
     def get_serializer_class(self):
         method = self.request.method.lower() if self.request else ""
