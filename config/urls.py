@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("backups.urls")),
     path("", include("alerts.urls")),
     path("", include("schedules.urls")),
+    path("", include("destinations.urls")),
 ]
 
 if settings.STRONGBOX_SERVE_STATIC and not settings.DEBUG:
