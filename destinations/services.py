@@ -135,6 +135,27 @@ def destination_delete(*, destination: Destination) -> None:
         destination.delete()
 
 
+# A person is waiting for the test: an unreachable endpoint should fail in seconds,
+# not after botocore's default minute-long connect timeout and retries.
+PROBE_CONNECT_TIMEOUT = 5
+PROBE_READ_TIMEOUT = 20
+
+
+def _fail_fast(storage):
+    config = getattr(storage, "client_config", None)
+    if config is not None:
+        from botocore.config import Config
+
+        storage.client_config = config.merge(
+            Config(
+                connect_timeout=PROBE_CONNECT_TIMEOUT,
+                read_timeout=PROBE_READ_TIMEOUT,
+                retries={"max_attempts": 2},
+            )
+        )
+    return storage
+
+
 @dataclass(frozen=True)
 class DestinationTestResult:
     ok: bool
@@ -157,7 +178,7 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
     saved = None
     error = ""
     try:
-        storage = backend_for(destination).storage()
+        storage = _fail_fast(backend_for(destination).storage())
         step = "write"
         saved = storage.save(key, ContentFile(payload))
         step = "read"

@@ -342,3 +342,17 @@ def test_the_browsable_api_draws_its_forms(client, owner, environment):
         response = client.get(url, HTTP_ACCEPT="text/html")
         assert response.status_code in (200, 404), url
         assert b"<form" in response.content or response.status_code == 404, url
+
+
+def test_an_unreachable_s3_endpoint_fails_quickly_with_a_clear_message(client_for, organisation):
+    destination = factories.DestinationFactory(
+        organisation=organisation,
+        kind="s3",
+        config={"bucket": "b", "endpoint_url": "http://127.0.0.1:9", "region": "us-east-1"},
+        secrets={"access_key_id": "id", "secret_access_key": "key"},
+    )
+    body = client_for(organisation).post(f"/api/backup-destinations/{destination.id}/test").json()
+    assert body["ok"] is False
+    assert body["step"] == "write"
+    assert "127.0.0.1:9" in body["message"] or "connect" in body["message"].lower()
+    assert body["durationMs"] < 30_000
