@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("alerts.urls")),
     path("", include("schedules.urls")),
     path("", include("destinations.urls")),
+    path("", include("restores.urls")),
 ]
 
 if settings.STRONGBOX_SERVE_STATIC and not settings.DEBUG:

@@ -1,0 +1,65 @@
+"""The restore form: where to restore, whether to take a safety backup first, and
+(for PostgreSQL with WAL archiving) an optional point in time."""
+
+from __future__ import annotations
+
+from django import forms
+
+from organizations.models import Environment
+
+
+class RestoreForm(forms.Form):
+    target_environment = forms.ModelChoiceField(
+        queryset=Environment.objects.none(),
+        label="Restore into",
+        empty_label=None,
+        help_text="Its databases (and files) are replaced; nothing changes until the last step.",
+    )
+    take_safety_backup = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Back up the target first (safety backup, lets you undo)",
+    )
+    pitr_timestamp = forms.DateTimeField(
+        required=False,
+        label="Recover to a point in time (optional)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}),
+        input_formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"],
+        help_text="In UTC, inside the recoverable window shown above. Leave empty to restore "
+        "the backup as it was taken.",
+    )
+    confirm = forms.BooleanField(
+        label="I understand the target’s current data will be replaced",
+        error_messages={"required": "Tick this to confirm the restore."},
+    )
+
+    SERVICE_FIELDS = {
+        "targetEnvironmentId": "target_environment",
+        "targetType": "target_environment",
+        "pitrTimestamp": "pitr_timestamp",
+    }
+
+    def __init__(self, *args, backup, pitr_available: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        environments = Environment.objects.filter(
+            project__organisation_id=backup.organisation_id
+        ).select_related("project")
+        field = self.fields["target_environment"]
+        field.queryset = environments.order_by("project__name", "name")
+        field.initial = backup.environment_id
+        field.label_from_instance = lambda env: (
+            f"{env} (same as the backup)" if env.pk == backup.environment_id else str(env)
+        )
+        if not pitr_available:
+            del self.fields["pitr_timestamp"]
+
+    def add_service_errors(self, fields: dict, message: str) -> None:
+        placed = False
+        for name, messages in fields.items():
+            target = self.SERVICE_FIELDS.get(name)
+            if target in self.fields:
+                for text in messages:
+                    self.add_error(target, text)
+                placed = True
+        if not placed or not fields:
+            self.add_error(None, message)

@@ -1,0 +1,176 @@
+"""Restore pages: the restore form (with the PITR timeline), restore logs with live
+progress, and the undo action. Writes are ``restores.services``; reads
+``restores.selectors`` and ``backups.pitr.coverage``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.contrib import messages
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.generic import TemplateView
+
+from backups import selectors as backup_selectors
+from backups.models import BackupStatus
+from backups.views import phase_timeline
+from config.errors import ApplicationError
+from organizations.models import Role
+from organizations.views import TenantAction, TenantPage, paginate
+from restores import selectors
+from restores.forms import RestoreForm
+from restores.services import restore_request, restore_undo
+
+
+def pitr_timeline(environment, width: int = 640) -> dict | None:
+    """The recoverable window of the environment's PostgreSQL databases, drawn as bars
+    (windows), ticks (base backups) and red marks (WAL gaps); None without WAL archiving."""
+    from backups.pitr.coverage import pitr_coverage
+
+    coverage = pitr_coverage(environment=environment)
+    if coverage["status"] == "no-postgresql-database" or not coverage["walEnabled"]:
+        return None
+
+    def parse(value):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    rows, times = [], []
+    for database in coverage["databases"]:
+        windows = [(parse(w["from"]), parse(w["to"])) for w in database["windows"]]
+        bases = [(parse(b["startTime"] or b["completedAt"]), b) for b in database["baseBackups"]]
+        times += [t for w in windows for t in w] + [t for t, _ in bases if t]
+        rows.append(
+            {
+                "name": database["databaseName"],
+                "windows": windows,
+                "bases": bases,
+                "gaps": database["gaps"],
+                "archiving": database["archiving"],
+            }
+        )
+    if not times:
+        return {"coverage": coverage, "rows": rows, "drawable": False}
+    start, end = min(times), max(times)
+    span = (end - start).total_seconds() or 1.0
+
+    def x(moment):
+        return round(8 + (width - 16) * (moment - start).total_seconds() / span, 1)
+
+    for row in rows:
+        row["bars"] = [
+            {
+                "x": x(a),
+                "w": max(x(b) - x(a), 2),
+                "label": f"{a:%Y-%m-%d %H:%M:%S} – {b:%Y-%m-%d %H:%M:%S} UTC",
+            }
+            for a, b in row["windows"]
+        ]
+        row["ticks"] = [
+            {"x": x(t), "label": f"Base backup {b['name']} at {t:%Y-%m-%d %H:%M} UTC"}
+            for t, b in row["bases"]
+            if t
+        ]
+    return {
+        "coverage": coverage,
+        "rows": rows,
+        "drawable": True,
+        "width": width,
+        "start": start,
+        "end": end,
+        "earliest": parse(coverage["earliestRecoverableTime"]),
+        "latest": parse(coverage["latestRecoverableTime"]),
+    }
+
+
+class RestoreNewView(TenantPage, TemplateView):
+    """The restore form for one completed backup (operators)."""
+
+    template_name = "restores/restore_form.html"
+    required_role = Role.OPERATOR
+
+    def backup(self):
+        return backup_selectors.backup_get(
+            organisation=self.organisation, backup_id=self.kwargs["pk"]
+        )
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        backup = kwargs.get("backup") or self.backup()
+        timeline = pitr_timeline(backup.environment)
+        context.update(
+            backup=backup,
+            timeline=timeline,
+            form=kwargs.get("form") or RestoreForm(backup=backup, pitr_available=bool(timeline)),
+            restorable=backup.status == BackupStatus.COMPLETED,
+        )
+        return context
+
+    def post(self, request, *args, **kwargs):
+        backup = self.backup()
+        timeline = pitr_timeline(backup.environment)
+        form = RestoreForm(request.POST, backup=backup, pitr_available=bool(timeline))
+        if form.is_valid():
+            target = form.cleaned_data["target_environment"]
+            moment = form.cleaned_data.get("pitr_timestamp")
+            try:
+                restore = restore_request(
+                    backup=backup,
+                    target_type="same" if target.pk == backup.environment_id else "other",
+                    target_environment=target,
+                    pitr_timestamp=moment.replace(tzinfo=UTC) if moment else None,
+                    take_safety_backup=form.cleaned_data["take_safety_backup"],
+                    user=request.user,
+                )
+            except ApplicationError as exc:
+                form.add_service_errors(exc.fields, exc.message)
+            else:
+                messages.success(request, f"Restore of {backup.name} into {target} started.")
+                return redirect("restore-detail", pk=restore.pk)
+        context = self.get_context_data(backup=backup, form=form)
+        return self.render_to_response(context, status=400)
+
+
+class RestoreListView(TenantPage, TemplateView):
+    template_name = "restores/restore_list.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        restores = selectors.restores_for_organisation(organisation=self.organisation)
+        context["page"], context["query"] = paginate(self.request, restores)
+        return context
+
+
+class RestoreDetailView(TenantPage, TemplateView):
+    """The restore log: status, phases, live progress, message, undo."""
+
+    template_name = "restores/restore_detail.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        restore = selectors.restore_get(organisation=self.organisation, restore_id=kwargs["pk"])
+        safety = restore.safety_backup
+        context.update(
+            restore=restore,
+            progress=selectors.restore_progress_event(restore),
+            phases=phase_timeline(restore),
+            can_undo=restore.status == "completed"
+            and safety is not None
+            and safety.status == BackupStatus.COMPLETED,
+            undone_by=list(restore.undone_by.all()),
+        )
+        return context
+
+
+class RestoreUndoView(TenantAction):
+    """Restore the safety backup into the same target."""
+
+    required_role = Role.OPERATOR
+
+    def perform(self, request, **kwargs) -> str:
+        restore = selectors.restore_get(organisation=self.organisation, restore_id=kwargs["pk"])
+        self.undo = restore_undo(restore=restore, user=request.user)
+        return "Undo started: the safety backup is being restored."
+
+    def success_url(self, **kwargs) -> str:
+        undo = getattr(self, "undo", None)
+        return reverse("restore-detail", args=[undo.pk if undo else kwargs["pk"]])
