@@ -21,6 +21,7 @@ from config.errors import Conflict, InvalidInput
 from destinations.backends import BACKENDS
 from destinations.models import Destination, DestinationKind
 from organizations.models import Organisation
+from organizations.validators import server_path_problem
 
 PROBE_PREFIX = ".strongbox-probe"
 
@@ -53,8 +54,11 @@ def _split(kind: str, parameters: Mapping) -> tuple[dict, dict]:
 def _validate(kind: str, config: dict, secrets: dict) -> None:
     problems = _backend_class(kind).validate(config, secrets)
     path = config.get("path")
-    if kind == DestinationKind.LOCAL and path and not PurePosixPath(path).is_absolute():
-        problems["path"] = "path must be an absolute directory, e.g. /srv/backups."
+    if kind == DestinationKind.LOCAL and path:
+        if not PurePosixPath(path).is_absolute():
+            problems["path"] = "path must be an absolute directory, e.g. /srv/backups."
+        elif problem := server_path_problem(path):
+            problems["path"] = problem
     if problems:
         fields = {f"parameters.{name}": [problem] for name, problem in sorted(problems.items())}
         message = " ".join(problem for _, problem in sorted(problems.items()))

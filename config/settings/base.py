@@ -65,7 +65,10 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": env_str("STRONGBOX_SQLITE_PATH", str(VAR_DIR / "strongbox.sqlite3")),
-        "OPTIONS": {"timeout": 30},
+        # IMMEDIATE: a transaction takes the write lock up front and waits for it (timeout);
+        # the default deferred one fails at once with "database is locked" when it must
+        # upgrade a read lock while another worker process writes.
+        "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
     }
 }
 
@@ -104,6 +107,8 @@ STRONGBOX_KEY_FILE = env_str("STRONGBOX_KEY_FILE", "")
 STRONGBOX_JWT_TTL_SECONDS = env_int("STRONGBOX_JWT_TTL_SECONDS", 3600)
 STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = env_int("STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS", 120)
 STRONGBOX_TMP_DIR = Path(env_str("STRONGBOX_TMP_DIR", str(VAR_DIR / "tmp")))
+# Directories tenants may point files backups, SQLite databases and local destinations at.
+STRONGBOX_ALLOWED_PATHS = env_list("STRONGBOX_ALLOWED_PATHS", [str(VAR_DIR)])
 
 Q_CLUSTER = {
     "name": "strongbox",

@@ -3,12 +3,15 @@
 test can share it with the test process."""
 
 import os
+import tempfile
 
 from .local import *  # noqa: F403
 from .local import DATABASES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STRONGBOX_MASTER_KEY = "test-master-key"
+# Tests keep their databases and files under the system temporary directory.
+STRONGBOX_ALLOWED_PATHS = [str(VAR_DIR), tempfile.gettempdir(), "/srv"]
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # One file per test run (several may run at once); exported so that a worker process a

@@ -9,6 +9,7 @@ from django.utils.text import slugify
 from rest_framework import serializers
 
 from organizations.models import Engine, Role
+from organizations.validators import server_path_problem
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -92,8 +93,15 @@ class EnvironmentWriteSerializer(_SluggedWriteSerializer):
         max_length=1000,
         required=False,
         allow_blank=True,
-        help_text="Directory whose files are backed up (filesystem and full backups).",
+        help_text="Directory whose files are backed up (filesystem and full backups); it "
+        "must be inside the server's allowed directories (STRONGBOX_ALLOWED_PATHS).",
     )
+
+    def validate_filesPath(self, value: str) -> str:  # noqa: N802 - the API's field name
+        problem = value and server_path_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 # --- databases ------------------------------------------------------------------------------
@@ -138,6 +146,14 @@ class DatabaseWriteSerializer(_SluggedWriteSerializer):
         help_text="Database name on the server, or the file path for SQLite.",
     )
     options = serializers.DictField(required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        engine = attrs.get("engine") or getattr(self.instance, "engine", "")
+        path = attrs.get("database_name") or getattr(self.instance, "database_name", "")
+        problem = engine == Engine.SQLITE and path and server_path_problem(path)
+        if problem:
+            raise serializers.ValidationError({"databaseName": [problem]})
+        return attrs
 
 
 def siblings_of(queryset, instance=None):

@@ -182,3 +182,44 @@ def test_signing_in_shows_the_organisation_project_and_environment(client, owner
     assert response.status_code == 302
     page = client.get(reverse("dashboard")).content.decode()
     assert "Quant Gov" in page and "Dashboard" in page and "Staging" in page
+
+
+def test_tenants_cannot_point_strongbox_outside_the_allowed_directories(
+    settings, client_for, organisation, project, environment, tmp_path
+):
+    settings.STRONGBOX_ALLOWED_PATHS = [str(tmp_path)]
+    client = client_for(organisation, Role.ADMIN)
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "escape").symlink_to("/etc")
+
+    bad = client.patch(f"/api/environments/{environment.id}", {"filesPath": "/etc"}, format="json")
+    assert bad.status_code == 400
+    assert "filesPath" in bad.json()["error"]["fields"]
+    via_link = client.patch(
+        f"/api/environments/{environment.id}",
+        {"filesPath": str(tmp_path / "escape")},
+        format="json",
+    )
+    assert via_link.status_code == 400
+    ok = client.patch(
+        f"/api/environments/{environment.id}",
+        {"filesPath": str(tmp_path / "inside")},
+        format="json",
+    )
+    assert ok.status_code == 200, ok.content
+
+    sqlite = client.post(
+        f"/api/environments/{environment.id}/databases",
+        {"name": "Stolen", "engine": "sqlite", "databaseName": "/var/lib/secret.db"},
+        format="json",
+    )
+    assert sqlite.status_code == 400
+    assert "databaseName" in sqlite.json()["error"]["fields"]
+
+    local = client.post(
+        "/api/backup-destinations",
+        {"name": "Root", "kind": "local", "parameters": {"path": "/"}},
+        format="json",
+    )
+    assert local.status_code == 400
+    assert "parameters.path" in local.json()["error"]["fields"]
