@@ -218,3 +218,91 @@ def test_an_admin_previews_retention_and_sees_the_delete_marks(page, ui_org, sig
     assert statuses[2:] == [BackupStatus.DELETING] * 4 or all(
         s in (BackupStatus.DELETING, BackupStatus.DELETED) for s in statuses[2:]
     )
+
+
+def test_an_operator_restores_a_backup_watches_the_log_and_undoes_it(
+    page, ui_org, sign_in, screenshot, tmp_path
+):
+    from tests.backups.helpers import run_backup_now
+
+    organisation, people = ui_org
+    project = factories.ProjectFactory(organisation=organisation, name="Website", slug="website")
+    environment = factories.EnvironmentFactory(project=project, name="Staging", slug="staging")
+    path = make_sqlite_database(tmp_path / "orders.sqlite3", rows=500)
+    database = factories.DatabaseFactory(
+        environment=environment, name="Orders", slug="orders", engine="sqlite", database_name=path
+    )
+    # The worker and this process share the artifacts through an explicit directory.
+    factories.DestinationFactory(
+        organisation=organisation, name="Shared disk", config={"path": str(tmp_path / "store")}
+    )
+    backup = run_backup_now(environment=environment, kind="database", database=database)
+    assert backup.status == BackupStatus.COMPLETED, backup.message
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM readings WHERE id > 100")  # the "accident"
+
+    sign_in(page, people[Role.OPERATOR].username)
+    page.goto(f"/backups/{backup.id}/")
+    page.get_by_role("link", name="Restore…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Restore a backup")
+    page.get_by_role("button", name="Restore").click()
+    expect(page.locator("#id_confirm_error_1")).to_be_visible()
+    screenshot(page, "14-restore-form-error")
+    page.get_by_label("I understand").check()
+    page.get_by_role("button", name="Restore").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Restore into Website / Staging")
+    status = page.locator("dl.facts [data-status]")
+    expect(status).to_have_text("Completed", timeout=60_000)
+    expect(page.locator(".progress")).to_have_count(0)  # reloaded with the final log
+    expect(page.locator(".timeline li").first).to_be_visible()
+    screenshot(page, "15-restore-log")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 500
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Undo this restore…").click()
+    expect(page.get_by_text("Undo started")).to_be_visible()
+    expect(page.locator("dl.facts [data-status]")).to_have_text("Completed", timeout=60_000)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 100
+    page.get_by_role("link", name="Restores").first.click()
+    expect(page.locator("#restore-list tbody tr")).to_have_count(2)
+    screenshot(page, "16-restore-list")
+
+
+def test_every_other_page_renders_for_an_admin(page, ui_org, sign_in, screenshot):
+    organisation, people = ui_org
+    project = factories.ProjectFactory(organisation=organisation, name="Website", slug="website")
+    environment = factories.EnvironmentFactory(project=project, name="Staging", slug="staging")
+    destination = factories.DestinationFactory(organisation=organisation, name="Local disk")
+    backup = factories.BackupFactory(environment=environment, name="website-staging-1")
+    factories.BackupCopyFactory(backup=backup, destination=destination)
+
+    factories.ScheduleFactory(environment=environment, db_cron="0 2 * * *", timezone="Europe/Paris")
+    factories.AlertFactory(organisation=organisation, environment=environment, title="Disk full")
+    production = factories.EnvironmentFactory(project=project, name="Production", slug="prod")
+    factories.BackupFactory(environment=production, status=BackupStatus.FAILED, size=None)
+
+    sign_in(page, people[Role.ADMIN].username)
+    expect(page.get_by_role("cell", name="Failed")).to_be_visible()
+    screenshot(page, "02-dashboard-with-data")
+    screenshot(page, "02-dashboard-with-data-phone", phone=True)
+    page.get_by_role("link", name="Destinations").click()
+    page.get_by_role("button", name="Test connection to Local disk").click()
+    expect(page.locator(".messages")).to_contain_text("Wrote, read back and deleted")
+    screenshot(page, "17-destinations")
+    screenshot(page, "17-destinations-phone", phone=True)
+    page.get_by_role("link", name="Add a destination").click()
+    page.get_by_label("Kind").select_option("s3")
+    page.get_by_label("Name").fill("Offsite")
+    page.get_by_role("button", name="Create destination").click()
+    expect(page.locator("#id_s3__bucket_error_1")).to_be_visible()
+    screenshot(page, "18-destination-form-errors")
+
+    page.goto(f"/backups/{backup.id}/delete/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Delete this backup?")
+    screenshot(page, "19-backup-delete-confirm")
+    response = page.goto("/backups/00000000-0000-0000-0000-000000000000/")
+    assert response.status == 404
+    screenshot(page, "20-not-found")
