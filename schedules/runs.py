@@ -83,7 +83,7 @@ class TickResult:
 
     runs: list[Run] = field(default_factory=list)
     skipped: int = 0  # slots of paused/disabled schedules moved forward without a run
-    errors: list[str] = field(default_factory=list)  # schedules that could not be read
+    errors: list[str] = field(default_factory=list)  # unreadable schedules, failed runs
 
     @property
     def started(self) -> list[Run]:
