@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/bench_retention.py [--pure-only] [--db PATH]
 (target: well under 1 s per plan)
 
-Two figures:
+Two figures, each the best of 5 runs, in wall and CPU time (the target is checked on
+CPU time: on a shared machine the wall time also counts waiting for a CPU):
 
 - ``plan_retention``: the pure planner on ready-made ``BackupInfo`` values;
 - ``retention_plan_for``: what the preview endpoint and the enforcement task do, from the
@@ -86,7 +87,8 @@ def best_of(label: str, plan_once) -> object:
         f"freed {plan.bytes_freed / 1e9:.1f} GB"
     )
     assert plan.kept_count + plan.deleted_count == COUNT
-    assert min(timings) < 1.0, f"{label} is slower than the 1 s target"
+    # CPU time: on a shared machine the wall time also counts waiting for a CPU.
+    assert min(cpu) < 1.0, f"{label} is slower than the 1 s target"
     return plan
 
 

@@ -25,9 +25,11 @@ user's own expiry, an input to the plan, never an output.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Hashable, Mapping
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import datetime
 from typing import NamedTuple
 
 from django.db import connection, transaction
@@ -65,6 +67,23 @@ def pitr_protected(*, environment: Environment, now: datetime) -> dict[Hashable,
 
 def _schedule_of(environment: Environment) -> Schedule | None:
     return Schedule.objects.filter(environment=environment).first()
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while building many acyclic objects.
+
+    Allocating 100,000 BackupInfo values triggers repeated full collections that walk
+    every live object: about a third of a preview's time. Nothing built here forms a
+    cycle, so nothing is left for the collector to find afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Row(NamedTuple):
@@ -112,19 +131,21 @@ def _backup_rows(environment: Environment):
         expires_text=Cast("expires_at", CharField()),
     ).values_list("id_text", "created_text", *columns, "expires_text")
     sql, params = text.query.sql_with_params()
-    parse = datetime.fromisoformat
+    # Django stores naive UTC text on SQLite; parsing the offset is far cheaper than
+    # datetime.replace(tzinfo=...) afterwards.
+    parse, utc = datetime.fromisoformat, "+00:00"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         while chunk := cursor.fetchmany(10_000):
             for pk, created_at, kind, status, size, trigger, expires_at in chunk:
                 yield (
                     pk,
-                    parse(created_at).replace(tzinfo=UTC),
+                    parse(created_at + utc),
                     kind,
                     status,
                     size,
                     trigger,
-                    None if expires_at is None else parse(expires_at).replace(tzinfo=UTC),
+                    None if expires_at is None else parse(expires_at + utc),
                 )
 
 
@@ -155,23 +176,24 @@ def _plan(
     infos: list[BackupInfo] = []
     meta: list[_Row] = []
     scheduled = BackupTrigger.SCHEDULED
-    for pk, created_at, kind, status, size, trigger, expires_at in _backup_rows(environment):
-        manual = trigger != scheduled
-        infos.append(
-            BackupInfo(
-                id=pk,
-                created_at=created_at,
-                kind=kind,
-                status=status,
-                size=size or 0,
-                manual=manual,
-                expires_at=expires_at if manual else None,
-                protected=reasons.get(pk),
+    with _gc_paused():
+        for pk, created_at, kind, status, size, trigger, expires_at in _backup_rows(environment):
+            manual = trigger != scheduled
+            infos.append(
+                BackupInfo(
+                    id=pk,
+                    created_at=created_at,
+                    kind=kind,
+                    status=status,
+                    size=size or 0,
+                    manual=manual,
+                    expires_at=expires_at if manual else None,
+                    protected=reasons.get(pk),
+                )
             )
-        )
-        if with_rows:
-            meta.append(_Row(pk, trigger, status, expires_at))
-    return plan_retention(infos, policy, zone, now), meta
+            if with_rows:
+                meta.append(_Row(pk, trigger, status, expires_at))
+        return plan_retention(infos, policy, zone, now), meta
 
 
 def retention_plan_for(
