@@ -190,6 +190,12 @@ def environment_summaries(*, organisation: Organisation) -> dict:
     }
 
 
+def selectors_schedule(environment):
+    from schedules.selectors import schedule_find
+
+    return schedule_find(environment=environment)
+
+
 def schedule_crons(schedule) -> list[str]:
     """Every cron expression a schedule runs on (its crons, frequencies and rules)."""
     from schedules.timing import (
@@ -267,6 +273,9 @@ class EnvironmentDetailView(TenantPage, TemplateView):
             raise Http404("Environment not found.")
         context["environment"] = environment
         context.update(environment_backups_context(self.request, environment))
+        schedule = selectors_schedule(environment)
+        context["schedule"] = schedule
+        context["next_run"] = schedule_next_run(schedule, timezone.now()) if schedule else None
         return context
 
 

@@ -117,3 +117,16 @@ def test_a_user_without_organisation_sees_an_explanation(client, db):
     assert "not a member of any organisation" in client.get(reverse("dashboard")).content.decode()
     response = client.get(reverse("alerts-inbox"))
     assert response.status_code == 302 and response["Location"] == reverse("dashboard")
+
+
+def test_pages_remember_the_organisation_so_the_progress_stream_acts_in_it(
+    client, owner, organisation, other_organisation, environment
+):
+    factories.MembershipFactory(user=owner, organisation=other_organisation, role="viewer")
+    backup = factories.BackupFactory(environment=environment)
+    client.force_login(owner)
+    # Several organisations and none chosen yet: the API alone could not tell which.
+    assert client.get(reverse("backup-detail", args=[backup.id])).status_code == 200
+    response = client.get(f"/api/backups/{backup.id}/progress")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
