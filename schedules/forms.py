@@ -237,11 +237,10 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
         }
 
     def add_service_errors(self, fields: dict) -> None:
+        """Put the service's errors (API field names) next to this form's fields."""
         for name, messages in fields.items():
-            target = self.SERVICE_FIELDS.get(name)
-            if target is None and name.startswith("schedules["):
-                target = None
-            elif target is None:
+            target = self.SERVICE_FIELDS.get(name) if name else None
+            if target is None and name and not name.startswith("schedules["):
                 snake = "".join("_" + c.lower() if c.isupper() else c for c in name)
                 target = snake if snake in self.fields else None
             for message in messages:

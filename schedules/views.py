@@ -87,7 +87,7 @@ class ScheduleEditView(_EnvironmentPage, TemplateView):
             try:
                 _, created = schedule_upsert(environment=self.env(), **form.service_arguments())
             except InvalidInput as exc:
-                form.add_service_errors(exc.fields or {None: [exc.message]})
+                form.add_service_errors(exc.fields or {"": [exc.message]})
             else:
                 messages.success(request, "Schedule created." if created else "Schedule saved.")
                 return redirect("schedule-edit", environment_id=self.env().id)
