@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -222,15 +223,24 @@ def retention_plan_for(
 
 
 def _write_expiry(plan: RetentionPlan, rows: list[_Row]) -> int:
-    changed = []
+    by_value: dict[datetime | None, list] = defaultdict(list)
     for row in rows:
         if row.trigger != BackupTrigger.SCHEDULED or row.status == BackupStatus.DELETING:
             continue
         expires_at = plan.expires_at(row.id)
         if expires_at != row.expires_at:
-            changed.append(Backup(pk=row.id, expires_at=expires_at))
-    Backup.objects.bulk_update(changed, ["expires_at"], batch_size=_CHUNK)
-    return len(changed)
+            by_value[expires_at].append(row.id)
+    # Many rows share a value (None for count-only rules, ``now`` for deletions): one
+    # UPDATE per chunk of those; a CASE per row (bulk_update) only for the rest.
+    singles = []
+    for value, ids in by_value.items():
+        if len(ids) == 1:
+            singles.append(Backup(pk=ids[0], expires_at=value))
+            continue
+        for start in range(0, len(ids), _CHUNK):
+            Backup.objects.filter(pk__in=ids[start : start + _CHUNK]).update(expires_at=value)
+    Backup.objects.bulk_update(singles, ["expires_at"], batch_size=_CHUNK)
+    return sum(len(ids) for ids in by_value.values())
 
 
 def retention_update_expiry(*, environment: Environment, now: datetime | None = None) -> int:
