@@ -82,22 +82,33 @@ def backup_request(
     destinations = _destinations_for(environment, destination_ids, schedule)
     targets = _targets_for(environment, kind, database)
     created: list[Backup] = []
+    busy: list[Conflict] = []
     with transaction.atomic():
         for target_db in targets:
-            created.append(
-                _create_backup(
-                    environment=environment,
-                    kind=kind,
-                    database=target_db,
-                    destinations=destinations,
-                    description=description or _default_description(trigger),
-                    trigger=trigger,
-                    user=user,
-                    schedule=schedule,
-                    schedule_rules=schedule_rules or [],
-                    several=len(targets) > 1,
+            try:
+                created.append(
+                    _create_backup(
+                        environment=environment,
+                        kind=kind,
+                        database=target_db,
+                        destinations=destinations,
+                        description=description or _default_description(trigger),
+                        trigger=trigger,
+                        user=user,
+                        schedule=schedule,
+                        schedule_rules=schedule_rules or [],
+                        several=len(targets) > 1,
+                    )
                 )
-            )
+            except Conflict as conflict:
+                # A person asked for all of them: say no. A schedule backs up the databases
+                # that are free rather than none because one is still busy.
+                if trigger != BackupTrigger.SCHEDULED:
+                    raise
+                logger.warning("scheduled backup skipped: %s", conflict.message)
+                busy.append(conflict)
+        if busy and not created:
+            raise busy[0]
         # robust: the rows are committed; a broker that is down must not turn the request
         # into an error (backups_requeue_lost enqueues them again later).
         transaction.on_commit(lambda: [enqueue_backup(backup) for backup in created], robust=True)

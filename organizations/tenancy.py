@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 
 from config.errors import Forbidden, InvalidInput
@@ -138,7 +139,8 @@ class TenantViewMixin:
         if request.user.is_authenticated:
             request.tenant = tenant_for_html(request)
             if request.tenant is not None and not request.tenant.can(self.required_role):
-                raise Forbidden(f"This page needs the {self.required_role} role.")
+                # Django's own exception, so an HTML page answers 403 rather than 500.
+                raise PermissionDenied(f"This page needs the {self.required_role} role.")
         return super().dispatch(request, *args, **kwargs)
 
     def restrict(self, queryset: QuerySet) -> QuerySet:

@@ -157,11 +157,12 @@ def _plan(
     now: datetime,
     protected: Mapping[Hashable, str] | None,
     with_rows: bool = True,
+    tz: str | None = None,
 ) -> tuple[RetentionPlan, list[_Row]]:
     schedule = _schedule_of(environment)
     if policy is None:
         policy = schedule.retention_policy() if schedule else RetentionPolicy()
-    zone = schedule.timezone if schedule else "UTC"
+    zone = tz or (schedule.timezone if schedule else "UTC")
 
     # Keyed by str(backup id), as the plan's decisions are.
     reasons = {str(k): v for k, v in pitr_protected(environment=environment, now=now).items()}
@@ -203,6 +204,7 @@ def retention_plan_for(
     policy: RetentionPolicy | None = None,
     now: datetime | None = None,
     protected: Mapping[Hashable, str] | None = None,
+    tz: str | None = None,
 ) -> RetentionPlan:
     """The retention plan of ``environment``'s backups under ``policy``; nothing is changed.
 
@@ -218,6 +220,7 @@ def retention_plan_for(
         now=now or timezone.now(),
         protected=protected,
         with_rows=False,
+        tz=tz,
     )
     return plan
 

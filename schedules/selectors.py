@@ -7,13 +7,14 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
+from backups.models import BackupKind
 from backups.selectors import backups_for_environment
 from config.errors import InvalidInput, NotFound
 from organizations.models import Environment
 from schedules import timing
+from schedules.enforcement import retention_plan_for
 from schedules.models import RETENTION_FIELDS, Schedule
-from schedules.retention import BackupInfo, RetentionPlan, RetentionPolicy, plan_retention
+from schedules.retention import RetentionPlan, RetentionPolicy
 
 # A PostgreSQL base backup belongs to the database series.
 _SERIES = {BackupKind.BASE: BackupKind.DATABASE}
@@ -49,15 +50,14 @@ def schedule_cron(schedule: Schedule, kind: str) -> str:
 def schedule_next_runs(
     schedule: Schedule, *, now: datetime | None = None, count: int = 1
 ) -> dict[str, list[datetime]]:
-    """Next runs of each kind in the schedule's timezone (empty when disabled or paused)."""
+    """Next runs of each kind, cron and interval rules together (empty when disabled or
+    paused); computed in the schedule's timezone by the model."""
     now = now or timezone.now()
     runs: dict[str, list[datetime]] = {"db": [], "full": []}
     if not schedule.enabled or schedule.paused:
         return runs
-    for kind in runs:
-        cron = schedule_cron(schedule, kind)
-        if cron:
-            runs[kind] = timing.next_runs(cron, schedule.timezone, now, count)
+    for api_kind, model_kind in (("db", "database"), ("full", "full")):
+        runs[api_kind] = schedule.next_runs(model_kind, count, now)
     return runs
 
 
@@ -66,19 +66,6 @@ def policy_of(schedule: Schedule | None) -> RetentionPolicy:
         return RetentionPolicy()
     values = {name: getattr(schedule, name) for name in RETENTION_FIELDS}
     return RetentionPolicy(**values, floor=max(schedule.retention_floor, 1))
-
-
-def _backup_info(backup: Backup, protected: set) -> BackupInfo:
-    return BackupInfo(
-        id=backup.pk,
-        created_at=backup.created_at,
-        kind=_SERIES.get(backup.kind, backup.kind),
-        status=backup.status,
-        size=backup.size or 0,
-        manual=backup.trigger != BackupTrigger.SCHEDULED,
-        expires_at=backup.expires_at,
-        protected="being restored" if backup.pk in protected else None,
-    )
 
 
 @dataclass
@@ -98,7 +85,6 @@ def retention_preview(
 ) -> RetentionPreview:
     """What the schedule's retention, with ``overrides`` (seed 003 ``retain*`` names)
     applied, would delete and keep now. Nothing is deleted."""
-    from restores.models import Restore
 
     schedule = schedule_find(environment=environment)
     current = policy_of(schedule).to_api()
@@ -110,23 +96,16 @@ def retention_preview(
         raise InvalidInput(exc.message, fields={exc.field: [exc.message]}) from None
     if schedule is not None:
         policy = RetentionPolicy(**{**vars_of(policy), "floor": max(schedule.retention_floor, 1)})
+    # The same plan enforcement would carry out (schedules.enforcement), so what the
+    # preview shows is what would be deleted.
+    plan = retention_plan_for(environment=environment, policy=policy, now=now, tz=zone.key)
+    wanted = [decision.backup_id for decision in plan.decisions]
     backups = {
-        b.pk: b
+        str(b.pk): b
         for b in backups_for_environment(
             organisation=environment.project.organisation, environment=environment
-        ).exclude(status=BackupStatus.DELETED)
+        ).filter(pk__in=wanted)
     }
-    protected = set(
-        Restore.objects.filter(
-            backup_id__in=list(backups), status__in=["scheduled", "in-progress"]
-        ).values_list("backup_id", flat=True)
-    )
-    plan = plan_retention(
-        [_backup_info(b, protected) for b in backups.values()],
-        policy,
-        zone,
-        now or timezone.now(),
-    )
     return RetentionPreview(plan=plan, backups=backups, policy=policy, timezone=zone.key)
 
 

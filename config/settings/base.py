@@ -107,6 +107,22 @@ STRONGBOX_KEY_FILE = env_str("STRONGBOX_KEY_FILE", "")
 STRONGBOX_JWT_TTL_SECONDS = env_int("STRONGBOX_JWT_TTL_SECONDS", 3600)
 STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = env_int("STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS", 120)
 STRONGBOX_TMP_DIR = Path(env_str("STRONGBOX_TMP_DIR", str(VAR_DIR / "tmp")))
+# A scheduled slot whose backup has not completed this long after it raises an alert.
+STRONGBOX_SCHEDULE_GRACE_MINUTES = env_int("STRONGBOX_SCHEDULE_GRACE_MINUTES", 60)
+# A progress stream closes after this long even if the work goes on (clients reconnect).
+STRONGBOX_SSE_MAX_SECONDS = env_int("STRONGBOX_SSE_MAX_SECONDS", 3600)
+STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS", 10)
+
+# Alert e-mail (Django's mail framework).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "strongbox@localhost")
+
 # Directories tenants may point files backups, SQLite databases and local destinations at.
 STRONGBOX_ALLOWED_PATHS = env_list("STRONGBOX_ALLOWED_PATHS", [str(VAR_DIR)])
 

@@ -221,3 +221,16 @@ def test_a_worker_killed_mid_backup_leaves_a_failed_backup_and_no_artifact(
     assert backup.status == BackupStatus.FAILED
     assert "stopped responding" in backup.message
     assert _files_under(settings.STRONGBOX_LOCAL_DESTINATION_ROOT) == []
+
+
+@pytest.mark.django_db
+def test_a_schedule_backs_up_the_free_databases_when_one_is_still_busy(environment, destination):
+    busy = factories.DatabaseFactory(environment=environment, slug="a-busy")
+    free = factories.DatabaseFactory(environment=environment, slug="b-free")
+    backup_request(environment=environment, kind="database", database=busy)
+
+    created = backup_request(environment=environment, kind="database", trigger="scheduled")
+
+    assert [b.database for b in created] == [free]
+    with pytest.raises(Conflict):
+        backup_request(environment=environment, kind="database")
