@@ -10,6 +10,7 @@ Every cluster is stopped (``pg_ctl stop -m immediate``) at teardown.
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import shutil
 import subprocess
@@ -41,14 +42,16 @@ def server_launcher() -> tuple[str, ...]:
     unshare = shutil.which("unshare")
     if unshare is None:
         unavailable("running as root and `unshare` is missing: cannot start a test server")
-    probe = subprocess.run(  # noqa: S603
-        [unshare, "--user", "--map-user=1000", "--map-group=1000", "true"],
-        capture_output=True,
-        check=False,
-    )
+    # initdb looks the user up by uid, so map to one /etc/passwd knows.
+    users = [u for u in pwd.getpwall() if u.pw_uid != 0]
+    user = next((u for u in users if u.pw_name == "postgres"), users[0] if users else None)
+    if user is None:
+        unavailable("running as root and no other user exists to run the test server as")
+    launcher = (unshare, "--user", f"--map-user={user.pw_uid}", f"--map-group={user.pw_gid}")
+    probe = subprocess.run([*launcher, "true"], capture_output=True, check=False)  # noqa: S603
     if probe.returncode != 0:
         unavailable(f"running as root and user namespaces are unavailable: {probe.stderr!r}")
-    return (unshare, "--user", "--map-user=1000", "--map-group=1000")
+    return launcher
 
 
 def child_env() -> dict[str, str]:
