@@ -52,6 +52,11 @@ MYSQL_FAMILY = ("mysql", "mariadb")
 # Identifiers: PostgreSQL allows 63 bytes, MariaDB 64 characters.
 NAME_ROOM = 40
 SWAP_ATTEMPTS = 5
+# What a scratch PostgreSQL database copies from its target ({icu}: a column, PG 15+).
+PG_DATABASE_PROPERTIES = (
+    "SELECT pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba), {icu}"
+    " FROM pg_database WHERE datname = %s"
+)
 # Larger reads than the engines' 1 MiB: decompressing into the spool costs less CPU per byte.
 SPOOL_CHUNK = 4 << 20
 
@@ -153,8 +158,63 @@ def prepare(scratch: ConnectionSpec, *, like: ConnectionSpec | None = None) -> N
         os.makedirs(scratch.name)
         if like is not None and os.path.isdir(like.name):
             os.chmod(scratch.name, stat.S_IMODE(os.stat(like.name).st_mode))
+    elif scratch.engine == "postgresql" and like is not None:
+        _create_postgresql_like(scratch, like)
     elif scratch.engine != "sqlite":  # SQLite: the load writes the file itself
         get_engine(scratch.engine).create_database(scratch)
+
+
+def _create_postgresql_like(scratch: ConnectionSpec, like: ConnectionSpec) -> None:
+    """A scratch database with the target's encoding, locale, owner and database settings.
+
+    The dump does not carry them (it restores into an existing database), so a scratch made
+    with the server's defaults would silently change the target's collation when swapped in.
+    The owner and settings are best effort: a role without the right keeps the defaults.
+    """
+    with _pg_maintenance(like) as conn:
+        icu = "daticulocale" if conn.info.server_version >= 150000 else "NULL"
+        query = PG_DATABASE_PROPERTIES.format(icu=icu)
+        row = conn.execute(query, (like.name,)).fetchone()  # type: ignore[call-overload]
+        if row is None:
+            get_engine("postgresql").create_database(scratch)
+            return
+        encoding, collate, ctype, owner, icu_locale = row
+        create = sql.SQL(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
+        ).format(
+            sql.Identifier(scratch.name),
+            sql.Literal(encoding),
+            sql.Literal(collate),
+            sql.Literal(ctype),
+        )
+        if icu_locale:
+            create += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(icu_locale))
+        try:
+            conn.execute(create)
+        except psycopg.Error as exc:
+            raise RestoreFailed(
+                f"cannot create the scratch database {scratch.name}: {exc}"
+            ) from exc
+        settings = conn.execute(
+            "SELECT unnest(s.setconfig) FROM pg_db_role_setting s"
+            " JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
+            (like.name,),
+        ).fetchall()
+        statements = [
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(scratch.name), sql.Identifier(owner)
+            )
+        ]
+        for (setting,) in settings:
+            name, _, value = setting.partition("=")
+            statements.append(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(scratch.name), sql.Identifier(name), sql.Literal(value)
+                )
+            )
+        for statement in statements:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(statement)
 
 
 def load(

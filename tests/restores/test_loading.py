@@ -5,7 +5,7 @@ import pytest
 
 from backups.engines import ConnectionSpec
 from restores import loading
-from tests.fixtures.databases import MySQLEngine, fill_mariadb, table_checksums
+from tests.fixtures.databases import MySQLEngine, PostgreSQLEngine, fill_mariadb, table_checksums
 
 
 def test_scratch_databases_live_on_the_same_server_with_a_bounded_name():
@@ -89,3 +89,39 @@ def test_mariadb_tables_swap_atomically_but_triggers_are_refused_untouched(
     expected = table_checksums(scratch)
     loading.swap(target, scratch, tag="t1")
     assert table_checksums(target) == expected
+
+
+@pytest.mark.django_db
+def test_a_postgresql_scratch_database_copies_the_targets_locale_and_settings(
+    make_postgres_database,
+):
+    from dataclasses import replace
+
+    from psycopg import sql
+
+    target = make_postgres_database()
+    engine = PostgreSQLEngine()
+    with engine.connect(target, dbname="postgres") as conn:
+        conn.autocommit = True
+        name = sql.Identifier(target.name)
+        conn.execute(sql.SQL("DROP DATABASE {}").format(name))
+        conn.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'SQL_ASCII'"
+                " LC_COLLATE 'C' LC_CTYPE 'C'"
+            ).format(name)
+        )
+        conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '7MB'").format(name))
+    scratch = replace(target, name=target.name + "_sbx_restore_t1")
+    try:
+        loading.prepare(scratch, like=target)
+        with engine.connect(target, dbname="postgres") as conn:
+            row = conn.execute(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype,"
+                " (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid)"
+                " FROM pg_database d WHERE datname = %s",
+                (scratch.name,),
+            ).fetchone()
+        assert row == ("SQL_ASCII", "C", "C", ["work_mem=7MB"])
+    finally:
+        loading.discard(scratch)
