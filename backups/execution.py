@@ -132,8 +132,8 @@ class _Source:
     extension: str = ""
     estimate: int = 0
     engine_version: str = ""
-    row_counts: dict = field(default_factory=dict)
     dumps: list = field(default_factory=list)
+    prefixes: list = field(default_factory=list)
     dump_ended_at: float | None = None
     stream: BinaryIO | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -145,9 +145,18 @@ class _Source:
                 raise PipelineCancelled("backup cancelled")
             dump = engine.open_dump(spec)
             self.dumps.append(dump)
-        for table, count in (dump.row_counts or {}).items():
-            self.row_counts[f"{prefix}{table}"] = count
+            self.prefixes.append(prefix)
         return _FinishingReader(dump, self._mark_ended)
+
+    @property
+    def row_counts(self) -> dict:
+        """Rows per table (files, directories, links for a tar), read from each dump now:
+        a database dump knows them when it starts, a tar only once it has streamed."""
+        counts = {}
+        for prefix, dump in zip(self.prefixes, self.dumps, strict=True):
+            for table, count in (dump.row_counts or {}).items():
+                counts[f"{prefix}{table}"] = count
+        return counts
 
     def _mark_ended(self) -> None:
         self.dump_ended_at = time.monotonic()

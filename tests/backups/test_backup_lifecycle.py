@@ -273,3 +273,14 @@ def test_mongodb_without_its_tools_ends_not_supported_with_a_message(environment
 
     assert backup.status == BackupStatus.NOT_SUPPORTED
     assert "mongodump" in backup.message
+
+
+def test_a_files_backup_records_how_many_files_it_holds(environment, destination, tmp_path):
+    source = make_files_tree(tmp_path / "files")
+    environment.files_path = str(source)
+    environment.save()
+
+    backup = run_backup_now(environment=environment, kind="filesystem")
+
+    assert backup.row_counts["files"] == 3
+    assert backup.row_counts["symlinks"] == 1
