@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.parsers import JSONParser
@@ -58,6 +59,29 @@ def sse_message(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
+def _closing_after(load: Loader) -> Loader:
+    """``load`` on a database connection closed again after each poll.
+
+    Under ASGI, Django's connections follow the request's context: a stream that kept its
+    connection would hold one for as long as it is open, and 100 open streams would take
+    PostgreSQL's default ``max_connections`` away from the workers. A poll reconnects
+    instead. (Inside a transaction, as in tests, the connection is left as it is.)
+    """
+
+    def closing():
+        try:
+            return load()
+        finally:
+            _release_connection()
+
+    return closing
+
+
+def _release_connection() -> None:
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 async def event_stream(load: Loader) -> AsyncIterator[bytes]:
     """Poll ``load()`` (a sync function returning ``(event, final_name)``) until final."""
     global open_streams
@@ -65,7 +89,7 @@ async def event_stream(load: Loader) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     started = last_sent = loop.time()
     previous = None
-    load_async = sync_to_async(load, thread_sensitive=True)
+    load_async = sync_to_async(_closing_after(load), thread_sensitive=True)
     try:
         while True:
             event, final = await load_async()
@@ -181,9 +205,10 @@ class _ProgressView(TenantViewSetMixin, APIView):
         raise NotImplementedError
 
     def get(self, request, id):  # noqa: A002 - the documented name
-        response = StreamingHttpResponse(
-            event_stream(self.loader(id)), content_type="text/event-stream"
-        )
+        load = self.loader(id)
+        # The stream's lifetime is not the request's: give the connection back now.
+        _release_connection()
+        response = StreamingHttpResponse(event_stream(load), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         return response
