@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 import psycopg
@@ -22,6 +25,8 @@ from .base import (
     RestoreFailed,
     run_restore,
 )
+
+logger = logging.getLogger(__name__)
 
 # spec.options keys forwarded to libpq (as PG* environment variables for the tools).
 LIBPQ_OPTIONS = {
@@ -167,10 +172,12 @@ class PostgreSQLEngine(Engine):
         return counts
 
     def open_dump(self, spec: ConnectionSpec) -> Dump:
-        """Start pg_dump on a snapshot exported by a transaction that also counted the rows.
+        """Start pg_dump on a snapshot exported by a transaction that also counts the rows.
 
         The transaction stays open until pg_dump has finished (finish/kill close it), so the
-        counts describe exactly the data in the dump even while the database is being written.
+        counts describe exactly the data in the dump even while the database is being
+        written. Counting scans every table, so it runs in that transaction on a thread
+        while pg_dump streams, not before it: the dump does not wait for the counts.
         """
         self.require_tools()
         try:
@@ -181,19 +188,25 @@ class PostgreSQLEngine(Engine):
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             row = conn.execute("SELECT pg_export_snapshot()").fetchone()
             snapshot = str(row[0]) if row else None
-            counts = self._count_rows(conn)
         except psycopg.Error as exc:
             conn.close()
             raise DumpFailed(f"cannot take a snapshot of {_where(spec)}: {exc}") from exc
         except BaseException:
             conn.close()
             raise
-        return ProcessDump(
-            self.dump_argv(spec, snapshot=snapshot),
-            env=self.tool_env(spec),
-            row_counts=counts,
-            cleanups=[conn.close],
-        )
+        counter = _RowCounter(conn, self._count_rows)
+        try:
+            dump = ProcessDump(
+                self.dump_argv(spec, snapshot=snapshot),
+                env=self.tool_env(spec),
+                row_counts=counter.counts,
+                cleanups=[conn.close, lambda: counter.stop(cancel=dump._killed)],
+            )
+        except BaseException:
+            conn.close()
+            raise
+        counter.start()
+        return dump
 
     def restore(
         self,
@@ -242,3 +255,30 @@ class PostgreSQLEngine(Engine):
             raise EngineError(f"{query.as_string(conn)} failed on {_where(spec)}: {exc}") from exc
         finally:
             conn.close()
+
+
+class _RowCounter:
+    """Counts rows in the exporting transaction while pg_dump reads the same snapshot."""
+
+    def __init__(self, conn: psycopg.Connection, count: Callable[[psycopg.Connection], dict]):
+        self.conn = conn
+        self.counts: dict[str, int] = {}
+        self._count = count
+        self._thread = threading.Thread(target=self._run, name="pg-row-counts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.counts.update(self._count(self.conn))
+        except psycopg.Error as exc:
+            # The dump is still good without counts; a later comparison says "not recorded".
+            logger.warning("could not count rows in the dump's snapshot: %s", exc)
+
+    def stop(self, *, cancel: bool) -> None:
+        """Wait for the counts (after a good dump) or cancel them (after a kill)."""
+        if cancel and self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.conn.cancel_safe()
+        self._thread.join()
