@@ -21,7 +21,8 @@ from backups.pitr.coverage import (
     pitr_databases,
     wal_gaps,
 )
-from backups.services import connection_spec_for
+from backups.services import backup_delete, connection_spec_for
+from config.errors import ApplicationError
 from destinations.storage import delete_artifact
 from organizations.models import Database, Environment
 
@@ -68,17 +69,29 @@ def pitr_protected_backup_ids(*, environment: Environment, now: datetime | None 
 
 
 def wal_retention_apply(*, environment: Environment, now: datetime | None = None) -> dict:
-    """Remove WAL older than ``walRetentionDays`` that no kept base backup needs."""
+    """Remove WAL older than ``walRetentionDays`` that no kept base backup needs, and the
+    base backups whose window left retention (deleted like any backup: asynchronously,
+    from every destination, the row kept for audit)."""
     now = now or timezone.now()
     cutoff = _retention_cutoff(environment, now)
     removed = bytes_removed = 0
     errors = []
+    bases_deleted = []
     if cutoff is None:
-        return {"removed": 0, "bytes": 0, "errors": []}
+        return {"removed": 0, "bytes": 0, "errors": [], "baseBackupsDeleted": []}
     for database in pitr_databases(environment):
         kept = _protected_bases(database, cutoff)
         if not kept:
             continue  # no base backup at all: the WAL is all there is, keep it
+        for base in base_backups(database):
+            if base in kept or (base.completed_at or base.created_at) >= cutoff:
+                continue
+            try:
+                backup_delete(backup=base)
+            except ApplicationError as exc:  # being restored, changed meanwhile: next run
+                errors.append(f"{base.name}: {exc.message}")
+                continue
+            bases_deleted.append(str(base.pk))
         oldest_needed = min(b.base_position.start_segment_number for b in kept)
         expired = WalSegment.objects.filter(
             database=database, stored_at__lt=cutoff, segment_number__lt=oldest_needed
@@ -93,7 +106,12 @@ def wal_retention_apply(*, environment: Environment, now: datetime | None = None
             bytes_removed += segment.stored_size
             removed += 1
             segment.delete()
-    return {"removed": removed, "bytes": bytes_removed, "errors": errors}
+    return {
+        "removed": removed,
+        "bytes": bytes_removed,
+        "errors": errors,
+        "baseBackupsDeleted": bases_deleted,
+    }
 
 
 def pitr_monitor(*, environment: Environment, now: datetime | None = None) -> list[str]:

@@ -139,12 +139,16 @@ def test_retention_removes_old_wal_no_kept_base_backup_needs(pg_database, histor
         a.pk,
         b.pk,
     }
-    assert wal_retention_apply(environment=pg_database.environment, now=early)["removed"] == 0
+    kept = wal_retention_apply(environment=pg_database.environment, now=early)
+    assert kept["removed"] == 0 and kept["baseBackupsDeleted"] == []
 
     later = T0 + timedelta(days=1, hours=6)
     assert pitr_protected_backup_ids(environment=pg_database.environment, now=later) == {b.pk}
     result = wal_retention_apply(environment=pg_database.environment, now=later)
     assert result["removed"] == 4 and result["errors"] == []
+    assert result["baseBackupsDeleted"] == [str(a.pk)]
+    a.refresh_from_db()
+    assert a.status == BackupStatus.DELETING
     left = WalSegment.objects.filter(database=pg_database).order_by("segment_number")
     assert [s.segment_number for s in left] == [6, 7, 8]
     stored = sorted(p.name for p in (tmp_path / "archive").rglob("*.zst.enc"))
