@@ -461,9 +461,11 @@ def backups_discard_failed_uploads(
     """Remove what failed uploads left on their stores; returns how many were removed.
 
     An upload that fails because the store went away cannot abort its S3 multipart upload
-    either: the parts stay (and are billed) until someone aborts it. Run with the periodic
+    either: the parts stay (and are billed) until someone aborts it. Nor can a copy whose
+    upload completed but could not be checked be deleted then. Run with the periodic
     retry of deletions, this cleans up after an outage shorter than ``within`` once the
     store is back; a bucket lifecycle rule (AbortIncompleteMultipartUpload) covers longer.
+    A failed copy's key belongs to its backup alone, so whatever is under it goes.
     """
     now = now or timezone.now()
     removed = 0
@@ -475,6 +477,7 @@ def backups_discard_failed_uploads(
     for copy in copies.exclude(destination__kind="local"):
         try:
             removed += discard_partial_artifacts(copy.destination, copy.key)
+            delete_artifact(copy.destination, copy.key)
         except Exception:  # noqa: BLE001 - still unreachable: the next run tries again
             logger.warning("could not discard partial uploads of %s yet", copy.key)
     return removed

@@ -13,10 +13,12 @@ from backups.services import (
     REQUEUE_AFTER,
     backup_claim,
     backup_request,
+    backups_discard_failed_uploads,
     backups_reap_stale,
     backups_requeue_lost,
 )
 from tests import factories
+from tests.fixtures.s3 import s3_destination_config
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +81,31 @@ def test_the_reaper_removes_an_artifact_its_dead_worker_never_recorded(
     assert not final.exists()
     copy.refresh_from_db()
     assert copy.status == CopyStatus.FAILED
+
+
+@pytest.mark.s3
+def test_the_sweep_removes_what_a_failed_s3_upload_left_once_the_store_is_back(
+    organisation, environment, s3_server, s3_bucket
+):
+    config, secrets = s3_destination_config(s3_server, s3_bucket)
+    s3 = factories.DestinationFactory(
+        organisation=organisation, kind="s3", config=config, secrets=secrets
+    )
+    (backup,) = backup_request(
+        environment=environment,
+        kind="database",
+        database=factories.DatabaseFactory(environment=environment),
+        destination_ids=[s3.id],
+    )
+    Backup.objects.filter(pk=backup.pk).update(
+        status=BackupStatus.FAILED, completed_at=timezone.now()
+    )
+    factories.BackupCopyFactory(backup=backup, destination=s3, key="a/b.zst", status="failed")
+    client = s3_server.client()
+    # An upload that could not be aborted, and one that completed but could not be checked.
+    client.create_multipart_upload(Bucket=s3_bucket, Key="backups/a/b.zst")
+    client.put_object(Bucket=s3_bucket, Key="backups/a/b.zst", Body=b"unverified")
+
+    assert backups_discard_failed_uploads() == 1
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert client.list_objects_v2(Bucket=s3_bucket).get("KeyCount", 0) == 0
