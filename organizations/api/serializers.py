@@ -148,6 +148,7 @@ class DatabaseWriteSerializer(_SluggedWriteSerializer):
     options = serializers.DictField(required=False)
 
     def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
         engine = attrs.get("engine") or getattr(self.instance, "engine", "")
         path = attrs.get("database_name") or getattr(self.instance, "database_name", "")
         problem = engine == Engine.SQLITE and path and server_path_problem(path)

@@ -223,3 +223,17 @@ def test_tenants_cannot_point_strongbox_outside_the_allowed_directories(
     )
     assert local.status_code == 400
     assert "parameters.path" in local.json()["error"]["fields"]
+
+
+def test_databases_named_alike_get_distinct_slugs(client_for, organisation, environment):
+    client = client_for(organisation, Role.ADMIN)
+    slugs = []
+    for _ in range(2):
+        response = client.post(
+            f"/api/environments/{environment.id}/databases",
+            {"name": "½¶", "engine": "postgresql", "databaseName": "app"},
+            format="json",
+        )
+        assert response.status_code == 201, response.content
+        slugs.append(response.json()["slug"])
+    assert slugs[0] != slugs[1] and all(slugs)
