@@ -1,7 +1,14 @@
 from django.contrib import admin, messages
 from django_q.tasks import async_task
 
-from backups.models import Backup, BackupCopy, BackupStatus
+from backups.models import (
+    Backup,
+    BackupCopy,
+    BackupStatus,
+    BaseBackupPosition,
+    WalArchiver,
+    WalSegment,
+)
 from backups.services import backup_request
 from config.errors import ApplicationError
 
@@ -76,3 +83,32 @@ class BackupCopyAdmin(admin.ModelAdmin):
     list_filter = ["status", "file_exists", "destination"]
     search_fields = ["backup__name", "key"]
     readonly_fields = [f.name for f in BackupCopy._meta.fields]
+
+
+@admin.register(WalSegment)
+class WalSegmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "database", "timeline", "size", "stored_size", "base_backup"]
+    list_filter = ["kind", "organisation", "database"]
+    search_fields = ["name", "database__name"]
+    readonly_fields = [f.name for f in WalSegment._meta.fields]
+
+
+@admin.register(WalArchiver)
+class WalArchiverAdmin(admin.ModelAdmin):
+    list_display = [
+        "database",
+        "last_archived_wal",
+        "last_archived_at",
+        "last_failed_wal",
+        "consecutive_failures",
+        "archived_count",
+    ]
+    search_fields = ["database__name", "last_archived_wal", "last_error"]
+    readonly_fields = [f.name for f in WalArchiver._meta.fields]
+
+
+@admin.register(BaseBackupPosition)
+class BaseBackupPositionAdmin(admin.ModelAdmin):
+    list_display = ["backup", "timeline", "start_wal", "start_time", "stop_wal", "stop_time"]
+    search_fields = ["backup__name", "start_wal", "stop_wal"]
+    readonly_fields = [f.name for f in BaseBackupPosition._meta.fields]

@@ -199,6 +199,8 @@ def _run(schedule: Schedule, kind: str, due: list[_Due]) -> Run | None:
             )
             return run
         run.backup_ids = [backup.pk for backup in backups]
+        if kind == "full" and schedule.wal_enabled:
+            run.backup_ids += _base_backups(schedule)
         logger.info(
             "schedule %s: started %d %s backup(s) of %s for the slot %s",
             schedule.pk,
@@ -208,6 +210,23 @@ def _run(schedule: Schedule, kind: str, due: list[_Due]) -> Run | None:
             run.slot.isoformat(),
         )
         return run
+
+
+def _base_backups(schedule: Schedule) -> list:
+    """With WAL archiving on, each full slot also takes a physical base backup of every
+    PostgreSQL database: the anchors of its point-in-time-recovery window. (A full backup
+    belongs to the environment, not to a database, so the two do not conflict.)"""
+    from backups.pitr import base_backup_request
+
+    started = []
+    for database in schedule.environment.databases.filter(engine="postgresql"):
+        try:
+            started.append(base_backup_request(database=database, schedule=schedule).pk)
+        except ApplicationError as exc:
+            logger.warning(
+                "schedule %s: no base backup of %s: %s", schedule.pk, database, exc.message
+            )
+    return started
 
 
 # --- missed runs ----------------------------------------------------------------------

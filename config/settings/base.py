@@ -112,6 +112,11 @@ STRONGBOX_SCHEDULE_GRACE_MINUTES = env_int("STRONGBOX_SCHEDULE_GRACE_MINUTES", 6
 # A progress stream closes after this long even if the work goes on (clients reconnect).
 STRONGBOX_SSE_MAX_SECONDS = env_int("STRONGBOX_SSE_MAX_SECONDS", 3600)
 STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS", 10)
+# PostgreSQL server binaries for PITR (pg_waldump, and initdb/postgres for recoveries);
+# empty: found under /usr/lib/postgresql/<version>/bin or on PATH.
+STRONGBOX_PG_BIN_DIR = env_str("STRONGBOX_PG_BIN_DIR", "")
+# WAL archiving older than this raises a wal_lag alert.
+STRONGBOX_WAL_LAG_SECONDS = env_int("STRONGBOX_WAL_LAG_SECONDS", 15 * 60)
 
 # Alert e-mail (Django's mail framework).
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
