@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from backups.container import iter_container
@@ -29,11 +30,22 @@ def database_for(environment, spec: ConnectionSpec, **extra):
 
 
 def run_backup_now(**request) -> Backup:
-    """Request a backup and run it in this process, as a worker would."""
+    """Request a backup and run it in this process, as a worker would.
+
+    Where a real worker is running (browser tests) it may claim the backup first; then
+    this waits for the worker to finish it.
+    """
     (backup,) = backup_request(**request)
     claimed = backup_claim(backup_id=backup.id)
-    assert claimed is not None
-    return backup_execute(backup=claimed)
+    if claimed is not None:
+        return backup_execute(backup=claimed)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        backup.refresh_from_db()
+        if backup.is_final:
+            return backup
+        time.sleep(0.2)
+    raise AssertionError(f"backup {backup.name} did not finish: {backup.status}")
 
 
 def plaintext_stream(backup: Backup, copy=None):

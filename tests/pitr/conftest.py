@@ -24,6 +24,7 @@ from django.conf import settings
 
 from tests.fixtures.databases import unavailable
 from tests.fixtures.s3 import free_port
+from tests.fixtures.worker import child_database_env
 
 PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVER_TOOLS = ("initdb", "pg_ctl", "postgres", "pg_basebackup", "pg_waldump")
@@ -58,7 +59,7 @@ def child_env() -> dict[str, str]:
     """What the server's archive/restore commands need to see the test database."""
     return {
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "STRONGBOX_SQLITE_PATH": os.environ["STRONGBOX_TEST_SQLITE"],
+        **child_database_env(),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 

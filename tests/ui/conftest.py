@@ -23,6 +23,7 @@ import pytest
 
 from organizations.models import Role
 from tests import factories
+from tests.fixtures.worker import child_database_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,13 +83,13 @@ def chromium_path():
 
 
 @pytest.fixture(scope="session")
-def server_env(tmp_path_factory):
+def server_env(tmp_path_factory, django_db_setup):
     """The environment of the server and worker processes, with collected static files."""
     var = tmp_path_factory.mktemp("ui-var")
     env = {
         **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "STRONGBOX_SQLITE_PATH": os.environ["STRONGBOX_TEST_SQLITE"],
+        **child_database_env(),
         "STRONGBOX_VAR_DIR": str(var),
         "STRONGBOX_LOCAL_DESTINATION_ROOT": str(var / "artifacts"),
         "STRONGBOX_SERVE_STATIC": "1",
