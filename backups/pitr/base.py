@@ -44,6 +44,7 @@ from backups.services import (
     backup_claim,
     backup_name,
     connection_spec_for,
+    enqueue_backup,
     pipeline_options_for,
 )
 from config.errors import Conflict
@@ -103,20 +104,9 @@ def base_backup_request(
     except IntegrityError as exc:
         raise Conflict(f"A backup of {database} is already running.") from exc
     if enqueue:
-        transaction.on_commit(lambda: _enqueue_base_backup(backup))
+        # backups.tasks.run_backup hands base backups to base_backup_execute.
+        transaction.on_commit(lambda: enqueue_backup(backup), robust=True)
     return backup
-
-
-def _enqueue_base_backup(backup: Backup) -> None:
-    from django_q.tasks import async_task
-
-    task_id = async_task(
-        "backups.pitr.run_base_backup",
-        str(backup.id),
-        task_name=f"base backup {backup.name}",
-        group="backups",
-    )
-    Backup.objects.filter(pk=backup.pk).update(task_id=task_id or "")
 
 
 def run_base_backup(backup_id: str) -> str:
