@@ -19,24 +19,26 @@ def eta_seconds(*, started_at, bytes_done: int, bytes_total: int | None) -> floa
     return round((bytes_total - bytes_done) / rate, 1)
 
 
-def backup_progress_event(backup: Backup) -> dict:
-    """``{status, phase, bytesDone, bytesTotal, percent, message, etaSeconds}``."""
-    running = backup.status == BackupStatus.IN_PROGRESS
+def progress_event(work, *, running: bool) -> dict:
+    """``{status, phase, bytesDone, bytesTotal, percent, message, etaSeconds}`` of a backup
+    or a restore (both keep the same progress fields)."""
     return {
-        "status": backup.status,
-        "phase": backup.phase or None,
-        "bytesDone": backup.bytes_done,
-        "bytesTotal": backup.bytes_total,
-        "percent": backup.percent,
-        "message": backup.message,
+        "status": work.status,
+        "phase": work.phase or None,
+        "bytesDone": work.bytes_done,
+        "bytesTotal": work.bytes_total,
+        "percent": work.percent,
+        "message": work.message,
         "etaSeconds": eta_seconds(
-            started_at=backup.started_at,
-            bytes_done=backup.bytes_done,
-            bytes_total=backup.bytes_total,
+            started_at=work.started_at, bytes_done=work.bytes_done, bytes_total=work.bytes_total
         )
         if running
         else None,
     }
+
+
+def backup_progress_event(backup: Backup) -> dict:
+    return progress_event(backup, running=backup.status == BackupStatus.IN_PROGRESS)
 
 
 def backup_final_event_name(backup: Backup) -> str | None:

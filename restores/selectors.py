@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from backups.progress import eta_seconds
+from backups.progress import progress_event
 from backups.selectors import parse_uuid
 from config.errors import NotFound
 from organizations.models import Environment, Organisation
@@ -53,23 +53,8 @@ def restore_latest_for_backup(*, organisation: Organisation, backup) -> Restore 
 
 
 def restore_progress_event(restore: Restore) -> dict:
-    """``{status, phase, bytesDone, bytesTotal, percent, message, etaSeconds}``, as for backups."""
-    running = restore.status == RestoreStatus.IN_PROGRESS
-    return {
-        "status": restore.status,
-        "phase": restore.phase or None,
-        "bytesDone": restore.bytes_done,
-        "bytesTotal": restore.bytes_total,
-        "percent": restore.percent,
-        "message": restore.message,
-        "etaSeconds": eta_seconds(
-            started_at=restore.started_at,
-            bytes_done=restore.bytes_done,
-            bytes_total=restore.bytes_total,
-        )
-        if running
-        else None,
-    }
+    """The same event shape as a backup's."""
+    return progress_event(restore, running=restore.status == RestoreStatus.IN_PROGRESS)
 
 
 def restore_final_event_name(restore: Restore) -> str | None:
