@@ -25,7 +25,7 @@ from backups.services import (
 )
 from tests.backups.helpers import database_for
 from tests.fixtures.databases import ConnectionSpec, fill_sqlite
-from tests.fixtures.worker import test_database_env as database_env
+from tests.fixtures.worker import child_database_env as database_env
 from tests.fixtures.worker import wait_for
 from tests.reliability.helpers import (
     assert_every_good_copy_is_complete,
