@@ -8,7 +8,12 @@ from organizations.models import Role
 from organizations.services import api_token_create
 from tests import factories
 
-pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.s3", "tests.fixtures.worker"]
+pytest_plugins = [
+    "tests.fixtures.databases",
+    "tests.fixtures.s3",
+    "tests.fixtures.worker",
+    "tests.fixtures.queue",
+]
 
 
 @pytest.fixture(autouse=True)

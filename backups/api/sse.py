@@ -28,7 +28,6 @@ from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -38,6 +37,7 @@ from backups.api.base import dialect_exception_handler
 from backups.models import Backup
 from backups.progress import backup_final_event_name, backup_progress_event
 from config.errors import NotFound
+from config.parsers import StrictJSONParser
 from organizations.api.common import errors, uuid_path
 from organizations.tenancy import TenantViewSetMixin
 from restores import selectors as restore_selectors
@@ -199,7 +199,7 @@ def _stream_schema(summary: str, description: str, what: str):
 
 class _ProgressView(TenantViewSetMixin, APIView):
     renderer_classes = [EventStreamRenderer, JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def loader(self, id) -> Loader:  # noqa: A002 - the documented name
         raise NotImplementedError

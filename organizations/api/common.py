@@ -15,11 +15,11 @@ from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers, viewsets
-from rest_framework.parsers import JSONParser
 
 from backups.api.base import dialect_exception_handler
 from backups.api.pagination import offset_paginate, parse_limit, parse_offset
 from config.errors import InvalidInput, NotFound
+from config.parsers import StrictJSONParser
 from organizations.tenancy import TenantViewSetMixin
 
 # --- routes ------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class TenantViewSet(TenantViewSetMixin, viewsets.GenericViewSet):
     filter_backends: list = []
     serializer_class = None
     # A JSON API: form encodings cannot say null or a nested object, so they are a 415.
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     # The input serializer of each writing action; only the browsable API asks for it
     # (to draw its form), the actions validate explicitly.
     input_serializers: dict[str, type[serializers.Serializer]] = {}

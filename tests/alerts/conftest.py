@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django_q.models import OrmQ, Schedule
-from django_q.signing import SignedPackage
+from django_q.models import Schedule
 
 from alerts.services import DELIVERY_TASK
+from tests.fixtures.queue import queued_tasks
 
 
 @dataclass
@@ -127,11 +127,10 @@ def smtp_sink():
 
 @pytest.fixture
 def queued_deliveries():
-    """queued_deliveries() -> [(func, args)] of delivery tasks waiting in the ORM broker."""
+    """queued_deliveries() -> [(func, args)] of delivery tasks waiting in the broker."""
 
     def read():
-        tasks = (SignedPackage.loads(q.payload) for q in OrmQ.objects.order_by("id"))
-        return [(t["func"], t["args"]) for t in tasks if t["func"] == DELIVERY_TASK]
+        return [(t["func"], t["args"]) for t in queued_tasks() if t["func"] == DELIVERY_TASK]
 
     return read
 

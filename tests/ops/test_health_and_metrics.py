@@ -71,3 +71,17 @@ def test_json_log_lines_carry_the_backup_id():
     assert line["backup_id"] == "b-123"
     assert line["message"] == "dump started"
     assert "restore_id" not in line
+
+
+def test_nul_characters_in_input_are_a_400_not_a_database_error(
+    client_for, organisation, environment
+):
+    client = client_for(organisation, "admin")
+    database = factories.DatabaseFactory(environment=environment)
+    body = client.patch(
+        f"/api/databases/{database.id}", {"options": {"a\u0000": "b"}}, format="json"
+    )
+    assert body.status_code == 400
+    assert "NUL" in body.json()["error"]["message"]
+    query = client.get("/v1/database-backups?name=x%00y")
+    assert query.status_code == 400

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django_q.models import OrmQ
-from django_q.signing import SignedPackage
 
 from alerts.models import Alert, AlertKind, Severity
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
@@ -20,6 +18,7 @@ from schedules.enforcement import (
 )
 from schedules.retention import BackupInfo, RetentionPolicy, plan_retention
 from tests import factories
+from tests.fixtures.queue import queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +95,7 @@ def test_the_delete_path_queues_the_cleanup_of_every_copy(
     with django_capture_on_commit_callbacks(execute=True):
         removed = retention_enforce(environment=environment, now=NOW)
 
-    queued = [SignedPackage.loads(q.payload) for q in OrmQ.objects.all()]
+    queued = queued_tasks()
     cleanups = [t for t in queued if t["func"] == "backups.tasks.delete_backup"]
     assert sorted(t["args"][0] for t in cleanups) == sorted(str(b.pk) for b in removed)
     assert len(removed) == 2
