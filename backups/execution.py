@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from alerts.models import AlertKind
@@ -312,19 +312,25 @@ def _named(error: BaseException, copies: dict) -> str:
 
 
 def _fail(backup: Backup, message: str, phases: Phases, **fields) -> None:
-    if not _finish_backup(
-        backup, status=BackupStatus.FAILED, message=message[-8000:], phases=phases.items, **fields
-    ):
-        return
-    alert_raise(
-        organisation=backup.organisation,
-        kind=AlertKind.BACKUP_FAILED,
-        title=f"Backup {backup.name} failed",
-        message=message[-2000:],
-        environment=backup.environment,
-        backup=backup,
-        severity="critical",
-    )
+    # The status and its alert commit together: whoever sees "failed" sees why.
+    with transaction.atomic():
+        if not _finish_backup(
+            backup,
+            status=BackupStatus.FAILED,
+            message=message[-8000:],
+            phases=phases.items,
+            **fields,
+        ):
+            return
+        alert_raise(
+            organisation=backup.organisation,
+            kind=AlertKind.BACKUP_FAILED,
+            title=f"Backup {backup.name} failed",
+            message=message[-2000:],
+            environment=backup.environment,
+            backup=backup,
+            severity="critical",
+        )
 
 
 # --- the run -------------------------------------------------------------------------------

@@ -427,10 +427,23 @@ def backups_reap_stale(*, now: datetime | None = None) -> list[Backup]:
             f"{backup.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); it probably died. "
             "Partial artifacts were removed."
         )
-        if not Backup.objects.filter(pk=backup.pk, status=backup.status).update(
-            status=final, message=message, completed_at=now, updated_at=now
-        ):
-            continue
+        # The status and its alert commit together: whoever sees "failed" sees why.
+        with transaction.atomic():
+            if not Backup.objects.filter(pk=backup.pk, status=backup.status).update(
+                status=final, message=message, completed_at=now, updated_at=now
+            ):
+                continue
+            backup.refresh_from_db()
+            if final == BackupStatus.FAILED:
+                alert_raise(
+                    organisation=backup.organisation,
+                    kind=AlertKind.BACKUP_FAILED,
+                    title=f"Backup {backup.name} failed: its worker died",
+                    message=message,
+                    environment=backup.environment,
+                    backup=backup,
+                    severity="critical",
+                )
         for copy in backup.copies.select_related("destination").exclude(status=CopyStatus.STORED):
             try:
                 discard_partial_artifacts(copy.destination, copy.key)
@@ -440,17 +453,6 @@ def backups_reap_stale(*, now: datetime | None = None) -> list[Backup]:
             except Exception:  # noqa: BLE001
                 logger.exception("could not discard partial artifacts of %s", copy.key)
             mark_copy(copy, CopyStatus.FAILED, error="the worker died during the upload")
-        backup.refresh_from_db()
-        if final == BackupStatus.FAILED:
-            alert_raise(
-                organisation=backup.organisation,
-                kind=AlertKind.BACKUP_FAILED,
-                title=f"Backup {backup.name} failed: its worker died",
-                message=message,
-                environment=backup.environment,
-                backup=backup,
-                severity="critical",
-            )
         reaped.append(backup)
     return reaped
 
