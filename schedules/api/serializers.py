@@ -7,12 +7,16 @@ from rest_framework import serializers
 from schedules.models import RETENTION_FIELDS
 from schedules.services import api_name
 
+MAX_RETENTION_VALUE = 100_000
+
 
 def _retention_fields(*, read_only: bool = False) -> dict:
     return {
         api_name(name): serializers.IntegerField(
             source=name,
             min_value=0,
+            # The columns are 32-bit integers on PostgreSQL; a larger count means nothing.
+            max_value=MAX_RETENTION_VALUE,
             required=False,
             allow_null=True,
             read_only=read_only,
@@ -67,7 +71,9 @@ Seed003ScheduleInputSerializer = type(
         ),
         **_retention_fields(),
         "walEnabled": serializers.BooleanField(required=False),
-        "walRetentionDays": serializers.IntegerField(min_value=1, required=False, allow_null=True),
+        "walRetentionDays": serializers.IntegerField(
+            min_value=1, max_value=MAX_RETENTION_VALUE, required=False, allow_null=True
+        ),
         "schedules": Seed003IntervalRuleSerializer(
             many=True,
             required=False,

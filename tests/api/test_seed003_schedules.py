@@ -194,3 +194,16 @@ def test_a_bad_retention_proposal_is_a_400_naming_the_field(client_for, organisa
     )
     assert response.status_code == 400
     assert "retainFullMonthly" in response.json()["error"]["fields"]
+
+
+def test_a_retention_count_too_large_to_mean_anything_is_a_400(
+    organisation, environment, client_for
+):
+    client = client_for(organisation, "admin")
+    response = client.put(
+        f"/api/environments/{environment.id}/backup-schedule",
+        {"dbCron": "0 2 * * *", "retainDbDaily": 195969269802},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "retainDbDaily" in response.json()["error"]["fields"]
