@@ -24,6 +24,7 @@ class RestorePhase(models.TextChoices):
 
     VERIFY = "VERIFY"  # fetch the artifact, compare size and checksum, check the key
     SAFETY_BACKUP = "SAFETY_BACKUP"  # back up the target as it is
+    RECOVER = "RECOVER"  # point in time only: replay WAL into a private recovered copy
     RESTORE = "RESTORE"  # load into scratch copies beside the target
     CHECK = "CHECK"  # compare row counts with those recorded by the backup
     SWAP = "SWAP"  # put the scratch copies in place of the target

@@ -99,6 +99,37 @@ def plan_restore(backup: Backup, environment: Environment) -> list[Member]:
     return members
 
 
+PITR_KINDS = (BackupKind.DATABASE, BackupKind.BASE)
+PITR_ONE_DATABASE = (
+    "A point-in-time restore recovers one PostgreSQL database: restore a backup of that "
+    "database (or one of its base backups) with pitrTimestamp."
+)
+
+
+def plan_pitr_restore(backup: Backup, environment: Environment) -> list[Member]:
+    """The one member of a point-in-time restore: the backup's PostgreSQL database, or the
+    target environment's matching one. Its expected row counts come from the recovered copy
+    (nothing recorded them at the target time)."""
+    source = backup.database
+    if backup.kind not in PITR_KINDS or source is None or family(source.engine) != "postgresql":
+        raise Unprocessable(PITR_ONE_DATABASE, fields={"pitrTimestamp": [PITR_ONE_DATABASE]})
+    if environment.pk == backup.environment_id:
+        database = source
+    else:
+        database = matching_database(environment, slug=source.slug, engine=source.engine)
+    check_engine(source.engine, backup.engine_version, database)
+    return [
+        Member(
+            slot="",
+            label=database.name,
+            target=connection_spec_for(database),
+            expected={},
+            database=database,
+            source_engine=source.engine,
+        )
+    ]
+
+
 def files_member(environment: Environment, expected: dict, *, slot: str) -> Member:
     if not environment.files_path:
         raise Unprocessable(

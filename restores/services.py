@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 from django.conf import settings
@@ -32,16 +32,32 @@ from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups.container import iter_container
 from backups.engines import EngineError
+from backups.engines.postgresql import PostgreSQLEngine
 from backups.keys import KeyUnavailable, key_for_id
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.pipeline import ArtifactCorrupt, open_artifact
-from backups.services import backup_claim, backup_execute, backup_request
+from backups.pitr import (
+    discard_recovered_copy,
+    pitr_check_target,
+    pitr_validate_timestamp,
+    recovered_copy,
+    recovered_copy_dir,
+)
+from backups.services import backup_claim, backup_execute, backup_request, connection_spec_for
 from config.errors import ApplicationError, Conflict, InvalidInput, NotFound, Unprocessable
 from organizations.models import Environment
 from restores import loading
 from restores.artifacts import Counting, Fetched, Progress, fetch_verified, tmp_dir
 from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestorePhase, RestoreStatus
-from restores.plan import Member, check_version, family, plan_restore, source_version
+from restores.plan import (
+    PITR_KINDS,
+    Member,
+    check_version,
+    family,
+    plan_pitr_restore,
+    plan_restore,
+    source_version,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,26 +103,12 @@ def _target_environment(backup: Backup, target_type: str, target_environment) ->
     return found
 
 
-def _check_pitr(*, backup: Backup, environment: Environment, pitr_timestamp: datetime) -> None:
-    """Hook for point-in-time restores.
-
-    The timestamp is checked against the WAL coverage of the backup's environment
-    (``backups.pitr``: a 422 that states the window). Recovering to it means a physical
-    restore into a new cluster (``backups.pitr.pitr_restore``), which this logical restore
-    flow cannot swap into a target database yet, so a valid timestamp is still refused
-    with a message saying so: never silently ignored. Wire the PITR path in here.
-    """
-    from backups.pitr import pitr_validate_timestamp
-
-    database = backup.database if backup.kind == BackupKind.DATABASE else None
+def _check_pitr(*, backup: Backup, pitr_timestamp: datetime) -> None:
+    """A point in time must lie inside the WAL coverage of the backup's database (or, for
+    other kinds, of its environment): a 422 that states the window otherwise."""
+    database = backup.database if backup.kind in PITR_KINDS else None
     pitr_validate_timestamp(
         environment=backup.environment, timestamp=pitr_timestamp, database=database
-    )
-    raise Unprocessable(
-        "Restoring to a point in time into an environment's database is not available yet: "
-        "recover it into a new cluster with backups.pitr.pitr_restore, or leave pitrTimestamp "
-        "out to restore the backup as it was taken.",
-        fields={"pitrTimestamp": ["Point-in-time restore into a target is not available yet."]},
     )
 
 
@@ -139,9 +141,11 @@ def restore_request(
             f"Only a completed backup can be restored; {backup.name} is {backup.status}."
         )
     environment = _target_environment(backup, target_type, target_environment)
-    if pitr_timestamp is not None:
-        _check_pitr(backup=backup, environment=environment, pitr_timestamp=pitr_timestamp)
-    members = plan_restore(backup, environment)
+    if pitr_timestamp is None:
+        members = plan_restore(backup, environment)
+    else:
+        _check_pitr(backup=backup, pitr_timestamp=pitr_timestamp)
+        members = plan_pitr_restore(backup, environment)
     running = Restore.objects.filter(
         target_environment=environment, status__in=ACTIVE_RESTORE_STATUSES
     ).first()
@@ -164,7 +168,8 @@ def restore_request(
                 requested_by=user if getattr(user, "pk", None) else None,
                 take_safety_backup=take_safety_backup,
                 undoes=undoes,
-                bytes_total=backup.size,
+                # A point in time has no artifact of known size; estimated once recovered.
+                bytes_total=backup.size if pitr_timestamp is None else None,
             )
     except IntegrityError as exc:
         # The partial unique constraint: someone else started one meanwhile.
@@ -404,6 +409,9 @@ def restore_execute(*, restore: Restore) -> Restore:
 
 
 def _execute(restore: Restore, phases: _Phases) -> None:
+    if restore.pitr_target is not None:
+        _execute_pitr(restore, phases)
+        return
     backup = restore.backup
     environment = restore.target_environment
     progress = Progress(restore)
@@ -449,6 +457,21 @@ def _execute(restore: Restore, phases: _Phases) -> None:
 
 
 def _restore_from(restore, backup, fetched, members, phases, progress, tag, problems) -> None:
+    if not _safety_phase(restore, members, phases, progress):
+        return
+
+    def load_artifact() -> None:
+        _load_all(backup, fetched, members, tag=tag, purpose="restore", progress=progress)
+
+    if not _load_phase(restore, members, phases, progress, load_artifact):
+        return
+    labels = ", ".join(m.label for m in members)
+    summary = f"Restored {backup.name} into {restore.target_environment} ({labels})."
+    _check_swap_complete(restore, members, phases, progress, tag, summary, problems)
+
+
+def _safety_phase(restore, members, phases, progress) -> bool:
+    """Back up the target when it holds data; False (and the restore failed) if that fails."""
     safety_item = _start(restore, phases, RestorePhase.SAFETY_BACKUP)
     try:
         holds_data = restore.take_safety_backup and any(
@@ -457,37 +480,45 @@ def _restore_from(restore, backup, fetched, members, phases, progress, tag, prob
     except EngineError as exc:
         phases.finish(safety_item, "ERROR")
         _fail(restore, f"The target cannot be reached, so nothing was restored: {exc}", phases)
-        return
-    if holds_data:
-        try:
-            safety = _take_safety_backup(restore, members, progress)
-            reason = safety.message or safety.status
-        except ApplicationError as exc:
-            safety, reason = None, exc.message
-        if safety is None or safety.status != BackupStatus.COMPLETED:
-            phases.finish(safety_item, "ERROR")
-            _fail(
-                restore,
-                f"The safety backup of the target failed ({reason}); nothing was restored and "
-                "the target was not touched.",
-                phases,
-            )
-            return
-        phases.finish(safety_item, backup=safety.name)
-    else:
+        return False
+    if not holds_data:
         phases.finish(safety_item, "SKIPPED")
+        return True
+    try:
+        safety = _take_safety_backup(restore, members, progress)
+        reason = safety.message or safety.status
+    except ApplicationError as exc:
+        safety, reason = None, exc.message
+    if safety is None or safety.status != BackupStatus.COMPLETED:
+        phases.finish(safety_item, "ERROR")
+        _fail(
+            restore,
+            f"The safety backup of the target failed ({reason}); nothing was restored and "
+            "the target was not touched.",
+            phases,
+        )
+        return False
+    phases.finish(safety_item, backup=safety.name)
+    return True
 
+
+def _load_phase(restore, members, phases, progress, load) -> bool:
+    """Run ``load`` (filling each member's scratch copy); False (and failed) if it fails."""
     load_item = _start(restore, phases, RestorePhase.RESTORE)
     try:
-        _load_all(backup, fetched, members, tag=tag, purpose="restore", progress=progress)
+        load()
     except (EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:
         _discard_scratches(members)
         phases.finish(load_item, "ERROR")
         _fail(restore, f"The load failed, so the target was left as it was: {exc}", phases)
-        return
+        return False
     phases.finish(load_item, bytes=progress.bytes_done)
     _update(restore, bytes_done=progress.bytes_done)
+    return True
 
+
+def _check_swap_complete(restore, members, phases, progress, tag, summary, problems) -> None:
+    """Compare the scratch copies' row counts, swap them in, and record the outcome."""
     check_item = _start(restore, phases, RestorePhase.CHECK)
     try:
         mismatches, notes = _count_problems(members)
@@ -525,8 +556,7 @@ def _restore_from(restore, backup, fetched, members, phases, progress, tag, prob
         progress.tick()
     phases.finish(swap_item)
 
-    labels = ", ".join(m.label for m in members)
-    parts = [f"Restored {backup.name} into {restore.target_environment} ({labels})."]
+    parts = [summary]
     if restore.safety_backup_id:
         parts.append(f"The previous data is in the safety backup {restore.safety_backup.name}.")
     parts += [note + "." for note in notes + problems]
@@ -542,12 +572,112 @@ def _restore_from(restore, backup, fetched, members, phases, progress, tag, prob
     alert_resolve(organisation=restore.organisation, kind=AlertKind.RESTORE_FAILED, restore=restore)
 
 
+# --- point in time -------------------------------------------------------------------------
+
+
+def _execute_pitr(restore: Restore, phases: _Phases) -> None:
+    """Recover the backup's database to ``pitr_target`` in a private copy (base backup plus
+    archived WAL, ``backups.pitr.recovered_copy``), dump it from there into a scratch copy
+    beside the target, check the counts against the copy's, then swap as any restore does.
+    The copy is stopped and removed whatever happens."""
+    backup = restore.backup
+    source = backup.database
+    target = restore.pitr_target
+    progress = Progress(restore)
+    tag = restore.id.hex[:8]
+
+    verify = _start(restore, phases, RestorePhase.VERIFY)
+    try:
+        members = plan_pitr_restore(backup, restore.target_environment)
+        window = pitr_check_target(database=source, target=target)
+        check_version(
+            members[0].source_engine, window.base.engine_version, members[0].database, live=True
+        )
+    except ApplicationError as exc:
+        phases.finish(verify, "ERROR")
+        _fail(restore, f"The target cannot take this point-in-time restore: {exc.message}", phases)
+        return
+    phases.finish(verify, base_backup=window.base.name)
+    if not _safety_phase(restore, members, phases, progress):
+        return
+
+    when = f"{target.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    recover = _start(restore, phases, RestorePhase.RECOVER)
+    loaded = False
+    try:
+        with recovered_copy(
+            database=source,
+            target=target,
+            workdir=recovered_copy_dir(tmp_dir(), tag),
+            spec=connection_spec_for(source),
+            tick=lambda: progress.tick(force=False),
+        ) as copy:
+            stopped = copy.result.stopped_at or "replayed all archived WAL up to the target"
+            phases.finish(
+                recover,
+                base_backup=copy.result.base_backup.name,
+                stopped_at=stopped,
+                recovery_seconds=round(copy.result.seconds, 1),
+            )
+            loaded = _load_phase(
+                restore,
+                members,
+                phases,
+                progress,
+                lambda: _load_recovered(restore, members[0], copy.spec, tag=tag, progress=progress),
+            )
+    except (ApplicationError, EngineError, OSError) as exc:
+        if recover["status"] != "RUNNING":
+            raise  # after recovery: not a recovery failure (the load phase reports its own)
+        phases.finish(recover, "ERROR")
+        _fail(
+            restore,
+            f"Recovering {source.name} to {when} failed, so the target was left as it was: "
+            f"{getattr(exc, 'message', None) or exc}",
+            phases,
+        )
+        return
+    if not loaded:
+        return
+    summary = (
+        f"Recovered {source.name} to {when} from base backup {copy.result.base_backup.name} "
+        f"and archived WAL ({stopped}) and restored it into {restore.target_environment} "
+        f"({members[0].label})."
+    )
+    _check_swap_complete(restore, members, phases, progress, tag, summary, [])
+
+
+def _load_recovered(
+    restore: Restore, member: Member, copy_spec, *, tag: str, progress: Progress
+) -> None:
+    """Dump the database from the recovered copy straight into the member's scratch copy;
+    the counts taken in the dump's snapshot become what the CHECK phase expects."""
+    engine = PostgreSQLEngine()
+    member.scratch = loading.scratch_spec(member.target, tag, purpose="restore")
+    loading.prepare(member.scratch, like=member.target)
+    _update(restore, bytes_total=engine.estimate_size(copy_spec))
+    progress.reset()
+    with engine.open_dump(copy_spec) as dump:
+        loading.load(
+            member.scratch,
+            Counting(dump.stdout, progress.add),  # type: ignore[arg-type]
+            jobs=_restore_jobs(member),
+            tmp_dir=tmp_dir(),
+            tick=progress.tick,
+        )
+        dump.finish()
+    # Nobody writes to the private copy: counting it again gives the same answer.
+    member.expected = dict(dump.row_counts) or engine.row_counts(copy_spec)
+
+
 def _take_safety_backup(restore: Restore, members: list[Member], progress: Progress) -> Backup:
     """Back up the target now, in this task; returns the backup in its final state.
 
     Raises the ApplicationError of backup_request (e.g. a backup of it is already running).
     """
-    kind = restore.backup.kind
+    # A point-in-time restore replaces one database: its safety backup is a logical one,
+    # which "undo" can restore like any other.
+    kind = BackupKind.DATABASE if restore.pitr_target else restore.backup.kind
     (safety,) = backup_request(
         environment=restore.target_environment,
         kind=kind,
@@ -721,11 +851,17 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
 
 
 def _discard_scratches_of(restore: Restore) -> None:
+    tag = restore.id.hex[:8]
+    if restore.pitr_target is not None:
+        # Only reachable when the reaper runs where the dead worker ran; else it stays.
+        discard_recovered_copy(recovered_copy_dir(tmp_dir(), tag))
     try:
-        members = plan_restore(restore.backup, restore.target_environment)
+        if restore.pitr_target is not None:
+            members = plan_pitr_restore(restore.backup, restore.target_environment)
+        else:
+            members = plan_restore(restore.backup, restore.target_environment)
     except ApplicationError:
         return
-    tag = restore.id.hex[:8]
     for member in members:
         member.scratch = loading.scratch_spec(member.target, tag, purpose="restore")
     _discard_scratches(members)

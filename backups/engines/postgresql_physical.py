@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -319,6 +319,7 @@ def recovery_settings(
     socket_dir: str,
     listen_addresses: str = "localhost",
     inclusive: bool = True,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """Lines appended to postgresql.auto.conf of the restored cluster (they win over
     postgresql.conf). Archiving is switched off: this is a copy, and it must not push a
@@ -336,10 +337,24 @@ def recovery_settings(
         "logging_collector": "off",
         "log_destination": "stderr",
         "hot_standby": "on",
+        **(extra or {}),
     }
     lines = ["", "# Added by Strongbox for a point-in-time restore"]
     lines += [f"{name} = {_conf_value(value)}" for name, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+LOCAL_TRUST_HBA = (
+    "# Written by Strongbox: this recovered copy listens only on a private socket directory,\n"
+    "# so its original authentication rules (which may need passwords) are not used.\n"
+    "local all all trust\n"
+)
+
+
+def write_local_trust_hba(datadir: Path) -> None:
+    """Replace pg_hba.conf of a recovered copy that listens on no TCP address at all and on
+    a socket in a directory only its owner can enter (``listen_addresses = ''``)."""
+    (datadir / "pg_hba.conf").write_text(LOCAL_TRUST_HBA, encoding="utf-8")
 
 
 def write_recovery_config(datadir: Path, settings_text: str) -> None:
@@ -398,13 +413,23 @@ _FATAL = re.compile(r"(FATAL|PANIC):\s+(.*)")
 
 
 def wait_for_recovery(
-    log_path: Path, *, datadir: Path, timeout: float = 600, poll: float = 0.2
+    log_path: Path,
+    *,
+    datadir: Path,
+    timeout: float = 600,
+    poll: float = 0.2,
+    tick: Callable[[], None] | None = None,
 ) -> RecoveryOutcome:
     """Follow the server log until recovery reached its target and the server promoted
-    (read-write), or until it failed (a FATAL line and no postmaster any more)."""
+    (read-write), or until it failed (a FATAL line and no postmaster any more).
+
+    ``tick`` is called on every poll: a long replay must keep its caller's heartbeat fresh.
+    """
     deadline = time.monotonic() + timeout
     text = ""
     while time.monotonic() < deadline:
+        if tick is not None:
+            tick()
         with contextlib.suppress(FileNotFoundError):
             text = log_path.read_text(encoding="utf-8", errors="replace")
         stopping = [line for line in text.splitlines() if "recovery stopping" in line]

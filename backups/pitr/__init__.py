@@ -48,7 +48,17 @@ from backups.pitr.coverage import (
     pitr_validate_timestamp,
     pitr_window,
 )
-from backups.pitr.restore import PitrRestoreResult, fetch_wal_argv, pitr_restore, pitr_stop
+from backups.pitr.restore import (
+    PitrRestoreResult,
+    RecoveredCopy,
+    discard_recovered_copy,
+    fetch_wal_argv,
+    pitr_restore,
+    pitr_stop,
+    recovered_copy,
+    recovered_copy_dir,
+    server_launcher,
+)
 from backups.pitr.retention import (
     pitr_monitor,
     pitr_protected_backup_ids,
@@ -58,6 +68,7 @@ from backups.pitr.retention import (
 
 __all__ = [
     "PitrRestoreResult",
+    "RecoveredCopy",
     "WalArchiveFailed",
     "WalArchiveResult",
     "WalConflict",
@@ -67,6 +78,7 @@ __all__ = [
     "base_backup_request",
     "database_coverage",
     "database_windows",
+    "discard_recovered_copy",
     "fetch_wal_argv",
     "pitr_check_target",
     "pitr_coverage",
@@ -76,8 +88,11 @@ __all__ = [
     "pitr_stop",
     "pitr_validate_timestamp",
     "pitr_window",
+    "recovered_copy",
+    "recovered_copy_dir",
     "run_base_backup",
     "run_pitr_housekeeping",
+    "server_launcher",
     "wal_archive",
     "wal_destinations",
     "wal_fetch",

@@ -1,20 +1,27 @@
-"""Restore to a timestamp into a new data directory."""
+"""Restore to a timestamp into a new data directory, and the private recovered copy the
+restore flow dumps a database from (``recovered_copy``)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import logging
+import os
+import pwd
+import shlex
 import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 
+from backups.engines import ConnectionSpec
 from backups.engines import postgresql_physical as physical
 from backups.keys import key_for_id
 from backups.models import Backup, CopyStatus
@@ -26,6 +33,46 @@ from destinations.storage import open_artifact_stream
 from organizations.models import Database
 
 logger = logging.getLogger(__name__)
+
+# A recovered copy listens on a socket in its own private directory, so any port will do.
+PRIVATE_PORT = 5432
+
+
+# --- running the server ---------------------------------------------------------------------
+
+
+def server_launcher() -> tuple[str, ...]:
+    """The argv prefix pg_ctl runs under.
+
+    PostgreSQL refuses to run as root. A worker running as root starts the recovered copy in
+    a user namespace where it is an ordinary user (``unshare --map-user``): its files stay
+    the worker's, and its restore_command still reads the worker's database and artifacts.
+    ``STRONGBOX_PITR_LAUNCHER`` overrides this (e.g. an empty worker user needs none).
+    """
+    configured = getattr(settings, "STRONGBOX_PITR_LAUNCHER", "")
+    if configured:
+        return tuple(shlex.split(configured))
+    if os.geteuid() != 0:
+        return ()
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise physical.RecoveryFailed(
+            "the worker runs as root, which PostgreSQL refuses, and `unshare` (util-linux) is "
+            "missing: run the worker as another user or set STRONGBOX_PITR_LAUNCHER"
+        )
+    # initdb and the server look their user up by uid: map to one /etc/passwd knows.
+    users = [u for u in pwd.getpwall() if u.pw_uid != 0]
+    user = next((u for u in users if u.pw_name == "postgres"), users[0] if users else None)
+    if user is None:
+        raise physical.RecoveryFailed(
+            "the worker runs as root, which PostgreSQL refuses, and no other user exists to "
+            "run the recovered server as; set STRONGBOX_PITR_LAUNCHER"
+        )
+    return (unshare, "--user", f"--map-user={user.pw_uid}", f"--map-group={user.pw_gid}")
+
+
+def recovery_timeout() -> float:
+    return float(getattr(settings, "STRONGBOX_PITR_TIMEOUT_SECONDS", 6 * 3600))
 
 
 # --- restore ----------------------------------------------------------------------------------
@@ -68,31 +115,50 @@ def pitr_restore(
     datadir: str | Path,
     port: int,
     socket_dir: str | Path | None = None,
-    launcher: tuple[str, ...] | list[str] = (),
+    launcher: Sequence[str] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 600,
+    local_only: bool = False,
+    tick: Callable[[], None] | None = None,
 ) -> PitrRestoreResult:
     """Recover ``database``'s cluster as of ``target`` into a NEW data directory and start
     it on ``port``; returns once recovery reached the target and the server promoted.
 
-    The server is left running (stop it with ``pg_ctl stop -D datadir``). ``launcher`` is
-    an argv prefix for pg_ctl (the server refuses to run as root); ``env`` is added to the
-    server's environment, which its restore_command (``fetch_wal``) inherits.
+    The server is left running (stop it with ``pitr_stop``). ``launcher`` is an argv prefix
+    for pg_ctl (default ``server_launcher()``); ``env`` is added to the server's
+    environment, which its restore_command (``fetch_wal``) inherits. ``local_only`` makes it
+    listen on no TCP address and trust connections over its socket, which must then be in
+    a directory only the worker can enter. ``tick`` is called while recovery replays.
     """
     require_postgresql(database)
     window = pitr_check_target(database=database, target=target)
     base = window.base
     datadir = Path(datadir)
+    launcher = server_launcher() if launcher is None else tuple(launcher)
     started = time.monotonic()
     _extract_base(base, datadir)
     major = (datadir / "PG_VERSION").read_text().strip()
     pg_bin = physical.pg_bin_dir(major, configured=configured_pg_bin())
     socket_dir = str(socket_dir or datadir.parent)
+    # A cluster whose configuration lives outside its data directory (Debian's
+    # /etc/postgresql) arrives without one: the server's defaults and ours will do.
+    (datadir / "postgresql.conf").touch()
+    extra = {}
+    if local_only:
+        physical.write_local_trust_hba(datadir)
+        extra["hba_file"] = str(datadir / "pg_hba.conf")
+    elif not (datadir / "pg_hba.conf").exists():
+        raise physical.RecoveryFailed(
+            f"the base backup {base.name} holds no pg_hba.conf (the cluster keeps it outside "
+            "its data directory); copy one into the new data directory's parent and retry"
+        )
     settings_text = physical.recovery_settings(
         restore_command=physical.restore_command(fetch_wal_argv(database)),
         target_time=target,
         port=port,
         socket_dir=socket_dir,
+        listen_addresses="" if local_only else "localhost",
+        extra=extra,
     )
     physical.write_recovery_config(datadir, settings_text)
     log_path = datadir.parent / f"{datadir.name}.recovery.log"
@@ -102,7 +168,7 @@ def pitr_restore(
         env=env,
     )
     try:
-        outcome = physical.wait_for_recovery(log_path, datadir=datadir, timeout=timeout)
+        outcome = physical.wait_for_recovery(log_path, datadir=datadir, timeout=timeout, tick=tick)
     except physical.RecoveryFailed:
         # A recovery that timed out leaves a server behind; one that failed has none.
         with contextlib.suppress(physical.RecoveryFailed):
@@ -121,7 +187,7 @@ def pitr_restore(
 
 
 def pitr_stop(
-    *, datadir: str | Path, launcher: tuple[str, ...] | list[str] = (), mode: str = "fast"
+    *, datadir: str | Path, launcher: Sequence[str] | None = None, mode: str = "fast"
 ) -> None:
     """Stop a cluster pitr_restore started (if it still runs)."""
     datadir = Path(datadir)
@@ -130,8 +196,75 @@ def pitr_stop(
     major = (datadir / "PG_VERSION").read_text().strip()
     pg_bin = physical.pg_bin_dir(major, configured=configured_pg_bin())
     physical.run_pg_ctl(
-        physical.pg_ctl_argv("stop", datadir, pg_bin=pg_bin, mode=mode), launcher=launcher
+        physical.pg_ctl_argv("stop", datadir, pg_bin=pg_bin, mode=mode),
+        launcher=server_launcher() if launcher is None else tuple(launcher),
     )
+
+
+# --- a private recovered copy, for the restore flow ------------------------------------------
+
+
+@dataclass
+class RecoveredCopy:
+    """A running recovered cluster and how to reach ``database`` in it."""
+
+    result: PitrRestoreResult
+    spec: ConnectionSpec
+
+
+def recovered_copy_dir(parent: str | Path, tag: str) -> Path:
+    return Path(parent) / f"pitr-{tag}"
+
+
+@contextlib.contextmanager
+def recovered_copy(
+    *,
+    database: Database,
+    target: datetime,
+    workdir: Path,
+    spec: ConnectionSpec,
+    tick: Callable[[], None] | None = None,
+    timeout: float | None = None,
+) -> Iterator[RecoveredCopy]:
+    """Recover ``database``'s cluster as of ``target`` into ``workdir`` and yield it while it
+    runs; it is stopped and ``workdir`` removed on the way out, whatever happened.
+
+    The copy listens on no TCP address, only on a socket in a fresh private directory (mode
+    0700, in the system's temporary directory: a socket path must fit in 107 bytes), and
+    trusts that socket, so it is reached as the database's own user without its password.
+    ``spec`` is how the database is reached normally; the yielded spec points the same user
+    and database name at the copy.
+    """
+    discard_recovered_copy(workdir)
+    workdir.mkdir(mode=0o700, parents=True)
+    socket_dir = Path(tempfile.mkdtemp(prefix="strongbox-pitr-"))
+    try:
+        result = pitr_restore(
+            database=database,
+            target=target,
+            datadir=workdir / "data",
+            port=PRIVATE_PORT,
+            socket_dir=socket_dir,
+            timeout=recovery_timeout() if timeout is None else timeout,
+            local_only=True,
+            tick=tick,
+        )
+        copy = replace(spec, host=str(socket_dir), port=PRIVATE_PORT, password="", options={})
+        yield RecoveredCopy(result=result, spec=copy)
+    finally:
+        discard_recovered_copy(workdir)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def discard_recovered_copy(workdir: Path) -> None:
+    """Stop a recovered copy (if it runs) and remove its directory; best effort."""
+    if not workdir.exists():
+        return
+    try:
+        pitr_stop(datadir=workdir / "data", mode="immediate")
+    except Exception:  # noqa: BLE001 - removing it matters more; a stale server dies with its files
+        logger.exception("could not stop the recovered copy in %s", workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Hashing:

@@ -118,6 +118,11 @@ STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS",
 STRONGBOX_PG_BIN_DIR = env_str("STRONGBOX_PG_BIN_DIR", "")
 # WAL archiving older than this raises a wal_lag alert.
 STRONGBOX_WAL_LAG_SECONDS = env_int("STRONGBOX_WAL_LAG_SECONDS", 15 * 60)
+# A point-in-time restore recovers into a private copy; replaying WAL may take this long.
+STRONGBOX_PITR_TIMEOUT_SECONDS = env_int("STRONGBOX_PITR_TIMEOUT_SECONDS", 6 * 3600)
+# argv prefix that starts that copy's server (it refuses root); empty: none, or a user
+# namespace (unshare --map-user) when the worker runs as root.
+STRONGBOX_PITR_LAUNCHER = env_str("STRONGBOX_PITR_LAUNCHER", "")
 
 # Alert e-mail (Django's mail framework).
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

@@ -10,9 +10,7 @@ Every cluster is stopped (``pg_ctl stop -m immediate``) at teardown.
 from __future__ import annotations
 
 import os
-import pwd
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -37,21 +35,18 @@ def require_server_binaries() -> None:
 
 
 def server_launcher() -> tuple[str, ...]:
-    """An argv prefix that lets the server start: none, or a user namespace under root."""
-    if os.geteuid() != 0:
-        return ()
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        unavailable("running as root and `unshare` is missing: cannot start a test server")
-    # initdb looks the user up by uid, so map to one /etc/passwd knows.
-    users = [u for u in pwd.getpwall() if u.pw_uid != 0]
-    user = next((u for u in users if u.pw_name == "postgres"), users[0] if users else None)
-    if user is None:
-        unavailable("running as root and no other user exists to run the test server as")
-    launcher = (unshare, "--user", f"--map-user={user.pw_uid}", f"--map-group={user.pw_gid}")
-    probe = subprocess.run([*launcher, "true"], capture_output=True, check=False)  # noqa: S603
-    if probe.returncode != 0:
-        unavailable(f"running as root and user namespaces are unavailable: {probe.stderr!r}")
+    """The product's launcher (none, or a user namespace under root), probed once."""
+    from backups.engines.postgresql_physical import RecoveryFailed
+    from backups.pitr import server_launcher as product_launcher
+
+    try:
+        launcher = product_launcher()
+    except RecoveryFailed as exc:
+        unavailable(str(exc))
+    if launcher:
+        probe = subprocess.run([*launcher, "true"], capture_output=True, check=False)  # noqa: S603
+        if probe.returncode != 0:
+            unavailable(f"the server launcher {launcher} does not work here: {probe.stderr!r}")
     return launcher
 
 
