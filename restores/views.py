@@ -19,6 +19,7 @@ from organizations.models import Role
 from organizations.views import TenantAction, TenantPage, paginate
 from restores import selectors
 from restores.forms import RestoreForm
+from restores.plan import PITR_KINDS
 from restores.services import restore_request, restore_undo
 
 
@@ -100,7 +101,8 @@ class RestoreNewView(TenantPage, TemplateView):
         context.update(
             backup=backup,
             timeline=timeline,
-            form=kwargs.get("form") or RestoreForm(backup=backup, pitr_available=bool(timeline)),
+            form=kwargs.get("form")
+            or RestoreForm(backup=backup, pitr_available=_pitr_available(backup, timeline)),
             restorable=backup.status == BackupStatus.COMPLETED,
         )
         return context
@@ -108,7 +110,9 @@ class RestoreNewView(TenantPage, TemplateView):
     def post(self, request, *args, **kwargs):
         backup = self.backup()
         timeline = pitr_timeline(backup.environment)
-        form = RestoreForm(request.POST, backup=backup, pitr_available=bool(timeline))
+        form = RestoreForm(
+            request.POST, backup=backup, pitr_available=_pitr_available(backup, timeline)
+        )
         if form.is_valid():
             target = form.cleaned_data["target_environment"]
             moment = form.cleaned_data.get("pitr_timestamp")
@@ -128,6 +132,14 @@ class RestoreNewView(TenantPage, TemplateView):
                 return redirect("restore-detail", pk=restore.pk)
         context = self.get_context_data(backup=backup, form=form)
         return self.render_to_response(context, status=400)
+
+
+def _pitr_available(backup, timeline) -> bool:
+    """A point in time applies to a backup of one PostgreSQL database with a WAL window."""
+    database = backup.database
+    return bool(timeline) and (
+        backup.kind in PITR_KINDS and database is not None and database.engine == "postgresql"
+    )
 
 
 class RestoreListView(TenantPage, TemplateView):

@@ -49,10 +49,15 @@ class RestoreViewSet(TenantViewSet):
         summary="Trigger a backup restore",
         description="Validates the restore target and enqueues an asynchronous restore job: "
         "verify the artifact, back up the target first, load into scratch copies, compare "
-        "row counts, swap. Needs the operator role. `targetType` `new` is a 422; a "
-        "`pitrTimestamp` outside the PITR coverage is a 422 stating the window (recovering "
-        "to a point in time into a target is not available yet, also a 422); a backup that "
-        "is not completed is a 422; a restore already running into the target is a 409.",
+        "row counts, swap. Needs the operator role. With `pitrTimestamp` (a backup of one "
+        "PostgreSQL database, or one of its base backups, whose WAL Strongbox archives) the "
+        "database is recovered to that moment from the base backup and archived WAL in a "
+        "private copy, then dumped from it into the target through the same scratch, check "
+        "and swap steps; the restore log's `RECOVER` phase names the base backup and where "
+        "recovery stopped. `targetType` `new` is a 422; a `pitrTimestamp` outside the PITR "
+        "coverage is a 422 stating the window, and with a backup of any other kind a 422; a "
+        "backup that is not completed is a 422; a restore already running into the target "
+        "is a 409.",
         parameters=[uuid_path("id", "Backup UUID")],
         request=Seed003RestoreRequestSerializer,
         responses={
@@ -61,6 +66,15 @@ class RestoreViewSet(TenantViewSet):
         },
         examples=[
             OpenApiExample(
+                "To a point in time, in place",
+                request_only=True,
+                value={
+                    "backupId": "8d1e3c2a-6a55-4a9b-9e1f-3c1d2b4a5e6f",
+                    "targetType": "same",
+                    "pitrTimestamp": "2026-11-20T09:59:30Z",
+                },
+            ),
+            OpenApiExample(
                 "Into another environment",
                 request_only=True,
                 value={
@@ -68,7 +82,7 @@ class RestoreViewSet(TenantViewSet):
                     "targetType": "other",
                     "targetEnvironmentId": "0b6f1c2d-0000-4000-8000-000000000002",
                 },
-            )
+            ),
         ],
         tags=TAGS,
     )

@@ -5,11 +5,14 @@ recovers a private copy to T, dumps the database from it and swaps it into the t
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from pathlib import Path
 
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.test import Client
 
 from backups.models import BackupStatus, WalSegment
 from backups.pitr import base_backup_execute, base_backup_request
@@ -52,6 +55,7 @@ def shop(transactional_db, environment, archive_dir, clusters, pg_launcher, reco
         config={"path": str(archive_dir)},
         is_default=True,
     )
+    factories.ScheduleFactory(environment=environment, wal_enabled=True, wal_retention_days=7)
     cluster = clusters("primary")
     database = factories.DatabaseFactory(
         environment=environment,
@@ -119,7 +123,7 @@ def recovered_dirs() -> list[Path]:
 
 
 def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
-    client_for, organisation, project, shop, make_postgres_database
+    client_for, organisation, operator, project, shop, make_postgres_database
 ):
     cluster, database, base = shop
     target = history_with_a_mistake(cluster, database)
@@ -166,14 +170,25 @@ def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
     assert leftovers(spec) == []
     assert recovered_dirs() == []
 
-    # In place: the mistake is undone, and what it replaced is kept in a safety backup.
-    response = client.post(
-        f"/api/backups/{base.id}/restore",
-        {"targetType": "same", "pitrTimestamp": target.isoformat()},
-        format="json",
+    # In place, from the restore form: the mistake is undone, and what it replaced is kept
+    # in a safety backup.
+    page = Client()
+    page.force_login(operator)
+    form = page.get(f"/backups/{base.id}/restore/")
+    assert form.status_code == 200
+    assert "Recover to a point in time" in form.content.decode()
+    response = page.post(
+        f"/backups/{base.id}/restore/",
+        {
+            "target_environment": str(database.environment_id),
+            "take_safety_backup": "on",
+            "pitr_timestamp": target.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "confirm": "on",
+        },
     )
-    assert response.status_code == 202, response.content
-    in_place = execute(response.json()["id"])
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    restore_id = response["Location"].rstrip("/").rsplit("/", 1)[-1]
+    in_place = execute(restore_id)
     assert in_place.status == RestoreStatus.COMPLETED, in_place.message
     assert run(cluster, "SELECT min(id), max(id), count(*) FROM orders")[0] == (1, 200, 200)
     assert in_place.safety_backup.status == BackupStatus.COMPLETED
@@ -211,10 +226,9 @@ def test_a_recovery_that_cannot_reach_the_target_leaves_the_target_untouched(sho
         (archive_dir / segment.key).unlink()
     before = run(cluster, "SELECT count(*) FROM orders")[0][0]
 
-    from restores.services import restore_request
-
-    restore = restore_request(backup=base, target_type="same", pitr_timestamp=target, enqueue=False)
-    failed = execute(restore.id)
+    with pytest.raises(CommandError, match="did not complete"):
+        call_command("restore_backup", str(base.id), "--to", target.isoformat())
+    failed = Restore.objects.get(backup=base)
 
     assert failed.status == RestoreStatus.FAILED
     assert failed.message.startswith("Recovering Shop to ")

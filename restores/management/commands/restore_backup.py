@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import Backup
@@ -19,12 +21,24 @@ class Command(BaseCommand):
             "--target-environment", help="Environment id to restore into (default: the same)"
         )
         parser.add_argument(
+            "--to",
+            dest="pitr_target",
+            help="Point in time to recover a PostgreSQL database to (ISO 8601 with a time "
+            "zone, e.g. 2026-11-23T14:05:00Z); needs its WAL archived by Strongbox",
+        )
+        parser.add_argument(
             "--no-safety-backup",
             action="store_true",
             help="Do not back up the target before overwriting it",
         )
 
-    def handle(self, *args, backup, target_environment, no_safety_backup, **options):
+    def handle(self, *args, backup, target_environment, pitr_target, no_safety_backup, **options):
+        moment = None
+        if pitr_target:
+            try:
+                moment = datetime.fromisoformat(pitr_target.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise CommandError(f"--to {pitr_target!r} is not an ISO 8601 time.") from exc
         found = Backup.objects.filter(name=backup).first()
         if found is None and parse_uuid(backup) is not None:
             found = Backup.objects.filter(pk=parse_uuid(backup)).first()
@@ -35,6 +49,7 @@ class Command(BaseCommand):
                 backup=found,
                 target_type="other" if target_environment else "same",
                 target_environment=target_environment,
+                pitr_timestamp=moment,
                 take_safety_backup=not no_safety_backup,
                 enqueue=False,
             )
