@@ -6,6 +6,13 @@ import sys
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["archive_wal"]:
+        # PostgreSQL runs this once per WAL file: answer for files already archived ahead
+        # without starting Django (backups/wal_spool.py).
+        from backups.wal_spool import archived_ahead
+
+        if archived_ahead(sys.argv[2:]):
+            return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     from django.core.management import execute_from_command_line
 

@@ -21,6 +21,7 @@ def _isolated_var_dir(settings, tmp_path):
     """Artifacts and scratch files of each test go to its own directory."""
     settings.STRONGBOX_LOCAL_DESTINATION_ROOT = tmp_path / "artifacts"
     settings.STRONGBOX_TMP_DIR = tmp_path / "tmp"
+    settings.STRONGBOX_WAL_SPOOL_DIR = tmp_path / "wal-spool"
 
 
 @pytest.fixture

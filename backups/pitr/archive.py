@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
+from backups import wal_spool
 from backups.engines import EngineUnavailable
 from backups.engines import postgresql_physical as physical
 from backups.keys import key_for_id, organisation_key
@@ -226,6 +227,42 @@ def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
         already_archived=False,
         destinations=[d.name for d in destinations if d in missing or d in present],
     )
+
+
+def ready_wal_files(pg_wal: Path, *, skip: str = "") -> list[str]:
+    """Files PostgreSQL has marked ready to archive (``archive_status/*.ready``), in the
+    order its archiver takes them: timeline history files first, then by name."""
+    names = []
+    for status in (pg_wal / "archive_status").glob("*.ready"):
+        name = status.name.removesuffix(".ready")
+        try:
+            physical.parse_wal_name(name)
+        except ValueError:
+            continue
+        if name != skip and (pg_wal / name).is_file():
+            names.append(name)
+    return sorted(names, key=lambda n: (not n.endswith(".history"), n))
+
+
+def wal_archive_ahead(*, database: Database, path: str | Path, name: str, limit: int) -> list[str]:
+    """After ``name`` is stored, store up to ``limit`` more files PostgreSQL has marked ready
+    and leave a marker for each, so its archive_command for them returns at once
+    (``backups.wal_spool``). Stops at the first failure: PostgreSQL asks for that file
+    itself next and gets the error then. Returns the names stored ahead."""
+    if limit <= 0:
+        return []
+    root = Path(settings.STRONGBOX_WAL_SPOOL_DIR)
+    wal_spool.forget_stale_markers(root, str(database.pk))
+    pg_wal = Path(path).parent
+    done = []
+    for other in ready_wal_files(pg_wal, skip=name)[:limit]:
+        try:
+            result = wal_archive(database=database, path=pg_wal / other, name=other)
+        except ApplicationError:
+            break
+        wal_spool.mark_archived(root, str(database.pk), other, result.segment.checksum_sha256)
+        done.append(other)
+    return done
 
 
 def _survey(destinations, key, checksum, name, problems: list[str]):

@@ -118,6 +118,11 @@ STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS",
 STRONGBOX_PG_BIN_DIR = env_str("STRONGBOX_PG_BIN_DIR", "")
 # WAL archiving older than this raises a wal_lag alert.
 STRONGBOX_WAL_LAG_SECONDS = env_int("STRONGBOX_WAL_LAG_SECONDS", 15 * 60)
+# archive_wal stores up to this many further ready WAL files per run and leaves markers
+# here, so PostgreSQL's next archive_command calls return without starting Django
+# (backups/wal_spool.py; the fast path reads the same environment variables).
+STRONGBOX_WAL_ARCHIVE_AHEAD = env_int("STRONGBOX_WAL_ARCHIVE_AHEAD", 16)
+STRONGBOX_WAL_SPOOL_DIR = Path(env_str("STRONGBOX_WAL_SPOOL_DIR", str(VAR_DIR / "wal-spool")))
 # A point-in-time restore recovers into a private copy; replaying WAL may take this long.
 STRONGBOX_PITR_TIMEOUT_SECONDS = env_int("STRONGBOX_PITR_TIMEOUT_SECONDS", 6 * 3600)
 # argv prefix that starts that copy's server (it refuses root); empty: none, or a user

@@ -55,6 +55,7 @@ def child_env() -> dict[str, str]:
     return {
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         **child_database_env(),
+        "STRONGBOX_WAL_SPOOL_DIR": str(settings.STRONGBOX_WAL_SPOOL_DIR),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
