@@ -13,6 +13,11 @@ def main() -> None:
 
         if archived_ahead(sys.argv[2:]):
             return
+    elif sys.argv[1:2] == ["fetch_wal"]:
+        from backups.wal_spool import fetched_ahead
+
+        if fetched_ahead(sys.argv[2:]):
+            return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     from django.core.management import execute_from_command_line
 

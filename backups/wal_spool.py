@@ -1,5 +1,6 @@
 """Markers for WAL files archived ahead of PostgreSQL's request, and the fast path that
-answers archive_command for them without starting Django.
+answers archive_command for them without starting Django; likewise WAL files fetched
+ahead for restore_command during a recovery.
 
 Why: PostgreSQL runs archive_command once per WAL file, and a Django start-up costs about
 a second, which would cap one cluster's archiving near 10-15 MB/s. So ``archive_wal``,
@@ -10,6 +11,11 @@ checks the file still has that checksum, removes the marker and exits 0 before i
 Django. Anything else (no marker, another checksum, an unreadable file) falls through to
 the full command, which answers the same question from the database.
 
+Recovery is the mirror image: ``fetch_wal``, after writing the file it was asked for,
+downloads and verifies the next archived segments of the timeline into the recovery's
+prefetch directory (``STRONGBOX_WAL_PREFETCH_DIR``, set by the recovery for its server),
+and restore_command for them only moves the file into place.
+
 No Django imports here: this module runs before Django is set up. A marker is only a
 hint; a lost one costs a full run, never a WAL file.
 """
@@ -18,11 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STALE_MARKER_SECONDS = 24 * 3600
+PREFETCH_ENV = "STRONGBOX_WAL_PREFETCH_DIR"
 
 
 def spool_root() -> Path:
@@ -71,8 +80,13 @@ def forget_stale_markers(root: Path, database_id: str, *, now: float | None = No
     return removed
 
 
+def _plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and not name.startswith(".")
+
+
 def parse_archive_args(args: list[str]) -> tuple[str, str, str] | None:
-    """(database id, %p, %f) from ``--database ID [--ahead N] %p %f``, else None."""
+    """(database id, first, second) from ``--database ID [--ahead N] first second``, else
+    None: ``%p %f`` for archive_wal, ``%f %p`` for fetch_wal."""
     database, positional = None, []
     iterator = iter(args)
     for arg in iterator:
@@ -99,7 +113,7 @@ def archived_ahead(args: list[str]) -> bool:
     if parsed is None:
         return False
     database, path, name = parsed
-    if "/" in name or name.startswith("."):
+    if not _plain_name(name):
         return False
     marker = marker_path(spool_root(), database, name)
     try:
@@ -113,4 +127,34 @@ def archived_ahead(args: list[str]) -> bool:
         marker.unlink()
     except FileNotFoundError:
         pass
+    return True
+
+
+def fetched_ahead(args: list[str]) -> bool:
+    """True when ``fetch_wal`` with these arguments was answered from the prefetch directory
+    (the verified file moved to %p)."""
+    directory = os.environ.get(PREFETCH_ENV)
+    parsed = parse_archive_args(args)
+    if not directory or parsed is None:
+        return False
+    _database, name, path = parsed
+    if not _plain_name(name):
+        return False
+    source = Path(directory) / name
+    target = Path(path)
+    try:
+        os.replace(source, target)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass  # another file system: copy beside the target, then rename into place
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as handle:
+            shutil.copyfileobj(handle, out, 1 << 20)
+        os.replace(temporary, target)
+        source.unlink()
+    except OSError:
+        return False
     return True

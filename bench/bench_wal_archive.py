@@ -1,4 +1,4 @@
-"""Benchmark: WAL archiving throughput of one cluster, as PostgreSQL's archiver drives it.
+"""Benchmark: WAL archiving and fetching throughput, as PostgreSQL drives the commands.
 
 Run: .venv/bin/python bench/bench_wal_archive.py [--segments 32]
 
@@ -12,8 +12,13 @@ local destination, twice in the same run:
 - (b) default: each full call also stores the next ready files, whose own calls are then
   answered from ``backups/wal_spool.py`` markers before Django starts.
 
-Prints seconds per segment, MB/s of WAL and the ratio (a)/(b); every segment must end up
-recorded and stored in both runs.
+Then it plays a recovery's restore_command over the same segments, in order: (a) without a
+prefetch directory, one full ``fetch_wal`` per segment; (b) as a Strongbox recovery runs
+it, with ``STRONGBOX_WAL_PREFETCH_DIR`` set, so each full call downloads the next segments
+and the calls for those only move a verified file into place.
+
+Prints seconds per segment, MB/s of WAL and the ratio (a)/(b) of each; every segment must
+end up recorded and stored, and come back byte for byte.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SEGMENT = 16 << 20
+RUNS: dict[str, tuple[str, list[str]]] = {}
+SEGMENTS: dict[str, bytes] = {}  # name -> its random half, to check what comes back
 
 
 def setup(var: Path) -> None:
@@ -77,6 +84,7 @@ def make_pg_wal(datadir: Path, count: int) -> list[str]:
     for number in range(1, count + 1):
         name = f"{1:08X}{0:08X}{number:08X}"
         noise = rng.randbytes(SEGMENT // 2)
+        SEGMENTS[name] = noise
         (datadir / "pg_wal" / name).write_bytes(noise + bytes(SEGMENT // 2))
         (status / f"{name}.ready").touch()
         names.append(name)
@@ -104,6 +112,33 @@ def play_archiver(datadir: Path, database_id: str, ahead: int) -> tuple[float, i
     return time.perf_counter() - started, calls
 
 
+def play_recovery(var: Path, database_id: str, names: list[str], prefetch: bool) -> float:
+    """Call restore_command for each segment in order, as recovery does; returns seconds."""
+    workdir = var / "recovering"
+    (workdir / "pg_wal").mkdir(parents=True)
+    env = dict(os.environ)
+    env.pop("STRONGBOX_WAL_PREFETCH_DIR", None)
+    if prefetch:
+        env["STRONGBOX_WAL_PREFETCH_DIR"] = str(var / "prefetch")
+    manage = ROOT / "manage.py"
+    started = time.perf_counter()
+    for name in names:
+        argv = [sys.executable, str(manage), "fetch_wal", "--database", database_id]
+        proc = subprocess.run(  # noqa: S603
+            [*argv, name, "pg_wal/RECOVERYXLOG"], cwd=workdir, env=env, capture_output=True
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"fetch_wal {name} failed: {proc.stderr.decode()[-2000:]}")
+        # What recovery would replay: check it is the segment that was archived.
+        restored = (workdir / "pg_wal" / "RECOVERYXLOG").read_bytes()
+        rng_check = restored[: SEGMENT // 2]
+        assert len(restored) == SEGMENT and rng_check == SEGMENTS[name], name
+    seconds = time.perf_counter() - started
+    shutil.rmtree(workdir)
+    shutil.rmtree(var / "prefetch", ignore_errors=True)
+    return seconds
+
+
 def run(var: Path, label: str, ahead: int, count: int) -> float:
     from backups.models import WalSegment
 
@@ -121,7 +156,7 @@ def run(var: Path, label: str, ahead: int, count: int) -> float:
         f"{seconds / count:.3f} s per segment, {mb / seconds:.1f} MB/s"
     )
     shutil.rmtree(datadir)
-    del names
+    RUNS[label] = (str(database.id), names)
     return seconds
 
 
@@ -136,7 +171,19 @@ def main() -> None:
         print(f"load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs")
         baseline = run(var, "a-one-per-call", 0, args.segments)
         ahead = run(var, f"b-ahead-{args.ahead}", args.ahead, args.segments)
-        print(f"ratio (a)/(b): {baseline / ahead:.2f}x faster with archiving ahead")
+        print(f"archive ratio (a)/(b): {baseline / ahead:.2f}x faster with archiving ahead")
+        database_id, names = RUNS[f"b-ahead-{args.ahead}"]
+        mb = len(names) * SEGMENT / 1e6
+        timings = {}
+        for label, prefetch in (("a-fetch-one-per-call", False), ("b-fetch-prefetched", True)):
+            seconds = play_recovery(var, database_id, names, prefetch)
+            timings[label] = seconds
+            print(
+                f"{label}: {len(names)} segments in {seconds:.1f} s, "
+                f"{seconds / len(names):.3f} s per segment, {mb / seconds:.1f} MB/s"
+            )
+        ratio = timings["a-fetch-one-per-call"] / timings["b-fetch-prefetched"]
+        print(f"fetch ratio (a)/(b): {ratio:.2f}x faster with prefetching")
     finally:
         shutil.rmtree(var, ignore_errors=True)
 

@@ -38,6 +38,7 @@ from backups.pitr.archive import (
     wal_archive_ahead,
     wal_destinations,
     wal_fetch,
+    wal_fetch_ahead,
     wal_key,
 )
 from backups.pitr.base import base_backup_execute, base_backup_request, run_base_backup
@@ -100,6 +101,7 @@ __all__ = [
     "wal_archive_ahead",
     "wal_destinations",
     "wal_fetch",
+    "wal_fetch_ahead",
     "wal_key",
     "wal_retention_apply",
 ]

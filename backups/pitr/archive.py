@@ -464,6 +464,36 @@ def wal_fetch(*, database: Database, name: str, target: str | Path) -> bool:
     raise WalFetchFailed(f"{name} could not be read intact: " + "; ".join(problems))
 
 
+def wal_fetch_ahead(*, database: Database, name: str, directory: Path, limit: int) -> list[str]:
+    """After segment ``name``, download the next ``limit`` archived segments of its timeline
+    into ``directory``, verified, for restore_command to take without starting Django
+    (``backups.wal_spool.fetched_ahead``). Stops at the first that cannot be read: recovery
+    asks for it itself and gets the error then. Returns the names fetched."""
+    try:
+        wal = physical.parse_wal_name(name)
+    except ValueError:
+        return []
+    if limit <= 0 or wal.kind != "segment":
+        return []
+    following = WalSegment.objects.filter(
+        database=database,
+        kind=WalKind.SEGMENT,
+        timeline=wal.timeline,
+        segment_number__gt=wal.number,
+    ).order_by("segment_number")[:limit]
+    directory.mkdir(parents=True, exist_ok=True)
+    fetched = []
+    for segment in following:
+        target = directory / segment.name
+        if not target.exists():
+            try:
+                wal_fetch(database=database, name=segment.name, target=target)
+            except WalFetchFailed:
+                break
+        fetched.append(segment.name)
+    return fetched
+
+
 def _fetch_from(destination: Destination, segment: WalSegment, target: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     tmp = Path(tmp_name)

@@ -28,6 +28,7 @@ from backups.models import Backup, CopyStatus
 from backups.pipeline import open_artifact
 from backups.pitr.archive import configured_pg_bin, require_postgresql
 from backups.pitr.coverage import iso, pitr_check_target
+from backups.wal_spool import PREFETCH_ENV
 from config.errors import Unprocessable
 from destinations.storage import open_artifact_stream
 from organizations.models import Database
@@ -162,10 +163,12 @@ def pitr_restore(
     )
     physical.write_recovery_config(datadir, settings_text)
     log_path = datadir.parent / f"{datadir.name}.recovery.log"
+    # fetch_wal downloads the next segments here, and hands them over without Django.
+    prefetch = datadir.parent / f".{datadir.name}.wal-prefetch"
     physical.run_pg_ctl(
         physical.pg_ctl_argv("start", datadir, pg_bin=pg_bin, log_path=log_path),
         launcher=launcher,
-        env=env,
+        env={**(env or {}), PREFETCH_ENV: str(prefetch)},
     )
     try:
         outcome = physical.wait_for_recovery(log_path, datadir=datadir, timeout=timeout, tick=tick)
@@ -174,6 +177,8 @@ def pitr_restore(
         with contextlib.suppress(physical.RecoveryFailed):
             pitr_stop(datadir=datadir, launcher=launcher, mode="immediate")
         raise
+    finally:
+        shutil.rmtree(prefetch, ignore_errors=True)
     return PitrRestoreResult(
         database=database,
         base_backup=base,

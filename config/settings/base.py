@@ -122,6 +122,8 @@ STRONGBOX_WAL_LAG_SECONDS = env_int("STRONGBOX_WAL_LAG_SECONDS", 15 * 60)
 # here, so PostgreSQL's next archive_command calls return without starting Django
 # (backups/wal_spool.py; the fast path reads the same environment variables).
 STRONGBOX_WAL_ARCHIVE_AHEAD = env_int("STRONGBOX_WAL_ARCHIVE_AHEAD", 16)
+# fetch_wal, during a recovery, downloads up to this many next segments ahead likewise.
+STRONGBOX_WAL_FETCH_AHEAD = env_int("STRONGBOX_WAL_FETCH_AHEAD", 16)
 STRONGBOX_WAL_SPOOL_DIR = Path(env_str("STRONGBOX_WAL_SPOOL_DIR", str(VAR_DIR / "wal-spool")))
 # A point-in-time restore recovers into a private copy; replaying WAL may take this long.
 STRONGBOX_PITR_TIMEOUT_SECONDS = env_int("STRONGBOX_PITR_TIMEOUT_SECONDS", 6 * 3600)

@@ -138,3 +138,65 @@ def test_the_spool_defaults_to_the_var_directory(monkeypatch, tmp_path):
     monkeypatch.delenv("STRONGBOX_WAL_SPOOL_DIR", raising=False)
     monkeypatch.setenv("STRONGBOX_VAR_DIR", str(tmp_path))
     assert wal_spool.spool_root() == tmp_path / "wal-spool"
+
+
+def fetch_command(workdir: Path, database, name: str, *, prefetch: Path, env=None):
+    """Run fetch_wal as a recovering server does: %f, then %p relative to its directory."""
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    return subprocess.run(  # noqa: S603
+        [sys.executable, str(manage), "fetch_wal", "--database", str(database.id)]
+        + [name, "pg_wal/RECOVERYXLOG"],
+        cwd=workdir,
+        capture_output=True,
+        env={
+            **os.environ,
+            **child_env(),
+            wal_spool.PREFETCH_ENV: str(prefetch),
+            **(env or {}),
+        },
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recovery_fetches_the_next_segments_ahead_and_takes_them_without_django(
+    pg_database, datadir, tmp_path
+):
+    for name in NAMES:
+        assert archive_command(datadir, pg_database, name, "--ahead", "0").returncode == 0
+    recovering = tmp_path / "recovering"
+    (recovering / "pg_wal").mkdir(parents=True)
+    prefetch = tmp_path / "prefetch"
+
+    first = fetch_command(recovering, pg_database, NAMES[0], prefetch=prefetch)
+    assert first.returncode == 0, first.stderr.decode()
+    restored = recovering / "pg_wal" / "RECOVERYXLOG"
+    assert restored.read_bytes() == (datadir / "pg_wal" / NAMES[0]).read_bytes()
+    assert sorted(p.name for p in prefetch.iterdir()) == NAMES[1:]
+
+    no_django = {"DJANGO_SETTINGS_MODULE": "no.such.settings"}
+    for name in NAMES[1:]:
+        fast = fetch_command(recovering, pg_database, name, prefetch=prefetch, env=no_django)
+        assert fast.returncode == 0, fast.stderr.decode()
+        assert restored.read_bytes() == (datadir / "pg_wal" / name).read_bytes()
+    assert list(prefetch.iterdir()) == []
+
+    # The end of the archive: not prefetched, so the full command answers "not archived".
+    end = fetch_command(recovering, pg_database, "0000000100000000000000FF", prefetch=prefetch)
+    assert end.returncode == 1
+
+
+def test_the_prefetch_fast_path_needs_its_directory_and_the_file(tmp_path, monkeypatch):
+    target = tmp_path / "RECOVERYXLOG"
+    args = ["--database", "db1", NAMES[0], str(target)]
+    monkeypatch.delenv(wal_spool.PREFETCH_ENV, raising=False)
+    assert wal_spool.fetched_ahead(args) is False
+    monkeypatch.setenv(wal_spool.PREFETCH_ENV, str(tmp_path / "prefetch"))
+    assert wal_spool.fetched_ahead(args) is False
+    (tmp_path / "prefetch").mkdir()
+    (tmp_path / "prefetch" / NAMES[0]).write_bytes(b"verified segment")
+    assert wal_spool.fetched_ahead(["--database", "db1", "../x", str(target)]) is False
+    assert wal_spool.fetched_ahead(args) is True
+    assert target.read_bytes() == b"verified segment"
+    assert not (tmp_path / "prefetch" / NAMES[0]).exists()
