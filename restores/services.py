@@ -10,6 +10,10 @@ A restore runs in phases, and nothing on the target changes before the last one:
 4. CHECK: compare per-table row counts of the scratch copies with those the backup recorded.
 5. SWAP: put each scratch copy in place of its target.
 
+A point-in-time restore (``pitr_target``) recovers the database to that moment in a private
+copy (RECOVER, after SAFETY_BACKUP), dumps it from there into the scratch copy (RESTORE) and
+checks the counts against the copy's own.
+
 A failure in phases 1-4 drops the scratch copies and leaves the target exactly as it was.
 """
 
@@ -610,7 +614,7 @@ def _execute_pitr(restore: Restore, phases: _Phases) -> None:
             target=target,
             workdir=recovered_copy_dir(tmp_dir(), tag),
             spec=connection_spec_for(source),
-            tick=lambda: progress.tick(force=False),
+            tick=progress.tick,
         ) as copy:
             stopped = copy.result.stopped_at or "replayed all archived WAL up to the target"
             phases.finish(
