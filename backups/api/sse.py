@@ -3,8 +3,10 @@
 The views are ordinary DRF views, so authentication, tenancy, roles, 404s and the
 error body are exactly those of every other endpoint; only a successful answer is
 a ``StreamingHttpResponse`` over an async generator. Under ASGI (uvicorn) the
-generator runs on the event loop and reads the row through ``sync_to_async`` every
-``POLL_SECONDS``, so an open stream costs no thread while it waits. Under WSGI
+generator runs on the event loop and waits on a ``ProgressPoller`` that reads the rows of
+every open stream of the process together every ``POLL_SECONDS`` (one query per kind,
+through ``sync_to_async``), so an open stream costs no thread nor connection while it
+waits. Under WSGI
 Django consumes the generator to its end before answering, which is fine for
 finished work and for tests, not for following a live backup.
 
@@ -21,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -52,29 +57,67 @@ MAX_SECONDS = float(getattr(settings, "STRONGBOX_SSE_MAX_SECONDS", 3600))
 # Streams currently open in this process (a disconnect must bring it back down).
 open_streams = 0
 
-Loader = Callable[[], tuple[dict, str | None]]
+Result = tuple[dict, str | None]  # (the progress event, the final event's name or None)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a stream follows: a backup or a restore, by primary key."""
+
+    kind: str  # "backup" | "restore"
+    pk: uuid.UUID
 
 
 def sse_message(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
-def _closing_after(load: Loader) -> Loader:
-    """``load`` on a database connection closed again after each poll.
+def _backup_results(pks: list) -> dict:
+    found = {backup.pk: backup for backup in Backup.objects.filter(pk__in=pks)}
+    gone = ({"status": "deleted", "message": "The backup no longer exists."}, "failed")
+    return {
+        pk: (backup_progress_event(found[pk]), backup_final_event_name(found[pk]))
+        if pk in found
+        else gone
+        for pk in pks
+    }
+
+
+def _restore_results(pks: list) -> dict:
+    found = {restore.pk: restore for restore in Restore.objects.filter(pk__in=pks)}
+    gone = ({"status": "failed", "message": "The restore no longer exists."}, "failed")
+    return {
+        pk: (
+            restore_selectors.restore_progress_event(found[pk]),
+            restore_selectors.restore_final_event_name(found[pk]),
+        )
+        if pk in found
+        else gone
+        for pk in pks
+    }
+
+
+RESULTS = {"backup": _backup_results, "restore": _restore_results}
+
+
+def load_subjects(subjects: list[Subject]) -> dict[Subject, Result]:
+    """One query per kind for every subject, on a connection given back afterwards.
 
     Under ASGI, Django's connections follow the request's context: a stream that kept its
     connection would hold one for as long as it is open, and 100 open streams would take
-    PostgreSQL's default ``max_connections`` away from the workers. A poll reconnects
-    instead. (Inside a transaction, as in tests, the connection is left as it is.)
+    PostgreSQL's default ``max_connections`` away from the workers. (Inside a
+    transaction, as in tests, the connection is left as it is.)
     """
-
-    def closing():
-        try:
-            return load()
-        finally:
-            _release_connection()
-
-    return closing
+    try:
+        results: dict[Subject, Result] = {}
+        for kind, load in RESULTS.items():
+            pks = [subject.pk for subject in subjects if subject.kind == kind]
+            if pks:
+                by_pk = load(pks)
+                results.update({Subject(kind, pk): by_pk[pk] for pk in pks})
+        return results
+    finally:
+        _release_connection()
 
 
 def _release_connection() -> None:
@@ -82,17 +125,68 @@ def _release_connection() -> None:
         connection.close()
 
 
-async def event_stream(load: Loader) -> AsyncIterator[bytes]:
-    """Poll ``load()`` (a sync function returning ``(event, final_name)``) until final."""
+class ProgressPoller:
+    """Polls for every stream of one event loop at once.
+
+    Each stream asks ``next(subject)`` and waits; every ``POLL_SECONDS`` the poller reads
+    all the subjects asked for in one query per kind and answers them together. So 100
+    open streams cost two small queries per tick, not 100 connections and queries. The
+    polling task ends when no stream is waiting and starts again on the next request.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: dict[Subject, list[asyncio.Future]] = {}
+        self.task: asyncio.Task | None = None
+
+    async def next(self, subject: Subject) -> Result:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.setdefault(subject, []).append(future)
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        load = sync_to_async(load_subjects, thread_sensitive=True)
+        while self.waiting:
+            batch, self.waiting = self.waiting, {}
+            try:
+                results = await load(list(batch))
+            except Exception as exc:  # noqa: BLE001 - each stream gets the error
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+            else:
+                for subject, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(results[subject])
+            await asyncio.sleep(POLL_SECONDS)
+
+
+# One poller per event loop (uvicorn runs one; tests make their own).
+_pollers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def poller() -> ProgressPoller:
+    loop = asyncio.get_running_loop()
+    found = _pollers.get(loop)
+    if found is None:
+        found = _pollers[loop] = ProgressPoller()
+    return found
+
+
+async def event_stream(subject: Subject) -> AsyncIterator[bytes]:
+    """Follow ``subject`` through the shared poller until its final event."""
     global open_streams
     open_streams += 1
     loop = asyncio.get_running_loop()
     started = last_sent = loop.time()
     previous = None
-    load_async = sync_to_async(_closing_after(load), thread_sensitive=True)
     try:
         while True:
-            event, final = await load_async()
+            event, final = await poller().next(subject)
             now = loop.time()
             if final is not None:
                 yield sse_message(final, event)
@@ -109,35 +203,11 @@ async def event_stream(load: Loader) -> AsyncIterator[bytes]:
                     {**event, "message": "The stream reached its maximum duration; reconnect."},
                 )
                 return
-            await asyncio.sleep(POLL_SECONDS)
     except asyncio.CancelledError:
         logger.debug("progress stream closed by the client")
         raise
     finally:
         open_streams -= 1
-
-
-def _backup_loader(backup_id) -> Loader:
-    def load():
-        backup = Backup.objects.filter(pk=backup_id).first()
-        if backup is None:
-            return {"status": "deleted", "message": "The backup no longer exists."}, "failed"
-        return backup_progress_event(backup), backup_final_event_name(backup)
-
-    return load
-
-
-def _restore_loader(restore_id) -> Loader:
-    def load():
-        restore = Restore.objects.filter(pk=restore_id).first()
-        if restore is None:
-            return {"status": "failed", "message": "The restore no longer exists."}, "failed"
-        return (
-            restore_selectors.restore_progress_event(restore),
-            restore_selectors.restore_final_event_name(restore),
-        )
-
-    return load
 
 
 # --- views -----------------------------------------------------------------------------------
@@ -201,14 +271,14 @@ class _ProgressView(TenantViewSetMixin, APIView):
     renderer_classes = [EventStreamRenderer, JSONRenderer]
     parser_classes = [StrictJSONParser]
 
-    def loader(self, id) -> Loader:  # noqa: A002 - the documented name
+    def subject(self, id) -> Subject:  # noqa: A002 - the documented name
         raise NotImplementedError
 
     def get(self, request, id):  # noqa: A002 - the documented name
-        load = self.loader(id)
+        subject = self.subject(id)
         # The stream's lifetime is not the request's: give the connection back now.
         _release_connection()
-        response = StreamingHttpResponse(event_stream(load), content_type="text/event-stream")
+        response = StreamingHttpResponse(event_stream(subject), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         return response
@@ -233,9 +303,9 @@ class BackupProgressView(_ProgressView):
     def get(self, request, id):  # noqa: A002
         return super().get(request, id)
 
-    def loader(self, id) -> Loader:  # noqa: A002
+    def subject(self, id) -> Subject:  # noqa: A002
         backup = selectors.backup_get(organisation=self.tenant.organisation, backup_id=id)
-        return _backup_loader(backup.pk)
+        return Subject("backup", backup.pk)
 
 
 class BackupRestoreProgressView(_ProgressView):
@@ -250,7 +320,7 @@ class BackupRestoreProgressView(_ProgressView):
     def get(self, request, id):  # noqa: A002
         return super().get(request, id)
 
-    def loader(self, id) -> Loader:  # noqa: A002
+    def subject(self, id) -> Subject:  # noqa: A002
         organisation = self.tenant.organisation
         backup = selectors.backup_get(organisation=organisation, backup_id=id)
         restore = restore_selectors.restore_latest_for_backup(
@@ -258,7 +328,7 @@ class BackupRestoreProgressView(_ProgressView):
         )
         if restore is None:
             raise NotFound("This backup has not been restored.")
-        return _restore_loader(restore.pk)
+        return Subject("restore", restore.pk)
 
 
 class RestoreProgressView(_ProgressView):
@@ -270,8 +340,8 @@ class RestoreProgressView(_ProgressView):
     def get(self, request, id):  # noqa: A002
         return super().get(request, id)
 
-    def loader(self, id) -> Loader:  # noqa: A002
+    def subject(self, id) -> Subject:  # noqa: A002
         restore = restore_selectors.restore_get(
             organisation=self.tenant.organisation, restore_id=id
         )
-        return _restore_loader(restore.pk)
+        return Subject("restore", restore.pk)

@@ -173,6 +173,46 @@ def test_a_backup_never_restored_has_no_restore_stream(organisation, backup, tok
     assert not Restore.objects.exists()
 
 
+@pytest.mark.django_db
+def test_open_streams_share_one_poll(organisation, environment, token_for, fast, monkeypatch):
+    running = [
+        factories.BackupFactory(environment=environment, status=BackupStatus.IN_PROGRESS)
+        for _ in range(8)
+    ]
+    batches = []
+    load = sse.load_subjects
+
+    def counting(subjects):
+        batches.append(len(subjects))
+        return load(subjects)
+
+    monkeypatch.setattr(sse, "load_subjects", counting)
+    token = token_for(organisation)
+
+    async def streams():
+        async def finish():
+            await asyncio.sleep(0.3)
+            await sync_to_async(Backup.objects.filter(pk__in=[b.pk for b in running]).update)(
+                status=BackupStatus.COMPLETED
+            )
+
+        finishing = asyncio.create_task(finish())
+        answers = await asyncio.gather(
+            *[_get(f"/api/backups/{backup.id}/progress", token) for backup in running]
+        )
+        await finishing
+        return answers
+
+    answers = async_to_sync(streams)()
+    for _, body in answers:
+        assert [name for name, _ in parse(body)][-1] == "done"
+    # A tick reads the rows of all the open streams at once (one query per kind): on
+    # average at least half of them per read, where one read per stream would give 1.
+    assert max(batches) == len(running)
+    assert sum(batches) >= len(running) / 2 * len(batches)
+    assert sse.open_streams == 0
+
+
 # --- the real ASGI handler: a client that goes away ------------------------------------------
 
 
