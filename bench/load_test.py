@@ -23,7 +23,9 @@ A run on a 2-vCPU machine (PostgreSQL 15 and the workers on the same host, 2,000
 table): 50/50 completed and verified in 12.7 s (3.95 backups/s); 100/100 SSE clients got
 their final event, completion to final event p50 371 ms, p95 741 ms (the stream polls every
 0.5 s); each worker's largest process peaked at 102-104 MiB; the web process held at most 14
-app database connections for 100 open streams.
+app database connections for 100 open streams. With the shared poller (one query per kind
+per tick for every open stream): 50/50 in 3.8 s, p50 314 ms, p95 522 ms, and the web
+process never showed an open app database connection in the samples.
 """
 
 from __future__ import annotations
