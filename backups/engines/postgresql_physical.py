@@ -357,6 +357,19 @@ def write_local_trust_hba(datadir: Path) -> None:
     (datadir / "pg_hba.conf").write_text(LOCAL_TRUST_HBA, encoding="utf-8")
 
 
+DEFAULT_HBA = (
+    "# Written by Strongbox: the base backup held no pg_hba.conf (it lived outside the data\n"
+    "# directory). Local socket users by peer, loopback by password.\n"
+    "local all all peer\n"
+    "host all all 127.0.0.1/32 scram-sha-256\n"
+    "host all all ::1/128 scram-sha-256\n"
+)
+
+
+def write_default_hba(datadir: Path) -> None:
+    (datadir / "pg_hba.conf").write_text(DEFAULT_HBA, encoding="utf-8")
+
+
 def write_recovery_config(datadir: Path, settings_text: str) -> None:
     with open(datadir / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
         conf.write(settings_text)

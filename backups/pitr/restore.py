@@ -149,10 +149,9 @@ def pitr_restore(
         physical.write_local_trust_hba(datadir)
         extra["hba_file"] = str(datadir / "pg_hba.conf")
     elif not (datadir / "pg_hba.conf").exists():
-        raise physical.RecoveryFailed(
-            f"the base backup {base.name} holds no pg_hba.conf (the cluster keeps it outside "
-            "its data directory); copy one into the new data directory's parent and retry"
-        )
+        # Kept outside the data directory too: PostgreSQL's usual local rules.
+        physical.write_default_hba(datadir)
+        extra["hba_file"] = str(datadir / "pg_hba.conf")
     settings_text = physical.recovery_settings(
         restore_command=physical.restore_command(fetch_wal_argv(database)),
         target_time=target,

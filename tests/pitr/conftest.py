@@ -73,6 +73,7 @@ class Cluster:
         self.port = port or free_port()
         self.launcher = launcher
         self.log = root / "server.log"
+        self.config_file: Path | None = None
 
     def pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(  # noqa: S603
@@ -119,7 +120,25 @@ class Cluster:
             )
 
     def start(self) -> None:
-        self.pg_ctl("start", "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "60")
+        options = ["-o", f"-c config_file={self.config_file}"] if self.config_file else []
+        self.pg_ctl(
+            "start", "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "60", *options
+        )
+
+    def move_configuration_out(self) -> None:
+        """Debian's layout: postgresql.conf and pg_hba.conf outside the data directory (so
+        base backups do not hold them)."""
+        etc = self.root / "etc"
+        etc.mkdir()
+        for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+            (self.datadir / name).rename(etc / name)
+        with open(etc / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"data_directory = '{self.datadir}'\n"
+                f"hba_file = '{etc / 'pg_hba.conf'}'\n"
+                f"ident_file = '{etc / 'pg_ident.conf'}'\n"
+            )
+        self.config_file = etc / "postgresql.conf"
 
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():

@@ -47,6 +47,10 @@ def recovery_env(monkeypatch):
 
 @pytest.fixture
 def shop(transactional_db, environment, archive_dir, clusters, pg_launcher, recovery_env):
+    return make_shop(environment, archive_dir, clusters)
+
+
+def make_shop(environment, archive_dir, clusters, *, debian_layout: bool = False):
     """A cluster archiving into Strongbox, with a database `shop` holding orders 1-100 and a
     base backup of it; returns (cluster, database, base backup)."""
     factories.DestinationFactory(
@@ -68,6 +72,8 @@ def shop(transactional_db, environment, archive_dir, clusters, pg_launcher, reco
         database_name="shop",
     )
     cluster.init(archive=archive_command(database.id))
+    if debian_layout:
+        cluster.move_configuration_out()
     cluster.start()
     cluster.execute("CREATE DATABASE shop")
     run(cluster, "CREATE TABLE orders (id integer PRIMARY KEY, label text)")
@@ -238,3 +244,48 @@ def test_a_recovery_that_cannot_reach_the_target_leaves_the_target_untouched(sho
     assert run(cluster, "SELECT count(*) FROM orders")[0][0] == before
     assert recovered_dirs() == []
     assert cluster.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'shop%'") == [(1,)]
+
+
+def test_a_cluster_configured_outside_its_data_directory_is_recovered_too(
+    transactional_db,
+    environment,
+    project,
+    archive_dir,
+    clusters,
+    pg_launcher,
+    recovery_env,
+    make_postgres_database,
+):
+    cluster, database, base = make_shop(environment, archive_dir, clusters, debian_layout=True)
+    assert not (cluster.datadir / "postgresql.conf").exists()
+    target = history_with_a_mistake(cluster, database)
+    other = factories.EnvironmentFactory(project=project, name="Rehearsal", slug="rehearsal")
+    spec = make_postgres_database()
+    factories.DatabaseFactory(
+        environment=other,
+        name="Shop copy",
+        slug="shop",
+        engine="postgresql",
+        host=spec.host,
+        port=spec.port,
+        username=spec.user,
+        database_name=spec.name,
+    )
+    from restores.services import restore_request
+
+    restore = restore_request(
+        backup=base,
+        target_type="other",
+        target_environment=other,
+        pitr_timestamp=target,
+        enqueue=False,
+    )
+    done = execute(restore.id)
+    assert done.status == RestoreStatus.COMPLETED, done.message
+    with psycopg.connect(host=spec.host, port=spec.port, user=spec.user, dbname=spec.name) as conn:
+        assert conn.execute("SELECT min(id), max(id), count(*) FROM orders").fetchone() == (
+            1,
+            200,
+            200,
+        )
+    assert recovered_dirs() == []
