@@ -191,7 +191,12 @@ class CopyStatus(models.TextChoices):
 
 
 class BackupCopy(models.Model):
-    """One copy of a backup's artifact in one destination."""
+    """One copy of a backup's artifact in one destination.
+
+    ``backup_created_at`` repeats the backup's ``created_at`` (which never changes) so a
+    destination's backups can be paged on this table's own index, without a join per row.
+    ``save()`` fills it, so every ORM creator sets it; raw SQL and ``bulk_create`` must.
+    """
 
     organisation_lookup = "backup__organisation"
 
@@ -208,9 +213,18 @@ class BackupCopy(models.Model):
     file_exists = models.BooleanField(default=False)
     last_verified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    backup_created_at = models.DateTimeField(editable=False)
 
     class Meta:
         ordering = ["created_at"]
+        indexes = [
+            # A destination's backups newest first, in the backups' own (created_at, id)
+            # order: a deep page is an index-only walk of this table.
+            models.Index(
+                fields=["destination", "-backup_created_at", "-backup"],
+                name="copy_dest_backup_created",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["backup", "destination"], name="one_copy_per_destination"
@@ -219,6 +233,11 @@ class BackupCopy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backup.name} @ {self.destination.name}"
+
+    def save(self, *args, **kwargs):
+        if self.backup_created_at is None:
+            self.backup_created_at = self.backup.created_at
+        super().save(*args, **kwargs)
 
 
 # --- point-in-time recovery (PostgreSQL) ---------------------------------------------------

@@ -131,10 +131,11 @@ def fill(rows: int):
             """
             INSERT INTO backups_backupcopy (
                 id, backup_id, destination_id, key, status, size, checksum_sha256, error,
-                file_exists, last_verified_at, created_at
+                file_exists, last_verified_at, created_at, backup_created_at
             )
             SELECT gen_random_uuid(), b.id, %(dest)s, 'shop/' || b.name || '.pgdump.zst',
-                   'stored', b.size, b.checksum_sha256, '', true, b.completed_at, b.completed_at
+                   'stored', b.size, b.checksum_sha256, '', true, b.completed_at, b.completed_at,
+                   b.created_at
             FROM backups_backup b
             """,
             {"dest": destination.id},

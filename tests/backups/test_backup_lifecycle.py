@@ -9,7 +9,7 @@ import pytest
 from alerts.models import Alert, AlertKind
 from backups.engines import ConnectionSpec, get_engine
 from backups.envelope import ArtifactCorrupt
-from backups.models import BackupKind, BackupStatus, CopyStatus
+from backups.models import BackupCopy, BackupKind, BackupStatus, CopyStatus
 from backups.services import backup_verify
 from destinations.models import DestinationKind
 from tests import factories
@@ -89,6 +89,25 @@ def test_it_backs_up_sqlite_and_the_artifact_restores_identically(
     target = make_sqlite_database()
     restore_database_artifact(backup, target)
     assert table_checksums(target) == table_checksums(sqlite_spec)
+
+
+def test_a_new_copy_repeats_its_backups_created_at_for_the_destination_list(
+    environment, destination, sqlite_spec
+):
+    fill_sqlite(sqlite_spec, rows=10)
+    database = database_for(environment, sqlite_spec)
+
+    backup = run_backup_now(environment=environment, kind="database", database=database)
+
+    _assert_completed(backup)
+    assert backup.copies.get().backup_created_at == backup.created_at
+    # Copies made outside a backup run (base backups, tests) get it from the model too.
+    other = factories.BackupFactory(environment=environment)
+    copy, _ = BackupCopy.objects.update_or_create(
+        backup=other, destination=destination, defaults={"key": "k"}
+    )
+    copy.refresh_from_db()
+    assert copy.backup_created_at == other.created_at
 
 
 def test_it_backs_up_the_files_directory_as_a_byte_identical_tree(
