@@ -8,6 +8,7 @@ reported exactly like one that does not exist: ``config.errors.NotFound``.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.db.models import Prefetch, QuerySet
 
@@ -15,6 +16,22 @@ from backups.models import Backup, BackupCopy
 from config.errors import NotFound
 from destinations.models import Destination
 from organizations.models import Database, Environment, Organisation, Project
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Rows to show, and the queryset whose index gives their (created_at, id) order.
+
+    ``keys`` holds one row per listed row, already filtered and ordered newest first,
+    with the listed row's created_at and id in the fields named ``created_at`` and ``id``
+    (for a plain queryset, the rows themselves). The pagers walk ``keys`` for a page's
+    ids, then read just those rows from ``rows``.
+    """
+
+    rows: QuerySet
+    keys: QuerySet
+    created_at: str
+    id: str
 
 
 def parse_uuid(value) -> uuid.UUID | None:
@@ -167,12 +184,23 @@ def backups_for_database(*, organisation: Organisation, database: Database) -> Q
     return _with_relations(Backup.objects.filter(database=database))
 
 
-def backups_for_destination(
-    *, organisation: Organisation, destination: Destination
-) -> QuerySet[Backup]:
-    """Backups with a copy in ``destination`` (one copy per destination, so no duplicates)."""
-    return backups_for_organisation(organisation=organisation).filter(
-        copies__destination=destination
+def backups_for_destination(*, organisation: Organisation, destination: Destination) -> Listing:
+    """Backups with a copy in ``destination`` (one copy per destination, so no duplicates),
+    newest first.
+
+    Ordered through the copies, which repeat their backup's created_at: a page deep in a
+    large destination is a walk of the copies' (destination, backup_created_at, backup)
+    index alone, where a join walked the backups and probed a copy for each skipped row.
+    The rows stay scoped to the organisation.
+    """
+    copies = BackupCopy.objects.filter(destination=destination).order_by(
+        "-backup_created_at", "-backup_id"
+    )
+    return Listing(
+        rows=backups_for_organisation(organisation=organisation),
+        keys=copies,
+        created_at="backup_created_at",
+        id="backup_id",
     )
 
 

@@ -1,7 +1,8 @@
 """Paging helpers shared by the API dialects.
 
 The documents page in five ways; all of them sit on the (created_at, id) order that
-the backup indexes serve:
+the backup indexes serve (or, for a ``Listing``, on a copy of that key kept by another
+table and its index):
 
 - keyset tokens (seed 000 ``nextToken``, seed 001 ``cursor``): opaque base64 JSON
   holding the last row's key, so rows inserted meanwhile neither repeat nor vanish;
@@ -21,13 +22,14 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from django.db import connections
 from django.db.models import Q, QuerySet
 
+from backups.selectors import Listing
 from config.errors import InvalidInput
 
 DEFAULT_LIMIT = 20
@@ -116,29 +118,44 @@ def decode_cursor(token: str, *, param: str) -> Cursor:
         raise _invalid(param, "Invalid or corrupted pagination token.") from None
 
 
-def _beyond(key: Keyset, *, descending: bool, inclusive: bool = False) -> Q:
+def _beyond(
+    key: Keyset,
+    *,
+    descending: bool,
+    inclusive: bool = False,
+    created_at: str = "created_at",
+    pk: str = "id",
+) -> Q:
     """Rows strictly past ``key`` in the given direction (or at it, when ``inclusive``).
 
     Written as ``created_at <= t AND (created_at < t OR id < i)`` rather than a
     plain OR so the database can use the (…, created_at, id) index as a range.
+    ``created_at`` and ``pk`` name the fields that hold the key.
     """
+    bound, past = ("lte", "lt") if descending else ("gte", "gt")
+    last = bound if inclusive else past
+    return Q(**{f"{created_at}__{bound}": key.created_at}) & (
+        Q(**{f"{created_at}__{past}": key.created_at}) | Q(**{f"{pk}__{last}": key.id})
+    )
+
+
+def _ordered(
+    queryset: QuerySet, *, descending: bool, created_at: str = "created_at", pk: str = "id"
+) -> QuerySet:
     if descending:
-        bound = Q(created_at__lte=key.created_at)
-        past = Q(created_at__lt=key.created_at)
-        return bound & (past | (Q(id__lte=key.id) if inclusive else Q(id__lt=key.id)))
-    bound = Q(created_at__gte=key.created_at)
-    past = Q(created_at__gt=key.created_at)
-    return bound & (past | (Q(id__gte=key.id) if inclusive else Q(id__gt=key.id)))
+        return queryset.order_by(f"-{created_at}", f"-{pk}")
+    return queryset.order_by(created_at, pk)
 
 
-def _ordered(queryset: QuerySet, *, descending: bool) -> QuerySet:
-    if descending:
-        return queryset.order_by("-created_at", "-id")
-    return queryset.order_by("created_at", "id")
+def _listing(source: QuerySet | Listing) -> Listing:
+    """A queryset as a Listing that keeps its own order."""
+    if isinstance(source, Listing):
+        return source
+    return Listing(rows=source, keys=source, created_at="created_at", id="pk")
 
 
-def _slice(queryset: QuerySet, start: int, stop: int) -> list:
-    """Rows ``start:stop`` of ``queryset``, found by id first ("deferred join").
+def _slice(listing: Listing, start: int, stop: int) -> list:
+    """Rows ``start:stop`` of ``listing``, found by id first ("deferred join").
 
     The ids come from the bare (…, created_at, id) index, often without touching the
     table (an index-only scan); only the page's rows are then read and joined. That
@@ -146,10 +163,11 @@ def _slice(queryset: QuerySet, start: int, stop: int) -> list:
     index when the wanted rows are rare among recent ones. One more query per page,
     still a constant number.
     """
-    ids = list(queryset.prefetch_related(None).values_list("pk", flat=True)[start:stop])
+    keys = listing.keys.prefetch_related(None)
+    ids = list(keys.values_list(listing.id, flat=True)[start:stop])
     if not ids:
         return []
-    by_id = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
+    by_id = {row.pk: row for row in listing.rows.filter(pk__in=ids).order_by()}
     return [by_id[pk] for pk in ids if pk in by_id]
 
 
@@ -169,18 +187,26 @@ class KeysetPage:
 
 
 def keyset_paginate(
-    queryset: QuerySet, *, limit: int, cursor: Cursor | None = None, order: Order = "desc"
+    queryset: QuerySet | Listing,
+    *,
+    limit: int,
+    cursor: Cursor | None = None,
+    order: Order = "desc",
 ) -> KeysetPage:
     """One page of ``queryset`` in (created_at, id) ``order``, after or before ``cursor``.
 
     Two queries (plus the queryset's prefetches), whatever the page's depth.
     """
+    listing = _listing(queryset)
+    fields = {"created_at": listing.created_at, "pk": listing.id}
     descending = order == "desc"
     backwards = cursor is not None and cursor.backwards
     scan_descending = descending != backwards
+    keys = listing.keys
     if cursor is not None:
-        queryset = queryset.filter(_beyond(cursor.key, descending=scan_descending))
-    rows = _slice(_ordered(queryset, descending=scan_descending), 0, limit + 1)
+        keys = keys.filter(_beyond(cursor.key, descending=scan_descending, **fields))
+    keys = _ordered(keys, descending=scan_descending, **fields)
+    rows = _slice(replace(listing, keys=keys), 0, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
@@ -267,10 +293,10 @@ class NumberPage:
     has_next: bool
 
 
-def page_number_paginate(queryset: QuerySet, *, page: int, per_page: int) -> NumberPage:
+def page_number_paginate(queryset: QuerySet | Listing, *, page: int, per_page: int) -> NumberPage:
     """One numbered page; fetches one extra row to know whether another follows (no COUNT)."""
     start = (page - 1) * per_page
-    rows = _slice(queryset, start, start + per_page + 1)
+    rows = _slice(_listing(queryset), start, start + per_page + 1)
     return NumberPage(
         items=rows[:per_page], page=page, per_page=per_page, has_next=len(rows) > per_page
     )
@@ -286,7 +312,7 @@ class OffsetPage:
 
 def offset_paginate(queryset: QuerySet, *, limit: int, offset: int) -> OffsetPage:
     """``limit`` rows from ``offset``, with the total count of the (filtered) queryset."""
-    rows = _slice(queryset, offset, offset + limit)
+    rows = _slice(_listing(queryset), offset, offset + limit)
     total = queryset.count() if rows or offset else 0
     if rows and offset == 0 and len(rows) < limit:
         total = len(rows)

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from backups.models import Backup
 from organizations.models import Role
 from tests import factories
 from tests.api.shapes import assert_same_shape
@@ -109,6 +110,38 @@ def test_it_pages_by_number_and_by_cursor(client_for, organisation, environment,
     assert [b["name"] for b in by_cursor["data"]] == names[2:4], "the cursor wins over page"
     last = client.get(url(destination), {"per_page": 2, "page": 3}).json()
     assert last["pagination"] == {"hasNextPage": False, "count": 1}
+
+
+def test_page_numbers_and_the_cursor_walk_the_same_backups_in_the_same_order(
+    client_for, organisation, environment, destination
+):
+    elsewhere = factories.DestinationFactory(organisation=organisation, name="Other")
+    for i in range(12):
+        # Three backups a minute: ties on createdAt are ordered by id.
+        _stored(destination, environment, minutes=i // 3)
+        _stored(elsewhere, environment, minutes=i // 3)
+    factories.BackupFactory(environment=environment, created_at=T0)
+    newest_first = Backup.objects.filter(copies__destination=destination).order_by(
+        "-created_at", "-id"
+    )
+    expected = [str(pk) for pk in newest_first.values_list("id", flat=True)]
+    client = client_for(organisation, Role.VIEWER)
+
+    by_number = []
+    for page in range(1, 5):
+        body = client.get(url(destination), {"per_page": 5, "page": page}).json()
+        by_number.append([b["id"] for b in body["data"]])
+    by_cursor, query = [], {"per_page": 5}
+    while True:
+        body = client.get(url(destination), query).json()
+        by_cursor.append([b["id"] for b in body["data"]])
+        if not body["pagination"]["hasNextPage"]:
+            break
+        query = {"per_page": 5, "cursor": body["pagination"]["cursor"]}
+
+    assert [len(page) for page in by_number] == [5, 5, 2, 0]
+    assert by_cursor == by_number[:3]
+    assert sum(by_number, []) == expected
 
 
 def test_per_page_is_clamped_to_100(client_for, organisation, environment, destination):
