@@ -10,6 +10,8 @@ is it swapped in:
 
 - PostgreSQL: ``ALTER DATABASE … RENAME`` twice in one transaction (target aside, scratch
   in), after terminating the connections to both; the old database is dropped afterwards.
+  The scratch database takes the target's own GRANTs and settings just before the swap
+  (``restores.pg_access``).
 - MariaDB/MySQL have no RENAME DATABASE. Base tables move between databases with one
   multi-table ``RENAME TABLE`` statement, which the server applies atomically (all or
   nothing). Views, triggers, routines and events cannot move that way (a table with
@@ -45,6 +47,7 @@ from backups.engines.base import COPY_CHUNK, describe_exit, enlarge_pipe, spawn
 from backups.engines.mysql import CLIENT_TOOLS, MySQLEngine, write_defaults_file
 from backups.engines.postgresql import USER_TABLES, PostgreSQLEngine
 from backups.engines.sqlite import SIDE_FILES
+from restores import pg_access
 
 Tick = Callable[[], None]
 
@@ -52,7 +55,8 @@ MYSQL_FAMILY = ("mysql", "mariadb")
 # Identifiers: PostgreSQL allows 63 bytes, MariaDB 64 characters.
 NAME_ROOM = 40
 SWAP_ATTEMPTS = 5
-# What a scratch PostgreSQL database copies from its target ({icu}: a column, PG 15+).
+# What a scratch PostgreSQL database is created with ({icu}: a column, PG 15+); its GRANTs
+# and settings are copied just before the swap (pg_access.copy_database_access).
 PG_DATABASE_PROPERTIES = (
     "SELECT pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba), {icu}"
     " FROM pg_database WHERE datname = %s"
@@ -165,11 +169,11 @@ def prepare(scratch: ConnectionSpec, *, like: ConnectionSpec | None = None) -> N
 
 
 def _create_postgresql_like(scratch: ConnectionSpec, like: ConnectionSpec) -> None:
-    """A scratch database with the target's encoding, locale, owner and database settings.
+    """A scratch database with the target's encoding, locale and owner.
 
     The dump does not carry them (it restores into an existing database), so a scratch made
     with the server's defaults would silently change the target's collation when swapped in.
-    The owner and settings are best effort: a role without the right keeps the defaults.
+    The owner is best effort: a role without the right keeps the default.
     """
     with _pg_maintenance(like) as conn:
         icu = "daticulocale" if conn.info.server_version >= 150000 else "NULL"
@@ -195,26 +199,12 @@ def _create_postgresql_like(scratch: ConnectionSpec, like: ConnectionSpec) -> No
             raise RestoreFailed(
                 f"cannot create the scratch database {scratch.name}: {exc}"
             ) from exc
-        settings = conn.execute(
-            "SELECT unnest(s.setconfig) FROM pg_db_role_setting s"
-            " JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
-            (like.name,),
-        ).fetchall()
-        statements = [
-            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                sql.Identifier(scratch.name), sql.Identifier(owner)
-            )
-        ]
-        for (setting,) in settings:
-            name, _, value = setting.partition("=")
-            statements.append(
-                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(scratch.name), sql.Identifier(name), sql.Literal(value)
+        with contextlib.suppress(psycopg.Error):
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(scratch.name), sql.Identifier(owner)
                 )
             )
-        for statement in statements:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute(statement)
 
 
 def load(
@@ -318,11 +308,14 @@ def holds_data(target: ConnectionSpec) -> bool:
 # --- swap --------------------------------------------------------------------------------
 
 
-def swap(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -> None:
-    """Put the loaded scratch in place of the target and remove the old target."""
+def swap(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -> list[str]:
+    """Put the loaded scratch in place of the target and remove the old target.
+
+    Returns notes for the restore's message (PostgreSQL settings that could not be copied).
+    """
     if target.engine == "postgresql":
-        _swap_postgresql(target, scratch, aside_name(target, tag))
-    elif target.engine in MYSQL_FAMILY:
+        return _swap_postgresql(target, scratch, aside_name(target, tag))
+    if target.engine in MYSQL_FAMILY:
         _swap_mysql(target, scratch, aside_name(target, tag))
     elif target.engine == "sqlite":
         _swap_sqlite(target, scratch)
@@ -330,6 +323,7 @@ def swap(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -> None:
         _swap_files(target, scratch, aside_name(target, tag))
     else:
         raise EngineError(f"restores into {target.engine} are not supported")
+    return []
 
 
 def _pg_maintenance(spec: ConnectionSpec) -> psycopg.Connection:
@@ -344,12 +338,22 @@ def _pg_database_exists(spec: ConnectionSpec) -> bool:
         return row.fetchone() is not None
 
 
-def _swap_postgresql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> None:
+def _swap_postgresql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> list[str]:
     rename = "ALTER DATABASE {} RENAME TO {}"
+    notes: list[str] = []
     with _pg_maintenance(target) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (target.name,)
         ).fetchone()
+        if exists:
+            # Who may connect, and as what, is the database's, not the dump's: keep it.
+            try:
+                notes = pg_access.copy_database_access(conn, source=target.name, dest=scratch.name)
+            except psycopg.Error as exc:
+                raise SwapRefused(
+                    f"could not give the restored database the GRANTs of {target.name!r} "
+                    f"({exc}); the target was not changed"
+                ) from exc
         for attempt in range(1, SWAP_ATTEMPTS + 1):
             try:
                 # Clients reconnect at once; the retry covers one slipping in between.
@@ -384,6 +388,7 @@ def _swap_postgresql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str
         # The restored data is in place; failing to drop the old copy only costs space.
         with contextlib.suppress(EngineError):
             get_engine("postgresql").drop_database(replace(target, name=aside))
+    return notes
 
 
 def _mysql_objects(cur, database: str) -> tuple[list[str], list[str]]:

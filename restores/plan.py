@@ -3,7 +3,7 @@ that refuse a restore before anything is created (engine families, PostgreSQL ve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backups.engines import ConnectionSpec, EngineError, get_engine
 from backups.models import Backup, BackupKind
@@ -30,6 +30,7 @@ class Member:
     source_engine: str = ""
     scratch: ConnectionSpec | None = None
     swapped: bool = False
+    notes: list[str] = field(default_factory=list)  # for the restore's message
 
 
 def family(engine: str) -> str:

@@ -544,7 +544,7 @@ def _check_swap_complete(restore, members, phases, progress, tag, summary, probl
     for member in members:
         assert member.scratch is not None  # noqa: S101 - loaded above
         try:
-            loading.swap(member.target, member.scratch, tag=tag)
+            member.notes += loading.swap(member.target, member.scratch, tag=tag)
         except (EngineError, OSError) as exc:
             _discard_scratches(members)
             phases.finish(swap_item, "ERROR")
@@ -563,6 +563,7 @@ def _check_swap_complete(restore, members, phases, progress, tag, summary, probl
     parts = [summary]
     if restore.safety_backup_id:
         parts.append(f"The previous data is in the safety backup {restore.safety_backup.name}.")
+    notes += [f"{member.label}: {note}" for member in members for note in member.notes]
     parts += [note + "." for note in notes + problems]
     _update(
         restore,

@@ -92,8 +92,8 @@ def test_mariadb_tables_swap_atomically_but_triggers_are_refused_untouched(
 
 
 @pytest.mark.django_db
-def test_a_postgresql_scratch_database_copies_the_targets_locale_and_settings(
-    make_postgres_database,
+def test_a_postgresql_scratch_takes_the_targets_locale_first_and_its_access_at_the_swap(
+    make_postgres_database, make_postgres_role
 ):
     from dataclasses import replace
 
@@ -101,6 +101,16 @@ def test_a_postgresql_scratch_database_copies_the_targets_locale_and_settings(
 
     target = make_postgres_database()
     engine = PostgreSQLEngine()
+    query = (
+        "SELECT pg_encoding_to_char(encoding), datcollate, datctype,"
+        " (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0)"
+        " FROM pg_database d WHERE datname = %s"
+    )
+    access_query = (
+        "SELECT ARRAY(SELECT unnest(datacl)::text ORDER BY 1),"
+        " (SELECT array_agg(setconfig::text) FROM pg_db_role_setting"
+        " WHERE setdatabase = d.oid AND setrole <> 0) FROM pg_database d WHERE datname = %s"
+    )
     with engine.connect(target, dbname="postgres") as conn:
         conn.autocommit = True
         name = sql.Identifier(target.name)
@@ -112,16 +122,26 @@ def test_a_postgresql_scratch_database_copies_the_targets_locale_and_settings(
             ).format(name)
         )
         conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '7MB'").format(name))
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = a, 'B c'").format(name))
+        reader = sql.Identifier(make_postgres_role())
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(name, reader))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem = '3MB'").format(reader, name)
+        )
+        access = conn.execute(access_query, (target.name,)).fetchone()
     scratch = replace(target, name=target.name + "_sbx_restore_t1")
     try:
         loading.prepare(scratch, like=target)
         with engine.connect(target, dbname="postgres") as conn:
-            row = conn.execute(
-                "SELECT pg_encoding_to_char(encoding), datcollate, datctype,"
-                " (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid)"
-                " FROM pg_database d WHERE datname = %s",
-                (scratch.name,),
-            ).fetchone()
-        assert row == ("SQL_ASCII", "C", "C", ["work_mem=7MB"])
+            # No settings during the load: one such as default_transaction_read_only breaks it.
+            assert conn.execute(query, (scratch.name,)).fetchone() == ("SQL_ASCII", "C", "C", None)
+
+        assert loading.swap(target, scratch, tag="t1") == []
+
+        with engine.connect(target, dbname="postgres") as conn:
+            row = conn.execute(query, (target.name,)).fetchone()
+            assert conn.execute(access_query, (target.name,)).fetchone() == access
+        assert row == ("SQL_ASCII", "C", "C", ["work_mem=7MB", 'search_path=a, "B c"'])
     finally:
         loading.discard(scratch)
