@@ -1,10 +1,37 @@
-"""Writes to the tenancy model."""
+"""Writes to the tenancy model: API tokens, and projects, environments and databases.
+
+Every interface (the API, the admin, management commands) creates, changes and deletes
+projects, environments and databases through these functions, so the rules live here
+once: a slug is unique among its siblings (derived from the name when left out), server
+paths stay inside STRONGBOX_ALLOWED_PATHS (``validators.server_path_problem``), and
+nothing that still has backups is deleted. A problem is an ``InvalidInput`` whose
+``fields`` name the model field at fault (``files_path``, ``database_name``…); each
+interface renames them to its own vocabulary.
+"""
 
 from __future__ import annotations
 
-from django.utils import timezone
+import enum
+from typing import Any
 
-from organizations.models import ApiToken, Organisation, hash_token
+from django.db import IntegrityError, transaction
+from django.db.models import Model, QuerySet
+from django.utils import timezone
+from django.utils.text import slugify
+
+from config.errors import Conflict, InvalidInput
+from organizations.models import (
+    ApiToken,
+    Database,
+    Engine,
+    Environment,
+    Organisation,
+    Project,
+    hash_token,
+)
+from organizations.validators import server_path_problem
+
+# --- API tokens -----------------------------------------------------------------------------
 
 
 def api_token_create(
@@ -25,3 +52,250 @@ def api_token_create(
 
 def api_token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- shared rules ---------------------------------------------------------------------------
+
+
+class _Keep(enum.Enum):
+    """Default of an update argument for which ``None`` is a real value (a database port)."""
+
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP
+
+SLUG_IN_USE = "This slug is already in use."
+
+
+def _check_slug_free(siblings: QuerySet, slug: str) -> None:
+    if siblings.filter(slug=slug).exists():
+        raise InvalidInput(SLUG_IN_USE, fields={"slug": [SLUG_IN_USE]})
+
+
+def _free_slug(siblings: QuerySet, name: str) -> str:
+    """The name's slug, with ``-2``, ``-3``… appended until no sibling uses it."""
+    base = slugify(name)[:90] or "item"
+    slug, n = base, 2
+    while siblings.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def _check_server_path(field: str, value: str) -> None:
+    problem = value and server_path_problem(value)
+    if problem:
+        raise InvalidInput(problem, fields={field: [problem]})
+
+
+def _save(obj: Model, siblings: QuerySet, *, creating: bool) -> None:
+    """Save ``obj``; a sibling that took its slug meanwhile is the same 400 as one before."""
+    try:
+        with transaction.atomic():
+            obj.save(force_insert=creating)
+    except IntegrityError:
+        if siblings.filter(slug=obj.slug).exists():
+            raise InvalidInput(SLUG_IN_USE, fields={"slug": [SLUG_IN_USE]}) from None
+        raise
+
+
+def _refuse_if_backups(backups: QuerySet, what: str) -> None:
+    """Deleting the rows would orphan stored artifacts: make people delete backups first."""
+    from backups.models import BackupStatus
+
+    live = backups.exclude(status=BackupStatus.DELETED).count()
+    if live:
+        raise Conflict(
+            f"This {what} still has {live} backup(s); delete them first so their "
+            "artifacts are removed from the destinations."
+        )
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+def project_create(*, organisation: Organisation, name: str, slug: str | None = None) -> Project:
+    """A project of ``organisation``; without a slug, one is derived from the name."""
+    siblings = Project.objects.filter(organisation=organisation)
+    if slug is None:
+        slug = _free_slug(siblings, name)
+    else:
+        _check_slug_free(siblings, slug)
+    project = Project(organisation=organisation, name=name, slug=slug)
+    _save(project, siblings, creating=True)
+    return project
+
+
+def project_update(
+    *, project: Project, name: str | None = None, slug: str | None = None
+) -> Project:
+    """Rename a project or change its slug (arguments left out keep their value)."""
+    siblings = Project.objects.filter(organisation_id=project.organisation_id).exclude(
+        pk=project.pk
+    )
+    if slug is not None:
+        _check_slug_free(siblings, slug)
+        project.slug = slug
+    if name is not None:
+        project.name = name
+    _save(project, siblings, creating=False)
+    return project
+
+
+def project_delete(*, project: Project) -> None:
+    """Refused (409) while any of its environments still has backups."""
+    from backups.models import Backup
+
+    with transaction.atomic():
+        _refuse_if_backups(Backup.objects.filter(environment__project=project), "project")
+        project.delete()
+
+
+# --- environments ---------------------------------------------------------------------------
+
+
+def environment_create(
+    *, project: Project, name: str, slug: str | None = None, files_path: str = ""
+) -> Environment:
+    """An environment of ``project``; ``files_path`` must be an allowed directory."""
+    _check_server_path("files_path", files_path)
+    siblings = Environment.objects.filter(project=project)
+    if slug is None:
+        slug = _free_slug(siblings, name)
+    else:
+        _check_slug_free(siblings, slug)
+    environment = Environment(project=project, name=name, slug=slug, files_path=files_path)
+    _save(environment, siblings, creating=True)
+    return environment
+
+
+def environment_update(
+    *,
+    environment: Environment,
+    name: str | None = None,
+    slug: str | None = None,
+    files_path: str | None = None,
+) -> Environment:
+    """Change an environment (arguments left out keep their value; ``files_path=""``
+    removes the files directory)."""
+    if files_path is not None:
+        _check_server_path("files_path", files_path)
+        environment.files_path = files_path
+    siblings = Environment.objects.filter(project_id=environment.project_id).exclude(
+        pk=environment.pk
+    )
+    if slug is not None:
+        _check_slug_free(siblings, slug)
+        environment.slug = slug
+    if name is not None:
+        environment.name = name
+    _save(environment, siblings, creating=False)
+    return environment
+
+
+def environment_delete(*, environment: Environment) -> None:
+    """Refused (409) while the environment still has backups."""
+    from backups.models import Backup
+
+    with transaction.atomic():
+        _refuse_if_backups(Backup.objects.filter(environment=environment), "environment")
+        environment.delete()
+
+
+# --- databases ------------------------------------------------------------------------------
+
+
+def _check_database_path(engine: str, database_name: str) -> None:
+    # A SQLite "database name" is a file the workers read and replace: an allowed path only.
+    if engine == Engine.SQLITE:
+        _check_server_path("database_name", database_name)
+
+
+def database_create(
+    *,
+    environment: Environment,
+    name: str,
+    engine: str,
+    database_name: str,
+    slug: str | None = None,
+    host: str = "",
+    port: int | None = None,
+    username: str = "",
+    password: str = "",
+    options: dict[str, Any] | None = None,
+    version: str = "",
+) -> Database:
+    """A database of ``environment``. The password is stored encrypted (``EncryptedTextField``);
+    for SQLite, ``database_name`` is a file path that must be allowed."""
+    siblings = Database.objects.filter(environment=environment)
+    if slug is None:
+        slug = _free_slug(siblings, name)
+    else:
+        _check_slug_free(siblings, slug)
+    _check_database_path(engine, database_name)
+    database = Database(
+        environment=environment,
+        name=name,
+        slug=slug,
+        engine=engine,
+        version=version,
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        database_name=database_name,
+        options=options if options is not None else {},
+    )
+    _save(database, siblings, creating=True)
+    return database
+
+
+def database_update(
+    *,
+    database: Database,
+    name: str | None = None,
+    slug: str | None = None,
+    engine: str | None = None,
+    host: str | None = None,
+    port: int | None | _Keep = KEEP,
+    username: str | None = None,
+    password: str | None = None,
+    database_name: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Database:
+    """Change a database; arguments left out keep their value. ``port=None`` removes the
+    port and ``password=""`` the password. The SQLite path rule is checked against the
+    resulting engine and path, whatever changed."""
+    siblings = Database.objects.filter(environment_id=database.environment_id).exclude(
+        pk=database.pk
+    )
+    if slug is not None:
+        _check_slug_free(siblings, slug)
+    _check_database_path(engine or database.engine, database_name or database.database_name)
+    changes = {
+        "name": name,
+        "slug": slug,
+        "engine": engine,
+        "host": host,
+        "username": username,
+        "password": password,
+        "database_name": database_name,
+        "options": options,
+    }
+    for field, value in changes.items():
+        if value is not None:
+            setattr(database, field, value)
+    if port is not KEEP:
+        database.port = port
+    _save(database, siblings, creating=False)
+    return database
+
+
+def database_delete(*, database: Database) -> None:
+    """Refused (409) while a backup of it runs. Its finished backups stay (without it)."""
+    from backups.models import ACTIVE_STATUSES, Backup
+
+    with transaction.atomic():
+        if Backup.objects.filter(database=database, status__in=ACTIVE_STATUSES).exists():
+            raise Conflict("A backup of this database is running; wait for it or abort it.")
+        database.delete()

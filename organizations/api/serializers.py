@@ -1,15 +1,14 @@
 """Serializers of the tenancy model (Strongbox's own resources, seed 003 style).
 
-Field names are camelCase like seed 003's. A database password is write-only: it is
-accepted on create and update and never rendered back (``hasPassword`` says whether
-one is set).
+Field names are camelCase like seed 003's. These parse and shape-check input and render
+output; the rules (slugs, allowed server paths) are in ``organizations.services``.
+A database password is write-only: it is accepted on create and update and never
+rendered back (``hasPassword`` says whether one is set).
 """
 
-from django.utils.text import slugify
 from rest_framework import serializers
 
 from organizations.models import Engine, Role
-from organizations.validators import server_path_problem
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -34,31 +33,13 @@ class OrganizationSerializer(serializers.Serializer):
 
 
 class _SluggedWriteSerializer(serializers.Serializer):
-    """``name`` plus an optional ``slug`` (derived from the name), unique among siblings.
+    """``name`` plus an optional ``slug`` (derived from the name), unique among siblings."""
 
-    The view passes the siblings queryset as ``context["siblings"]`` (excluding the
-    object being updated), so a clash is a 400 naming ``slug``, never an IntegrityError.
-    """
+    # The docstring is the schema's description. Only the shape is checked here; the
+    # services derive a missing slug and refuse one a sibling uses (a 400 naming slug).
 
     name = serializers.CharField(max_length=200)
     slug = serializers.SlugField(max_length=100, required=False)
-
-    def validate(self, attrs):
-        siblings = self.context["siblings"]
-        if "slug" in attrs:
-            if siblings.filter(slug=attrs["slug"]).exists():
-                raise serializers.ValidationError({"slug": ["This slug is already in use."]})
-        elif "name" in attrs and self.instance is None:
-            attrs["slug"] = _free_slug(siblings, attrs["name"])
-        return attrs
-
-
-def _free_slug(siblings, name: str) -> str:
-    base = slugify(name)[:90] or "item"
-    slug, n = base, 2
-    while siblings.filter(slug=slug).exists():
-        slug, n = f"{base}-{n}", n + 1
-    return slug
 
 
 # --- projects -------------------------------------------------------------------------------
@@ -96,12 +77,6 @@ class EnvironmentWriteSerializer(_SluggedWriteSerializer):
         help_text="Directory whose files are backed up (filesystem and full backups); it "
         "must be inside the server's allowed directories (STRONGBOX_ALLOWED_PATHS).",
     )
-
-    def validate_filesPath(self, value: str) -> str:  # noqa: N802 - the API's field name
-        problem = value and server_path_problem(value)
-        if problem:
-            raise serializers.ValidationError(problem)
-        return value
 
 
 # --- databases ------------------------------------------------------------------------------
@@ -146,16 +121,3 @@ class DatabaseWriteSerializer(_SluggedWriteSerializer):
         help_text="Database name on the server, or the file path for SQLite.",
     )
     options = serializers.DictField(required=False)
-
-    def validate(self, attrs: dict) -> dict:
-        attrs = super().validate(attrs)
-        engine = attrs.get("engine") or getattr(self.instance, "engine", "")
-        path = attrs.get("database_name") or getattr(self.instance, "database_name", "")
-        problem = engine == Engine.SQLITE and path and server_path_problem(path)
-        if problem:
-            raise serializers.ValidationError({"databaseName": [problem]})
-        return attrs
-
-
-def siblings_of(queryset, instance=None):
-    return queryset.exclude(pk=instance.pk) if instance is not None else queryset

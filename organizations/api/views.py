@@ -2,17 +2,20 @@
 
 Reads need the viewer role, writes the admin role (``TenantViewSetMixin``).
 Everything is looked up through ``restrict()``, so another organisation's id is a 404.
+Writes go through ``organizations.services``, which hold the rules.
 """
 
+from contextlib import contextmanager
+
 from django.contrib.auth import authenticate
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backups.models import ACTIVE_STATUSES, Backup, BackupStatus
-from config.errors import ApplicationError, Conflict
+from config.errors import ApplicationError, InvalidInput
+from organizations import services
 from organizations.api import schema as _schema  # noqa: F401 - registers the auth scheme
 from organizations.api import serializers as s
 from organizations.api.common import (
@@ -87,18 +90,27 @@ class OrganizationListView(APIView):
         return Response(paged_body(data, count, limit, offset))
 
 
-def _refuse_if_backups(queryset, what: str) -> None:
-    """Deleting the rows would orphan stored artifacts: make people delete backups first."""
-    live = queryset.exclude(status=BackupStatus.DELETED).count()
-    if live:
-        raise Conflict(
-            f"This {what} still has {live} backup(s); delete them first so their "
-            "artifacts are removed from the destinations."
-        )
+@contextmanager
+def _in_api_terms(serializer):
+    """Rename the model fields a service names in an ``InvalidInput`` to the API's
+    (``files_path`` -> ``filesPath``); rendered like any validation error, so the body
+    is ``{"error": {"code", "message": "filesPath: …", "fields": {"filesPath": […]}}}``."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if not exc.fields:
+            raise
+        names = {field.source: name for name, field in serializer.fields.items()}
+        raise ValidationError(
+            {names.get(field, field): messages for field, messages in exc.fields.items()}
+        ) from exc
 
 
 class _CrudViewSet(TenantViewSet):
     """list/create under an optional parent; retrieve/partial_update/destroy by id."""
+
+    # The docstring is each operation's description in the schema. Writes call the
+    # model's services through ``create_object``/``update_object``/``delete_object``.
 
     model = None
     what = ""
@@ -128,11 +140,6 @@ class _CrudViewSet(TenantViewSet):
     def get_object(self):
         return get_or_404(self.queryset(), self.kwargs[self.id_kwarg], what=self.what)
 
-    def siblings(self, parent):
-        if parent is None:
-            return self.queryset()
-        return self.model.objects.filter(**{self.parent_field: parent})
-
     def list_page(self, request, **kwargs):
         queryset = self.queryset()
         if self.parent_model is not None:
@@ -144,12 +151,10 @@ class _CrudViewSet(TenantViewSet):
 
     def create(self, request, **kwargs):
         parent = self.get_parent() if self.parent_model is not None else None
-        data = self.write(data=request.data, context={"siblings": self.siblings(parent)})
+        data = self.write(data=request.data)
         data.is_valid(raise_exception=True)
-        owner = {self.parent_field: parent} if parent is not None else {}
-        if self.parent_model is None:
-            owner = {"organisation": self.tenant.organisation}
-        obj = self.model.objects.create(**owner, **data.validated_data)
+        with _in_api_terms(data):
+            obj = self.create_object(parent, data.validated_data)
         return Response(self.output(obj).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request, **kwargs):
@@ -157,24 +162,27 @@ class _CrudViewSet(TenantViewSet):
 
     def partial_update(self, request, **kwargs):
         obj = self.get_object()
-        parent = getattr(obj, self.parent_field) if self.parent_field else None
-        siblings = self.siblings(parent).exclude(pk=obj.pk)
-        data = self.write(obj, data=request.data, partial=True, context={"siblings": siblings})
+        data = self.write(obj, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        for name, value in data.validated_data.items():
-            setattr(obj, name, value)
-        obj.save()
+        with _in_api_terms(data):
+            obj = self.update_object(obj, data.validated_data)
         return Response(self.output(obj).data)
 
     def destroy(self, request, **kwargs):
-        obj = self.get_object()
-        with transaction.atomic():
-            self.before_delete(obj)
-            obj.delete()
+        self.delete_object(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def before_delete(self, obj) -> None:
-        pass
+    # The validated data is keyed by model field (the serializers' ``source``), which
+    # are the services' argument names; a field left out of a PATCH keeps its value.
+
+    def create_object(self, parent, fields: dict):
+        raise NotImplementedError
+
+    def update_object(self, obj, fields: dict):
+        raise NotImplementedError
+
+    def delete_object(self, obj) -> None:
+        raise NotImplementedError
 
 
 def _schema_per_action(**decorators):
@@ -265,8 +273,14 @@ class ProjectViewSet(_CrudViewSet):
     output = s.ProjectSerializer
     write = s.ProjectWriteSerializer
 
-    def before_delete(self, obj) -> None:
-        _refuse_if_backups(Backup.objects.filter(environment__project=obj), "project")
+    def create_object(self, parent, fields: dict) -> Project:
+        return services.project_create(organisation=self.tenant.organisation, **fields)
+
+    def update_object(self, obj: Project, fields: dict) -> Project:
+        return services.project_update(project=obj, **fields)
+
+    def delete_object(self, obj: Project) -> None:
+        services.project_delete(project=obj)
 
 
 @_crud_schema(
@@ -288,8 +302,14 @@ class EnvironmentViewSet(_CrudViewSet):
     output = s.EnvironmentSerializer
     write = s.EnvironmentWriteSerializer
 
-    def before_delete(self, obj) -> None:
-        _refuse_if_backups(Backup.objects.filter(environment=obj), "environment")
+    def create_object(self, parent: Project, fields: dict) -> Environment:
+        return services.environment_create(project=parent, **fields)
+
+    def update_object(self, obj: Environment, fields: dict) -> Environment:
+        return services.environment_update(environment=obj, **fields)
+
+    def delete_object(self, obj: Environment) -> None:
+        services.environment_delete(environment=obj)
 
 
 @_crud_schema(
@@ -311,7 +331,11 @@ class DatabaseViewSet(_CrudViewSet):
     output = s.DatabaseSerializer
     write = s.DatabaseWriteSerializer
 
-    def before_delete(self, obj) -> None:
-        running = Backup.objects.filter(database=obj, status__in=ACTIVE_STATUSES).exists()
-        if running:
-            raise Conflict("A backup of this database is running; wait for it or abort it.")
+    def create_object(self, parent: Environment, fields: dict) -> Database:
+        return services.database_create(environment=parent, **fields)
+
+    def update_object(self, obj: Database, fields: dict) -> Database:
+        return services.database_update(database=obj, **fields)
+
+    def delete_object(self, obj: Database) -> None:
+        services.database_delete(database=obj)
