@@ -3,11 +3,21 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from config.errors import ApplicationError
 from destinations.models import Destination, DestinationKind
-from organizations.models import Database, Environment, Membership, Organisation, Project, Role
+from organizations.models import (
+    Database,
+    Engine,
+    Environment,
+    Membership,
+    Organisation,
+    Project,
+    Role,
+)
+from organizations.services import database_create, environment_create, project_create
 
 DEMO_PASSWORD = "strongbox-demo"  # noqa: S105 - printed for the demo on purpose
 
@@ -19,8 +29,14 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin")
         parser.add_argument("--password", default=DEMO_PASSWORD)
 
-    @transaction.atomic
     def handle(self, *args, username, password, **options):
+        try:
+            self._seed(username=username, password=password)
+        except ApplicationError as exc:  # e.g. VAR_DIR outside STRONGBOX_ALLOWED_PATHS
+            raise CommandError(exc.message) from exc
+
+    @transaction.atomic
+    def _seed(self, *, username: str, password: str) -> None:
         demo_dir = Path(settings.VAR_DIR) / "demo"
         files_dir = demo_dir / "files"
         files_dir.mkdir(parents=True, exist_ok=True)
@@ -37,24 +53,25 @@ class Command(BaseCommand):
             user.save()
         org, _ = Organisation.objects.get_or_create(slug="demo", defaults={"name": "Demo Org"})
         Membership.objects.get_or_create(user=user, organisation=org, defaults={"role": Role.ADMIN})
-        project, _ = Project.objects.get_or_create(
-            organisation=org, slug="shop", defaults={"name": "Shop"}
-        )
-        env, _ = Environment.objects.get_or_create(
-            project=project,
-            slug="production",
-            defaults={"name": "Production", "files_path": str(files_dir)},
-        )
-        Database.objects.get_or_create(
-            environment=env,
-            slug="shop-db",
-            defaults={
-                "name": "Shop database",
-                "engine": "sqlite",
-                "version": sqlite3.sqlite_version,
-                "database_name": str(db_path),
-            },
-        )
+        # Created through the services (so the allowed-path rules apply), found by slug
+        # when they already exist so the command stays idempotent.
+        project = Project.objects.filter(organisation=org, slug="shop").first()
+        if project is None:
+            project = project_create(organisation=org, name="Shop", slug="shop")
+        env = Environment.objects.filter(project=project, slug="production").first()
+        if env is None:
+            env = environment_create(
+                project=project, name="Production", slug="production", files_path=str(files_dir)
+            )
+        if not Database.objects.filter(environment=env, slug="shop-db").exists():
+            database_create(
+                environment=env,
+                name="Shop database",
+                slug="shop-db",
+                engine=Engine.SQLITE,
+                version=sqlite3.sqlite_version,
+                database_name=str(db_path),
+            )
         Destination.objects.get_or_create(
             organisation=org,
             name="Local disk",
