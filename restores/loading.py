@@ -10,7 +10,8 @@ is it swapped in:
 
 - PostgreSQL: ``ALTER DATABASE … RENAME`` twice in one transaction (target aside, scratch
   in), after terminating the connections to both; the old database is dropped afterwards.
-  The scratch database takes the target's own GRANTs and settings just before the swap
+  Objects get their owners and GRANTs back when the server has the roles, and the scratch
+  database takes the target's own GRANTs and settings just before the swap
   (``restores.pg_access``).
 - MariaDB/MySQL have no RENAME DATABASE. Base tables move between databases with one
   multi-table ``RENAME TABLE`` statement, which the server applies atomically (all or
@@ -176,35 +177,53 @@ def _create_postgresql_like(scratch: ConnectionSpec, like: ConnectionSpec) -> No
     The owner is best effort: a role without the right keeps the default.
     """
     with _pg_maintenance(like) as conn:
-        icu = "daticulocale" if conn.info.server_version >= 150000 else "NULL"
-        query = PG_DATABASE_PROPERTIES.format(icu=icu)
-        row = conn.execute(query, (like.name,)).fetchone()  # type: ignore[call-overload]
-        if row is None:
+        properties = _pg_properties(conn, like.name)
+        if properties is None:
             get_engine("postgresql").create_database(scratch)
             return
-        encoding, collate, ctype, owner, icu_locale = row
-        create = sql.SQL(
-            "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
-        ).format(
-            sql.Identifier(scratch.name),
-            sql.Literal(encoding),
-            sql.Literal(collate),
-            sql.Literal(ctype),
-        )
-        if icu_locale:
-            create += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(icu_locale))
-        try:
-            conn.execute(create)
-        except psycopg.Error as exc:
-            raise RestoreFailed(
-                f"cannot create the scratch database {scratch.name}: {exc}"
-            ) from exc
-        with contextlib.suppress(psycopg.Error):
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                    sql.Identifier(scratch.name), sql.Identifier(owner)
-                )
+        _pg_create(conn, scratch.name, properties)
+
+
+def _recreate_postgresql(scratch: ConnectionSpec) -> None:
+    """Drop a scratch database and create it again, empty, as it was first created."""
+    with _pg_maintenance(scratch) as conn:
+        properties = _pg_properties(conn, scratch.name)
+    discard(scratch)
+    if properties is None:
+        get_engine("postgresql").create_database(scratch)
+        return
+    with _pg_maintenance(scratch) as conn:
+        _pg_create(conn, scratch.name, properties)
+
+
+def _pg_properties(conn: psycopg.Connection, name: str) -> tuple | None:
+    icu = "daticulocale" if conn.info.server_version >= 150000 else "NULL"
+    query = PG_DATABASE_PROPERTIES.format(icu=icu)
+    return conn.execute(query, (name,)).fetchone()  # type: ignore[call-overload]
+
+
+def _pg_create(conn: psycopg.Connection, name: str, properties: tuple) -> None:
+    encoding, collate, ctype, owner, icu_locale = properties
+    create = sql.SQL(
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}"
+    ).format(
+        sql.Identifier(name),
+        sql.Literal(encoding),
+        sql.Literal(collate),
+        sql.Literal(ctype),
+    )
+    if icu_locale:
+        create += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(icu_locale))
+    try:
+        conn.execute(create)
+    except psycopg.Error as exc:
+        raise RestoreFailed(f"cannot create the scratch database {name}: {exc}") from exc
+    with contextlib.suppress(psycopg.Error):
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(name), sql.Identifier(owner)
             )
+        )
 
 
 def load(
@@ -214,12 +233,16 @@ def load(
     jobs: int = 1,
     tmp_dir: str | None = None,
     tick: Tick = _noop,
-) -> None:
-    """Load a plaintext dump (as the backup engine wrote it) into a prepared scratch."""
+) -> list[str]:
+    """Load a plaintext dump (as the backup engine wrote it) into a prepared scratch.
+
+    Returns notes for the restore's message (what of the dump could not be restored as it
+    was, e.g. PostgreSQL owners and GRANTs naming roles the target server lacks).
+    """
     engine = get_engine(scratch.engine)
     if scratch.engine == "postgresql":
-        _load_postgresql(scratch, stream, jobs=jobs, tmp_dir=tmp_dir, tick=tick)
-    elif scratch.engine in MYSQL_FAMILY:
+        return _load_postgresql(scratch, stream, jobs=jobs, tmp_dir=tmp_dir, tick=tick)
+    if scratch.engine in MYSQL_FAMILY:
         tool = next((t for t in CLIENT_TOOLS if shutil.which(t)), None)
         if tool is None:
             engine.require_tools()
@@ -235,20 +258,36 @@ def load(
         # SQLite (verified image written beside the scratch name) and files (safe extraction):
         # the engines read the stream on this thread, so the caller's counting reader ticks.
         engine.restore(scratch, stream)
+    return []
 
 
 def _load_postgresql(
     scratch: ConnectionSpec, stream: BinaryIO, *, jobs: int, tmp_dir: str | None, tick: Tick
-) -> None:
+) -> list[str]:
     engine = PostgreSQLEngine()
     engine.require_tools()
     env = engine.tool_env(scratch)
-    if jobs <= 1:
-        run_tool(engine.restore_argv(scratch), stream, env=env, tick=tick)
-        return
-    # pg_restore --jobs needs a seekable file: spool the plaintext dump first.
     if tmp_dir:
         os.makedirs(tmp_dir, exist_ok=True)
+    if jobs <= 1:
+        # One pass over the stream: what the role scan read (the table of contents) waits in
+        # a temporary file and is given to the load first.
+        with tempfile.TemporaryFile(prefix="strongbox-restore-toc-", dir=tmp_dir) as head:
+            roles = pg_access.roles_in_stream(stream, head)
+            head.seek(0)
+            access = pg_access.decide(scratch, roles)
+            argv = engine.restore_argv(scratch, owners=access.owners, privileges=access.privileges)
+            try:
+                run_tool(argv, pg_access.Rejoined(head, stream), env=env, tick=tick)
+            except RestoreFailed as exc:
+                if access.refused(str(exc)):
+                    raise RestoreFailed(
+                        f"{exc} (restoring owners and grants failed; a load with more than "
+                        "one job spools the dump and can load it again without them)"
+                    ) from exc
+                raise
+        return access.notes
+    # pg_restore --jobs needs a seekable file: spool the plaintext dump first.
     fd, path = tempfile.mkstemp(prefix="strongbox-restore-", suffix=".pgdump", dir=tmp_dir)
     try:
         try:
@@ -258,7 +297,22 @@ def _load_postgresql(
                     tick()
         except OSError as exc:
             raise RestoreFailed(f"cannot spool the dump to {path}: {exc}") from exc
-        run_tool(engine.restore_argv(scratch, jobs=jobs, path=path), None, env=env, tick=tick)
+        access = pg_access.decide(scratch, pg_access.roles_in_file(path))
+        argv = engine.restore_argv(
+            scratch, jobs=jobs, path=path, owners=access.owners, privileges=access.privileges
+        )
+        try:
+            run_tool(argv, None, env=env, tick=tick)
+        except RestoreFailed as exc:
+            refusal = access.refused(str(exc))
+            if refusal is None:
+                raise
+            # Something the role scan could not foresee (e.g. an owner without CREATE on its
+            # schema until the dump's GRANTs run): the spooled dump can be read again.
+            _recreate_postgresql(scratch)
+            run_tool(engine.restore_argv(scratch, jobs=jobs, path=path), None, env=env, tick=tick)
+            access = access.without(refusal)
+        return access.notes
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

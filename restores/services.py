@@ -305,7 +305,7 @@ def _load_all(
             member.target, tag, purpose=purpose, directory=directory
         )
         loading.prepare(member.scratch, like=member.target)
-        loading.load(
+        member.notes += loading.load(
             member.scratch,
             stream,
             jobs=_restore_jobs(member),
@@ -663,7 +663,7 @@ def _load_recovered(
     _update(restore, bytes_total=engine.estimate_size(copy_spec))
     progress.reset()
     with engine.open_dump(copy_spec) as dump:
-        loading.load(
+        member.notes += loading.load(
             member.scratch,
             Counting(dump.stdout, progress.add),  # type: ignore[arg-type]
             jobs=_restore_jobs(member),

@@ -79,9 +79,23 @@ class PostgreSQLEngine(Engine):
         return argv
 
     def restore_argv(
-        self, spec: ConnectionSpec, *, jobs: int = 1, path: str | None = None, **kw: object
+        self,
+        spec: ConnectionSpec,
+        *,
+        jobs: int = 1,
+        path: str | None = None,
+        owners: bool = False,
+        privileges: bool = False,
+        **kw: object,
     ) -> list[str]:
-        argv = ["pg_restore", "--no-owner", "--no-privileges", "--no-password", "--exit-on-error"]
+        # Owners and GRANTs only when asked: they fail unless every role the dump names exists
+        # on the target server (restores.pg_access decides).
+        argv = ["pg_restore"]
+        if not owners:
+            argv.append("--no-owner")
+        if not privileges:
+            argv.append("--no-privileges")
+        argv += ["--no-password", "--exit-on-error"]
         argv += self._connection_args(spec)
         if jobs > 1:
             argv.append(f"--jobs={jobs}")
@@ -91,6 +105,14 @@ class PostgreSQLEngine(Engine):
         if path:
             argv.append(path)
         return argv
+
+    @staticmethod
+    def schema_argv(path: str | None = None) -> list[str]:
+        """pg_restore printing a dump's schema as SQL (owners and GRANTs included), no server.
+
+        From a pipe it reads the header and table of contents and stops: no table data.
+        """
+        return ["pg_restore", "--schema-only", "--file=-", *([path] if path else [])]
 
     @staticmethod
     def _connection_args(spec: ConnectionSpec) -> list[str]:

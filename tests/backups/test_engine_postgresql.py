@@ -64,6 +64,19 @@ def test_restore_argv_is_one_transaction_reading_stdin_by_default() -> None:
     assert not any(SECRET in arg for arg in argv)
 
 
+def test_restore_argv_restores_owners_and_grants_only_when_asked() -> None:
+    both = engine.restore_argv(spec_with_password(), owners=True, privileges=True)
+    owners_only = engine.restore_argv(spec_with_password(), owners=True)
+
+    assert not {"--no-owner", "--no-privileges"} & set(both)
+    assert "--no-owner" not in owners_only and "--no-privileges" in owners_only
+
+
+def test_the_schema_argv_prints_sql_without_a_server() -> None:
+    assert engine.schema_argv() == ["pg_restore", "--schema-only", "--file=-"]
+    assert engine.schema_argv("/tmp/x.pgdump")[-1] == "/tmp/x.pgdump"
+
+
 def test_restore_argv_with_jobs_reads_a_file() -> None:
     argv = engine.restore_argv(spec_with_password(), jobs=4, path="/tmp/x.pgdump")
 

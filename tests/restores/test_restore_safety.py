@@ -280,7 +280,8 @@ def test_the_command_restores_and_exits_non_zero_on_failure(sqlite_backup, sqlit
 
 
 def _kill_child_when_it_runs(name: str, found: list, stop) -> None:
-    """SIGKILL the first child process of this test called ``name`` (OS level, no database)."""
+    """SIGKILL the first child process of this test called ``name`` that loads data (not the
+    ``--schema-only`` run that reads the dump's roles first), at OS level, no database."""
     import signal
     from pathlib import Path
 
@@ -295,6 +296,9 @@ def _kill_child_when_it_runs(name: str, found: list, stop) -> None:
                 continue
             command, ppid = stat[stat.index("(") + 1 : stat.rindex(")")], stat.split()[3]
             if command == name and ppid == me:
+                with contextlib.suppress(OSError):
+                    if b"--schema-only" in (proc / "cmdline").read_bytes():
+                        continue
                 time.sleep(0.3)  # let it load part of the data
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
