@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
+from django.shortcuts import redirect
 
+from config.errors import ApplicationError, InvalidInput
 from organizations import services
 from organizations.models import ApiToken, Database, Environment, Membership, Organisation, Project
 
@@ -53,23 +55,97 @@ class ApiTokenAdmin(admin.ModelAdmin):
             services.api_token_revoke(token=token)
 
 
+class _ServiceAdmin(admin.ModelAdmin):
+    """Saves and deletes through ``organizations.services``, so the admin keeps the API's
+    rules: a refused delete (backups still stored) is an error message, not a cascade
+    that would orphan their artifacts. No bulk delete, for the same reason."""
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            opts = self.opts
+            return redirect(f"admin:{opts.app_label}_{opts.model_name}_change", object_id)
+
+    def save_model(self, request, obj, form, change):
+        saved = self.service_update(obj) if change else self.service_create(obj)
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        self.service_delete(obj)
+
+
+class _ServiceForm(forms.ModelForm):
+    """Runs the services' checks on the cleaned values, as errors on their fields."""
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            self.check(cleaned)
+        except InvalidInput as exc:
+            for field, problems in exc.fields.items():
+                self.add_error(field if field in self.fields else None, problems)
+        return cleaned
+
+    def check(self, cleaned: dict) -> None:
+        pass
+
+
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(_ServiceAdmin):
     list_display = ["name", "slug", "organisation", "created_at"]
     list_filter = ["organisation"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
+    def service_create(self, obj):
+        return services.project_create(organisation=obj.organisation, name=obj.name, slug=obj.slug)
+
+    def service_update(self, obj):
+        return services.project_update(project=obj, name=obj.name, slug=obj.slug)
+
+    def service_delete(self, obj):
+        services.project_delete(project=obj)
+
+
+class EnvironmentAdminForm(_ServiceForm):
+    class Meta:
+        model = Environment
+        fields = ["project", "name", "slug", "files_path"]
+
+    def check(self, cleaned: dict) -> None:
+        services.check_server_path("files_path", cleaned.get("files_path") or "")
+
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(_ServiceAdmin):
+    form = EnvironmentAdminForm
     list_display = ["name", "slug", "project", "files_path", "created_at"]
     list_filter = ["project__organisation", "project"]
     search_fields = ["name", "slug", "project__name"]
     prepopulated_fields = {"slug": ["name"]}
 
+    def service_create(self, obj):
+        return services.environment_create(
+            project=obj.project, name=obj.name, slug=obj.slug, files_path=obj.files_path
+        )
 
-class DatabaseAdminForm(forms.ModelForm):
+    def service_update(self, obj):
+        return services.environment_update(
+            environment=obj, name=obj.name, slug=obj.slug, files_path=obj.files_path
+        )
+
+    def service_delete(self, obj):
+        services.environment_delete(environment=obj)
+
+
+class DatabaseAdminForm(_ServiceForm):
     # Write-only: the stored password is never rendered back into the page.
     password = forms.CharField(
         required=False,
@@ -99,11 +175,48 @@ class DatabaseAdminForm(forms.ModelForm):
             return Database.objects.get(pk=self.instance.pk).password
         return value
 
+    def check(self, cleaned: dict) -> None:
+        if cleaned.get("engine") and cleaned.get("database_name"):
+            services.check_database_path(cleaned["engine"], cleaned["database_name"])
+
 
 @admin.register(Database)
-class DatabaseAdmin(admin.ModelAdmin):
+class DatabaseAdmin(_ServiceAdmin):
     form = DatabaseAdminForm
     list_display = ["name", "engine", "version", "environment", "host", "database_name"]
     list_filter = ["engine", "environment__project__organisation"]
     search_fields = ["name", "slug", "host", "database_name", "environment__name"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def service_create(self, obj):
+        return services.database_create(
+            environment=obj.environment,
+            name=obj.name,
+            slug=obj.slug,
+            engine=obj.engine,
+            version=obj.version,
+            host=obj.host,
+            port=obj.port,
+            username=obj.username,
+            password=obj.password,
+            database_name=obj.database_name,
+            options=obj.options,
+        )
+
+    def service_update(self, obj):
+        # ``version`` is what the server last reported, not a rule: saved with the rest.
+        return services.database_update(
+            database=obj,
+            name=obj.name,
+            slug=obj.slug,
+            engine=obj.engine,
+            host=obj.host,
+            port=obj.port,
+            username=obj.username,
+            password=obj.password,
+            database_name=obj.database_name,
+            options=obj.options,
+        )
+
+    def service_delete(self, obj):
+        services.database_delete(database=obj)

@@ -82,7 +82,8 @@ def _free_slug(siblings: QuerySet, name: str) -> str:
     return slug
 
 
-def _check_server_path(field: str, value: str) -> None:
+def check_server_path(field: str, value: str) -> None:
+    """InvalidInput naming ``field`` when ``value`` is set and outside the allowed paths."""
     problem = value and server_path_problem(value)
     if problem:
         raise InvalidInput(problem, fields={field: [problem]})
@@ -158,7 +159,7 @@ def environment_create(
     *, project: Project, name: str, slug: str | None = None, files_path: str = ""
 ) -> Environment:
     """An environment of ``project``; ``files_path`` must be an allowed directory."""
-    _check_server_path("files_path", files_path)
+    check_server_path("files_path", files_path)
     siblings = Environment.objects.filter(project=project)
     if slug is None:
         slug = _free_slug(siblings, name)
@@ -179,7 +180,7 @@ def environment_update(
     """Change an environment (arguments left out keep their value; ``files_path=""``
     removes the files directory)."""
     if files_path is not None:
-        _check_server_path("files_path", files_path)
+        check_server_path("files_path", files_path)
         environment.files_path = files_path
     siblings = Environment.objects.filter(project_id=environment.project_id).exclude(
         pk=environment.pk
@@ -205,10 +206,10 @@ def environment_delete(*, environment: Environment) -> None:
 # --- databases ------------------------------------------------------------------------------
 
 
-def _check_database_path(engine: str, database_name: str) -> None:
+def check_database_path(engine: str, database_name: str) -> None:
     # A SQLite "database name" is a file the workers read and replace: an allowed path only.
     if engine == Engine.SQLITE:
-        _check_server_path("database_name", database_name)
+        check_server_path("database_name", database_name)
 
 
 def database_create(
@@ -232,7 +233,7 @@ def database_create(
         slug = _free_slug(siblings, name)
     else:
         _check_slug_free(siblings, slug)
-    _check_database_path(engine, database_name)
+    check_database_path(engine, database_name)
     database = Database(
         environment=environment,
         name=name,
@@ -271,7 +272,7 @@ def database_update(
     )
     if slug is not None:
         _check_slug_free(siblings, slug)
-    _check_database_path(engine or database.engine, database_name or database.database_name)
+    check_database_path(engine or database.engine, database_name or database.database_name)
     changes = {
         "name": name,
         "slug": slug,

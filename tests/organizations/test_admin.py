@@ -1,0 +1,69 @@
+"""The admin writes projects, environments and databases through the services."""
+
+import pytest
+
+from organizations.models import Database, Environment
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def root(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def test_the_admin_refuses_a_files_directory_outside_the_allowed_ones(
+    root, settings, project, tmp_path
+):
+    settings.STRONGBOX_ALLOWED_PATHS = [str(tmp_path)]
+    url = "/admin/organizations/environment/add/"
+    form = {"project": project.pk, "name": "Prod", "slug": "prod"}
+    refused = root.post(url, {**form, "files_path": "/etc"})
+    assert refused.status_code == 200
+    assert "STRONGBOX_ALLOWED_PATHS" in refused.content.decode()
+    assert not Environment.objects.filter(slug="prod").exists()
+
+    accepted = root.post(url, {**form, "files_path": str(tmp_path)})
+    assert accepted.status_code == 302
+    assert Environment.objects.get(slug="prod").files_path == str(tmp_path)
+
+
+def test_the_admin_creates_a_database_with_an_encrypted_password(root, environment):
+    response = root.post(
+        "/admin/organizations/database/add/",
+        {
+            "environment": environment.pk,
+            "name": "Orders",
+            "slug": "orders",
+            "engine": "postgresql",
+            "password": "s3cret",
+            "database_name": "orders",
+            "options": "{}",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Database.objects.get(slug="orders").password == "s3cret"
+
+
+def test_the_admin_does_not_delete_an_environment_that_still_has_backups(root, environment):
+    factories.BackupFactory(environment=environment)
+    response = root.post(
+        f"/admin/organizations/environment/{environment.pk}/delete/", {"post": "yes"}, follow=True
+    )
+    assert "still has 1 backup" in response.content.decode()
+    assert Environment.objects.filter(pk=environment.pk).exists()
+    listing = root.get("/admin/organizations/environment/")
+    assert b"delete_selected" not in listing.content
+
+
+def test_the_admin_renames_a_project_and_refuses_a_siblings_slug(root, organisation, project):
+    factories.ProjectFactory(organisation=organisation, slug="taken")
+    url = f"/admin/organizations/project/{project.pk}/change/"
+    form = {"organisation": organisation.pk, "name": "Console"}
+    assert root.post(url, {**form, "slug": "taken"}).status_code == 200
+    assert root.post(url, {**form, "slug": "console"}).status_code == 302
+    project.refresh_from_db()
+    assert (project.name, project.slug) == ("Console", "console")
