@@ -266,10 +266,14 @@ class WalSegment(models.Model):
     organisation = models.ForeignKey(
         Organisation, on_delete=models.CASCADE, related_name="wal_segments"
     )
+    # Deleting the database or environment leaves the rows behind without them, so that
+    # housekeeping can delete their files (``wal_purge_orphans``) instead of leaking them.
     environment = models.ForeignKey(
-        Environment, on_delete=models.CASCADE, related_name="wal_segments"
+        Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="wal_segments"
     )
-    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="wal_segments")
+    database = models.ForeignKey(
+        Database, null=True, blank=True, on_delete=models.SET_NULL, related_name="wal_segments"
+    )
     base_backup = models.ForeignKey(
         Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="wal_segments"
     )

@@ -66,6 +66,7 @@ from backups.pitr.retention import (
     pitr_monitor,
     pitr_protected_backup_ids,
     run_pitr_housekeeping,
+    wal_purge_orphans,
     wal_retention_apply,
 )
 
@@ -103,5 +104,6 @@ __all__ = [
     "wal_fetch",
     "wal_fetch_ahead",
     "wal_key",
+    "wal_purge_orphans",
     "wal_retention_apply",
 ]

@@ -196,8 +196,33 @@ def _segments_behind(database: Database) -> int | None:
     return None if last is None else max(0, current - last)
 
 
+def wal_purge_orphans(*, limit: int = 5000) -> dict:
+    """Delete the files of WAL whose database (or environment) was deleted, then the rows.
+
+    A file that cannot be deleted now keeps its row, so the next run tries again."""
+    removed = bytes_removed = 0
+    errors = []
+    orphans = WalSegment.objects.filter(database__isnull=True).prefetch_related("destinations")
+    for segment in orphans[:limit]:
+        try:
+            for destination in segment.destinations.all():
+                delete_artifact(destination, segment.key)
+        except Exception as exc:  # noqa: BLE001 - retried next run
+            errors.append(f"{segment.name}: {exc}")
+            continue
+        bytes_removed += segment.stored_size
+        removed += 1
+        segment.delete()
+    return {"removed": removed, "bytes": bytes_removed, "errors": errors}
+
+
 def run_pitr_housekeeping() -> int:
-    """Periodic: alerts and WAL retention for every environment with WAL archiving on."""
+    """Periodic: alerts and WAL retention for every environment with WAL archiving on, and
+    the files of WAL left behind by deleted databases."""
+    try:
+        wal_purge_orphans()
+    except Exception:
+        logger.exception("purging the WAL of deleted databases failed")
     count = 0
     for environment in Environment.objects.filter(schedule__wal_enabled=True).select_related(
         "schedule", "project__organisation"

@@ -158,3 +158,22 @@ def test_a_file_stored_in_only_some_destinations_is_completed_on_retry(
         assert target.read_bytes() == wal_file.read_bytes()
     finally:
         server.stop()
+
+
+def test_the_wal_of_a_deleted_database_is_purged_from_its_destinations(
+    pg_database, local_destination, wal_file, tmp_path
+):
+    from backups.pitr import run_pitr_housekeeping
+    from organizations.services import database_delete
+
+    segment = wal_archive(database=pg_database, path=wal_file, name=NAME).segment
+    stored = tmp_path / "local" / segment.key
+    assert stored.is_file()
+
+    database_delete(database=pg_database)
+
+    segment.refresh_from_db()
+    assert segment.database is None  # left for housekeeping, not cascaded away with its file
+    run_pitr_housekeeping()
+    assert not stored.exists()
+    assert not WalSegment.objects.filter(pk=segment.pk).exists()
