@@ -602,7 +602,7 @@ def _execute_pitr(restore: Restore, phases: _Phases) -> None:
         phases.finish(verify, "ERROR")
         _fail(restore, f"The target cannot take this point-in-time restore: {exc.message}", phases)
         return
-    phases.finish(verify, base_backup=window.base.name)
+    phases.finish(verify, base_backup=window.base.name, message=f"base backup {window.base.name}")
     if not _safety_phase(restore, members, phases, progress):
         return
 
@@ -623,6 +623,7 @@ def _execute_pitr(restore: Restore, phases: _Phases) -> None:
                 base_backup=copy.result.base_backup.name,
                 stopped_at=stopped,
                 recovery_seconds=round(copy.result.seconds, 1),
+                message=f"from base backup {copy.result.base_backup.name}: {stopped}",
             )
             loaded = _load_phase(
                 restore,
