@@ -60,6 +60,16 @@ class _ServiceAdmin(admin.ModelAdmin):
     rules: a refused delete (backups still stored) is an error message, not a cascade
     that would orphan their artifacts. No bulk delete, for the same reason."""
 
+    # Fixed once created: moving an environment to another organisation's project would
+    # leave its backups, restores and WAL recorded under the organisation they came from.
+    parent_field = ""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and self.parent_field:
+            fields.append(self.parent_field)
+        return fields
+
     def get_actions(self, request):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
@@ -84,6 +94,15 @@ class _ServiceAdmin(admin.ModelAdmin):
 class _ServiceForm(forms.ModelForm):
     """Runs the services' checks on the cleaned values, as errors on their fields."""
 
+    parent_field = ""
+
+    def _get_validation_exclusions(self):
+        # The parent is read-only once created, so not a form field; the slug's uniqueness
+        # within it must still be checked here (an error on the page, not a 500 at save).
+        exclude = super()._get_validation_exclusions()
+        exclude.discard(self.parent_field)
+        return exclude
+
     def clean(self):
         cleaned = super().clean()
         try:
@@ -97,8 +116,18 @@ class _ServiceForm(forms.ModelForm):
         pass
 
 
+class ProjectAdminForm(_ServiceForm):
+    parent_field = "organisation"
+
+    class Meta:
+        model = Project
+        fields = ["organisation", "name", "slug"]
+
+
 @admin.register(Project)
 class ProjectAdmin(_ServiceAdmin):
+    form = ProjectAdminForm
+    parent_field = "organisation"
     list_display = ["name", "slug", "organisation", "created_at"]
     list_filter = ["organisation"]
     search_fields = ["name", "slug"]
@@ -115,6 +144,8 @@ class ProjectAdmin(_ServiceAdmin):
 
 
 class EnvironmentAdminForm(_ServiceForm):
+    parent_field = "project"
+
     class Meta:
         model = Environment
         fields = ["project", "name", "slug", "files_path"]
@@ -125,6 +156,7 @@ class EnvironmentAdminForm(_ServiceForm):
 
 @admin.register(Environment)
 class EnvironmentAdmin(_ServiceAdmin):
+    parent_field = "project"
     form = EnvironmentAdminForm
     list_display = ["name", "slug", "project", "files_path", "created_at"]
     list_filter = ["project__organisation", "project"]
@@ -146,6 +178,8 @@ class EnvironmentAdmin(_ServiceAdmin):
 
 
 class DatabaseAdminForm(_ServiceForm):
+    parent_field = "environment"
+
     # Write-only: the stored password is never rendered back into the page.
     password = forms.CharField(
         required=False,
@@ -182,6 +216,7 @@ class DatabaseAdminForm(_ServiceForm):
 
 @admin.register(Database)
 class DatabaseAdmin(_ServiceAdmin):
+    parent_field = "environment"
     form = DatabaseAdminForm
     list_display = ["name", "engine", "version", "environment", "host", "database_name"]
     list_filter = ["engine", "environment__project__organisation"]

@@ -67,3 +67,19 @@ def test_the_admin_renames_a_project_and_refuses_a_siblings_slug(root, organisat
     assert root.post(url, {**form, "slug": "console"}).status_code == 302
     project.refresh_from_db()
     assert (project.name, project.slug) == ("Console", "console")
+
+
+def test_the_admin_does_not_move_an_environment_to_another_organisation(
+    root, environment, other_organisation
+):
+    elsewhere = factories.ProjectFactory(organisation=other_organisation)
+    page = root.get(f"/admin/organizations/environment/{environment.pk}/change/")
+    assert b'name="project"' not in page.content  # shown, not editable
+    response = root.post(
+        f"/admin/organizations/environment/{environment.pk}/change/",
+        {"project": elsewhere.pk, "name": "Renamed", "slug": environment.slug, "files_path": ""},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    environment.refresh_from_db()
+    assert (environment.name, environment.project_id) == ("Renamed", environment.project.pk)
+    assert environment.project.organisation != other_organisation
