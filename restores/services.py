@@ -111,6 +111,12 @@ def _check_pitr(*, backup: Backup, pitr_timestamp: datetime) -> None:
     """A point in time must lie inside the WAL coverage of the backup's database (or, for
     other kinds, of its environment): a 422 that states the window otherwise."""
     database = backup.database if backup.kind in PITR_KINDS else None
+    if database is not None and family(database.engine) != "postgresql":
+        message = (
+            "Point-in-time recovery needs a PostgreSQL database whose WAL Strongbox archives; "
+            f"{database.name} is a {database.get_engine_display()} database."
+        )
+        raise Unprocessable(message, fields={"pitrTimestamp": [message]})
     pitr_validate_timestamp(
         environment=backup.environment, timestamp=pitr_timestamp, database=database
     )

@@ -121,9 +121,12 @@ def test_pitr_coverage_reports_the_environment_window(client_for, organisation, 
 
 
 def test_a_pitr_timestamp_outside_the_coverage_is_a_422_stating_the_window(
-    client_for, organisation, environment, backup
+    client_for, organisation, environment
 ):
-    factories.DatabaseFactory(environment=environment, engine="postgresql")
+    database = factories.DatabaseFactory(environment=environment, engine="postgresql")
+    backup = factories.BackupFactory(
+        environment=environment, database=database, engine="postgresql"
+    )
     response = _restore(
         client_for(organisation, Role.OPERATOR),
         backup,
@@ -133,6 +136,23 @@ def test_a_pitr_timestamp_outside_the_coverage_is_a_422_stating_the_window(
     error = response.json()["error"]
     assert "outside the point-in-time recovery coverage" in error["message"]
     assert "no point-in-time recovery window yet" in error["message"]
+    assert "pitrTimestamp" in error["fields"]
+
+
+def test_a_pitr_timestamp_on_a_backup_of_another_engine_is_a_422_naming_it(
+    client_for, organisation, environment
+):
+    database = factories.DatabaseFactory(environment=environment, name="Cache", engine="sqlite")
+    backup = factories.BackupFactory(environment=environment, database=database, engine="sqlite")
+    response = _restore(
+        client_for(organisation, Role.OPERATOR),
+        backup,
+        {"targetType": "same", "pitrTimestamp": "2026-11-20T10:00:00Z"},
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "needs a PostgreSQL database" in error["message"]
+    assert "Cache is a SQLite database" in error["message"]
     assert "pitrTimestamp" in error["fields"]
 
 
