@@ -21,6 +21,7 @@ from organizations.models import Role
 from restores.models import Restore, RestoreStatus
 from restores.services import restore_claim, restore_execute
 from tests import factories
+from tests.fixtures.worker import wait_for
 from tests.pitr.conftest import archive_command, child_env, wait_until
 from tests.restores.helpers import leftovers
 
@@ -129,7 +130,7 @@ def recovered_dirs() -> list[Path]:
 
 
 def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
-    client_for, organisation, operator, project, shop, make_postgres_database
+    client_for, organisation, operator, project, shop, make_postgres_database, start_worker
 ):
     cluster, database, base = shop
     target = history_with_a_mistake(cluster, database)
@@ -148,6 +149,9 @@ def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
         username=spec.user,
         database_name=spec.name,
     )
+    # This one runs on a real django-q2 worker, as in production: the recovered copy's
+    # restore_command inherits the worker's environment.
+    worker = start_worker()
     response = client.post(
         f"/api/backups/{base.id}/restore",
         {"targetType": "other", "targetEnvironmentId": str(other.id), "pitrTimestamp": target},
@@ -155,7 +159,14 @@ def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
     )
     assert response.status_code == 202, response.content
     assert response.json()["pitrTimestamp"] is not None
-    elsewhere = execute(response.json()["id"])
+    restore_id = response.json()["id"]
+    wait_for(
+        lambda: not Restore.objects.get(pk=restore_id).is_active,
+        timeout=180,
+        message=f"the restore to finish; worker log:\n{worker.output()[-4000:]}",
+    )
+    worker.stop()  # the rest runs in this process
+    elsewhere = Restore.objects.get(pk=restore_id)
     assert elsewhere.status == RestoreStatus.COMPLETED, elsewhere.message
     with psycopg.connect(host=spec.host, port=spec.port, user=spec.user, dbname=spec.name) as conn:
         rows = conn.execute("SELECT min(id), max(id), count(*) FROM orders").fetchone()
