@@ -13,11 +13,12 @@ is it swapped in:
   Objects get their owners and GRANTs back when the server has the roles, and the scratch
   database takes the target's own GRANTs and settings just before the swap
   (``restores.pg_access``).
-- MariaDB/MySQL have no RENAME DATABASE. Base tables move between databases with one
+- MariaDB/MySQL have no RENAME DATABASE. Tables move between databases with one
   multi-table ``RENAME TABLE`` statement, which the server applies atomically (all or
-  nothing). Views, triggers, routines and events cannot move that way (a table with
-  triggers cannot change database), so a restore involving them is refused before the
-  swap, leaving the target untouched.
+  nothing). Views, triggers, routines and events cannot move that way: they are read
+  beforehand, dropped where they pin tables and created again in the target after the
+  move, undoing it all if that fails (``restores.mysql_swap``, which says what window
+  remains).
 - SQLite: the image is written to a scratch file in the target's directory, checked,
   then ``os.replace``d over the target (atomic on POSIX).
 - Files: extracted into a scratch directory beside the target, then exchanged with it by
@@ -40,7 +41,6 @@ from dataclasses import replace
 from typing import BinaryIO
 
 import psycopg
-import pymysql
 from psycopg import sql
 
 from backups.engines import ConnectionSpec, EngineError, RestoreFailed, get_engine
@@ -48,7 +48,8 @@ from backups.engines.base import COPY_CHUNK, describe_exit, enlarge_pipe, spawn
 from backups.engines.mysql import CLIENT_TOOLS, MySQLEngine, write_defaults_file
 from backups.engines.postgresql import USER_TABLES, PostgreSQLEngine
 from backups.engines.sqlite import SIDE_FILES
-from restores import pg_access
+from restores import mysql_swap, pg_access
+from restores.mysql_swap import SwapIncomplete as SwapIncomplete
 
 Tick = Callable[[], None]
 
@@ -370,7 +371,7 @@ def swap(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -> list[s
     if target.engine == "postgresql":
         return _swap_postgresql(target, scratch, aside_name(target, tag))
     if target.engine in MYSQL_FAMILY:
-        _swap_mysql(target, scratch, aside_name(target, tag))
+        mysql_swap.swap(target, scratch, aside_name(target, tag))
     elif target.engine == "sqlite":
         _swap_sqlite(target, scratch)
     elif target.engine == "files":
@@ -443,86 +444,6 @@ def _swap_postgresql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str
         with contextlib.suppress(EngineError):
             get_engine("postgresql").drop_database(replace(target, name=aside))
     return notes
-
-
-def _mysql_objects(cur, database: str) -> tuple[list[str], list[str]]:
-    """(base tables, other objects that cannot move between databases)."""
-    cur.execute(
-        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = %s"
-        " ORDER BY table_name",
-        (database,),
-    )
-    tables, others = [], []
-    for name, kind in cur.fetchall():
-        (tables if kind == "BASE TABLE" else others).append(
-            name if kind == "BASE TABLE" else f"view {name}"
-        )
-    for what, query in (
-        (
-            "trigger",
-            "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = %s",
-        ),
-        (
-            "routine",
-            "SELECT routine_name FROM information_schema.routines WHERE routine_schema = %s",
-        ),
-        ("event", "SELECT event_name FROM information_schema.events WHERE event_schema = %s"),
-    ):
-        cur.execute(query, (database,))
-        others += [f"{what} {row[0]}" for row in cur.fetchall()]
-    return tables, others
-
-
-def _swap_mysql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> None:
-    engine = MySQLEngine(target.engine)
-    quote = engine._quote
-    conn = engine.connect(target, database="")
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT default_character_set_name, default_collation_name"
-                " FROM information_schema.schemata WHERE schema_name = %s",
-                (target.name,),
-            )
-            row = cur.fetchone()
-            old_tables, old_others = _mysql_objects(cur, target.name) if row else ([], [])
-            new_tables, new_others = _mysql_objects(cur, scratch.name)
-            if old_others or new_others:
-                raise SwapRefused(
-                    "MariaDB/MySQL restores swap base tables atomically and cannot move "
-                    f"{', '.join(sorted(set(old_others + new_others))[:10])}; the target was "
-                    "not changed"
-                )
-            if row is None:
-                cur.execute(f"CREATE DATABASE {quote(target.name)} CHARACTER SET utf8mb4")
-            moves = []
-            if old_tables:
-                cur.execute(
-                    f"CREATE DATABASE {quote(aside)} CHARACTER SET {row[0]} COLLATE {row[1]}"
-                )
-                moves += [
-                    f"{quote(target.name)}.{quote(t)} TO {quote(aside)}.{quote(t)}"
-                    for t in old_tables
-                ]
-            moves += [
-                f"{quote(scratch.name)}.{quote(t)} TO {quote(target.name)}.{quote(t)}"
-                for t in new_tables
-            ]
-            if moves:
-                try:
-                    # One statement: the server renames all or none.
-                    cur.execute("RENAME TABLE " + ", ".join(moves))
-                except pymysql.Error as exc:
-                    with contextlib.suppress(pymysql.Error):
-                        cur.execute(f"DROP DATABASE IF EXISTS {quote(aside)}")
-                    raise RestoreFailed(
-                        f"could not swap in the restored tables (nothing changed): {exc}"
-                    ) from exc
-            with contextlib.suppress(pymysql.Error):
-                cur.execute(f"DROP DATABASE IF EXISTS {quote(aside)}")
-                cur.execute(f"DROP DATABASE IF EXISTS {quote(scratch.name)}")
-    finally:
-        conn.close()
 
 
 def _fsync_dir(path: str) -> None:

@@ -560,6 +560,11 @@ def _check_swap_complete(restore, members, phases, progress, tag, summary, probl
                 if done
                 else "The target was left as it was."
             )
+            if isinstance(exc, loading.SwapIncomplete):
+                # Undoing a half-done MariaDB swap failed too: the message says what is where.
+                state = f"{member.label} was not left as it was: check it." + (
+                    f" Already restored: {', '.join(done)}." if done else ""
+                )
             _fail(restore, f"Swapping in {member.label} failed: {exc}. {state}", phases)
             return
         member.swapped = True

@@ -1,11 +1,13 @@
 """The scratch/swap layer on its own: names, versions, the atomic directory exchange, and
-MariaDB objects that cannot be swapped."""
+MariaDB swaps with and without views and triggers."""
 
+import pymysql
 import pytest
 
 from backups.engines import ConnectionSpec
-from restores import loading
+from restores import loading, mysql_swap
 from tests.fixtures.databases import MySQLEngine, PostgreSQLEngine, fill_mariadb, table_checksums
+from tests.restores.helpers import leftovers
 
 
 def test_scratch_databases_live_on_the_same_server_with_a_bounded_name():
@@ -63,32 +65,124 @@ def test_a_files_swap_into_a_missing_directory_just_moves_the_scratch_in(tmp_pat
     assert not scratch.exists()
 
 
+def _mariadb(spec, *statements):
+    conn = MySQLEngine("mariadb").connect(spec)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
 @pytest.mark.django_db
-def test_mariadb_tables_swap_atomically_but_triggers_are_refused_untouched(
+def test_mariadb_plain_tables_swap_in_one_rename_without_touching_objects(
+    make_mariadb_database, monkeypatch
+):
+    target, scratch = make_mariadb_database(), make_mariadb_database()
+    fill_mariadb(target, rows=10)
+    fill_mariadb(scratch, rows=30)
+    _mariadb(scratch, "CREATE SEQUENCE ids")
+    expected = table_checksums(scratch)
+
+    def unexpected(*args):
+        raise AssertionError(f"no object statements in a plain swap: {args}")
+
+    monkeypatch.setattr(mysql_swap, "create", unexpected)
+    monkeypatch.setattr(mysql_swap, "drop", unexpected)
+    loading.swap(target, scratch, tag="t1")
+
+    assert table_checksums(target) == expected
+    assert _mariadb(target, "SELECT NEXTVAL(ids)") == ((1,),)
+    assert leftovers(target) == []
+
+
+@pytest.mark.django_db
+def test_mariadb_views_and_triggers_are_recreated_in_the_target_after_the_tables_move(
     make_mariadb_database,
 ):
     target, scratch = make_mariadb_database(), make_mariadb_database()
     fill_mariadb(target, rows=10)
     fill_mariadb(scratch, rows=30)
-    before = table_checksums(target)
-    conn = MySQLEngine("mariadb").connect(scratch)
-    with conn.cursor() as cur:
-        cur.execute(
-            "CREATE TRIGGER bump BEFORE INSERT ON customers FOR EACH ROW SET NEW.note = 'x'"
-        )
-    conn.close()
-
-    with pytest.raises(loading.SwapRefused, match="trigger bump"):
-        loading.swap(target, scratch, tag="t1")
-    assert table_checksums(target) == before
-
-    conn = MySQLEngine("mariadb").connect(scratch)
-    with conn.cursor() as cur:
-        cur.execute("DROP TRIGGER bump")
-    conn.close()
+    _mariadb(
+        target,
+        "CREATE TRIGGER old_bump BEFORE INSERT ON customers FOR EACH ROW SET NEW.note = 'old'",
+        "CREATE VIEW old_view AS SELECT id FROM customers",
+    )
+    _mariadb(
+        scratch,
+        "CREATE TRIGGER bump BEFORE INSERT ON customers FOR EACH ROW SET NEW.note = 'x'",
+        # Read back by name, a_over_b comes first and fails until b_base exists.
+        "CREATE VIEW b_base AS SELECT id FROM customers WHERE id < 5",
+        "CREATE VIEW a_over_b AS SELECT id FROM b_base",
+    )
     expected = table_checksums(scratch)
+
     loading.swap(target, scratch, tag="t1")
+
     assert table_checksums(target) == expected
+    views = _mariadb(
+        target,
+        "SELECT table_name, view_definition FROM information_schema.views"
+        " WHERE table_schema = DATABASE() ORDER BY table_name",
+    )
+    assert [name for name, _ in views] == ["a_over_b", "b_base"]
+    assert all(f"`{target.name}`." in text and "_sbx_" not in text for _, text in views)
+    assert _mariadb(target, "SELECT COUNT(*) FROM a_over_b") == ((4,),)
+    _mariadb(target, "INSERT INTO customers (id, name) VALUES (1000, 'n')")
+    assert _mariadb(target, "SELECT note FROM customers WHERE id = 1000") == (("x",),)
+    assert leftovers(target) == []
+
+
+@pytest.mark.django_db
+def test_mariadb_swap_that_cannot_be_undone_says_what_state_the_target_is_in(
+    make_mariadb_database, monkeypatch
+):
+    target, scratch = make_mariadb_database(), make_mariadb_database()
+    fill_mariadb(target, rows=10)
+    fill_mariadb(scratch, rows=30)
+    before = table_checksums(target)
+    for spec in (target, scratch):
+        _mariadb(
+            spec, "CREATE TRIGGER bump BEFORE INSERT ON customers FOR EACH ROW SET NEW.note = 'x'"
+        )
+
+    def refuse_triggers(cur, definition):
+        raise pymysql.OperationalError(1105, "no triggers today")
+
+    monkeypatch.setattr(mysql_swap, "create", refuse_triggers)
+    with pytest.raises(loading.SwapIncomplete, match="its tables are back.*trigger bump"):
+        loading.swap(target, scratch, tag="t1")
+
+    assert table_checksums(target) == before
+    assert leftovers(target) == []
+
+
+def test_only_views_are_retargeted_and_only_the_quoted_scratch_name():
+    scratch, target = "shop_sbx_restore_ab12", "shop"
+    view = mysql_swap.Definition(
+        kind="VIEW",
+        name="v",
+        statement="CREATE VIEW `shop_sbx_restore_ab12`.`v` AS select `shop_sbx_restore_ab12`.`t`"
+        ".`id` AS `id`, 'shop_sbx_restore_ab12' AS `label` from `shop_sbx_restore_ab12`.`t`",
+        charset="utf8mb4",
+        collation="utf8mb4_general_ci",
+    )
+    trigger = mysql_swap.Definition(
+        kind="TRIGGER",
+        name="t",
+        statement="CREATE TRIGGER t BEFORE INSERT ON `shop_sbx_restore_ab12`.t"
+        " FOR EACH ROW SET @a = 1",
+        charset="utf8mb4",
+        collation="utf8mb4_general_ci",
+    )
+
+    assert mysql_swap.retarget(view, scratch, target).statement == (
+        "CREATE VIEW `shop`.`v` AS select `shop`.`t`.`id` AS `id`,"
+        " 'shop_sbx_restore_ab12' AS `label` from `shop`.`t`"
+    )
+    assert mysql_swap.retarget(trigger, scratch, target) == trigger
 
 
 @pytest.mark.django_db
