@@ -266,6 +266,7 @@ class EnvironmentDetailView(TenantPage, TemplateView):
 
     def get_context_data(self, **kwargs):
         from backups.views import environment_backups_context
+        from restores.views import pitr_timeline
 
         context = super().get_context_data(**kwargs)
         environment = self.environment(self.kwargs["pk"])
@@ -276,6 +277,7 @@ class EnvironmentDetailView(TenantPage, TemplateView):
         schedule = selectors_schedule(environment)
         context["schedule"] = schedule
         context["next_run"] = schedule_next_run(schedule, timezone.now()) if schedule else None
+        context["timeline"] = pitr_timeline(environment)
         return context
 
 

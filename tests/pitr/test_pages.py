@@ -1,0 +1,102 @@
+"""The point-in-time recovery card on the environment page and the restore form."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from backups.engines import postgresql_physical as physical
+from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalArchiver, WalSegment
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def orders(environment):
+    """A PostgreSQL database with WAL archiving on, a base backup and two segments after it."""
+    database = factories.DatabaseFactory(
+        environment=environment, name="Orders", slug="orders", engine="postgresql"
+    )
+    factories.ScheduleFactory(environment=environment, wal_enabled=True, wal_retention_days=7)
+    started = timezone.now() - timedelta(hours=3)
+    base = factories.BackupFactory(
+        environment=environment,
+        database=database,
+        kind=BackupKind.BASE,
+        method=BackupMethod.PHYSICAL,
+        completed_at=started,
+    )
+    BaseBackupPosition.objects.create(
+        backup=base,
+        timeline=1,
+        start_lsn="0/2000028",
+        start_wal=physical.segment_name(1, 2),
+        start_segment_number=2,
+        stop_time=started,
+    )
+    for number in (2, 3):
+        WalSegment.objects.create(
+            organisation=environment.project.organisation,
+            environment=environment,
+            database=database,
+            base_backup=base,
+            name=physical.segment_name(1, number),
+            timeline=1,
+            segment_number=number,
+            size=16 << 20,
+            stored_size=1 << 20,
+            checksum_sha256="0" * 64,
+            artifact_sha256="0" * 64,
+            key=f"k/{number}",
+            last_xact_at=started + timedelta(hours=number - 1),
+        )
+    return base
+
+
+def environment_page(client, viewer, environment):
+    client.force_login(viewer)
+    url = f"/projects/{environment.project_id}/environments/{environment.id}/"
+    response = client.get(url)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_environment_page_shows_the_recoverable_window(client, viewer, environment, orders):
+    page = environment_page(client, viewer, environment)
+    assert "Point-in-time recovery window" in page
+    assert "Recoverable from" in page
+    assert "Orders" in page and 'class="window"' in page
+
+
+def test_it_says_when_archiving_fails_even_before_there_is_a_window(client, viewer, environment):
+    database = factories.DatabaseFactory(environment=environment, engine="postgresql")
+    factories.ScheduleFactory(environment=environment, wal_enabled=True)
+    WalArchiver.objects.create(
+        database=database,
+        last_failed_wal=physical.segment_name(1, 9),
+        last_failed_at=timezone.now(),
+        last_error="destination unreachable",
+        failed_count=3,
+        consecutive_failures=3,
+    )
+    page = environment_page(client, viewer, environment)
+    assert "No recoverable window yet" in page
+    assert "failed 3 times in a row: destination unreachable" in page
+    assert "status-failing" in page
+
+
+def test_an_environment_without_wal_archiving_has_no_card(client, viewer, environment):
+    factories.DatabaseFactory(environment=environment, engine="postgresql")
+    assert "Point-in-time recovery" not in environment_page(client, viewer, environment)
+
+
+def test_the_restore_form_shows_the_same_card(client, operator, environment, orders):
+    client.force_login(operator)
+    response = client.get(f"/backups/{orders.id}/restore/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Point-in-time recovery window" in page and 'class="window"' in page
+    assert "Recover to a point in time" in page
