@@ -1,0 +1,82 @@
+"""Reaping restores whose worker died: fail them, drop their scratch copies, raise an alert."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from alerts.models import AlertKind
+from alerts.services import alert_raise
+from backups.models import BackupStatus
+from backups.pitr import discard_recovered_copy, recovered_copy_dir
+from config.errors import ApplicationError
+from restores import loading
+from restores.artifacts import tmp_dir
+from restores.models import Restore, RestorePhase, RestoreStatus
+from restores.plan import plan_pitr_restore, plan_restore
+from restores.services.steps import discard_scratches
+
+
+def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
+    """Fail restores whose worker stopped sending heartbeats (it was killed or lost).
+
+    A restore waiting for its safety backup counts as alive while that backup's own
+    heartbeat is fresh. Scratch copies are dropped; the live target was never touched
+    before the swap, and the swap itself is atomic per database.
+    """
+    now = now or timezone.now()
+    limit = now - timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS)
+    stale = (
+        Restore.objects.filter(status=RestoreStatus.IN_PROGRESS)
+        .filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit))
+        .exclude(
+            safety_backup__status=BackupStatus.IN_PROGRESS, safety_backup__heartbeat_at__gte=limit
+        )
+        .select_related("backup", "target_environment__project__organisation", "organisation")
+    )
+    reaped = []
+    for restore in stale:
+        last = restore.heartbeat_at or restore.started_at
+        message = (
+            f"The worker running this restore stopped responding (last heartbeat "
+            f"{last:%Y-%m-%d %H:%M:%S} UTC); it probably died. Scratch copies were removed; "
+            "the target was only changed if the swap had already happened."
+        )
+        if not Restore.objects.filter(
+            pk=restore.pk, status=RestoreStatus.IN_PROGRESS, heartbeat_at=restore.heartbeat_at
+        ).update(status=RestoreStatus.FAILED, message=message, completed_at=now):
+            continue
+        restore.refresh_from_db()
+        if restore.phase != RestorePhase.SWAP:
+            _discard_scratches_of(restore)
+        alert_raise(
+            organisation=restore.organisation,
+            kind=AlertKind.RESTORE_FAILED,
+            title=f"Restore of {restore.backup.name} failed: its worker died",
+            message=message,
+            restore=restore,
+            environment=restore.target_environment,
+            severity="critical",
+        )
+        reaped.append(restore)
+    return reaped
+
+
+def _discard_scratches_of(restore: Restore) -> None:
+    tag = restore.id.hex[:8]
+    if restore.pitr_target is not None:
+        # Only reachable when the reaper runs where the dead worker ran; else it stays.
+        discard_recovered_copy(recovered_copy_dir(tmp_dir(), tag))
+    try:
+        if restore.pitr_target is not None:
+            members = plan_pitr_restore(restore.backup, restore.target_environment)
+        else:
+            members = plan_restore(restore.backup, restore.target_environment)
+    except ApplicationError:
+        return
+    for member in members:
+        member.scratch = loading.scratch_spec(member.target, tag, purpose="restore")
+    discard_scratches(members)

@@ -1,0 +1,342 @@
+"""The building blocks every restore execution shares: phase timings, writing the row,
+failing with an alert, the SAFETY_BACKUP, RESTORE and CHECK/SWAP phases, loading an artifact
+into scratch copies and counting them, discarding scratch copies, the safety backup itself."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import BinaryIO
+
+from django.conf import settings
+from django.utils import timezone
+
+from alerts.models import AlertKind
+from alerts.services import alert_raise, alert_resolve
+from backups.container import iter_container
+from backups.engines import EngineError
+from backups.keys import KeyUnavailable, key_for_id
+from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
+from backups.pipeline import ArtifactCorrupt, open_artifact
+from backups.services import backup_claim, backup_execute, backup_request
+from config.errors import ApplicationError
+from restores import loading
+from restores.artifacts import Counting, Fetched, Progress, tmp_dir
+from restores.models import Restore, RestorePhase, RestoreStatus
+from restores.plan import Member, family
+
+logger = logging.getLogger(__name__)
+
+SAFETY_BACKUP_POLL = 1.0
+EXTENSION_ENGINES = {"pgdump": "postgresql", "sql": "mysql", "sqlite3": "sqlite", "tar": "files"}
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+
+class Phases:
+    """Phase timings in the shape of ``Backup.phases``."""
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+
+    def start(self, name: str) -> dict:
+        item = {"name": name, "status": "RUNNING", "started_at": timezone.now().isoformat()}
+        self.items.append(item)
+        return item
+
+    @staticmethod
+    def finish(item: dict, status: str = "SUCCESS", **extra) -> None:
+        ended = timezone.now()
+        item["status"] = status
+        item["finished_at"] = ended.isoformat()
+        started = datetime.fromisoformat(item["started_at"])
+        item["duration_sec"] = round((ended - started).total_seconds(), 3)
+        item.update(extra)
+
+    def fail_running(self) -> None:
+        for item in self.items:
+            if item["status"] == "RUNNING":
+                self.finish(item, "ERROR")
+
+
+# --- loading into scratch copies and checking them --------------------------------------------
+
+
+def restore_jobs(member: Member) -> int:
+    options = member.database.options if member.database else {}
+    return int(
+        (options or {}).get("restore_jobs") or getattr(settings, "STRONGBOX_RESTORE_JOBS", 2)
+    )
+
+
+def _member_for(members: list[Member], name: str) -> Member:
+    """The plan entry for a container member (``database/<slug>.<ext>`` or ``files.tar``)."""
+    slot = "files" if name == "files.tar" else name.rsplit(".", 1)[0]
+    for member in members:
+        if member.slot == slot:
+            extension = name.rsplit(".", 1)[-1]
+            engine = EXTENSION_ENGINES.get(extension, "")
+            if family(engine) != family(member.target.engine):
+                raise loading.RestoreFailed(
+                    f"the backup's {name} is a {engine or extension} dump and cannot be loaded "
+                    f"into {member.label} ({member.target.engine})"
+                )
+            return member
+    raise loading.RestoreFailed(f"the backup holds {name}, which has no target here")
+
+
+def load_all(
+    backup: Backup,
+    fetched: Fetched,
+    members: list[Member],
+    *,
+    tag: str,
+    purpose: str,
+    progress: Progress,
+    scratch_dir: str | None = None,
+) -> None:
+    """Stream the artifact once, loading each member into its own fresh scratch copy."""
+
+    def load(member: Member, stream: BinaryIO) -> None:
+        directory = scratch_dir if member.target.engine in ("sqlite", "files") else None
+        member.scratch = loading.scratch_spec(
+            member.target, tag, purpose=purpose, directory=directory
+        )
+        loading.prepare(member.scratch, like=member.target)
+        member.notes += loading.load(
+            member.scratch,
+            stream,
+            jobs=restore_jobs(member),
+            tmp_dir=tmp_dir(),
+            tick=progress.tick,
+        )
+
+    progress.reset()
+    with fetched.open() as raw:
+        plain = open_artifact(Counting(raw, progress.add), key_for=key_for_id)  # type: ignore[arg-type]
+        if backup.kind != BackupKind.FULL:
+            load(members[0], plain)
+            return
+        loaded = set()
+        for name, stream in iter_container(plain):
+            member = _member_for(members, name)
+            load(member, stream)
+            loaded.add(member.slot)
+        missing = [m.label for m in members if m.slot not in loaded]
+        if missing:
+            raise loading.RestoreFailed(f"the backup holds nothing for {', '.join(missing)}")
+
+
+def count_problems(members: list[Member]) -> tuple[list[str], list[str]]:
+    """(mismatches, notes) between the scratch copies' row counts and the recorded ones."""
+    problems, notes = [], []
+    for member in members:
+        assert member.scratch is not None  # noqa: S101 - loaded before checking
+        actual = loading.count(member.scratch)
+        expected = member.expected
+        if member.target.engine == "files" and not any(expected.values()):
+            # Older files backups recorded no counts (zeros); nothing to compare with.
+            notes.append(f"{member.label}: no entry counts recorded, not compared")
+            continue
+        keys = sorted(set(actual) | set(expected))
+        wrong = [
+            f"{key}: {expected.get(key, 0)} recorded, {actual.get(key, 0)} restored"
+            for key in keys
+            if actual.get(key, 0) != expected.get(key, 0)
+        ]
+        if wrong:
+            shown = "; ".join(wrong[:10]) + (
+                f"; and {len(wrong) - 10} more" if len(wrong) > 10 else ""
+            )
+            problems.append(f"{member.label}: {shown}")
+    return problems, notes
+
+
+def discard_scratches(members: list[Member]) -> None:
+    for member in members:
+        if member.scratch is not None and not member.swapped:
+            try:
+                loading.discard(member.scratch)
+            except Exception:  # noqa: BLE001 - best effort while failing anyway
+                logger.exception("could not drop the scratch copy %s", member.scratch.name)
+
+
+# --- writing the row, failing, starting a phase --------------------------------------------
+
+
+def update(restore: Restore, **fields) -> None:
+    """Write fields with a queryset update (other processes read and write the row too)."""
+    for name, value in fields.items():
+        setattr(restore, name, value)
+    Restore.objects.filter(pk=restore.pk).update(**fields)
+
+
+def fail(restore: Restore, message: str, phases: Phases) -> None:
+    update(
+        restore,
+        status=RestoreStatus.FAILED,
+        message=message[-8000:],
+        phases=phases.items,
+        completed_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    alert_raise(
+        organisation=restore.organisation,
+        kind=AlertKind.RESTORE_FAILED,
+        title=f"Restore of {restore.backup.name} into {restore.target_environment} failed",
+        message=message[-2000:],
+        restore=restore,
+        environment=restore.target_environment,
+        severity="critical",
+    )
+
+
+def start(restore: Restore, phases: Phases, name: str) -> dict:
+    item = phases.start(name)
+    update(restore, phase=name, phases=phases.items, heartbeat_at=timezone.now())
+    return item
+
+
+# --- the phases an ordinary and a point-in-time restore share ------------------------------
+
+
+def safety_phase(restore, members, phases, progress) -> bool:
+    """Back up the target when it holds data; False (and the restore failed) if that fails."""
+    safety_item = start(restore, phases, RestorePhase.SAFETY_BACKUP)
+    try:
+        holds_data = restore.take_safety_backup and any(
+            loading.holds_data(m.target) for m in members
+        )
+    except EngineError as exc:
+        phases.finish(safety_item, "ERROR")
+        fail(restore, f"The target cannot be reached, so nothing was restored: {exc}", phases)
+        return False
+    if not holds_data:
+        phases.finish(safety_item, "SKIPPED")
+        return True
+    try:
+        safety = _take_safety_backup(restore, members, progress)
+        reason = safety.message or safety.status
+    except ApplicationError as exc:
+        safety, reason = None, exc.message
+    if safety is None or safety.status != BackupStatus.COMPLETED:
+        phases.finish(safety_item, "ERROR")
+        fail(
+            restore,
+            f"The safety backup of the target failed ({reason}); nothing was restored and "
+            "the target was not touched.",
+            phases,
+        )
+        return False
+    phases.finish(safety_item, backup=safety.name)
+    return True
+
+
+def load_phase(restore, members, phases, progress, load) -> bool:
+    """Run ``load`` (filling each member's scratch copy); False (and failed) if it fails."""
+    load_item = start(restore, phases, RestorePhase.RESTORE)
+    try:
+        load()
+    except (EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:
+        discard_scratches(members)
+        phases.finish(load_item, "ERROR")
+        fail(restore, f"The load failed, so the target was left as it was: {exc}", phases)
+        return False
+    phases.finish(load_item, bytes=progress.bytes_done)
+    update(restore, bytes_done=progress.bytes_done)
+    return True
+
+
+def check_swap_complete(restore, members, phases, progress, tag, summary, problems) -> None:
+    """Compare the scratch copies' row counts, swap them in, and record the outcome."""
+    check_item = start(restore, phases, RestorePhase.CHECK)
+    try:
+        mismatches, notes = count_problems(members)
+    except EngineError as exc:
+        mismatches, notes = [f"could not count the restored rows: {exc}"], []
+    if mismatches:
+        discard_scratches(members)
+        phases.finish(check_item, "ERROR")
+        fail(
+            restore,
+            "The restored data does not match the row counts the backup recorded, so the "
+            "target was left as it was: " + "; ".join(mismatches),
+            phases,
+        )
+        return
+    phases.finish(check_item)
+
+    swap_item = start(restore, phases, RestorePhase.SWAP)
+    for member in members:
+        assert member.scratch is not None  # noqa: S101 - loaded above
+        try:
+            member.notes += loading.swap(member.target, member.scratch, tag=tag)
+        except (EngineError, OSError) as exc:
+            discard_scratches(members)
+            phases.finish(swap_item, "ERROR")
+            done = [m.label for m in members if m.swapped]
+            state = (
+                f"Already restored: {', '.join(done)}; the rest was left as it was."
+                if done
+                else "The target was left as it was."
+            )
+            if isinstance(exc, loading.SwapIncomplete):
+                # Undoing a half-done MariaDB swap failed too: the message says what is where.
+                state = f"{member.label} was not left as it was: check it." + (
+                    f" Already restored: {', '.join(done)}." if done else ""
+                )
+            fail(restore, f"Swapping in {member.label} failed: {exc}. {state}", phases)
+            return
+        member.swapped = True
+        progress.tick()
+    phases.finish(swap_item)
+
+    parts = [summary]
+    if restore.safety_backup_id:
+        parts.append(f"The previous data is in the safety backup {restore.safety_backup.name}.")
+    notes += [f"{member.label}: {note}" for member in members for note in member.notes]
+    parts += [note + "." for note in notes + problems]
+    update(
+        restore,
+        status=RestoreStatus.COMPLETED,
+        phase="",
+        phases=phases.items,
+        message=" ".join(parts),
+        completed_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+    )
+    alert_resolve(organisation=restore.organisation, kind=AlertKind.RESTORE_FAILED, restore=restore)
+
+
+# --- the safety backup ---------------------------------------------------------------------
+
+
+def _take_safety_backup(restore: Restore, members: list[Member], progress: Progress) -> Backup:
+    """Back up the target now, in this task; returns the backup in its final state.
+
+    Raises the ApplicationError of backup_request (e.g. a backup of it is already running).
+    """
+    # A point-in-time restore replaces one database: its safety backup is a logical one,
+    # which "undo" can restore like any other.
+    kind = BackupKind.DATABASE if restore.pitr_target else restore.backup.kind
+    (safety,) = backup_request(
+        environment=restore.target_environment,
+        kind=kind,
+        database=members[0].database if kind == BackupKind.DATABASE else None,
+        description=f"Safety backup before restore {restore.id}",
+        trigger=BackupTrigger.SAFETY,
+        user=restore.requested_by,
+    )
+    update(restore, safety_backup=safety)
+    # backup_request also enqueued it; whoever claims it first runs it.
+    claimed = backup_claim(backup_id=safety.id)
+    if claimed is not None:
+        return backup_execute(backup=claimed)
+    while True:
+        safety.refresh_from_db()
+        if safety.is_final:
+            return safety
+        progress.tick(force=True)
+        time.sleep(SAFETY_BACKUP_POLL)
