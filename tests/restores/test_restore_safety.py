@@ -294,11 +294,17 @@ def _kill_child_when_it_runs(name: str, found: list, stop) -> None:
                 stat = (proc / "stat").read_text()
             except OSError:
                 continue
-            command, ppid = stat[stat.index("(") + 1 : stat.rindex(")")], stat.split()[3]
-            if command == name and ppid == me:
-                with contextlib.suppress(OSError):
-                    if b"--schema-only" in (proc / "cmdline").read_bytes():
-                        continue
+            command = stat[stat.index("(") + 1 : stat.rindex(")")]
+            state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+            if command == name and ppid == me and state != "Z":
+                try:
+                    argv = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                # Empty: it is exiting (the quick --schema-only run, whose zombie would be
+                # "killed" to no effect while the real load went on and completed).
+                if not argv or b"--schema-only" in argv:
+                    continue
                 time.sleep(0.3)  # let it load part of the data
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
