@@ -137,6 +137,7 @@ def pitr_restore(
     datadir = Path(datadir)
     launcher = server_launcher() if launcher is None else tuple(launcher)
     started = time.monotonic()
+    check_room(base, datadir.parent)
     _extract_base(base, datadir)
     major = (datadir / "PG_VERSION").read_text().strip()
     pg_bin = physical.pg_bin_dir(major, configured=configured_pg_bin())
@@ -269,6 +270,24 @@ def discard_recovered_copy(workdir: Path) -> None:
     except Exception:  # noqa: BLE001 - removing it matters more; a stale server dies with its files
         logger.exception("could not stop the recovered copy in %s", workdir)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+# Beyond the cluster itself: WAL PostgreSQL keeps while replaying and the prefetched segments.
+RECOVERY_HEADROOM = 1 << 30
+
+
+def check_room(base: Backup, directory: Path) -> None:
+    """Refuse before extracting when the file system cannot hold the recovered cluster (the
+    base backup's uncompressed size) with some WAL: a full disk half-way helps nobody."""
+    directory.mkdir(parents=True, exist_ok=True)
+    needed = (base.bytes_done or base.size or 0) + RECOVERY_HEADROOM
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise physical.RecoveryFailed(
+            f"recovering needs about {needed / 1e9:.1f} GB in {directory} (the cluster of base "
+            f"backup {base.name} and its WAL) and {free / 1e9:.1f} GB are free; free some "
+            "space or point STRONGBOX_TMP_DIR at a larger file system"
+        )
 
 
 class _Hashing:

@@ -183,3 +183,26 @@ def test_archive_wal_exits_non_zero_for_an_unknown_database(db, tmp_path):
 
     with pytest.raises(CommandError, match="no database"):
         call_command("archive_wal", "--database", "3b1e0c9e-0000-0000-0000-000000000000", "p", "f")
+
+
+def test_a_recovery_that_would_fill_the_disk_is_refused_before_extracting(
+    pg_database, history, tmp_path, monkeypatch
+):
+    from collections import namedtuple
+
+    from backups.pitr import pitr_restore
+    from backups.pitr import restore as pitr_restore_module
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(
+        pitr_restore_module.shutil, "disk_usage", lambda path: usage(10 << 30, 10 << 30, 1 << 20)
+    )
+    with pytest.raises(physical.RecoveryFailed, match="GB are free"):
+        pitr_restore(
+            database=pg_database,
+            target=T0 + timedelta(hours=2),
+            datadir=tmp_path / "copy" / "data",
+            port=1,
+            launcher=(),
+        )
+    assert not (tmp_path / "copy" / "data").exists()
