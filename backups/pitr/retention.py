@@ -95,17 +95,10 @@ def wal_retention_apply(*, environment: Environment, now: datetime | None = None
         oldest_needed = min(b.base_position.start_segment_number for b in kept)
         expired = WalSegment.objects.filter(
             database=database, stored_at__lt=cutoff, segment_number__lt=oldest_needed
-        ).prefetch_related("destinations")
-        for segment in expired:
-            try:
-                for destination in segment.destinations.all():
-                    delete_artifact(destination, segment.key)
-            except Exception as exc:  # noqa: BLE001 - retried next run
-                errors.append(f"{segment.name}: {exc}")
-                continue
-            bytes_removed += segment.stored_size
-            removed += 1
-            segment.delete()
+        )
+        count, size = _delete_segments(expired, errors)
+        removed += count
+        bytes_removed += size
     return {
         "removed": removed,
         "bytes": bytes_removed,
@@ -200,10 +193,18 @@ def wal_purge_orphans(*, limit: int = 5000) -> dict:
     """Delete the files of WAL whose database (or environment) was deleted, then the rows.
 
     A file that cannot be deleted now keeps its row, so the next run tries again."""
+    errors: list[str] = []
+    orphans = WalSegment.objects.filter(database__isnull=True)[:limit]
+    removed, bytes_removed = _delete_segments(orphans, errors)
+    return {"removed": removed, "bytes": bytes_removed, "errors": errors}
+
+
+def _delete_segments(segments, errors: list[str]) -> tuple[int, int]:
+    """Delete each segment's files from every destination, then its row; a segment whose
+    files cannot all be deleted keeps its row (and goes in ``errors``) for the next run.
+    Returns (segments removed, bytes freed)."""
     removed = bytes_removed = 0
-    errors = []
-    orphans = WalSegment.objects.filter(database__isnull=True).prefetch_related("destinations")
-    for segment in orphans[:limit]:
+    for segment in segments.prefetch_related("destinations"):
         try:
             for destination in segment.destinations.all():
                 delete_artifact(destination, segment.key)
@@ -213,7 +214,7 @@ def wal_purge_orphans(*, limit: int = 5000) -> dict:
         bytes_removed += segment.stored_size
         removed += 1
         segment.delete()
-    return {"removed": removed, "bytes": bytes_removed, "errors": errors}
+    return removed, bytes_removed
 
 
 def run_pitr_housekeeping() -> int:

@@ -14,12 +14,16 @@ import shlex
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from django.conf import settings
 
+from backups.engines import postgresql_physical as physical
+from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalSegment
+from tests import factories
 from tests.fixtures.databases import unavailable
 from tests.fixtures.s3 import free_port
 from tests.fixtures.worker import child_database_env
@@ -187,3 +191,45 @@ def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, what: s
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
+
+
+def recorded_history(environment, *, start, segments=(2, 3, 4), name="Orders"):
+    """A PostgreSQL database with WAL archiving on, a base backup ending at ``start`` and the
+    given segments recorded after it, segment n's last commit at ``start`` + n hours (rows
+    only: no cluster, no files)."""
+    database = factories.DatabaseFactory(
+        environment=environment, name=name, slug=name.lower(), engine="postgresql"
+    )
+    factories.ScheduleFactory(environment=environment, wal_enabled=True, wal_retention_days=7)
+    base = factories.BackupFactory(
+        environment=environment,
+        database=database,
+        kind=BackupKind.BASE,
+        method=BackupMethod.PHYSICAL,
+        completed_at=start,
+    )
+    BaseBackupPosition.objects.create(
+        backup=base,
+        timeline=1,
+        start_lsn="0/2000028",
+        start_wal=physical.segment_name(1, segments[0]),
+        start_segment_number=segments[0],
+        stop_time=start,
+    )
+    for number in segments:
+        WalSegment.objects.create(
+            organisation=environment.project.organisation,
+            environment=environment,
+            database=database,
+            base_backup=base,
+            name=physical.segment_name(1, number),
+            timeline=1,
+            segment_number=number,
+            size=16 << 20,
+            stored_size=1 << 20,
+            checksum_sha256="0" * 64,
+            artifact_sha256="0" * 64,
+            key=f"k/{number}",
+            last_xact_at=start + timedelta(hours=number),
+        )
+    return base

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from backups.engines import postgresql_physical as physical
-from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalSegment
 from organizations.models import Role
-from tests import factories
+from tests.pitr.conftest import recorded_history
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -17,42 +15,7 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 @pytest.fixture
 def covered(environment):
     """A PostgreSQL database with a base backup and three archived segments after it."""
-    database = factories.DatabaseFactory(
-        environment=environment, name="Orders", slug="orders", engine="postgresql"
-    )
-    factories.ScheduleFactory(environment=environment, wal_enabled=True, wal_retention_days=7)
-    base = factories.BackupFactory(
-        environment=environment,
-        database=database,
-        kind=BackupKind.BASE,
-        method=BackupMethod.PHYSICAL,
-        completed_at=T0,
-    )
-    BaseBackupPosition.objects.create(
-        backup=base,
-        timeline=1,
-        start_lsn="0/2000028",
-        start_wal=physical.segment_name(1, 2),
-        start_segment_number=2,
-        stop_time=T0,
-    )
-    for number in (2, 3, 4):
-        WalSegment.objects.create(
-            organisation=environment.project.organisation,
-            environment=environment,
-            database=database,
-            base_backup=base,
-            name=physical.segment_name(1, number),
-            timeline=1,
-            segment_number=number,
-            size=16 << 20,
-            stored_size=1 << 20,
-            checksum_sha256="0" * 64,
-            artifact_sha256="0" * 64,
-            key=f"k/{number}",
-            last_xact_at=T0 + timedelta(hours=number),
-        )
-    return base
+    return recorded_history(environment, start=T0)
 
 
 def test_it_shows_the_coverage_window_and_the_base_backups(

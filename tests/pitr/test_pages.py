@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 
 from backups.engines import postgresql_physical as physical
-from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalArchiver, WalSegment
+from backups.models import WalArchiver
 from tests import factories
+from tests.pitr.conftest import recorded_history
 
 pytestmark = pytest.mark.django_db
 
@@ -17,43 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def orders(environment):
     """A PostgreSQL database with WAL archiving on, a base backup and two segments after it."""
-    database = factories.DatabaseFactory(
-        environment=environment, name="Orders", slug="orders", engine="postgresql"
-    )
-    factories.ScheduleFactory(environment=environment, wal_enabled=True, wal_retention_days=7)
-    started = timezone.now() - timedelta(hours=3)
-    base = factories.BackupFactory(
-        environment=environment,
-        database=database,
-        kind=BackupKind.BASE,
-        method=BackupMethod.PHYSICAL,
-        completed_at=started,
-    )
-    BaseBackupPosition.objects.create(
-        backup=base,
-        timeline=1,
-        start_lsn="0/2000028",
-        start_wal=physical.segment_name(1, 2),
-        start_segment_number=2,
-        stop_time=started,
-    )
-    for number in (2, 3):
-        WalSegment.objects.create(
-            organisation=environment.project.organisation,
-            environment=environment,
-            database=database,
-            base_backup=base,
-            name=physical.segment_name(1, number),
-            timeline=1,
-            segment_number=number,
-            size=16 << 20,
-            stored_size=1 << 20,
-            checksum_sha256="0" * 64,
-            artifact_sha256="0" * 64,
-            key=f"k/{number}",
-            last_xact_at=started + timedelta(hours=number - 1),
-        )
-    return base
+    return recorded_history(environment, start=timezone.now() - timedelta(hours=3), segments=(2, 3))
 
 
 def environment_page(client, viewer, environment):

@@ -19,7 +19,7 @@ from backups.pitr import base_backup_execute, base_backup_request
 from backups.services import backup_claim
 from organizations.models import Role
 from restores.models import Restore, RestoreStatus
-from restores.services import restore_claim, restore_execute
+from restores.services import restore_claim, restore_execute, restore_request
 from tests import factories
 from tests.fixtures.worker import wait_for
 from tests.pitr.conftest import archive_command, child_env, wait_until
@@ -119,6 +119,22 @@ def history_with_a_mistake(cluster, database):
     return target
 
 
+def rehearsal(project, spec):
+    """Another environment whose `shop` database is ``spec`` (on the shared test server)."""
+    other = factories.EnvironmentFactory(project=project, name="Rehearsal", slug="rehearsal")
+    factories.DatabaseFactory(
+        environment=other,
+        name="Shop copy",
+        slug="shop",
+        engine="postgresql",
+        host=spec.host,
+        port=spec.port,
+        username=spec.user,
+        database_name=spec.name,
+    )
+    return other, spec
+
+
 def execute(restore_id) -> Restore:
     claimed = restore_claim(restore_id=restore_id)
     assert claimed is not None
@@ -137,18 +153,7 @@ def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
     client = client_for(organisation, Role.OPERATOR)
 
     # Into another environment's database on another server (the shared test server).
-    other = factories.EnvironmentFactory(project=project, name="Rehearsal", slug="rehearsal")
-    spec = make_postgres_database()
-    factories.DatabaseFactory(
-        environment=other,
-        name="Shop copy",
-        slug="shop",
-        engine="postgresql",
-        host=spec.host,
-        port=spec.port,
-        username=spec.user,
-        database_name=spec.name,
-    )
+    other, spec = rehearsal(project, make_postgres_database())
     # This one runs on a real django-q2 worker, as in production: the recovered copy's
     # restore_command inherits the worker's environment.
     worker = start_worker()
@@ -270,20 +275,7 @@ def test_a_cluster_configured_outside_its_data_directory_is_recovered_too(
     cluster, database, base = make_shop(environment, archive_dir, clusters, debian_layout=True)
     assert not (cluster.datadir / "postgresql.conf").exists()
     target = history_with_a_mistake(cluster, database)
-    other = factories.EnvironmentFactory(project=project, name="Rehearsal", slug="rehearsal")
-    spec = make_postgres_database()
-    factories.DatabaseFactory(
-        environment=other,
-        name="Shop copy",
-        slug="shop",
-        engine="postgresql",
-        host=spec.host,
-        port=spec.port,
-        username=spec.user,
-        database_name=spec.name,
-    )
-    from restores.services import restore_request
-
+    other, spec = rehearsal(project, make_postgres_database())
     restore = restore_request(
         backup=base,
         target_type="other",
