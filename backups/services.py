@@ -42,6 +42,7 @@ from config.errors import Conflict, InvalidInput
 from destinations.models import Destination
 from destinations.storage import delete_artifact, discard_partial_artifacts
 from organizations.models import Database, Environment
+from organizations.services import environment_lock
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def backup_request(
     created: list[Backup] = []
     busy: list[Conflict] = []
     with transaction.atomic():
+        environment_lock(environment=environment)  # against a concurrent delete of it
         for target_db in targets:
             try:
                 created.append(

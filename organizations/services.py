@@ -19,7 +19,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from config.errors import Conflict, InvalidInput
+from config.errors import Conflict, InvalidInput, NotFound
 from organizations.models import (
     ApiToken,
     Database,
@@ -100,6 +100,19 @@ def _save(obj: Model, siblings: QuerySet, *, creating: bool) -> None:
         raise
 
 
+def environments_lock(environments: QuerySet) -> list[Environment]:
+    """Lock environment rows until the transaction ends (PostgreSQL; SQLite serialises
+    writers anyway). Creating a backup and deleting its environment, project or database
+    both take this lock first, so a delete never misses a backup requested meanwhile."""
+    return list(environments.select_for_update().order_by("pk"))
+
+
+def environment_lock(*, environment: Environment) -> None:
+    """``environments_lock`` for one environment; NotFound when it was deleted meanwhile."""
+    if not environments_lock(Environment.objects.filter(pk=environment.pk)):
+        raise NotFound(f"Environment {environment} no longer exists.")
+
+
 def _refuse_if_backups(backups: QuerySet, what: str) -> None:
     """Deleting the rows would orphan stored artifacts: make people delete backups first."""
     from backups.models import BackupStatus
@@ -148,6 +161,7 @@ def project_delete(*, project: Project) -> None:
     from backups.models import Backup
 
     with transaction.atomic():
+        environments_lock(Environment.objects.filter(project=project))
         _refuse_if_backups(Backup.objects.filter(environment__project=project), "project")
         project.delete()
 
@@ -199,6 +213,7 @@ def environment_delete(*, environment: Environment) -> None:
     from backups.models import Backup
 
     with transaction.atomic():
+        environment_lock(environment=environment)
         _refuse_if_backups(Backup.objects.filter(environment=environment), "environment")
         environment.delete()
 
@@ -297,6 +312,7 @@ def database_delete(*, database: Database) -> None:
     from backups.models import ACTIVE_STATUSES, Backup
 
     with transaction.atomic():
+        environments_lock(Environment.objects.filter(pk=database.environment_id))
         if Backup.objects.filter(database=database, status__in=ACTIVE_STATUSES).exists():
             raise Conflict("A backup of this database is running; wait for it or abort it.")
         database.delete()

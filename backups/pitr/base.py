@@ -50,6 +50,7 @@ from backups.services import (
 from config.errors import Conflict
 from destinations.storage import artifact_size, open_sink
 from organizations.models import Database
+from organizations.services import environment_lock
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def base_backup_request(
     name = backup_name(environment, created_at, f"{database.slug}-base")
     try:
         with transaction.atomic():
+            environment_lock(environment=environment)  # against a concurrent delete of it
             backup = Backup.objects.create(
                 organisation=environment.project.organisation,
                 environment=environment,

@@ -4,6 +4,8 @@ The API tests check how these rules reach a client; these check each rule once, 
 service every interface calls.
 """
 
+import time
+
 import pytest
 
 from backups.models import BackupStatus
@@ -162,3 +164,49 @@ def test_a_database_is_not_deleted_while_it_is_backed_up_and_its_backups_outlive
     services.database_delete(database=database)
     running.refresh_from_db()
     assert running.database is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_waits_for_a_backup_being_requested_and_then_refuses(environment):
+    import threading
+
+    from django.db import connection, transaction
+
+    from backups.models import Backup
+    from config.errors import Conflict
+    from organizations.services import environment_delete, environment_lock
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: SQLite serialises writers itself (PostgreSQL profile)")
+    locked, outcome = threading.Event(), []
+
+    def request_a_backup():
+        try:
+            with transaction.atomic():
+                environment_lock(environment=environment)  # what backup_request does first
+                locked.set()
+                time.sleep(0.5)  # the delete arrives meanwhile
+                factories.BackupFactory(environment=environment)
+        finally:
+            connection.close()
+
+    def delete_it():
+        locked.wait(10)
+        try:
+            environment_delete(environment=environment)
+            outcome.append("deleted")
+        except Conflict as exc:
+            outcome.append(exc.message)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request_a_backup), threading.Thread(target=delete_it)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcome == [
+        "This environment still has 1 backup(s); delete them first so their artifacts are "
+        "removed from the destinations."
+    ]
+    assert Backup.objects.filter(environment=environment).exists()
