@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from restores.models import RestoreStatus
+from restores.services import backup_test_restore
 from tests import factories
 from tests.backups.helpers import database_for, run_backup_now
 from tests.fixtures.databases import TABLES, PostgreSQLEngine, fill_postgres, table_checksums
@@ -169,6 +170,11 @@ def test_grants_naming_a_role_the_server_lacks_are_left_out_and_objects_keep_the
     backup = run_backup_now(environment=environment, kind="database", database=database)
     _change_data(spec)
     _drop_role(spec, reader)
+
+    # A test restore says so too, before the day the backup is needed.
+    assert backup_test_restore(backup=backup)
+    backup.refresh_from_db()
+    assert f"roles missing on the target: {reader}" in backup.verification_message
 
     restore = run_restore_now(backup=backup, target_type="same")
 
