@@ -306,3 +306,37 @@ def test_every_other_page_renders_for_an_admin(page, ui_org, sign_in, screenshot
     response = page.goto("/backups/00000000-0000-0000-0000-000000000000/")
     assert response.status == 404
     screenshot(page, "20-not-found")
+
+
+def test_the_environment_page_shows_point_in_time_recovery_health(
+    page, ui_org, sign_in, screenshot
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backups.models import WalArchiver
+    from tests.pitr.conftest import recorded_history
+
+    organisation, people = ui_org
+    project = factories.ProjectFactory(organisation=organisation, name="Billing", slug="billing")
+    environment = factories.EnvironmentFactory(project=project, name="Live", slug="live")
+    base = recorded_history(environment, start=timezone.now() - timedelta(hours=5))
+    WalArchiver.objects.create(
+        database=base.database,
+        last_archived_wal="000000010000000000000004",
+        last_archived_at=timezone.now() - timedelta(minutes=2),
+        last_failed_wal="000000010000000000000005",
+        last_failed_at=timezone.now(),
+        last_error="s3: connection refused",
+        failed_count=2,
+        consecutive_failures=2,
+    )
+
+    sign_in(page, people[Role.VIEWER].username)
+    page.get_by_role("link", name="Live").click()
+    card = page.get_by_role("region", name="Point-in-time recovery window")
+    expect(card).to_contain_text("Recoverable from")
+    expect(card.get_by_role("img", name="Recoverable windows of Orders")).to_be_visible()
+    expect(card.get_by_role("alert")).to_contain_text("failed 2 times in a row")
+    screenshot(page, "12-environment-pitr")
