@@ -113,7 +113,7 @@ def archived_ahead(args: list[str]) -> bool:
     if parsed is None:
         return False
     database, path, name = parsed
-    if not _plain_name(name):
+    if not (_plain_name(name) and _plain_name(database)):
         return False
     marker = marker_path(spool_root(), database, name)
     try:

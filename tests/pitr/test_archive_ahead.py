@@ -121,6 +121,7 @@ def test_the_fast_path_only_answers_what_it_can_prove(tmp_path, monkeypatch):
     wal_spool.mark_archived(root, "db1", NAMES[0], wal_spool.file_sha256(wal))
     assert wal_spool.archived_ahead(["-v", "2", *args]) is False  # options: full command
     assert wal_spool.archived_ahead(["--database=db2", str(wal), NAMES[0]]) is False
+    assert wal_spool.archived_ahead(["--database=../db1", str(wal), NAMES[0]]) is False
     assert wal_spool.parse_archive_args(["--ahead", "4", *args]) == ("db1", str(wal), NAMES[0])
     assert wal_spool.archived_ahead(args) is True
     assert wal_spool.archived_ahead(args) is False  # consumed
