@@ -231,7 +231,8 @@ def pipeline_options_for(backup: Backup) -> PipelineOptions:
 
 
 class Phases:
-    """Phase timings as seed 004's ``steps.details`` shows them."""
+    """Phase timings as seed 004's ``steps.details`` shows them (restores keep theirs the
+    same way, with extra facts such as the base backup a recovery started from)."""
 
     def __init__(self):
         self.items: list[dict] = []
@@ -242,12 +243,13 @@ class Phases:
         return item
 
     @staticmethod
-    def finish(item: dict, status: str = "SUCCESS", ended: datetime | None = None) -> None:
+    def finish(item: dict, status: str = "SUCCESS", ended: datetime | None = None, **extra) -> None:
         ended = ended or timezone.now()
         item["status"] = status
         item["finished_at"] = ended.isoformat()
         started = datetime.fromisoformat(item["started_at"])
         item["duration_sec"] = round(max(0.0, (ended - started).total_seconds()), 3)
+        item.update(extra)
 
     def fail_running(self) -> None:
         for item in self.items:

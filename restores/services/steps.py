@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import BinaryIO
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups.container import iter_container
 from backups.engines import EngineError
+from backups.execution import Phases
 from backups.keys import KeyUnavailable, key_for_id
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.pipeline import ArtifactCorrupt, open_artifact
@@ -30,35 +30,6 @@ logger = logging.getLogger(__name__)
 
 SAFETY_BACKUP_POLL = 1.0
 EXTENSION_ENGINES = {"pgdump": "postgresql", "sql": "mysql", "sqlite3": "sqlite", "tar": "files"}
-
-
-# --- phases ---------------------------------------------------------------------------------
-
-
-class Phases:
-    """Phase timings in the shape of ``Backup.phases``."""
-
-    def __init__(self) -> None:
-        self.items: list[dict] = []
-
-    def start(self, name: str) -> dict:
-        item = {"name": name, "status": "RUNNING", "started_at": timezone.now().isoformat()}
-        self.items.append(item)
-        return item
-
-    @staticmethod
-    def finish(item: dict, status: str = "SUCCESS", **extra) -> None:
-        ended = timezone.now()
-        item["status"] = status
-        item["finished_at"] = ended.isoformat()
-        started = datetime.fromisoformat(item["started_at"])
-        item["duration_sec"] = round((ended - started).total_seconds(), 3)
-        item.update(extra)
-
-    def fail_running(self) -> None:
-        for item in self.items:
-            if item["status"] == "RUNNING":
-                self.finish(item, "ERROR")
 
 
 # --- loading into scratch copies and checking them --------------------------------------------
