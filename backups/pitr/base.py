@@ -369,13 +369,17 @@ def _copies_message(copies: dict) -> str:
 
 def _base_failed(backup: Backup, message: str, phases: list[dict], **fields) -> None:
     fields.setdefault("completed_at", timezone.now())
-    _update(backup, status=BackupStatus.FAILED, message=message[-8000:], phases=phases, **fields)
-    alert_raise(
-        organisation=backup.organisation,
-        kind=AlertKind.BACKUP_FAILED,
-        title=f"Base backup {backup.name} failed",
-        message=message[-2000:],
-        environment=backup.environment,
-        backup=backup,
-        severity="critical",
-    )
+    # The status and its alert commit together, as for logical backups.
+    with transaction.atomic():
+        _update(
+            backup, status=BackupStatus.FAILED, message=message[-8000:], phases=phases, **fields
+        )
+        alert_raise(
+            organisation=backup.organisation,
+            kind=AlertKind.BACKUP_FAILED,
+            title=f"Base backup {backup.name} failed",
+            message=message[-2000:],
+            environment=backup.environment,
+            backup=backup,
+            severity="critical",
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -45,22 +46,24 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
             f"{last:%Y-%m-%d %H:%M:%S} UTC); it probably died. Scratch copies were removed; "
             "the target was only changed if the swap had already happened."
         )
-        if not Restore.objects.filter(
-            pk=restore.pk, status=RestoreStatus.IN_PROGRESS, heartbeat_at=restore.heartbeat_at
-        ).update(status=RestoreStatus.FAILED, message=message, completed_at=now):
-            continue
-        restore.refresh_from_db()
+        # The status and its alert commit together: whoever sees "failed" sees why.
+        with transaction.atomic():
+            if not Restore.objects.filter(
+                pk=restore.pk, status=RestoreStatus.IN_PROGRESS, heartbeat_at=restore.heartbeat_at
+            ).update(status=RestoreStatus.FAILED, message=message, completed_at=now):
+                continue
+            restore.refresh_from_db()
+            alert_raise(
+                organisation=restore.organisation,
+                kind=AlertKind.RESTORE_FAILED,
+                title=f"Restore of {restore.backup.name} failed: its worker died",
+                message=message,
+                restore=restore,
+                environment=restore.target_environment,
+                severity="critical",
+            )
         if restore.phase != RestorePhase.SWAP:
             _discard_scratches_of(restore)
-        alert_raise(
-            organisation=restore.organisation,
-            kind=AlertKind.RESTORE_FAILED,
-            title=f"Restore of {restore.backup.name} failed: its worker died",
-            message=message,
-            restore=restore,
-            environment=restore.target_environment,
-            severity="critical",
-        )
         reaped.append(restore)
     return reaped
 

@@ -9,6 +9,7 @@ import time
 from typing import BinaryIO
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from alerts.models import AlertKind
@@ -145,23 +146,25 @@ def update(restore: Restore, **fields) -> None:
 
 
 def fail(restore: Restore, message: str, phases: Phases) -> None:
-    update(
-        restore,
-        status=RestoreStatus.FAILED,
-        message=message[-8000:],
-        phases=phases.items,
-        completed_at=timezone.now(),
-        heartbeat_at=timezone.now(),
-    )
-    alert_raise(
-        organisation=restore.organisation,
-        kind=AlertKind.RESTORE_FAILED,
-        title=f"Restore of {restore.backup.name} into {restore.target_environment} failed",
-        message=message[-2000:],
-        restore=restore,
-        environment=restore.target_environment,
-        severity="critical",
-    )
+    # The status and its alert commit together: whoever sees "failed" sees why.
+    with transaction.atomic():
+        update(
+            restore,
+            status=RestoreStatus.FAILED,
+            message=message[-8000:],
+            phases=phases.items,
+            completed_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+        )
+        alert_raise(
+            organisation=restore.organisation,
+            kind=AlertKind.RESTORE_FAILED,
+            title=f"Restore of {restore.backup.name} into {restore.target_environment} failed",
+            message=message[-2000:],
+            restore=restore,
+            environment=restore.target_environment,
+            severity="critical",
+        )
 
 
 def start(restore: Restore, phases: Phases, name: str) -> dict:
