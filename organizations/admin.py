@@ -223,35 +223,30 @@ class DatabaseAdmin(_ServiceAdmin):
     search_fields = ["name", "slug", "host", "database_name", "environment__name"]
     prepopulated_fields = {"slug": ["name"]}
 
+    # What the form edits, passed to the services as it stands on the object.
+    EDITED = (
+        "name",
+        "slug",
+        "engine",
+        "host",
+        "port",
+        "username",
+        "password",
+        "database_name",
+        "options",
+    )
+
+    def edited(self, obj) -> dict:
+        return {field: getattr(obj, field) for field in self.EDITED}
+
     def service_create(self, obj):
         return services.database_create(
-            environment=obj.environment,
-            name=obj.name,
-            slug=obj.slug,
-            engine=obj.engine,
-            version=obj.version,
-            host=obj.host,
-            port=obj.port,
-            username=obj.username,
-            password=obj.password,
-            database_name=obj.database_name,
-            options=obj.options,
+            environment=obj.environment, version=obj.version, **self.edited(obj)
         )
 
     def service_update(self, obj):
         # ``version`` is what the server last reported, not a rule: saved with the rest.
-        return services.database_update(
-            database=obj,
-            name=obj.name,
-            slug=obj.slug,
-            engine=obj.engine,
-            host=obj.host,
-            port=obj.port,
-            username=obj.username,
-            password=obj.password,
-            database_name=obj.database_name,
-            options=obj.options,
-        )
+        return services.database_update(database=obj, **self.edited(obj))
 
     def service_delete(self, obj):
         services.database_delete(database=obj)

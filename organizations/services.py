@@ -82,6 +82,14 @@ def _free_slug(siblings: QuerySet, name: str) -> str:
     return slug
 
 
+def _slug_for(siblings: QuerySet, slug: str | None, name: str) -> str:
+    """The slug of a new object: the one asked for if no sibling has it, else derived."""
+    if slug is None:
+        return _free_slug(siblings, name)
+    _check_slug_free(siblings, slug)
+    return slug
+
+
 def check_server_path(field: str, value: str) -> None:
     """InvalidInput naming ``field`` when ``value`` is set and outside the allowed paths."""
     problem = value and server_path_problem(value)
@@ -131,10 +139,7 @@ def _refuse_if_backups(backups: QuerySet, what: str) -> None:
 def project_create(*, organisation: Organisation, name: str, slug: str | None = None) -> Project:
     """A project of ``organisation``; without a slug, one is derived from the name."""
     siblings = Project.objects.filter(organisation=organisation)
-    if slug is None:
-        slug = _free_slug(siblings, name)
-    else:
-        _check_slug_free(siblings, slug)
+    slug = _slug_for(siblings, slug, name)
     project = Project(organisation=organisation, name=name, slug=slug)
     _save(project, siblings, creating=True)
     return project
@@ -175,10 +180,7 @@ def environment_create(
     """An environment of ``project``; ``files_path`` must be an allowed directory."""
     check_server_path("files_path", files_path)
     siblings = Environment.objects.filter(project=project)
-    if slug is None:
-        slug = _free_slug(siblings, name)
-    else:
-        _check_slug_free(siblings, slug)
+    slug = _slug_for(siblings, slug, name)
     environment = Environment(project=project, name=name, slug=slug, files_path=files_path)
     _save(environment, siblings, creating=True)
     return environment
@@ -244,10 +246,7 @@ def database_create(
     """A database of ``environment``. The password is stored encrypted (``EncryptedTextField``);
     for SQLite, ``database_name`` is a file path that must be allowed."""
     siblings = Database.objects.filter(environment=environment)
-    if slug is None:
-        slug = _free_slug(siblings, name)
-    else:
-        _check_slug_free(siblings, slug)
+    slug = _slug_for(siblings, slug, name)
     check_database_path(engine, database_name)
     database = Database(
         environment=environment,
