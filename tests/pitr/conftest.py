@@ -13,7 +13,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalSegm
 from tests import factories
 from tests.fixtures.databases import unavailable
 from tests.fixtures.s3 import free_port
-from tests.fixtures.worker import child_database_env
+from tests.fixtures.worker import child_database_env, wait_for
 
 PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVER_TOOLS = ("initdb", "pg_ctl", "postgres", "pg_basebackup", "pg_waldump")
@@ -183,14 +182,23 @@ def clusters(tmp_path, pg_launcher):
         cluster.stop()
 
 
-def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
+@pytest.fixture
+def archive_dir(tmp_path):
+    """The local destination's directory, where archived WAL lands."""
+    path = tmp_path / "archive"
+    path.mkdir()
+    return path
+
+
+def switch_and_wait(cluster: Cluster, database) -> str:
+    """Close the current WAL segment and wait until Strongbox recorded it."""
+    name = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+    wait_for(
+        lambda: WalSegment.objects.filter(database=database, name=name).exists(),
+        timeout=60,
+        message=f"{name} to be archived; log: {cluster.log_text()[-2000:]}",
+    )
+    return name
 
 
 def recorded_history(environment, *, start, segments=(2, 3, 4), name="Orders"):

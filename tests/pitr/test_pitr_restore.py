@@ -22,17 +22,10 @@ from restores.models import Restore, RestoreStatus
 from restores.services import restore_claim, restore_execute, restore_request
 from tests import factories
 from tests.fixtures.worker import wait_for
-from tests.pitr.conftest import archive_command, child_env, wait_until
+from tests.pitr.conftest import archive_command, child_env, switch_and_wait
 from tests.restores.helpers import leftovers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def archive_dir(tmp_path):
-    path = tmp_path / "archive"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -111,11 +104,7 @@ def history_with_a_mistake(cluster, database):
     time.sleep(1.1)
     run(cluster, "DELETE FROM orders WHERE id <= 150")
     insert(cluster, 201, 300)
-    name = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_until(
-        lambda: WalSegment.objects.filter(database=database, name=name).exists(),
-        what=f"{name} to be archived; log: {cluster.log_text()[-2000:]}",
-    )
+    switch_and_wait(cluster, database)
     return target
 
 

@@ -26,16 +26,10 @@ from backups.pitr import retention as pitr_retention
 from backups.services import backup_claim
 from config.errors import Unprocessable
 from tests import factories
-from tests.pitr.conftest import archive_command, child_env, wait_until
+from tests.fixtures.worker import wait_for
+from tests.pitr.conftest import archive_command, child_env, switch_and_wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-@pytest.fixture
-def archive_dir(tmp_path):
-    path = tmp_path / "archive"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -64,16 +58,6 @@ def started_cluster(clusters, database):
     cluster.init(archive=archive_command(database.id))
     cluster.start()
     return cluster
-
-
-def switch_and_wait(cluster, database) -> str:
-    """Close the current segment and wait until Strongbox recorded it."""
-    name = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_until(
-        lambda: WalSegment.objects.filter(database=database, name=name).exists(),
-        what=f"{name} to be archived; log: {cluster.log_text()[-2000:]}",
-    )
-    return name
 
 
 def insert_batch(cluster, first: int, last: int) -> None:
@@ -200,9 +184,10 @@ def test_archiving_fails_while_the_destination_is_unreachable_and_loses_nothing(
     archive_dir.write_text("not a directory")
     insert_batch(primary, 11, 20)
     stuck = primary.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_until(
+    wait_for(
         lambda: primary.execute("SELECT failed_count FROM pg_stat_archiver")[0][0] > 0,
-        what="a failed archive attempt",
+        timeout=60,
+        message="a failed archive attempt",
     )
     assert not WalSegment.objects.filter(database=pg_database, name=stuck).exists()
     archiver = WalArchiver.objects.get(database=pg_database)
@@ -228,9 +213,10 @@ def test_archiving_fails_while_the_destination_is_unreachable_and_loses_nothing(
     away.rename(archive_dir)
     insert_batch(primary, 21, 30)
     last = switch_and_wait(primary, pg_database)
-    wait_until(
+    wait_for(
         lambda: WalSegment.objects.filter(database=pg_database, name=stuck).exists(),
-        what=f"{stuck} archived after the destination came back",
+        timeout=60,
+        message=f"{stuck} archived after the destination came back",
     )
     numbers = list(
         WalSegment.objects.filter(database=pg_database, kind="segment")
