@@ -126,6 +126,11 @@ def count_problems(members: list[Member]) -> tuple[list[str], list[str]]:
     return problems, notes
 
 
+def member_notes(members: list[Member]) -> list[str]:
+    """What loading or swapping each member left out, named by member."""
+    return [f"{member.label}: {note}" for member in members for note in member.notes]
+
+
 def discard_scratches(members: list[Member]) -> None:
     for member in members:
         if member.scratch is not None and not member.swapped:
@@ -270,7 +275,7 @@ def check_swap_complete(restore, members, phases, progress, tag, summary, proble
     parts = [summary]
     if restore.safety_backup_id:
         parts.append(f"The previous data is in the safety backup {restore.safety_backup.name}.")
-    notes += [f"{member.label}: {note}" for member in members for note in member.notes]
+    notes += member_notes(members)
     parts += [note + "." for note in notes + problems]
     update(
         restore,

@@ -17,7 +17,7 @@ from backups.pipeline import ArtifactCorrupt
 from config.errors import ApplicationError
 from restores.artifacts import Progress, fetch_verified, tmp_dir
 from restores.plan import Member, plan_restore
-from restores.services.steps import count_problems, discard_scratches, load_all
+from restores.services.steps import count_problems, discard_scratches, load_all, member_notes
 
 TEST_RESTORE_FAILED = "Restore test failed"
 
@@ -58,7 +58,7 @@ def backup_test_restore(*, backup: Backup) -> bool:
     detail = f"{tables} table(s), every row count matches the backup's"
     # What the load left out (owners and GRANTs for roles this server lacks) is worth
     # knowing before the day the backup is needed.
-    notes += [f"{member.label}: {note}" for member in members for note in member.notes]
+    notes += member_notes(members)
     return _record_test(backup, ok=True, detail="; ".join([detail, *notes]))
 
 
