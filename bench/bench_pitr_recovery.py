@@ -34,6 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench_wal_archive import make_database as make_wal_database  # noqa: E402
+from bench_wal_archive import setup  # noqa: E402
+
 PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
@@ -43,47 +46,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def setup(var: Path) -> None:
-    os.environ.update(
-        STRONGBOX_VAR_DIR=str(var),
-        STRONGBOX_ALLOWED_PATHS=str(var),
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        STRONGBOX_LOG_LEVEL="WARNING",
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
 def make_database(var: Path, port: int):
-    from destinations.models import Destination
-    from organizations.models import Database, Environment, Organisation, Project
     from schedules.models import Schedule
 
-    organisation = Organisation.objects.create(slug="bench", name="Bench")
-    project = Project.objects.create(organisation=organisation, slug="bench", name="Bench")
-    environment = Environment.objects.create(project=project, slug="bench", name="Bench")
-    Schedule.objects.create(environment=environment, wal_enabled=True, wal_retention_days=7)
-    Destination.objects.create(
-        organisation=organisation,
-        name="Archive disk",
-        kind="local",
-        config={"path": str(var / "archive")},
-        is_default=True,
+    database = make_wal_database(
+        var, "bench", port=port, username="postgres", database_name="bench"
     )
-    return Database.objects.create(
-        environment=environment,
-        name="Bench",
-        slug="bench",
-        engine="postgresql",
-        host="127.0.0.1",
-        port=port,
-        username="postgres",
-        database_name="bench",
+    Schedule.objects.create(
+        environment=database.environment, wal_enabled=True, wal_retention_days=7
     )
+    return database
 
 
 class Cluster:

@@ -55,7 +55,8 @@ def setup(var: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
-def make_database(var: Path, label: str):
+def make_database(var: Path, label: str, **fields):
+    """A PostgreSQL database row ``label`` whose WAL goes to ``var/archive``."""
     from destinations.models import Destination
     from organizations.models import Database, Environment, Organisation, Project
 
@@ -72,7 +73,12 @@ def make_database(var: Path, label: str):
         defaults={"kind": "local", "config": {"path": str(var / "archive")}, "is_default": True},
     )
     return Database.objects.create(
-        environment=environment, name=label, slug=label, engine="postgresql", host="127.0.0.1"
+        environment=environment,
+        name=label,
+        slug=label,
+        engine="postgresql",
+        host="127.0.0.1",
+        **fields,
     )
 
 
