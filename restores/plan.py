@@ -50,22 +50,9 @@ def full_versions(backup: Backup) -> dict[str, str]:
 def plan_restore(backup: Backup, environment: Environment) -> list[Member]:
     """Map the backup's contents onto the target environment, or say why it cannot be."""
     if backup.kind == BackupKind.DATABASE:
-        source = backup.database
-        if environment.pk == backup.environment_id and source is not None:
-            database = source
-        else:
-            database = matching_database(
-                environment, slug=source.slug if source else None, engine=backup.engine
-            )
-        check_engine(backup.engine, backup.engine_version, database)
         return [
-            Member(
-                slot="",
-                label=database.name,
-                target=connection_spec_for(database),
-                expected=dict(backup.row_counts),
-                database=database,
-                source_engine=backup.engine,
+            database_member(
+                backup, environment, engine=backup.engine, expected=dict(backup.row_counts)
             )
         ]
     if backup.kind == BackupKind.FILESYSTEM:
@@ -114,21 +101,30 @@ def plan_pitr_restore(backup: Backup, environment: Environment) -> list[Member]:
     source = backup.database
     if backup.kind not in PITR_KINDS or source is None or family(source.engine) != "postgresql":
         raise Unprocessable(PITR_ONE_DATABASE, fields={"pitrTimestamp": [PITR_ONE_DATABASE]})
-    if environment.pk == backup.environment_id:
+    return [database_member(backup, environment, engine=source.engine, expected={})]
+
+
+def database_member(
+    backup: Backup, environment: Environment, *, engine: str, expected: dict[str, int]
+) -> Member:
+    """The member of a one-database restore: the backup's own database in its own
+    environment, else the target environment's matching one."""
+    source = backup.database
+    if environment.pk == backup.environment_id and source is not None:
         database = source
     else:
-        database = matching_database(environment, slug=source.slug, engine=source.engine)
-    check_engine(source.engine, backup.engine_version, database)
-    return [
-        Member(
-            slot="",
-            label=database.name,
-            target=connection_spec_for(database),
-            expected={},
-            database=database,
-            source_engine=source.engine,
+        database = matching_database(
+            environment, slug=source.slug if source else None, engine=engine
         )
-    ]
+    check_engine(engine, backup.engine_version, database)
+    return Member(
+        slot="",
+        label=database.name,
+        target=connection_spec_for(database),
+        expected=expected,
+        database=database,
+        source_engine=engine,
+    )
 
 
 def files_member(environment: Environment, expected: dict, *, slot: str) -> Member:
