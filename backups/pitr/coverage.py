@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -175,9 +176,13 @@ def _base_summary(base: Backup, windows: list[Window]) -> dict:
     }
 
 
-def database_coverage(*, database: Database, now: datetime | None = None) -> dict:
+def database_coverage(
+    *, database: Database, now: datetime | None = None, windows: list[Window] | None = None
+) -> dict:
+    """One database's part of the coverage; ``windows`` when the caller has them already."""
     now = now or timezone.now()
-    windows = database_windows(database)
+    if windows is None:
+        windows = database_windows(database)
     totals = WalSegment.objects.filter(database=database).aggregate(
         stored=Sum("stored_size"), latest=Max("last_xact_at")
     )
@@ -206,9 +211,13 @@ def pitr_databases(environment: Environment):
 def pitr_window(*, environment: Environment) -> tuple[datetime, datetime] | None:
     """(earliest, latest) time every PostgreSQL database of the environment can be
     recovered to, or None. For the restore flow: a ``pitrTimestamp`` outside is a 422."""
+    return _common_window(database_windows(d) for d in pitr_databases(environment))
+
+
+def _common_window(per_database: Iterable[list[Window]]) -> tuple[datetime, datetime] | None:
+    """The span inside every database's windows, or None (one has none, or they miss)."""
     bounds = []
-    for database in pitr_databases(environment):
-        windows = database_windows(database)
+    for windows in per_database:
         if not windows:
             return None
         bounds.append((min(w.earliest for w in windows), max(w.latest for w in windows)))
@@ -223,8 +232,10 @@ def pitr_coverage(*, environment: Environment, now: datetime | None = None) -> d
     """Seed 003's ``GET /api/environments/{env_id}/pitr`` body (camelCase)."""
     now = now or timezone.now()
     schedule = getattr(environment, "schedule", None)
-    databases = [database_coverage(database=d, now=now) for d in pitr_databases(environment)]
-    window = pitr_window(environment=environment)
+    # Each database's windows are worked out once (they read all its WAL rows).
+    per_database = [(d, database_windows(d)) for d in pitr_databases(environment)]
+    databases = [database_coverage(database=d, now=now, windows=w) for d, w in per_database]
+    window = _common_window(windows for _, windows in per_database)
     failing = any(d["archiving"]["status"] == "failing" for d in databases)
     gaps = any(d["gaps"] for d in databases)
     if not databases:
