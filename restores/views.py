@@ -28,8 +28,11 @@ def pitr_timeline(environment, width: int = 640) -> dict | None:
     (windows), ticks (base backups) and red marks (WAL gaps); None without WAL archiving."""
     from backups.pitr.coverage import pitr_coverage
 
+    schedule = getattr(environment, "schedule", None)
+    if schedule is None or not schedule.wal_enabled:
+        return None  # every environment page asks: no coverage work without WAL archiving
     coverage = pitr_coverage(environment=environment)
-    if coverage["status"] == "no-postgresql-database" or not coverage["walEnabled"]:
+    if coverage["status"] == "no-postgresql-database":
         return None
 
     def parse(value):
