@@ -12,6 +12,8 @@ from schedules.retention import (
     BackupInfo,
     RetentionPlan,
     RetentionPolicy,
+    Series,
+    SeriesTotals,
     plan_retention,
 )
 from schedules.timing import ScheduleError
@@ -149,6 +151,75 @@ def test_filesystem_backups_use_the_full_counts_as_a_series_of_their_own() -> No
     assert reasons(plan, "full") == ["daily 2026-11-23", "newest"]
     assert reasons(plan, "files") == ["daily 2026-11-23", "newest"]
     assert reasons(plan, "files-old") == ["not kept by any rule"]
+
+
+# --- series: one per database, one per environment kind ---------------------------------
+
+
+def daily_backups_of(source: str, days: int, *, hour: int = 2) -> list[BackupInfo]:
+    return [
+        backup(f"{source}-{n}", utc(2026, 11, 23, hour) - timedelta(days=n), source=source)
+        for n in range(days)
+    ]
+
+
+def test_each_database_keeps_its_own_dailies_when_several_back_up_the_same_night() -> None:
+    # Orders DB is dumped a minute after Users DB every night: by kind alone, Users DB
+    # would win every daily bucket and Orders DB would lose its scheduled backups.
+    backups = daily_backups_of("users", 10) + [
+        replace(b, created_at=b.created_at + timedelta(minutes=1))
+        for b in daily_backups_of("orders", 10)
+    ]
+    plan = plan_retention(backups, RetentionPolicy(retain_db_daily=7), "UTC", NOW)
+    assert kept_ids(plan) == {f"{db}-{n}" for db in ("users", "orders") for n in range(7)}
+    assert reasons(plan, "orders-0") == ["daily 2026-11-23", "newest"]
+    assert reasons(plan, "users-0") == ["daily 2026-11-23", "newest"]
+
+
+def test_a_days_bound_is_measured_from_the_newest_backup_of_each_database() -> None:
+    # Events DB stopped being backed up a month ago; its last week stays.
+    stopped = [
+        replace(b, created_at=b.created_at - timedelta(days=30))
+        for b in daily_backups_of("events", 10)
+    ]
+    backups = daily_backups_of("users", 10) + stopped
+    policy = RetentionPolicy(retain_daily=7, retain_daily_days=7)
+    plan = plan_retention(backups, policy, "UTC", NOW)
+    assert kept_ids(plan) == {f"{db}-{n}" for db in ("users", "events") for n in range(7)}
+
+
+def test_the_floor_and_newest_hold_for_every_database() -> None:
+    backups = daily_backups_of("users", 5) + daily_backups_of("orders", 5, hour=3)
+    zeros = RetentionPolicy(retain_daily=0, floor=2)
+    plan = plan_retention(backups, zeros, "UTC", NOW)
+    assert kept_ids(plan) == {"users-0", "users-1", "orders-0", "orders-1"}
+    assert reasons(plan, "users-1") == ["floor"]
+
+
+def test_full_and_filesystem_backups_are_series_of_the_environment_whatever_their_source() -> None:
+    backups = [
+        backup("full-a", NOW, kind="full", source="users"),
+        backup("full-b", NOW - timedelta(hours=1), kind="full", source="orders"),
+    ]
+    plan = plan_retention(backups, RetentionPolicy(retain_full_daily=1), "UTC", NOW)
+    assert kept_ids(plan) == {"full-a"}
+    assert backups[1].series == Series("full") == Series("full", None)
+
+
+def test_the_plan_totals_each_series() -> None:
+    backups = (
+        daily_backups_of("users", 4)
+        + daily_backups_of("orders", 3, hour=3)
+        + [backup(f"full-{n}", NOW - timedelta(days=n), kind="full", size=1000) for n in range(3)]
+        + [backup("files", NOW, kind="filesystem", status="failed")]
+    )
+    plan = plan_retention(backups, RetentionPolicy(retain_daily=2), "UTC", NOW)
+    assert plan.by_series == {
+        Series("database", "users"): SeriesTotals(kept=2, deleted=2, bytes_freed=200),
+        Series("database", "orders"): SeriesTotals(kept=2, deleted=1, bytes_freed=100),
+        Series("full"): SeriesTotals(kept=2, deleted=1, bytes_freed=1000),
+        Series("filesystem"): SeriesTotals(kept=1, deleted=0, bytes_freed=0),
+    }
 
 
 # --- age bounds ------------------------------------------------------------------------------
@@ -411,8 +482,11 @@ DAYS_FIELDS = [f"retain_{rule}_days" for rule in ("hourly", "daily", "weekly", "
 STATUSES = ["completed"] * 6 + ["failed", "aborted", "in-progress", "scheduled", "deleted"]
 
 
+SOURCES = ["orders", "users", "events", None]
+
+
 def _backup(index: int, fields: tuple) -> BackupInfo:
-    minutes, kind, status, size, manual, expires_at, protected = fields
+    minutes, kind, status, size, manual, expires_at, protected, source = fields
     return BackupInfo(
         id=index,
         created_at=NOW - timedelta(minutes=minutes),
@@ -422,6 +496,7 @@ def _backup(index: int, fields: tuple) -> BackupInfo:
         manual=manual,
         expires_at=expires_at,
         protected=protected,
+        source=source,
     )
 
 
@@ -434,6 +509,7 @@ backup_lists = st.lists(
         st.sampled_from([False, False, False, True]),
         st.sampled_from([None, None, NOW - timedelta(days=1), NOW + timedelta(days=1)]),
         st.sampled_from([None] * 9 + ["being restored"]),
+        st.sampled_from(SOURCES),
     ),
     max_size=40,
 ).map(lambda rows: [_backup(index, row) for index, row in enumerate(rows)])
@@ -478,10 +554,10 @@ def test_every_backup_gets_one_decision_and_the_newest_completed_is_kept(
     )
     if completed:
         assert plan.decision(completed[-1].id).keep
-    for kind in ("database", "full", "filesystem"):
-        of_kind = [b for b in completed if b.kind == kind]
-        for b in of_kind[::-1][: max(policy.floor, 1)]:
-            assert plan.decision(b.id).keep  # the floor
+    for series in {b.series for b in completed}:
+        of_series = [b for b in completed if b.series == series]
+        for b in of_series[::-1][: max(policy.floor, 1)]:
+            assert plan.decision(b.id).keep  # the floor, and newest, of every series
     for b in live:
         if b.protected:
             assert plan.decision(b.id).keep
@@ -505,3 +581,55 @@ def test_raising_a_count_never_deletes_a_backup_that_was_kept(
     raised = replace(policy, **{name: getattr(policy, name) + more})
     after = plan_retention(backups, raised, tz, NOW)
     assert kept_ids(before) <= kept_ids(after)
+
+
+# Histories of several databases, each with its own backup rhythm and a long tail.
+multi_database_histories = st.lists(
+    st.tuples(
+        st.integers(0, 90 * 24 * 60),
+        st.sampled_from(["database"] * 6 + ["full", "filesystem"]),
+        st.sampled_from(STATUSES),
+        st.integers(0, 1000),
+        st.sampled_from([False] * 5 + [True]),
+        st.sampled_from([None, None, NOW - timedelta(days=1), NOW + timedelta(days=1)]),
+        st.sampled_from([None] * 19 + ["being restored"]),
+        st.sampled_from(SOURCES),
+    ),
+    min_size=1,
+    max_size=120,
+).map(lambda rows: [_backup(index, row) for index, row in enumerate(rows)])
+
+
+@fast
+@given(backups=multi_database_histories, policy=policies, tz=zones)
+def test_an_environments_plan_is_the_union_of_the_plans_of_its_series_alone(
+    backups: list[BackupInfo], policy: RetentionPolicy, tz: str
+) -> None:
+    plan = plan_retention(backups, policy, tz, NOW)
+    union: dict[Hashable, tuple] = {}
+    totals: dict[Series, SeriesTotals] = {}
+    for series in {b.series for b in backups}:
+        alone = plan_retention([b for b in backups if b.series == series], policy, tz, NOW)
+        for d in alone.decisions:
+            union[d.backup_id] = (d.keep, d.reasons, d.expires_at)
+        totals.update(alone.by_series)
+    assert {d.backup_id: (d.keep, d.reasons, d.expires_at) for d in plan.decisions} == union
+    assert plan.by_series == totals
+    assert sum(t.kept for t in totals.values()) == plan.kept_count
+    assert sum(t.deleted for t in totals.values()) == plan.deleted_count
+    assert sum(t.bytes_freed for t in totals.values()) == plan.bytes_freed
+
+
+@fast
+@given(backups=multi_database_histories, policy=policies, tz=zones)
+def test_no_series_ever_loses_its_newest_completed_backup(
+    backups: list[BackupInfo], policy: RetentionPolicy, tz: str
+) -> None:
+    plan = plan_retention(backups, policy, tz, NOW)
+    newest: dict[Series, BackupInfo] = {}
+    for b in sorted(backups, key=lambda b: (b.created_at, str(b.id))):
+        if b.status == "completed":
+            newest[b.series] = b
+    for b in newest.values():
+        assert plan.decision(b.id).keep
+        assert "newest" in plan.decision(b.id).reasons
