@@ -13,6 +13,10 @@ Mapping decisions:
   backup and only removes failed backups after a week and manual ones past their own
   expiry;
 - buckets are counted in the schedule's timezone (UTC without a schedule);
+- ``source``: the backup's database (``str(database_id)``), so each database's
+  ``database`` backups are a series of their own; ``full`` and ``filesystem`` backups
+  have no database and are the environment's series. A ``database`` backup whose
+  database row is gone (None) is a series of its own too;
 - ``manual``: every backup not made by a schedule (manual and safety backups);
 - ``protected``: a backup with an active restore (``being restored``), plus whatever
   the ``protected`` argument and the PITR hook (``pitr_protected``) name;
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from contextlib import contextmanager
@@ -54,6 +59,7 @@ BEING_RESTORED = "being restored"
 PITR_WINDOW = "PITR window"
 _ACTIVE_RESTORE_STATUSES = (RestoreStatus.SCHEDULED, RestoreStatus.IN_PROGRESS)
 _CHUNK = 500
+_missing = object()
 
 
 def pitr_protected(*, environment: Environment, now: datetime) -> dict[Hashable, str]:
@@ -108,7 +114,8 @@ def _sqlite_uuid_text(field: str) -> Concat:
 
 
 def _backup_rows(environment: Environment):
-    """(id as str, created_at, kind, status, size, trigger, expires_at) of the backups to plan."""
+    """(id, created_at, kind, status, size, trigger, expires_at, database id) of the backups
+    to plan; the ids as ``str(uuid)``, the database id None for environment backups."""
     backups = (
         Backup.objects.filter(environment=environment)
         .exclude(status=BackupStatus.DELETED)
@@ -118,8 +125,10 @@ def _backup_rows(environment: Environment):
     if connection.vendor != "sqlite":
         # uuid::text is str(uuid) already.
         yield from (
-            backups.annotate(id_text=Cast("id", CharField()))
-            .values_list("id_text", "created_at", *columns, "expires_at")
+            backups.annotate(
+                id_text=Cast("id", CharField()), database_text=Cast("database_id", CharField())
+            )
+            .values_list("id_text", "created_at", *columns, "expires_at", "database_text")
             .iterator(chunk_size=10_000)
         )
         return
@@ -130,15 +139,21 @@ def _backup_rows(environment: Environment):
         id_text=_sqlite_uuid_text("id"),
         created_text=Cast("created_at", CharField()),
         expires_text=Cast("expires_at", CharField()),
-    ).values_list("id_text", "created_text", *columns, "expires_text")
+    ).values_list("id_text", "created_text", *columns, "expires_text", "database_id")
     sql, params = text.query.sql_with_params()
+    # An environment has a handful of databases: their 32-digit ids (the column as
+    # stored) are turned into ``str(uuid)`` once each, not once per row.
+    database_ids: dict[str | None, str | None] = {None: None}
     # Django stores naive UTC text on SQLite; parsing the offset is far cheaper than
     # datetime.replace(tzinfo=...) afterwards.
     parse, utc = datetime.fromisoformat, "+00:00"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         while chunk := cursor.fetchmany(10_000):
-            for pk, created_at, kind, status, size, trigger, expires_at in chunk:
+            for pk, created_at, kind, status, size, trigger, expires_at, database_hex in chunk:
+                database_id = database_ids.get(database_hex, _missing)
+                if database_id is _missing:
+                    database_id = database_ids[database_hex] = str(uuid.UUID(database_hex))
                 yield (
                     pk,
                     parse(created_at + utc),
@@ -147,6 +162,7 @@ def _backup_rows(environment: Environment):
                     size,
                     trigger,
                     None if expires_at is None else parse(expires_at + utc),
+                    database_id,
                 )
 
 
@@ -179,7 +195,8 @@ def _plan(
     meta: list[_Row] = []
     scheduled = BackupTrigger.SCHEDULED
     with _gc_paused():
-        for pk, created_at, kind, status, size, trigger, expires_at in _backup_rows(environment):
+        rows = _backup_rows(environment)
+        for pk, created_at, kind, status, size, trigger, expires_at, database_id in rows:
             manual = trigger != scheduled
             infos.append(
                 BackupInfo(
@@ -191,6 +208,7 @@ def _plan(
                     manual=manual,
                     expires_at=expires_at if manual else None,
                     protected=reasons.get(pk),
+                    source=database_id,
                 )
             )
             if with_rows:

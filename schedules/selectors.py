@@ -7,17 +7,16 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from backups.models import BackupKind
 from backups.selectors import backups_for_environment
 from config.errors import InvalidInput, NotFound
-from organizations.models import Environment
+from organizations.models import Database, Environment
 from schedules import timing
 from schedules.enforcement import retention_plan_for
 from schedules.models import RETENTION_FIELDS, Schedule
-from schedules.retention import RetentionPlan, RetentionPolicy
+from schedules.retention import RetentionPlan, RetentionPolicy, SeriesTotals
 
-# A PostgreSQL base backup belongs to the database series.
-_SERIES = {BackupKind.BASE: BackupKind.DATABASE}
+ENVIRONMENT_SERIES_NAME = "Full and files backups"
+REMOVED_DATABASE_NAME = "Removed database"
 
 
 def schedule_find(*, environment: Environment) -> Schedule | None:
@@ -68,12 +67,69 @@ def policy_of(schedule: Schedule | None) -> RetentionPolicy:
     return RetentionPolicy(**values, floor=max(schedule.retention_floor, 1))
 
 
+@dataclass(frozen=True)
+class SourceTotals:
+    """A preview's totals for one database's backups (``scope`` "database"), or for the
+    environment's own full and files backups, two series counted together ("environment").
+
+    ``database`` is None for the environment, and for database backups whose database
+    row is gone (each such backup was planned as that series, one of its own).
+    """
+
+    scope: str
+    database: Database | None
+    name: str
+    kept: int
+    deleted: int
+    bytes_freed: int
+
+    @property
+    def database_id(self) -> str | None:
+        return str(self.database.pk) if self.database else None
+
+
 @dataclass
 class RetentionPreview:
     plan: RetentionPlan
     backups: dict  # id -> Backup
     policy: RetentionPolicy
     timezone: str
+    by_database: list[SourceTotals]
+
+
+def retention_totals_by_database(
+    *, environment: Environment, plan: RetentionPlan
+) -> list[SourceTotals]:
+    """The plan's totals per database of the environment (by name; a database without
+    backups shows zeros), then backups of a removed database and the environment's full and
+    files backups, each if there are any."""
+    named = {str(db.pk): db for db in Database.objects.filter(environment=environment)}
+    strays = [s.source for s in plan.by_series if s.kind == "database" and s.source not in named]
+    named.update({str(db.pk): db for db in Database.objects.filter(pk__in=strays)})
+    by_source: dict[tuple[str, str | None], SeriesTotals] = {}
+    for series, totals in plan.by_series.items():
+        if series.kind != "database":
+            key = ("environment", None)
+        else:
+            key = ("database", series.source if series.source in named else None)
+        into = by_source.setdefault(key, SeriesTotals())
+        into.kept += totals.kept
+        into.deleted += totals.deleted
+        into.bytes_freed += totals.bytes_freed
+    lines = []
+    for pk, database in sorted(named.items(), key=lambda item: (item[1].name, item[0])):
+        t = by_source.get(("database", pk), SeriesTotals())
+        lines.append(
+            SourceTotals("database", database, database.name, t.kept, t.deleted, t.bytes_freed)
+        )
+    for scope, pk, name in (
+        ("database", None, REMOVED_DATABASE_NAME),
+        ("environment", None, ENVIRONMENT_SERIES_NAME),
+    ):
+        if (scope, pk) in by_source:
+            t = by_source[(scope, pk)]
+            lines.append(SourceTotals(scope, None, name, t.kept, t.deleted, t.bytes_freed))
+    return lines
 
 
 def retention_preview(
@@ -106,7 +162,13 @@ def retention_preview(
             organisation=environment.project.organisation, environment=environment
         ).filter(pk__in=wanted)
     }
-    return RetentionPreview(plan=plan, backups=backups, policy=policy, timezone=zone.key)
+    return RetentionPreview(
+        plan=plan,
+        backups=backups,
+        policy=policy,
+        timezone=zone.key,
+        by_database=retention_totals_by_database(environment=environment, plan=plan),
+    )
 
 
 def vars_of(policy: RetentionPolicy) -> dict:

@@ -15,6 +15,7 @@ from config.errors import InvalidInput
 from destinations.models import Destination
 from organizations.models import Environment
 from schedules import timing
+from schedules.enforcement import retention_update_expiry
 from schedules.models import RETENTION_FIELDS, IntervalRule, Schedule
 
 # What ``dbFrequency``/``fullFrequency`` accept besides the preset names: ``custom``
@@ -78,7 +79,8 @@ def schedule_upsert(
     An empty cron or frequency string clears it. ``fields`` are the remaining model
     fields (``enabled``, ``paused``, ``wal_*`` and the ``retain_*`` family).
     ``interval_rules`` are seed 001 rules (``{interval, minute, hour, day}``) and
-    replace the current ones.
+    replace the current ones. When the retention policy or the timezone changes, every
+    scheduled backup's ``expires_at`` is recomputed from the new policy.
     """
     unknown = set(fields) - set(_PLAIN_FIELDS)
     if unknown:
@@ -133,6 +135,8 @@ def schedule_upsert(
         created = schedule is None
         if created:
             schedule = Schedule(environment=environment)
+        # What the expiry estimates depend on: the policy and the timezone of its buckets.
+        retention_before = (schedule.retention_policy(), schedule.timezone)
         for name, value in {**crons, **frequencies}.items():
             if value is not None:
                 setattr(schedule, name, value)
@@ -149,6 +153,9 @@ def schedule_upsert(
             if frequency == "custom" and not getattr(schedule, f"{kind}_cron"):
                 raise _invalid(f"{kind}Cron", f"Required when {kind}Frequency is custom.")
         schedule.save()
+        if created or (schedule.retention_policy(), schedule.timezone) != retention_before:
+            # In the same transaction, so ``expiredBy`` never shows the old policy's dates.
+            retention_update_expiry(environment=environment)
         if destinations is not None:
             schedule.destinations.set(destinations)
         if rules is not None:

@@ -192,6 +192,12 @@ class RetentionPreviewView(_EnvironmentPage, TemplateView):
             backup = proposed.backups[decision.backup_id]
             now_decision = current.plan.decision(decision.backup_id)
             rows.append({"backup": backup, "proposed": decision, "current": now_decision})
+        # Both plans cover the same backups, so they list the same databases.
+        current_lines = {(line.scope, line.database_id): line for line in current.by_database}
+        database_rows = [
+            {"proposed": line, "current": current_lines.get((line.scope, line.database_id))}
+            for line in proposed.by_database
+        ]
         context.update(
             environment=environment,
             schedule=schedule,
@@ -201,6 +207,7 @@ class RetentionPreviewView(_EnvironmentPage, TemplateView):
             current=current,
             proposed=proposed,
             rows=rows,
+            database_rows=database_rows,
             policy_rows=_policy_rows(current_values, form if proposing else None),
             query=self.request.GET.urlencode(),
             current_query=urlencode({k: v for k, v in current_values.items() if v is not None}),

@@ -156,6 +156,40 @@ class Seed003RetentionBackupSerializer(serializers.Serializer):
     )
     reason = serializers.CharField(help_text="The first of `reasons`.")
     expiresAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+    databaseId = serializers.UUIDField(  # noqa: N815
+        allow_null=True,
+        help_text="Extension: the database a `db` backup is of; null for full and files backups.",
+    )
+
+
+class Seed003RetentionSourceTotalsSerializer(serializers.Serializer):
+    """Totals of one database's backups, or of the environment's full and files backups."""
+
+    scope = serializers.ChoiceField(
+        choices=["database", "environment"],
+        help_text="`database`: one database's backups (a series of their own); "
+        "`environment`: the environment's full and files backups.",
+    )
+    databaseId = serializers.UUIDField(  # noqa: N815
+        allow_null=True,
+        help_text="Null for the environment, and for backups of a database that was removed.",
+    )
+    name = serializers.CharField()
+    kept = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    bytesFreed = serializers.IntegerField()  # noqa: N815
+
+
+class Seed003RetentionTotalsSerializer(serializers.Serializer):
+    kept = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    bytesFreed = serializers.IntegerField()  # noqa: N815
+    byDatabase = Seed003RetentionSourceTotalsSerializer(  # noqa: N815
+        many=True,
+        help_text="Every database of the environment (a database without backups shows "
+        "zeros), then the environment's full and files backups; the lines add up to the "
+        "totals.",
+    )
 
 
 class Seed003RetentionPreviewSerializer(serializers.Serializer):
@@ -164,6 +198,9 @@ class Seed003RetentionPreviewSerializer(serializers.Serializer):
     deletedCount = serializers.IntegerField()  # noqa: N815
     keptCount = serializers.IntegerField()  # noqa: N815
     bytesFreed = serializers.IntegerField()  # noqa: N815
+    totals = Seed003RetentionTotalsSerializer(
+        help_text="Extension: the counts above, and the same per database."
+    )
     timezone = serializers.CharField()
     policy = serializers.DictField(
         child=serializers.IntegerField(allow_null=True),

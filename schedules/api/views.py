@@ -115,7 +115,9 @@ class ScheduleViewSet(TenantViewSet):
         summary="Preview retention policy impact",
         description="Simulates retention policy changes and returns which backups would be "
         "deleted and which kept, each with the rule that keeps it or the reason it goes, and "
-        "the bytes freed. Nothing is deleted.",
+        "the bytes freed. Each database's backups are a series of their own (every rule "
+        "counts per database); the environment's full and files backups are its own series. "
+        "`totals.byDatabase` breaks the counts down per database. Nothing is deleted.",
         parameters=[ENV_ID],
         request=s.Seed003RetentionPreviewInputSerializer,
         responses={200: s.Seed003RetentionPreviewSerializer, **errors(400, 404)},
@@ -139,6 +141,7 @@ class ScheduleViewSet(TenantViewSet):
                             "reasons": ["not kept by any rule"],
                             "reason": "not kept by any rule",
                             "expiresAt": "2026-11-23T10:00:00Z",
+                            "databaseId": "5d2c…",
                         }
                     ],
                     "kept": [
@@ -153,11 +156,35 @@ class ScheduleViewSet(TenantViewSet):
                             "reasons": ["daily 2026-11-20", "weekly 2026-W47"],
                             "reason": "daily 2026-11-20",
                             "expiresAt": None,
+                            "databaseId": "5d2c…",
                         }
                     ],
                     "deletedCount": 1,
                     "keptCount": 1,
                     "bytesFreed": 1945663,
+                    "totals": {
+                        "kept": 1,
+                        "deleted": 1,
+                        "bytesFreed": 1945663,
+                        "byDatabase": [
+                            {
+                                "scope": "database",
+                                "databaseId": "5d2c…",
+                                "name": "Orders DB",
+                                "kept": 1,
+                                "deleted": 1,
+                                "bytesFreed": 1945663,
+                            },
+                            {
+                                "scope": "database",
+                                "databaseId": "9a7b…",
+                                "name": "Users DB",
+                                "kept": 0,
+                                "deleted": 0,
+                                "bytesFreed": 0,
+                            },
+                        ],
+                    },
                     "timezone": "Europe/London",
                     "policy": {"retainDaily": 7, "retainWeekly": 4},
                 },
@@ -194,6 +221,7 @@ class ScheduleViewSet(TenantViewSet):
                 "reasons": decision.reasons,
                 "reason": decision.reasons[0] if decision.reasons else "",
                 "expiresAt": decision.expires_at,
+                "databaseId": backup.database_id,
             }
             (kept if decision.keep else deleted).append(row)
         data = {
@@ -202,6 +230,22 @@ class ScheduleViewSet(TenantViewSet):
             "deletedCount": preview.plan.deleted_count,
             "keptCount": preview.plan.kept_count,
             "bytesFreed": preview.plan.bytes_freed,
+            "totals": {
+                "kept": preview.plan.kept_count,
+                "deleted": preview.plan.deleted_count,
+                "bytesFreed": preview.plan.bytes_freed,
+                "byDatabase": [
+                    {
+                        "scope": line.scope,
+                        "databaseId": line.database_id,
+                        "name": line.name,
+                        "kept": line.kept,
+                        "deleted": line.deleted,
+                        "bytesFreed": line.bytes_freed,
+                    }
+                    for line in preview.by_database
+                ],
+            },
             "timezone": preview.timezone,
             "policy": preview.policy.to_api(),
         }
