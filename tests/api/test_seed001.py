@@ -196,3 +196,43 @@ def test_a_page_costs_the_same_queries_whatever_its_size(
         assert body["pagination"]["count"] == per_page
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def test_expired_by_follows_a_retention_change_for_every_databases_backups(
+    client_for, organisation, environment, destination
+):
+    factories.ScheduleFactory(environment=environment)
+    night = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    made = {}
+    for minute, name in enumerate(("Users DB", "Orders DB")):
+        database = factories.DatabaseFactory(environment=environment, name=name)
+        made[name] = []
+        for day in range(10):
+            backup = factories.BackupFactory(
+                environment=environment,
+                database=database,
+                trigger="scheduled",
+                created_at=night - timedelta(days=day) + timedelta(minutes=minute),
+            )
+            factories.BackupCopyFactory(backup=backup, destination=destination)
+            made[name].append(backup)
+    before = datetime.now(UTC)
+
+    # Seed 003's PUT changes the policy; seed 001 shows the new estimates at once.
+    response = client_for(organisation, Role.ADMIN).put(
+        f"/api/environments/{environment.id}/backup-schedule",
+        {"retainDailyDays": 7},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    body = client_for(organisation, Role.VIEWER).get(url(destination), {"per_page": 100}).json()
+
+    expired_by = {b["id"]: b["expiredBy"] for b in body["data"]}
+    for name, backups in made.items():
+        # Each database's own last week stays for 7 days from its creation...
+        for backup in backups[:7]:
+            expected = (backup.created_at + timedelta(days=7)).timestamp() * 1000
+            assert expired_by[str(backup.id)] == expected, name
+        # ...and its older backups are due now.
+        for backup in backups[7:]:
+            assert expired_by[str(backup.id)] >= before.timestamp() * 1000, name

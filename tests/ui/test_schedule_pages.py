@@ -131,6 +131,40 @@ def test_the_retention_preview_marks_each_backup_with_its_reason(
     assert "frees 2.9\xa0KB" in html
 
 
+def test_the_retention_preview_counts_each_database_on_its_own(
+    client, viewer, environment, destination
+):
+    factories.ScheduleFactory(environment=environment, retain_db_daily=7)
+    night = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    databases = [
+        factories.DatabaseFactory(environment=environment, name=name)
+        for name in ("Users DB", "Orders DB")
+    ]
+    for minute, database in enumerate(databases):
+        for day in range(5):
+            factories.BackupFactory(
+                environment=environment,
+                database=database,
+                trigger=BackupTrigger.SCHEDULED,
+                created_at=night - timedelta(days=day, minutes=-minute),
+                size=1000,
+            )
+    client.force_login(viewer)
+
+    response = client.get(
+        reverse("retention-preview", args=[environment.id]), {"retain_db_daily": 2}
+    )
+
+    lines = {line["proposed"].name: line for line in response.context["database_rows"]}
+    assert (lines["Orders DB"]["proposed"].kept, lines["Orders DB"]["proposed"].deleted) == (2, 3)
+    assert (lines["Users DB"]["proposed"].kept, lines["Users DB"]["proposed"].deleted) == (2, 3)
+    assert lines["Orders DB"]["current"].kept == 5
+    html = response.content.decode()
+    assert 'id="retention-per-database"' in html
+    assert html.count("keeps 2, deletes 3, frees 2.9\xa0KB") == 2
+    assert "Database of Orders DB" in html
+
+
 def test_applying_a_policy_asks_for_confirmation_then_deletes(
     client, owner, environment, destination
 ):
