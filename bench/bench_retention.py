@@ -1,4 +1,5 @@
-"""Benchmark: a retention plan for 100,000 hourly backups of one environment (~11 years).
+"""Benchmark: a retention plan for 100,000 hourly backups of one environment (~11 years)
+whose database backups are spread over three databases (three series of their own).
 
 Run: .venv/bin/python bench/bench_retention.py [--pure-only] [--db PATH]
 (target: well under 1 s per plan)
@@ -41,17 +42,24 @@ POLICY = RetentionPolicy(
 RUNS = 5
 
 
+DATABASES = 3
+
+
 def backup_shapes():
-    """(index, created_at, kind, status, manual) of each synthetic backup, oldest first."""
+    """(index, created_at, kind, status, manual, database number or None) of each synthetic
+    backup, oldest first."""
     start = NOW - timedelta(hours=COUNT)
     for i in range(COUNT):
-        # Mostly database backups, a full one every night, the odd failure and manual one.
+        # Mostly database backups, each hour of another database, a full one every night,
+        # the odd failure and manual one.
+        kind = "full" if i % 24 == 2 else "database"
         yield (
             i,
             start + timedelta(hours=i),
-            "full" if i % 24 == 2 else "database",
+            kind,
             "failed" if i % 97 == 0 else "completed",
             i % 500 == 0,
+            i % DATABASES if kind == "database" else None,
         )
 
 
@@ -64,8 +72,9 @@ def make_backups() -> list[BackupInfo]:
             status=status,
             size=50_000_000,
             manual=manual,
+            source=database,
         )
-        for i, created, kind, status, manual in backup_shapes()
+        for i, created, kind, status, manual, database in backup_shapes()
     ]
 
 
@@ -113,7 +122,7 @@ def setup_django(db_path: Path) -> None:
 def fill(environment_slug: str) -> object:
     """The environment with COUNT backups, created once per scratch database."""
     from backups.models import Backup
-    from organizations.models import Environment, Organisation, Project
+    from organizations.models import Database, Environment, Organisation, Project
     from schedules.models import Schedule
 
     environment = Environment.objects.filter(slug=environment_slug).first()
@@ -127,6 +136,14 @@ def fill(environment_slug: str) -> object:
         project=project, slug=environment_slug, defaults={"name": "Bench"}
     )
     environment.backups.all().delete()
+    databases = [
+        Database.objects.get_or_create(
+            environment=environment,
+            slug=f"db-{n}",
+            defaults={"name": f"DB {n}", "engine": "sqlite", "database_name": f"bench-{n}.sqlite3"},
+        )[0]
+        for n in range(DATABASES)
+    ]
     Schedule.objects.update_or_create(
         environment=environment,
         defaults={
@@ -151,6 +168,7 @@ def fill(environment_slug: str) -> object:
             id=uuid.uuid4(),
             organisation=organisation,
             environment=environment,
+            database=None if database is None else databases[database],
             name=f"bench-{i:06d}",
             kind=kind,
             method="logical",
@@ -160,7 +178,7 @@ def fill(environment_slug: str) -> object:
             created_at=created,
             completed_at=created,
         )
-        for i, created, kind, status, manual in backup_shapes()
+        for i, created, kind, status, manual, database in backup_shapes()
     ]
     Backup.objects.bulk_create(rows, batch_size=2000)
     print(f"  (filled {COUNT} rows in {time.perf_counter() - started:.1f} s)")
@@ -171,7 +189,7 @@ def bench_database(db_path: Path) -> None:
     setup_django(db_path)
     from schedules.enforcement import retention_plan_for
 
-    environment = fill("bench-retention")
+    environment = fill("bench-retention-databases")
     print(f"{COUNT} Backup rows in SQLite ({db_path})")
     # The schedule's own policy, as the enforcement task and a preview without a body use.
     best_of(
