@@ -18,6 +18,7 @@ from organizations.models import Role
 from schedules.enforcement import retention_enforce, retention_plan_for
 from schedules.retention import BackupInfo, Series, plan_retention
 from schedules.selectors import ENVIRONMENT_SERIES_NAME, retention_preview
+from schedules.services import schedule_upsert
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -244,3 +245,27 @@ def test_the_preview_of_a_proposal_counts_per_database_too(environment, database
     assert by_name["Users DB"].kept == 7 + 1  # and its manual backup
     assert by_name["Orders DB"].kept == 7 + 1  # and the failed run of three days ago
     assert by_name["Events DB"].kept == 7
+
+
+def test_schedule_upsert_recomputes_expiry_only_when_the_policy_or_timezone_changes(
+    environment, databases
+):
+    orders = databases["Orders DB"]
+    newest = Backup.objects.filter(database=orders, status=BackupStatus.COMPLETED).latest(
+        "created_at"
+    )
+    sentinel = newest.created_at + timedelta(days=365)
+    Backup.objects.filter(pk=newest.pk).update(expires_at=sentinel)
+
+    schedule_upsert(environment=environment, db_cron="15 3 * * *")
+    assert Backup.objects.get(pk=newest.pk).expires_at == sentinel
+
+    schedule_upsert(
+        environment=environment, retain_db_daily=None, retain_db_weekly=None, retain_daily_days=3
+    )
+    # Kept by "daily within 3 days" alone now.
+    assert Backup.objects.get(pk=newest.pk).expires_at == newest.created_at + timedelta(days=3)
+
+    Backup.objects.filter(pk=newest.pk).update(expires_at=sentinel)
+    schedule_upsert(environment=environment, timezone="America/New_York")
+    assert Backup.objects.get(pk=newest.pk).expires_at == newest.created_at + timedelta(days=3)

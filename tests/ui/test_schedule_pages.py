@@ -132,7 +132,7 @@ def test_the_retention_preview_marks_each_backup_with_its_reason(
 
 
 def test_the_retention_preview_counts_each_database_on_its_own(
-    client, viewer, environment, destination
+    client, viewer, owner, environment, destination
 ):
     factories.ScheduleFactory(environment=environment, retain_db_daily=7)
     night = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
@@ -163,6 +163,9 @@ def test_the_retention_preview_counts_each_database_on_its_own(
     assert 'id="retention-per-database"' in html
     assert html.count("keeps 2, deletes 3, frees 2.9\xa0KB") == 2
     assert "Database of Orders DB" in html
+    client.force_login(owner)
+    confirm = client.get(reverse("retention-apply", args=[environment.id]), {"retain_db_daily": 2})
+    assert "Orders DB: deletes 3, keeps 2" in confirm.content.decode()
 
 
 def test_applying_a_policy_asks_for_confirmation_then_deletes(
@@ -172,6 +175,7 @@ def test_applying_a_policy_asks_for_confirmation_then_deletes(
     backups = _daily_backups(environment, destination)
     client.force_login(owner)
     url = reverse("retention-apply", args=[environment.id])
+    client.force_login(owner)
     confirm = client.get(url, {"retain_daily": 2})
     assert "3 backups" in confirm.content.decode()
     assert all(
