@@ -162,7 +162,7 @@ def test_the_retention_preview_counts_each_database_on_its_own(
     html = response.content.decode()
     assert 'id="retention-per-database"' in html
     assert html.count("keeps 2, deletes 3, frees 2.9\xa0KB") == 2
-    assert "Database of Orders DB" in html
+    assert "Orders DB · Database · Scheduled" in html
     client.force_login(owner)
     confirm = client.get(reverse("retention-apply", args=[environment.id]), {"retain_db_daily": 2})
     assert "Orders DB: deletes 3, keeps 2" in confirm.content.decode()
