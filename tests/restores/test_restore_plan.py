@@ -380,3 +380,28 @@ def test_the_other_organisation_can_neither_plan_nor_target_across_the_boundary(
     assert foreign_target.status_code == 400
     assert "targetDatabaseId" in foreign_target.json()["error"]["fields"]
     assert [m["target"]["databaseId"] for m in own_plan["members"]] == [str(estate.theirs.id)]
+
+
+def test_the_restore_command_takes_a_target_database_and_says_what_it_replaces(estate):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    backup = _backup(estate, estate.main)
+    out = StringIO()
+
+    call_command(
+        "restore_backup",
+        str(backup.id),
+        "--target-environment",
+        str(estate.production.id),
+        "--target-database",
+        str(estate.analytics.id),
+        stdout=out,
+    )
+
+    assert "Replacing the database Analytics (SQLite) with Main's data." in out.getvalue()
+    assert "warning: Main goes into Analytics, a database with another name." in out.getvalue()
+    assert table_checksums(estate.spec(estate.analytics)) == table_checksums(
+        estate.spec(estate.main)
+    )
