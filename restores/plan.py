@@ -193,7 +193,7 @@ def database_member(
         database=database,
         source_engine=engine,
         source_database=source,
-        source_name=source.name if source else backup.name,
+        source_name=source.name if source else "",  # its database is no longer registered
         source_version=backup.engine_version,
         target_version=target_version,
         chosen_by=chosen_by,
@@ -374,24 +374,30 @@ def plan_warnings(backup: Backup, environment: Environment, members: list[Member
             continue
         source_name = member.source_name
         if member.chosen_by == "engine":
-            slug = member.source_database.slug if member.source_database else ""
+            why = (
+                f"{environment} has no database with the slug {member.source_database.slug!r} "
+                f"of {source_name}"
+                if member.source_database
+                else "The backed-up database is no longer registered"
+            )
             warnings.append(
-                f"{environment} has no database with the slug {slug!r} of {source_name}, so "
-                f"{target.name}, its only {engine_label(target.engine)} database, would be "
-                "replaced. Choose the database explicitly (targetDatabaseId) to confirm it."
+                f"{why}, so {target.name}, the only {engine_label(target.engine)} database of "
+                f"{environment}, would be replaced. Choose the database explicitly "
+                "(targetDatabaseId) to confirm it."
             )
         if source_name and target.name != source_name:
             warnings.append(f"{source_name} goes into {target.name}, a database with another name.")
+        who = source_name or "The backed-up database"
         if member.source_engine and member.source_engine != target.engine:
             warnings.append(
-                f"{source_name} is a {engine_label(member.source_engine)} backup and "
+                f"{who} is a {engine_label(member.source_engine)} backup and "
                 f"{target.name} a {engine_label(target.engine)} database."
             )
         source_major = _major(member.source_engine, member.source_version)
         target_major = _major(target.engine, member.target_version)
         if source_major and target_major and source_major != target_major:
             warnings.append(
-                f"{source_name} was backed up from {engine_label(member.source_engine)} "
+                f"{who} was backed up from {engine_label(member.source_engine)} "
                 f"{member.source_version}; {target.name} runs "
                 f"{engine_label(target.engine)} {member.target_version}, another major version."
             )

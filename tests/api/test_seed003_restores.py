@@ -356,7 +356,7 @@ def test_a_plan_warns_of_another_major_version_and_refuses_an_older_server(
         "Reports was backed up from PostgreSQL 15.4; Warehouse runs PostgreSQL 16.2, another "
         "major version." in newer["warnings"]
     )
-    assert any("its only PostgreSQL database" in w for w in newer["warnings"])
+    assert any("the only PostgreSQL database of" in w for w in newer["warnings"])
     assert older.status_code == 422
     assert list(older.json()["error"]["fields"]) == ["targetDatabaseId"]
 

@@ -211,7 +211,7 @@ def test_the_seed_003_body_falls_back_to_the_only_database_of_the_engine_and_the
     assert [m["target"]["name"] for m in plan["members"]] == ["Warehouse"]
     fallback = (
         "Dashboard / Production has no database with the slug 'reports' of Reports, so "
-        "Warehouse, its only PostgreSQL database, would be replaced."
+        "Warehouse, the only PostgreSQL database of Dashboard / Production, would be replaced."
     )
     assert any(w.startswith(fallback) for w in plan["warnings"]), plan["warnings"]
     assert accepted.status_code == 202
@@ -286,7 +286,7 @@ def test_a_point_in_time_restore_maps_its_database_as_an_ordinary_one(estate):
     ).records()
 
     assert [m.database for m in fallback.members] == [estate.warehouse]
-    assert any("its only PostgreSQL database" in w for w in fallback.warnings)
+    assert any("the only PostgreSQL database of" in w for w in fallback.warnings)
     assert [r["target"]["database_id"] for r in chosen] == [str(estate.reports.id)]
 
 
@@ -405,3 +405,27 @@ def test_the_restore_command_takes_a_target_database_and_says_what_it_replaces(e
     assert table_checksums(estate.spec(estate.analytics)) == table_checksums(
         estate.spec(estate.main)
     )
+
+
+def test_a_backup_whose_database_was_unregistered_is_planned_by_engine_and_says_so(project):
+    staging = factories.EnvironmentFactory(project=project, name="Staging")
+    production = factories.EnvironmentFactory(project=project, name="Production")
+    analytics = factories.DatabaseFactory(environment=production, name="Analytics")
+    backup = factories.BackupFactory(
+        environment=staging, database=None, engine="sqlite", engine_version="3.46.1"
+    )
+
+    plan = restore_plan_for(backup, production)
+
+    assert [m.database for m in plan.members] == [analytics]
+    assert plan.records()[0]["source"] == {
+        "database_id": None,
+        "name": "",
+        "engine": "sqlite",
+        "version": "3.46.1",
+    }
+    assert plan.warnings == [
+        "The backed-up database is no longer registered, so Analytics, the only SQLite "
+        "database of Dashboard / Production, would be replaced. Choose the database "
+        "explicitly (targetDatabaseId) to confirm it."
+    ]
