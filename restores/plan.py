@@ -101,10 +101,13 @@ def plan_restore(
         return [files_member(environment, dict(backup.row_counts), slot="")]
     members = []
     sources = {d.slug: d for d in backup.environment.databases.all()}
+    targets = list(environment.databases.order_by("name"))  # read once for every member
     for slug, version in full_versions(backup).items():
         source = sources.get(slug)
         source_engine = source.engine if source else ""
-        database = matching_database(environment, slug=slug, engine=source_engine, exact=True)
+        database = matching_database(
+            environment, slug=slug, engine=source_engine, exact=True, databases=targets
+        )
         target_version = known_version(database)
         check_engine(source_engine, version, database, target_version=target_version)
         prefix = f"{slug}/"
@@ -218,10 +221,16 @@ def files_member(environment: Environment, expected: dict, *, slot: str) -> Memb
 
 
 def matching_database(
-    environment: Environment, *, slug: str | None, engine: str, exact: bool = False
+    environment: Environment,
+    *,
+    slug: str | None,
+    engine: str,
+    exact: bool = False,
+    databases: list[Database] | None = None,
 ) -> Database:
     """The target's database with the same slug, else its only database of the same engine."""
-    databases = list(environment.databases.order_by("name"))
+    if databases is None:
+        databases = list(environment.databases.order_by("name"))
     same_slug = [d for d in databases if slug and d.slug == slug]
     if same_slug:
         return same_slug[0]

@@ -429,3 +429,23 @@ def test_a_backup_whose_database_was_unregistered_is_planned_by_engine_and_says_
         "database of Dashboard / Production, would be replaced. Choose the database "
         "explicitly (targetDatabaseId) to confirm it."
     ]
+
+
+def test_planning_a_full_backup_of_many_databases_costs_the_same_few_queries(
+    client_for, organisation, environment, django_assert_max_num_queries
+):
+    for i in range(40):
+        factories.DatabaseFactory(
+            environment=environment, name=f"Shard {i}", slug=f"shard-{i}", version="3.40.1"
+        )
+    versions = ", ".join(f"shard-{i}:3.40.1" for i in range(40))
+    backup = factories.BackupFactory(
+        environment=environment, kind="full", engine="", engine_version=versions
+    )
+    client = client_for(organisation, Role.OPERATOR)
+    client.post(f"/api/backups/{backup.id}/restore-plan", {}, format="json")  # warm caches
+
+    with django_assert_max_num_queries(8):
+        response = client.post(f"/api/backups/{backup.id}/restore-plan", {}, format="json")
+
+    assert len(response.json()["members"]) == 40
