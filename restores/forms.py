@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django import forms
 
-from organizations.models import Environment
+from organizations.models import Database, Engine, Environment
+from restores.plan import PITR_KINDS, engine_label, family
 
 
 class RestoreForm(forms.Form):
@@ -14,6 +15,13 @@ class RestoreForm(forms.Form):
         label="Restore into",
         empty_label=None,
         help_text="Its databases (and files) are replaced; nothing changes until the last step.",
+    )
+    target_database = forms.ModelChoiceField(
+        queryset=Database.objects.none(),
+        required=False,
+        label="Replace the database",
+        empty_label="The one of the same name (else the only one of the same engine)",
+        help_text="A database of the environment above, of the backup's engine family.",
     )
     take_safety_backup = forms.BooleanField(
         required=False,
@@ -37,6 +45,7 @@ class RestoreForm(forms.Form):
         "targetEnvironmentId": "target_environment",
         "targetType": "target_environment",
         "pitrTimestamp": "pitr_timestamp",
+        "targetDatabaseId": "target_database",
     }
 
     def __init__(self, *args, backup, pitr_available: bool, **kwargs):
@@ -50,6 +59,20 @@ class RestoreForm(forms.Form):
         field.label_from_instance = lambda env: (
             f"{env} (same as the backup)" if env.pk == backup.environment_id else str(env)
         )
+        source = backup.database
+        if backup.kind in PITR_KINDS and source is not None:
+            databases = self.fields["target_database"]
+            databases.queryset = (
+                Database.objects.filter(environment__in=environments)
+                .filter(engine__in=[e for e in Engine.values if family(e) == family(source.engine)])
+                .select_related("environment__project")
+                .order_by("environment__project__name", "environment__name", "name")
+            )
+            databases.label_from_instance = lambda db: (
+                f"{db.environment} · {db.name} ({engine_label(db.engine)})"
+            )
+        else:
+            del self.fields["target_database"]  # a full or files backup goes by name
         if not pitr_available:
             del self.fields["pitr_timestamp"]
 

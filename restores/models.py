@@ -54,6 +54,10 @@ class Restore(models.Model):
         Database, null=True, blank=True, on_delete=models.SET_NULL, related_name="restores"
     )
     target_type = models.CharField(max_length=10, choices=TargetType.choices)
+    # The plan the request was accepted with (``restores.plan.member_record`` per member:
+    # which source goes into which target database); the worker restores exactly that.
+    members = models.JSONField(default=list, blank=True)
+    plan_warnings = models.JSONField(default=list, blank=True)
     pitr_target = models.DateTimeField(null=True, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

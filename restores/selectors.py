@@ -1,14 +1,22 @@
-"""Reads of restore logs, always scoped to one organisation, and their progress event."""
+"""Reads of restore logs, always scoped to one organisation, and their progress event;
+the plan of a restore (validated exactly as the restore request validates it)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import Q, QuerySet
 
+from backups.models import Backup, BackupStatus
+from backups.pitr import pitr_validate_timestamp
 from backups.progress import progress_event
 from backups.selectors import parse_uuid
-from config.errors import NotFound
-from organizations.models import Environment, Organisation
-from restores.models import Restore, RestoreStatus
+from config.errors import InvalidInput, NotFound, Unprocessable
+from organizations.models import Database, Environment, Organisation
+from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestoreStatus
+from restores.plan import PITR_KINDS, RestorePlan, family, restore_plan_for
+
+NEW_TARGET_DISABLED = "targetType 'new' is disabled until orchestration exists"
 
 
 def restores_for_organisation(*, organisation: Organisation) -> QuerySet[Restore]:
@@ -60,3 +68,128 @@ def restore_progress_event(restore: Restore) -> dict:
 def restore_final_event_name(restore: Restore) -> str | None:
     """``done`` or ``failed`` once the restore has ended, else None."""
     return {RestoreStatus.COMPLETED: "done", RestoreStatus.FAILED: "failed"}.get(restore.status)
+
+
+# --- the plan of a restore -----------------------------------------------------------------
+
+
+def restore_plan(
+    *,
+    backup: Backup,
+    target_type: str,
+    target_environment: Environment | str | None = None,
+    target_database: Database | str | None = None,
+    pitr_timestamp: datetime | None = None,
+) -> RestorePlan:
+    """What restoring ``backup`` would replace, or the ApplicationError that refuses it.
+
+    The restore request calls this very function, so a plan and the restore that follows
+    it agree. ``target_environment`` and ``target_database`` are rows or ids (another
+    organisation's is reported exactly like a missing one). A restore already running into
+    the target is a warning here (the request refuses it).
+    """
+    target_type = (target_type or "").strip().lower()
+    if target_type == "new":
+        raise Unprocessable(NEW_TARGET_DISABLED, fields={"targetType": [NEW_TARGET_DISABLED]})
+    if target_type not in Restore.TargetType.values:
+        raise InvalidInput(
+            f"Unknown targetType {target_type!r}: use 'same' or 'other'.",
+            fields={"targetType": ["Must be 'same' or 'other'."]},
+        )
+    if backup.status != BackupStatus.COMPLETED:
+        raise Unprocessable(
+            f"Only a completed backup can be restored; {backup.name} is {backup.status}."
+        )
+    environment = _target_environment(backup, target_type, target_environment)
+    database = _target_database(backup, environment, target_database)
+    if pitr_timestamp is not None:
+        _check_pitr(backup=backup, pitr_timestamp=pitr_timestamp)
+    plan = restore_plan_for(
+        backup, environment, target_database=database, pitr=pitr_timestamp is not None
+    )
+    if restore_running_into(environment) is not None:
+        plan.warnings.append(
+            f"A restore into {environment} is already running: a restore now is refused "
+            "until it finishes."
+        )
+    return plan
+
+
+def restore_running_into(environment: Environment) -> Restore | None:
+    return Restore.objects.filter(
+        target_environment=environment, status__in=ACTIVE_RESTORE_STATUSES
+    ).first()
+
+
+def _target_environment(backup: Backup, target_type: str, target_environment) -> Environment:
+    if target_type == Restore.TargetType.SAME:
+        if target_environment is not None and str(
+            getattr(target_environment, "pk", target_environment)
+        ) != str(backup.environment_id):
+            raise InvalidInput(
+                "targetEnvironmentId is only for targetType 'other'.",
+                fields={"targetEnvironmentId": ["Leave it out, or use targetType 'other'."]},
+            )
+        return backup.environment
+    if target_environment in (None, ""):
+        raise InvalidInput(
+            "targetEnvironmentId is required when targetType is 'other'.",
+            fields={"targetEnvironmentId": ["This field is required when targetType is 'other'."]},
+        )
+    reference = getattr(target_environment, "pk", target_environment)
+    pk = parse_uuid(reference)
+    found = (
+        Environment.objects.select_related("project__organisation")
+        .filter(pk=pk, project__organisation_id=backup.organisation_id)
+        .first()
+        if pk
+        else None
+    )
+    if found is None:
+        # Another organisation's environment is reported exactly like a missing one.
+        raise NotFound(f"Environment {reference} not found.")
+    return found
+
+
+def _target_database(backup: Backup, environment: Environment, target_database):
+    """The database the caller chose, in the target environment, or None.
+
+    A body field, so an unknown one is a 400 naming it; another organisation's database is
+    answered exactly like one that does not exist.
+    """
+    if target_database in (None, ""):
+        return None
+    reference = getattr(target_database, "pk", target_database)
+    pk = parse_uuid(reference)
+    found = (
+        Database.objects.select_related("environment__project")
+        .filter(pk=pk, environment__project__organisation_id=backup.organisation_id)
+        .first()
+        if pk
+        else None
+    )
+    if found is None:
+        message = f"No database {reference} in this organisation."
+        raise InvalidInput(message, fields={"targetDatabaseId": [message]})
+    if found.environment_id != environment.pk:
+        message = (
+            f"{found.name} is a database of {found.environment}, not of the target "
+            f"environment {environment}."
+        )
+        raise InvalidInput(message, fields={"targetDatabaseId": [message]})
+    return found
+
+
+def _check_pitr(*, backup: Backup, pitr_timestamp: datetime) -> None:
+    """A point in time must lie inside the WAL coverage of the backup's database (or, for
+    other kinds, of its environment): a 422 that states the window otherwise."""
+    database = backup.database if backup.kind in PITR_KINDS else None
+    if database is not None and family(database.engine) != "postgresql":
+        message = (
+            "Point-in-time recovery needs a PostgreSQL database whose WAL Strongbox archives; "
+            f"{database.name} is a {database.get_engine_display()} database."
+        )
+        raise Unprocessable(message, fields={"pitrTimestamp": [message]})
+    pitr_validate_timestamp(
+        environment=backup.environment, timestamp=pitr_timestamp, database=database
+    )

@@ -101,12 +101,15 @@ class RestoreNewView(TenantPage, TemplateView):
         context = super().get_context_data(**kwargs)
         backup = kwargs.get("backup") or self.backup()
         timeline = pitr_timeline(backup.environment)
+        restorable = backup.status == BackupStatus.COMPLETED
         context.update(
             backup=backup,
             timeline=timeline,
             form=kwargs.get("form")
             or RestoreForm(backup=backup, pitr_available=_pitr_available(backup, timeline)),
-            restorable=backup.status == BackupStatus.COMPLETED,
+            restorable=restorable,
+            # What the restore would replace, before the user confirms it.
+            plan=kwargs.get("plan") or (_plan(backup, {}) if restorable else None),
         )
         return context
 
@@ -116,25 +119,56 @@ class RestoreNewView(TenantPage, TemplateView):
         form = RestoreForm(
             request.POST, backup=backup, pitr_available=_pitr_available(backup, timeline)
         )
-        if form.is_valid():
+        previewing = "preview" in request.POST
+        if previewing:
+            form.fields["confirm"].required = False
+        if not form.is_valid():
+            context = self.get_context_data(backup=backup, form=form)
+            return self.render_to_response(context, status=400)
+        if previewing:
+            context = self.get_context_data(
+                backup=backup, form=form, plan=_plan(backup, form.cleaned_data)
+            )
+            return self.render_to_response(context)
+        try:
+            restore = restore_request(
+                backup=backup, **_request_of(backup, form.cleaned_data), user=request.user
+            )
+        except ApplicationError as exc:
+            form.add_service_errors(exc.fields, exc.message)
+        else:
             target = form.cleaned_data["target_environment"]
-            moment = form.cleaned_data.get("pitr_timestamp")
-            try:
-                restore = restore_request(
-                    backup=backup,
-                    target_type="same" if target.pk == backup.environment_id else "other",
-                    target_environment=target,
-                    pitr_timestamp=moment.replace(tzinfo=UTC) if moment else None,
-                    take_safety_backup=form.cleaned_data["take_safety_backup"],
-                    user=request.user,
-                )
-            except ApplicationError as exc:
-                form.add_service_errors(exc.fields, exc.message)
-            else:
-                messages.success(request, f"Restore of {backup.name} into {target} started.")
-                return redirect("restore-detail", pk=restore.pk)
-        context = self.get_context_data(backup=backup, form=form)
+            messages.success(request, f"Restore of {backup.name} into {target} started.")
+            return redirect("restore-detail", pk=restore.pk)
+        plan = _plan(backup, form.cleaned_data)
+        context = self.get_context_data(backup=backup, form=form, plan=plan)
         return self.render_to_response(context, status=400)
+
+
+def _request_of(backup, data: dict) -> dict:
+    """The restore request (and plan) arguments a valid form spells."""
+    target = data.get("target_environment") or backup.environment
+    moment = data.get("pitr_timestamp")
+    request = {
+        "target_type": "same" if target.pk == backup.environment_id else "other",
+        "target_environment": target,
+        "target_database": data.get("target_database"),
+        "pitr_timestamp": moment.replace(tzinfo=UTC) if moment else None,
+    }
+    if "take_safety_backup" in data:
+        request["take_safety_backup"] = data["take_safety_backup"]
+    return request
+
+
+def _plan(backup, data: dict) -> dict:
+    """The plan of the form's restore for the page, or why it would be refused."""
+    request = _request_of(backup, data)
+    request.pop("take_safety_backup", None)
+    try:
+        plan = selectors.restore_plan(backup=backup, **request)
+    except ApplicationError as exc:
+        return {"error": exc.message}
+    return {"members": plan.records(), "warnings": plan.warnings}
 
 
 def _pitr_available(backup, timeline) -> bool:

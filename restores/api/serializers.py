@@ -20,12 +20,57 @@ class Seed003RestoreRequestSerializer(serializers.Serializer):
     pitrTimestamp = serializers.DateTimeField(  # noqa: N815
         required=False, allow_null=True, help_text="optional point-in-time recovery target"
     )
+    targetDatabaseId = serializers.UUIDField(  # noqa: N815
+        required=False,
+        allow_null=True,
+        help_text="Extension, for a backup of one database: the database of the target "
+        "environment to replace (same engine family). Without it, the backup's own database "
+        "(in place), else the target's database of the same slug, else its only database of "
+        "the same engine, which the plan's warnings state.",
+    )
     newEnvironmentName = serializers.CharField(  # noqa: N815
         required=False,
         allow_blank=True,
         allow_null=True,
         max_length=200,
         help_text='reserved for disabled targetType="new"',
+    )
+
+
+class Seed003RestoreMemberSourceSerializer(serializers.Serializer):
+    databaseId = serializers.UUIDField(  # noqa: N815
+        source="database_id", allow_null=True, help_text="null for the files"
+    )
+    name = serializers.CharField()
+    engine = serializers.CharField(help_text="postgresql, mysql, mariadb, sqlite or files")
+    version = serializers.CharField(help_text="The server version the backup was taken from.")
+
+
+class Seed003RestoreMemberTargetSerializer(serializers.Serializer):
+    environmentId = serializers.UUIDField(source="environment_id")  # noqa: N815
+    databaseId = serializers.UUIDField(  # noqa: N815
+        source="database_id", allow_null=True, help_text="null for the files"
+    )
+    name = serializers.CharField(help_text="The database replaced (the directory for files).")
+    engine = serializers.CharField()
+    version = serializers.CharField(help_text="The target server's version, when known.")
+
+
+class Seed003RestoreMemberSerializer(serializers.Serializer):
+    """One member of a backup and the database (or files directory) it replaces."""
+
+    label = serializers.CharField()
+    source = Seed003RestoreMemberSourceSerializer()
+    target = Seed003RestoreMemberTargetSerializer()
+
+
+class Seed003RestorePlanSerializer(serializers.Serializer):
+    members = Seed003RestoreMemberSerializer(many=True)
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What the restore replaces that may be unexpected: another name, another "
+        "major version, the source environment itself, the fallback to the only database of "
+        "the same engine.",
     )
 
 
@@ -38,6 +83,10 @@ class Seed003RestoreSerializer(serializers.Serializer):
     targetDatabaseId = serializers.UUIDField(source="target_database_id", allow_null=True)  # noqa: N815
     targetType = serializers.CharField(source="target_type")  # noqa: N815
     pitrTimestamp = serializers.DateTimeField(source="pitr_target", allow_null=True)  # noqa: N815
+    members = Seed003RestoreMemberSerializer(
+        many=True, help_text="The plan the restore was accepted with (empty for older restores)."
+    )
+    warnings = serializers.ListField(source="plan_warnings", child=serializers.CharField())
     status = serializers.ChoiceField(choices=RestoreStatus.choices)
     phase = serializers.CharField()
     bytesDone = serializers.IntegerField(source="bytes_done")  # noqa: N815

@@ -8,6 +8,7 @@ def _view(actions):
 
 urlpatterns = [
     *routes("api/backups/<str:id>/restore", _view({"post": "create"}), "seed003-restore"),
+    *routes("api/backups/<str:id>/restore-plan", _view({"post": "plan"}), "restore-plan"),
     *routes("api/environments/<str:env_id>/pitr", _view({"get": "pitr"}), "seed003-pitr"),
     *routes(
         "api/environments/<str:environmentId>/restore-logs",

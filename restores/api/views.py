@@ -2,6 +2,7 @@
 
 Thin over ``restores.services.restore_request`` (which validates the target, the
 backup's state and the PITR window, then enqueues the work), ``restores.selectors``
+(``restore_plan``, the same validation and mapping without side effects)
 and ``backups.pitr.pitr_coverage``.
 """
 
@@ -27,6 +28,7 @@ from restores import selectors as restore_selectors
 from restores import services as restore_services
 from restores.api.serializers import (
     Seed003PitrCoverageSerializer,
+    Seed003RestorePlanSerializer,
     Seed003RestoreRequestSerializer,
     Seed003RestoreSerializer,
 )
@@ -36,8 +38,11 @@ NEW_DISABLED = "targetType 'new' is disabled until orchestration exists"
 
 
 class RestoreViewSet(TenantViewSet):
-    required_roles = {"create": Role.OPERATOR}
-    input_serializers = {"create": Seed003RestoreRequestSerializer}
+    required_roles = {"create": Role.OPERATOR, "plan": Role.OPERATOR}
+    input_serializers = {
+        "create": Seed003RestoreRequestSerializer,
+        "plan": Seed003RestoreRequestSerializer,
+    }
 
     def _environment(self, reference):
         return backup_selectors.environment_get(
@@ -57,7 +62,9 @@ class RestoreViewSet(TenantViewSet):
         "recovery stopped. `targetType` `new` is a 422; a `pitrTimestamp` outside the PITR "
         "coverage is a 422 stating the window, and with a backup of any other kind a 422; a "
         "backup that is not completed is a 422; a restore already running into the target "
-        "is a 409.",
+        "is a 409. `targetDatabaseId` (a backup of one database) names the database to "
+        "replace, as in `POST /api/backups/{id}/restore-plan`; the answer's `members` and "
+        "`warnings` are that plan, and the restore does exactly it.",
         parameters=[uuid_path("id", "Backup UUID")],
         request=Seed003RestoreRequestSerializer,
         responses={
@@ -87,8 +94,95 @@ class RestoreViewSet(TenantViewSet):
         tags=TAGS,
     )
     def create(self, request, id):  # noqa: A002 - the documented name
-        organisation = self.tenant.organisation
-        backup = backup_selectors.backup_get(organisation=organisation, backup_id=id)
+        backup, data = self._restore_body(request, id)
+        restore = restore_services.restore_request(
+            backup=backup,
+            target_type=data["targetType"],
+            target_environment=data.get("targetEnvironmentId"),
+            target_database=data.get("targetDatabaseId"),
+            pitr_timestamp=data.get("pitrTimestamp"),
+            user=self.tenant.user,
+        )
+        restore = restore_selectors.restore_get(
+            organisation=self.tenant.organisation, restore_id=restore.pk
+        )
+        return Response(Seed003RestoreSerializer(restore).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="backup_restore_plan",
+        summary="Plan a backup restore",
+        description="What `POST /api/backups/{id}/restore` would do with the same body, "
+        "without doing anything: which member of the backup goes into which database of the "
+        "target environment (id, name, engine, version), and warnings (a database of another "
+        "name, another major version, the backup's own environment as the target, the "
+        "fallback to the target's only database of the same engine). `targetDatabaseId` "
+        "chooses the database for a backup of one database: one of another environment is a "
+        "400, of another engine family a 422, with a full or files backup a 422. Refusals are "
+        "those of the restore itself; a restore already running into the target is a warning "
+        "here. Needs the operator role.",
+        parameters=[uuid_path("id", "Backup UUID")],
+        request=Seed003RestoreRequestSerializer,
+        responses={200: Seed003RestorePlanSerializer, **errors(400, 404, 422, e422=NEW_DISABLED)},
+        examples=[
+            OpenApiExample(
+                "Into a chosen database",
+                request_only=True,
+                value={
+                    "targetType": "other",
+                    "targetEnvironmentId": "0b6f1c2d-0000-4000-8000-000000000002",
+                    "targetDatabaseId": "77aa0c2d-0000-4000-8000-000000000003",
+                },
+            ),
+            OpenApiExample(
+                "Plan",
+                response_only=True,
+                value={
+                    "members": [
+                        {
+                            "label": "Analytics",
+                            "source": {
+                                "databaseId": "77aa0c2d-0000-4000-8000-000000000001",
+                                "name": "Main",
+                                "engine": "postgresql",
+                                "version": "15.4",
+                            },
+                            "target": {
+                                "environmentId": "0b6f1c2d-0000-4000-8000-000000000002",
+                                "databaseId": "77aa0c2d-0000-4000-8000-000000000003",
+                                "name": "Analytics",
+                                "engine": "postgresql",
+                                "version": "16.2",
+                            },
+                        }
+                    ],
+                    "warnings": [
+                        "Main goes into Analytics, a database with another name.",
+                        "Main was backed up from PostgreSQL 15.4; Analytics runs PostgreSQL "
+                        "16.2, another major version.",
+                    ],
+                },
+            ),
+        ],
+        tags=TAGS,
+    )
+    def plan(self, request, id):  # noqa: A002 - the documented name
+        backup, data = self._restore_body(request, id)
+        plan = restore_selectors.restore_plan(
+            backup=backup,
+            target_type=data["targetType"],
+            target_environment=data.get("targetEnvironmentId"),
+            target_database=data.get("targetDatabaseId"),
+            pitr_timestamp=data.get("pitrTimestamp"),
+        )
+        return Response(
+            Seed003RestorePlanSerializer(
+                {"members": plan.records(), "warnings": plan.warnings}
+            ).data
+        )
+
+    def _restore_body(self, request, id):  # noqa: A002
+        """The backup of the path and the validated body of a restore (or its plan)."""
+        backup = backup_selectors.backup_get(organisation=self.tenant.organisation, backup_id=id)
         body = Seed003RestoreRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -97,15 +191,7 @@ class RestoreViewSet(TenantViewSet):
             raise InvalidInput(f"backupId: {message}", fields={"backupId": [message]})
         if data["targetType"] == "other":
             self._check_target(data.get("targetEnvironmentId"))
-        restore = restore_services.restore_request(
-            backup=backup,
-            target_type=data["targetType"],
-            target_environment=data.get("targetEnvironmentId"),
-            pitr_timestamp=data.get("pitrTimestamp"),
-            user=self.tenant.user,
-        )
-        restore = restore_selectors.restore_get(organisation=organisation, restore_id=restore.pk)
-        return Response(Seed003RestoreSerializer(restore).data, status=status.HTTP_202_ACCEPTED)
+        return backup, data
 
     def _check_target(self, reference) -> None:
         """A target environment is a body field: missing or unknown is a 400 naming it."""

@@ -10,7 +10,7 @@ from alerts.services import alert_raise
 from config.errors import ApplicationError
 from restores.artifacts import Progress, fetch_verified
 from restores.models import Restore, RestorePhase
-from restores.plan import check_version, plan_restore, source_version
+from restores.plan import check_version, planned_members, replaced_text, source_version
 from restores.services.point_in_time import execute_pitr
 from restores.services.steps import (
     Phases,
@@ -43,13 +43,12 @@ def _execute(restore: Restore, phases: Phases) -> None:
         execute_pitr(restore, phases)
         return
     backup = restore.backup
-    environment = restore.target_environment
     progress = Progress(restore)
     tag = restore.id.hex[:8]
 
     verify = start(restore, phases, RestorePhase.VERIFY)
     try:
-        members = plan_restore(backup, environment)
+        members = planned_members(restore)
         for member in members:
             if member.database is not None:
                 check_version(
@@ -95,6 +94,8 @@ def _restore_from(restore, backup, fetched, members, phases, progress, tag, prob
 
     if not load_phase(restore, members, phases, progress, load_artifact):
         return
-    labels = ", ".join(m.label for m in members)
-    summary = f"Restored {backup.name} into {restore.target_environment} ({labels})."
+    summary = (
+        f"Restored {backup.name} into {restore.target_environment}, replacing "
+        f"{replaced_text(restore.members) or ', '.join(m.label for m in members)}."
+    )
     check_swap_complete(restore, members, phases, progress, tag, summary, problems)

@@ -13,7 +13,7 @@ from config.errors import ApplicationError
 from restores import loading
 from restores.artifacts import Counting, Progress, tmp_dir
 from restores.models import Restore, RestorePhase
-from restores.plan import Member, check_version, plan_pitr_restore
+from restores.plan import Member, check_version, planned_members, replaced_text
 from restores.services.steps import (
     Phases,
     check_swap_complete,
@@ -39,7 +39,7 @@ def execute_pitr(restore: Restore, phases: Phases) -> None:
 
     verify = start(restore, phases, RestorePhase.VERIFY)
     try:
-        members = plan_pitr_restore(backup, restore.target_environment)
+        members = planned_members(restore)
         window = pitr_check_target(database=source, target=target)
         check_version(
             members[0].source_engine, window.base.engine_version, members[0].database, live=True
@@ -93,8 +93,8 @@ def execute_pitr(restore: Restore, phases: Phases) -> None:
         return
     summary = (
         f"Recovered {source.name} to {when} from base backup {copy.result.base_backup.name} "
-        f"and archived WAL ({stopped}) and restored it into {restore.target_environment} "
-        f"({members[0].label})."
+        f"and archived WAL ({stopped}) and restored it into {restore.target_environment}, "
+        f"replacing {replaced_text(restore.members) or members[0].label}."
     )
     check_swap_complete(restore, members, phases, progress, tag, summary, [])
 

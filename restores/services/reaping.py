@@ -17,7 +17,7 @@ from config.errors import ApplicationError
 from restores import loading
 from restores.artifacts import tmp_dir
 from restores.models import Restore, RestorePhase, RestoreStatus
-from restores.plan import plan_pitr_restore, plan_restore
+from restores.plan import planned_members, replaced_text, restore_target_text
 from restores.services.steps import discard_scratches
 
 
@@ -46,6 +46,8 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
             f"{last:%Y-%m-%d %H:%M:%S} UTC); it probably died. Scratch copies were removed; "
             "the target was only changed if the swap had already happened."
         )
+        if restore.members:
+            message += f" It was to replace {replaced_text(restore.members)}."
         # The status and its alert commit together: whoever sees "failed" sees why.
         with transaction.atomic():
             if not Restore.objects.filter(
@@ -56,7 +58,8 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
             alert_raise(
                 organisation=restore.organisation,
                 kind=AlertKind.RESTORE_FAILED,
-                title=f"Restore of {restore.backup.name} failed: its worker died",
+                title=f"Restore of {restore.backup.name} into {restore_target_text(restore)} "
+                "failed: its worker died",
                 message=message,
                 restore=restore,
                 environment=restore.target_environment,
@@ -74,10 +77,7 @@ def _discard_scratches_of(restore: Restore) -> None:
         # Only reachable when the reaper runs where the dead worker ran; else it stays.
         discard_recovered_copy(recovered_copy_dir(tmp_dir(), tag))
     try:
-        if restore.pitr_target is not None:
-            members = plan_pitr_restore(restore.backup, restore.target_environment)
-        else:
-            members = plan_restore(restore.backup, restore.target_environment)
+        members = planned_members(restore)
     except ApplicationError:
         return
     for member in members:

@@ -3,69 +3,17 @@ enqueueing it, undoing a restore and claiming one to run."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from backups.models import Backup, BackupKind, BackupStatus
-from backups.pitr import pitr_validate_timestamp
-from config.errors import Conflict, InvalidInput, NotFound, Unprocessable
-from organizations.models import Environment
-from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestoreStatus
-from restores.plan import PITR_KINDS, family, plan_pitr_restore, plan_restore
-
-NEW_TARGET_DISABLED = "targetType 'new' is disabled until orchestration exists"
-
-
-def _target_environment(backup: Backup, target_type: str, target_environment) -> Environment:
-    if target_type == Restore.TargetType.SAME:
-        if target_environment is not None and str(
-            getattr(target_environment, "pk", target_environment)
-        ) != str(backup.environment_id):
-            raise InvalidInput(
-                "targetEnvironmentId is only for targetType 'other'.",
-                fields={"targetEnvironmentId": ["Leave it out, or use targetType 'other'."]},
-            )
-        return backup.environment
-    if target_environment in (None, ""):
-        raise InvalidInput(
-            "targetEnvironmentId is required when targetType is 'other'.",
-            fields={"targetEnvironmentId": ["This field is required when targetType is 'other'."]},
-        )
-    reference = getattr(target_environment, "pk", target_environment)
-    try:
-        pk = uuid.UUID(str(reference))
-    except ValueError:
-        pk = None
-    found = (
-        Environment.objects.select_related("project__organisation")
-        .filter(pk=pk, project__organisation_id=backup.organisation_id)
-        .first()
-        if pk
-        else None
-    )
-    if found is None:
-        # Another organisation's environment is reported exactly like a missing one.
-        raise NotFound(f"Environment {reference} not found.")
-    return found
-
-
-def _check_pitr(*, backup: Backup, pitr_timestamp: datetime) -> None:
-    """A point in time must lie inside the WAL coverage of the backup's database (or, for
-    other kinds, of its environment): a 422 that states the window otherwise."""
-    database = backup.database if backup.kind in PITR_KINDS else None
-    if database is not None and family(database.engine) != "postgresql":
-        message = (
-            "Point-in-time recovery needs a PostgreSQL database whose WAL Strongbox archives; "
-            f"{database.name} is a {database.get_engine_display()} database."
-        )
-        raise Unprocessable(message, fields={"pitrTimestamp": [message]})
-    pitr_validate_timestamp(
-        environment=backup.environment, timestamp=pitr_timestamp, database=database
-    )
+from backups.models import Backup, BackupStatus
+from config.errors import Conflict, Unprocessable
+from organizations.models import Database, Environment
+from restores.models import Restore, RestoreStatus
+from restores.selectors import restore_plan, restore_running_into
 
 
 def restore_request(
@@ -73,6 +21,7 @@ def restore_request(
     backup: Backup,
     target_type: str,
     target_environment: Environment | str | None = None,
+    target_database: Database | str | None = None,
     pitr_timestamp: datetime | None = None,
     user=None,
     take_safety_backup: bool = True,
@@ -81,30 +30,21 @@ def restore_request(
 ) -> Restore:
     """Validate a restore and create its log row ``scheduled``; the work is enqueued on commit.
 
-    ``target_environment`` is an Environment or its id (another organisation's is a 404).
+    ``target_environment`` is an Environment or its id (another organisation's is a 404);
+    ``target_database`` (a one-database backup only) the database to replace, or its id.
+    The plan (``restores.selectors.restore_plan``, the same the plan endpoint answers) is
+    stored on the row, and the worker restores exactly that.
     ``enqueue=False`` leaves the row for the caller to claim and run in-process.
     """
-    target_type = (target_type or "").strip().lower()
-    if target_type == "new":
-        raise Unprocessable(NEW_TARGET_DISABLED, fields={"targetType": [NEW_TARGET_DISABLED]})
-    if target_type not in Restore.TargetType.values:
-        raise InvalidInput(
-            f"Unknown targetType {target_type!r}: use 'same' or 'other'.",
-            fields={"targetType": ["Must be 'same' or 'other'."]},
-        )
-    if backup.status != BackupStatus.COMPLETED:
-        raise Unprocessable(
-            f"Only a completed backup can be restored; {backup.name} is {backup.status}."
-        )
-    environment = _target_environment(backup, target_type, target_environment)
-    if pitr_timestamp is None:
-        members = plan_restore(backup, environment)
-    else:
-        _check_pitr(backup=backup, pitr_timestamp=pitr_timestamp)
-        members = plan_pitr_restore(backup, environment)
-    running = Restore.objects.filter(
-        target_environment=environment, status__in=ACTIVE_RESTORE_STATUSES
-    ).first()
+    plan = restore_plan(
+        backup=backup,
+        target_type=target_type,
+        target_environment=target_environment,
+        target_database=target_database,
+        pitr_timestamp=pitr_timestamp,
+    )
+    environment, members = plan.environment, plan.members
+    running = restore_running_into(environment)
     if running is not None:
         raise Conflict(_busy_message(environment, running))
     try:
@@ -114,7 +54,10 @@ def restore_request(
                 backup=backup,
                 source_environment=backup.environment,
                 target_environment=environment,
-                target_database=members[0].database if backup.kind == BackupKind.DATABASE else None,
+                # The one database a one-database restore replaces.
+                target_database=members[0].database if members[0].slot == "" else None,
+                members=plan.records(),
+                plan_warnings=plan.warnings,
                 target_type=(
                     Restore.TargetType.SAME
                     if environment.pk == backup.environment_id
@@ -129,9 +72,7 @@ def restore_request(
             )
     except IntegrityError as exc:
         # The partial unique constraint: someone else started one meanwhile.
-        running = Restore.objects.filter(
-            target_environment=environment, status__in=ACTIVE_RESTORE_STATUSES
-        ).first()
+        running = restore_running_into(environment)
         raise Conflict(_busy_message(environment, running)) from exc
     if enqueue:
         transaction.on_commit(lambda: enqueue_restore(restore))

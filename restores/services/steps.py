@@ -25,7 +25,7 @@ from config.errors import ApplicationError
 from restores import loading
 from restores.artifacts import Counting, Fetched, Progress, tmp_dir
 from restores.models import Restore, RestorePhase, RestoreStatus
-from restores.plan import Member, family
+from restores.plan import Member, family, replaced_text, restore_target_text
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,10 @@ def update(restore: Restore, **fields) -> None:
 
 
 def fail(restore: Restore, message: str, phases: Phases) -> None:
+    # The log and the alert name what the restore was to replace, not only the environment.
+    replacing = replaced_text(restore.members)
+    if replacing:
+        message = f"{message} (It was to replace {replacing}.)"
     # The status and its alert commit together: whoever sees "failed" sees why.
     with transaction.atomic():
         update(
@@ -164,7 +168,7 @@ def fail(restore: Restore, message: str, phases: Phases) -> None:
         alert_raise(
             organisation=restore.organisation,
             kind=AlertKind.RESTORE_FAILED,
-            title=f"Restore of {restore.backup.name} into {restore.target_environment} failed",
+            title=f"Restore of {restore.backup.name} into {restore_target_text(restore)} failed",
             message=message[-2000:],
             restore=restore,
             environment=restore.target_environment,

@@ -77,6 +77,7 @@ ENDPOINTS = [
     Endpoint("DELETE", "/api/backups/{backup}", ADMIN, ok=(202,)),
     Endpoint("GET", "/api/backups/{backup}/progress"),
     Endpoint("POST", "/api/backups/{backup}/restore", OPERATOR, {"targetType": "same"}, (202,)),
+    Endpoint("POST", "/api/backups/{backup}/restore-plan", OPERATOR, {"targetType": "same"}),
     Endpoint("GET", "/api/backups/{backup}/restore/progress"),
     Endpoint("GET", "/api/environments/{environment}/backup-schedule"),
     Endpoint(

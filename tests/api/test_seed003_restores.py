@@ -180,3 +180,214 @@ def test_restore_logs_list_restores_from_or_into_the_environment(
 def test_another_organisations_restore_is_not_found(client_for, other_organisation, backup):
     restore = factories.RestoreFactory(backup=backup)
     assert client_for(other_organisation).get(f"/api/restores/{restore.id}").status_code == 404
+
+
+# --- restore plans and targetDatabaseId (factories; real restores in tests/restores) ---------
+
+
+@pytest.fixture
+def production(project):
+    """Another environment with two SQLite databases and a PostgreSQL one, none named main."""
+    env = factories.EnvironmentFactory(project=project, name="Production", slug="prod")
+    for name, engine, version in (
+        ("Analytics", "sqlite", "3.40.1"),
+        ("Ledger", "sqlite", "3.40.1"),
+        ("Warehouse", "postgresql", "16.2"),
+    ):
+        factories.DatabaseFactory(
+            environment=env, name=name, slug=name.lower(), engine=engine, version=version
+        )
+    return env
+
+
+def _plan(client, backup, body):
+    return client.post(f"/api/backups/{backup.id}/restore-plan", body, format="json")
+
+
+def _into(env, database=None):
+    body = {"targetType": "other", "targetEnvironmentId": str(env.id)}
+    if database is not None:
+        body["targetDatabaseId"] = str(database.id)
+    return body
+
+
+def test_a_plan_answers_the_documented_shape_and_creates_nothing(
+    client_for, organisation, backup, production
+):
+    analytics = production.databases.get(slug="analytics")
+    backup.database.version = "3.40.1"
+    backup.database.save()
+
+    response = _plan(client_for(organisation, Role.OPERATOR), backup, _into(production, analytics))
+
+    assert response.status_code == 200, response.json()
+    assert response.json() == {
+        "members": [
+            {
+                "label": "Analytics",
+                "source": {
+                    "databaseId": str(backup.database_id),
+                    "name": "Main",
+                    "engine": "sqlite",
+                    "version": "3.40.1",
+                },
+                "target": {
+                    "environmentId": str(production.id),
+                    "databaseId": str(analytics.id),
+                    "name": "Analytics",
+                    "engine": "sqlite",
+                    "version": "3.40.1",
+                },
+            }
+        ],
+        "warnings": ["Main goes into Analytics, a database with another name."],
+    }
+    assert not Restore.objects.exists()
+
+
+def test_a_viewer_cannot_plan_and_another_organisation_does_not_find_the_backup(
+    client_for, organisation, other_organisation, backup
+):
+    assert _plan(client_for(organisation, Role.VIEWER), backup, {}).status_code == 403
+    assert _plan(client_for(other_organisation, Role.ADMIN), backup, {}).status_code == 404
+
+
+def test_without_target_database_id_several_candidates_are_a_422_that_says_how_to_choose(
+    client_for, organisation, backup, production
+):
+    for path in ("restore-plan", "restore"):
+        response = client_for(organisation, Role.OPERATOR).post(
+            f"/api/backups/{backup.id}/{path}", _into(production), format="json"
+        )
+        assert response.status_code == 422
+        assert "targetDatabaseId" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["restore-plan", "restore"])
+def test_a_target_database_of_another_engine_is_a_422_naming_the_field(
+    client_for, organisation, backup, production, path
+):
+    warehouse = production.databases.get(slug="warehouse")
+    response = client_for(organisation, Role.OPERATOR).post(
+        f"/api/backups/{backup.id}/{path}", _into(production, warehouse), format="json"
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "cannot be restored into Warehouse" in error["message"]
+    assert list(error["fields"]) == ["targetDatabaseId"]
+    assert not Restore.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["restore-plan", "restore"])
+def test_another_organisations_database_is_answered_like_one_that_does_not_exist(
+    client_for, organisation, other_organisation, backup, production, path
+):
+    foreign = factories.DatabaseFactory(
+        environment=factories.EnvironmentFactory(
+            project=factories.ProjectFactory(organisation=other_organisation)
+        )
+    )
+    operator = client_for(organisation, Role.OPERATOR)
+    answers = []
+    for reference in (foreign.id, uuid.uuid4()):
+        body = {**_into(production), "targetDatabaseId": str(reference)}
+        response = operator.post(f"/api/backups/{backup.id}/{path}", body, format="json")
+        error = response.json()["error"]
+        answers.append((response.status_code, error["message"].replace(str(reference), "<id>")))
+        assert list(error["fields"]) == ["targetDatabaseId"]
+    assert answers[0] == answers[1] and answers[0][0] == 400
+    assert not Restore.objects.exists()
+
+
+def test_a_target_database_of_another_environment_is_a_400_naming_both(
+    client_for, organisation, backup, production
+):
+    staging_db = factories.DatabaseFactory(environment=backup.environment, name="Cache")
+    response = _plan(client_for(organisation, Role.OPERATOR), backup, _into(production, staging_db))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "Cache is a database of" in error["message"] and "Production" in error["message"]
+    assert list(error["fields"]) == ["targetDatabaseId"]
+
+
+@pytest.mark.parametrize("kind", ["full", "filesystem"])
+def test_a_target_database_with_a_full_or_files_backup_is_a_422(
+    client_for, organisation, environment, production, kind
+):
+    environment.files_path = "/srv/staging"
+    environment.save()
+    full = factories.BackupFactory(environment=environment, kind=kind, engine="")
+    analytics = production.databases.get(slug="analytics")
+    for path in ("restore-plan", "restore"):
+        response = client_for(organisation, Role.OPERATOR).post(
+            f"/api/backups/{full.id}/{path}", _into(production, analytics), format="json"
+        )
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert "only for a backup of one database" in error["message"]
+        assert list(error["fields"]) == ["targetDatabaseId"]
+
+
+def test_a_plan_warns_of_another_major_version_and_refuses_an_older_server(
+    client_for, organisation, environment, production
+):
+    reports = factories.DatabaseFactory(
+        environment=environment, name="Reports", slug="reports", engine="postgresql"
+    )
+    backup = factories.BackupFactory(
+        environment=environment, database=reports, engine="postgresql", engine_version="15.4"
+    )
+    warehouse = production.databases.get(slug="warehouse")
+    operator = client_for(organisation, Role.OPERATOR)
+
+    newer = _plan(operator, backup, _into(production)).json()
+    warehouse.version = "14.9"
+    warehouse.save()
+    older = _plan(operator, backup, _into(production, warehouse))
+
+    assert newer["members"][0]["target"] == {
+        "environmentId": str(production.id),
+        "databaseId": str(warehouse.id),
+        "name": "Warehouse",
+        "engine": "postgresql",
+        "version": "16.2",
+    }
+    assert (
+        "Reports was backed up from PostgreSQL 15.4; Warehouse runs PostgreSQL 16.2, another "
+        "major version." in newer["warnings"]
+    )
+    assert any("the only PostgreSQL database of" in w for w in newer["warnings"])
+    assert older.status_code == 422
+    assert list(older.json()["error"]["fields"]) == ["targetDatabaseId"]
+
+
+def test_a_plan_warns_that_a_restore_is_already_running_where_the_restore_is_a_409(
+    client_for, organisation, backup
+):
+    factories.RestoreFactory(backup=backup, status="in-progress")
+    operator = client_for(organisation, Role.OPERATOR)
+    plan = _plan(operator, backup, {})
+    assert plan.status_code == 200
+    assert any("already running" in w for w in plan.json()["warnings"])
+    assert _restore(operator, backup, {}).status_code == 409
+
+
+def test_the_restore_answer_and_log_carry_the_plan(client_for, organisation, backup, production):
+    analytics = production.databases.get(slug="analytics")
+    operator = client_for(organisation, Role.OPERATOR)
+    plan = _plan(operator, backup, _into(production, analytics)).json()
+
+    accepted = _restore(operator, backup, _into(production, analytics)).json()
+    detail = operator.get(f"/api/restores/{accepted['id']}").json()
+    logs = operator.get(f"/api/environments/{production.id}/restore-logs").json()
+
+    for body in (accepted, detail, logs["results"][0]):
+        assert body["members"] == plan["members"]
+        assert body["warnings"] == plan["warnings"]
+        assert body["targetDatabaseId"] == str(analytics.id)
+
+
+def test_a_malformed_target_database_id_is_a_400_naming_it(client_for, organisation, backup):
+    response = _plan(client_for(organisation, Role.OPERATOR), backup, {"targetDatabaseId": "x"})
+    assert response.status_code == 400
+    assert "targetDatabaseId" in response.json()["error"]["fields"]

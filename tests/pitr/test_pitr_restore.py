@@ -146,13 +146,14 @@ def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
     # This one runs on a real django-q2 worker, as in production: the recovered copy's
     # restore_command inherits the worker's environment.
     worker = start_worker()
-    response = client.post(
-        f"/api/backups/{base.id}/restore",
-        {"targetType": "other", "targetEnvironmentId": str(other.id), "pitrTimestamp": target},
-        format="json",
-    )
+    body = {"targetType": "other", "targetEnvironmentId": str(other.id), "pitrTimestamp": target}
+    plan = client.post(f"/api/backups/{base.id}/restore-plan", body, format="json").json()
+    response = client.post(f"/api/backups/{base.id}/restore", body, format="json")
     assert response.status_code == 202, response.content
     assert response.json()["pitrTimestamp"] is not None
+    # The same mapping as any restore: the plan named the database the restore replaces.
+    assert response.json()["members"] == plan["members"]
+    assert [m["target"]["databaseId"] for m in plan["members"]] == [str(other.databases.get().id)]
     restore_id = response.json()["id"]
     wait_for(
         lambda: not Restore.objects.get(pk=restore_id).is_active,

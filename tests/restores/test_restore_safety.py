@@ -220,7 +220,10 @@ def test_a_restore_whose_worker_died_is_reaped_with_an_alert(sqlite_backup, sett
     restore.refresh_from_db()
     assert restore.status == RestoreStatus.FAILED
     assert "stopped responding" in restore.message
-    assert Alert.objects.filter(kind=AlertKind.RESTORE_FAILED, restore=restore).exists()
+    name = sqlite_backup.database.name
+    assert f"It was to replace the database {name} (SQLite)." in restore.message
+    alert = Alert.objects.get(kind=AlertKind.RESTORE_FAILED, restore=restore)
+    assert alert.title.endswith(f"({name}) failed: its worker died")
     assert restores_reap_stale() == []
 
 

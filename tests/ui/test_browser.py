@@ -245,17 +245,21 @@ def test_an_operator_restores_a_backup_watches_the_log_and_undoes_it(
     page.goto(f"/backups/{backup.id}/")
     page.get_by_role("link", name="Restore…").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Restore a backup")
-    page.get_by_role("button", name="Restore").click()
+    # Before anything starts, the page says which database the restore replaces.
+    expect(page.locator("#restore-plan")).to_contain_text("the database Orders")
+    page.get_by_role("button", name="Restore", exact=True).click()
     expect(page.locator("#id_confirm_error_1")).to_be_visible()
     screenshot(page, "14-restore-form-error")
     page.get_by_label("I understand").check()
-    page.get_by_role("button", name="Restore").click()
+    page.get_by_role("button", name="Restore", exact=True).click()
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Restore into Website / Staging")
     status = page.locator("dl.facts [data-status]")
     expect(status).to_have_text("Completed", timeout=60_000)
     expect(page.locator(".progress")).to_have_count(0)  # reloaded with the final log
     expect(page.locator(".timeline li").first).to_be_visible()
+    expect(page.locator("#restore-plan")).to_contain_text("the database Orders")
+    expect(page.locator("pre.log")).to_contain_text("replacing the database Orders (SQLite)")
     screenshot(page, "15-restore-log")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 500

@@ -102,3 +102,46 @@ def test_the_restore_list_shows_the_organisations_restores(client, viewer, backu
     response = client.get(reverse("restores-list"))
     assert len(response.context["page"].object_list) == 1
     assert backup.status == BackupStatus.COMPLETED
+
+
+def test_the_restore_form_shows_what_a_restore_replaces_before_it_starts(
+    client, operator, backup, project
+):
+    production = factories.EnvironmentFactory(project=project, name="Production")
+    analytics = factories.DatabaseFactory(
+        environment=production, name="Analytics", engine="sqlite", version="3.40.1"
+    )
+    factories.DatabaseFactory(environment=production, name="Warehouse", engine="postgresql")
+    client.force_login(operator)
+    url = reverse("restore-new", args=[backup.id])
+
+    page = client.get(url).content.decode()
+    preview = client.post(
+        url,
+        {
+            "target_environment": str(production.id),
+            "target_database": str(analytics.id),
+            "preview": "1",
+        },
+    )
+    assert not Restore.objects.exists()
+    started = client.post(
+        url,
+        {
+            "target_environment": str(production.id),
+            "target_database": str(analytics.id),
+            "confirm": "on",
+        },
+    )
+
+    assert "the database <strong>Orders</strong>" in page  # its own database, in place
+    assert "replaces its current data in place" in page
+    assert preview.status_code == 200
+    html = preview.content.decode()
+    assert "the database <strong>Analytics</strong>" in html
+    assert "Orders goes into Analytics, a database with another name." in html
+    assert "Warehouse" not in html  # another engine family is not offered
+    restore = Restore.objects.get()
+    assert started["Location"] == reverse("restore-detail", args=[restore.id])
+    assert restore.target_database == analytics
+    assert restore.members[0]["target"]["name"] == "Analytics"

@@ -6,6 +6,7 @@ from backups.models import Backup
 from backups.selectors import parse_uuid
 from config.errors import ApplicationError
 from restores.models import RestoreStatus
+from restores.plan import replaced_text
 from restores.services import restore_claim, restore_execute, restore_request
 
 
@@ -21,6 +22,11 @@ class Command(BaseCommand):
             "--target-environment", help="Environment id to restore into (default: the same)"
         )
         parser.add_argument(
+            "--target-database",
+            help="Database id of the target environment to replace (a one-database backup; "
+            "default: the one of the same slug, else the only one of the same engine)",
+        )
+        parser.add_argument(
             "--to",
             dest="pitr_target",
             help="Point in time to recover a PostgreSQL database to (ISO 8601 with a time "
@@ -32,7 +38,16 @@ class Command(BaseCommand):
             help="Do not back up the target before overwriting it",
         )
 
-    def handle(self, *args, backup, target_environment, pitr_target, no_safety_backup, **options):
+    def handle(
+        self,
+        *args,
+        backup,
+        target_environment,
+        target_database,
+        pitr_target,
+        no_safety_backup,
+        **options,
+    ):
         moment = None
         if pitr_target:
             try:
@@ -49,12 +64,16 @@ class Command(BaseCommand):
                 backup=found,
                 target_type="other" if target_environment else "same",
                 target_environment=target_environment,
+                target_database=target_database,
                 pitr_timestamp=moment,
                 take_safety_backup=not no_safety_backup,
                 enqueue=False,
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
+        self.stdout.write(f"Replacing {replaced_text(restore.members)}.")
+        for warning in restore.plan_warnings:
+            self.stdout.write(f"  warning: {warning}")
         claimed = restore_claim(restore_id=restore.id)
         if claimed is None:
             raise CommandError(f"Restore {restore.id} was taken by someone else.")
