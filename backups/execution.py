@@ -1,10 +1,24 @@
-"""Running one backup: the engine's dump streamed through the pipeline into every destination.
+"""Running one backup, of any kind: its source streamed through the pipeline into every
+destination.
+
+One core for every kind. A ``SourcePlan`` says what differs: how the source is opened (a
+logical engine dump, a files tar, a ``full`` container of several, a ``pg_basebackup``
+stream: ``backups.pitr.base``) and what a completed backup records besides its size and
+checksum (a base backup's WAL position). Everything else is shared: the claim, the
+heartbeat, aborts, one copy per destination, the checksum, and one final status write,
+conditional on the backup still running (the reaper may have failed it meanwhile), with
+its alert or its records in the same transaction.
 
 Two threads share the work. The *streaming thread* talks only to the database servers and
 the destinations (engine, pipeline, sinks); the *task thread* owns every write to the app
-database: it persists progress and a heartbeat twice a second and turns an ``aborting``
-row into a cancel. So a dump that blocks (waiting on a table lock, a slow server) keeps
-its heartbeat, can still be aborted, and is never mistaken for a dead worker.
+database: it persists progress and a heartbeat twice a second, on a timer whether or not
+data flows, and turns an ``aborting`` row into a cancel. So a dump that blocks (waiting on
+a table lock, a slow server, WAL archiving) keeps its heartbeat, can still be aborted, and
+is never mistaken for a dead worker.
+
+A backup that ends failed or aborted leaves no copy uploading: each is marked failed, and
+its partial upload is removed (by the sink's abort, or here when the run stopped on an
+unexpected error or found the backup ended by someone else).
 """
 
 from __future__ import annotations
@@ -16,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -35,7 +49,12 @@ from backups.pipeline import (
     PipelineResult,
     run_pipeline,
 )
-from destinations.storage import artifact_size, delete_artifact, open_sink
+from destinations.storage import (
+    artifact_size,
+    delete_artifact,
+    discard_partial_artifacts,
+    open_sink,
+)
 from organizations.models import Database, Environment
 
 logger = logging.getLogger(__name__)
@@ -97,39 +116,11 @@ class _FinishingReader:
         self._dump.stdout.close()
 
 
-@dataclass(frozen=True)
-class SourcePlan:
-    """What to dump, read from the app database up front (the streaming thread makes no
-    queries): ``(member name or "", engine name, spec, row-count prefix)`` per part."""
-
-    kind: str
-    parts: list[tuple[str, str, ConnectionSpec, str]]
-
-
-def source_plan_for(backup: Backup) -> SourcePlan:
-    if backup.kind == BackupKind.DATABASE:
-        if backup.database is None:
-            raise EngineError("The database of this backup no longer exists.")
-        db = backup.database
-        return SourcePlan(backup.kind, [("", db.engine, connection_spec_for(db), "")])
-    if backup.kind == BackupKind.FILESYSTEM:
-        return SourcePlan(backup.kind, [("", "files", files_spec_for(backup.environment), "")])
-    parts = []
-    for db in backup.environment.databases.order_by("slug"):
-        extension = get_engine(db.engine).extension
-        parts.append(
-            (f"database/{db.slug}.{extension}", db.engine, connection_spec_for(db), f"{db.slug}/")
-        )
-    if backup.environment.files_path:
-        parts.append(("files.tar", "files", files_spec_for(backup.environment), ""))
-    return SourcePlan(backup.kind, parts)
-
-
 @dataclass
-class _Source:
-    """The open source: one dump, one tar, or a container of several (``full``)."""
+class RunningSource:
+    """The open source of a run: one dump, one tar, a container of several (``full``) or a
+    ``pg_basebackup`` stream. Filled in on the streaming thread; killed from either thread."""
 
-    extension: str = ""
     estimate: int = 0
     engine_version: str = ""
     dumps: list = field(default_factory=list)
@@ -139,14 +130,20 @@ class _Source:
     lock: threading.Lock = field(default_factory=threading.Lock)
     killed: bool = False
 
-    def open_dump(self, engine, spec, prefix: str = "") -> _FinishingReader:
+    def start(self, opener: Callable[[], Any], prefix: str = ""):
+        """Start one tool (anything with ``kill()``) so that a cancel reaches it, even one
+        that came while it was starting."""
         with self.lock:
             if self.killed:
                 raise PipelineCancelled("backup cancelled")
-            dump = engine.open_dump(spec)
+            dump = opener()
             self.dumps.append(dump)
             self.prefixes.append(prefix)
-        return _FinishingReader(dump, self._mark_ended)
+        return dump
+
+    def open_dump(self, engine, spec, prefix: str = "") -> _FinishingReader:
+        dump = self.start(lambda: engine.open_dump(spec), prefix)
+        return _FinishingReader(dump, self.mark_ended)
 
     @property
     def row_counts(self) -> dict:
@@ -154,11 +151,11 @@ class _Source:
         a database dump knows them when it starts, a tar only once it has streamed."""
         counts = {}
         for prefix, dump in zip(self.prefixes, self.dumps, strict=True):
-            for table, count in (dump.row_counts or {}).items():
+            for table, count in (getattr(dump, "row_counts", None) or {}).items():
                 counts[f"{prefix}{table}"] = count
         return counts
 
-    def _mark_ended(self) -> None:
+    def mark_ended(self) -> None:
         self.dump_ended_at = time.monotonic()
 
     def kill(self) -> None:
@@ -172,31 +169,87 @@ class _Source:
                 logger.exception("could not kill a dump")
 
 
-def open_source(plan: SourcePlan, source: _Source) -> None:
-    """Start the dump(s) of a plan into ``source`` (runs on the streaming thread)."""
-    versions = []
-    engines = []
-    for member, engine_name, spec, prefix in plan.parts:
-        engine = get_engine(engine_name)
-        engine.require_tools()
-        engines.append((member, engine, spec, prefix))
-        source.estimate += engine.estimate_size(spec) or 0
-        if engine_name != "files":
-            version = engine.server_version(spec)
-            versions.append(f"{prefix.rstrip('/')}:{version}" if prefix else version)
-    source.engine_version = ", ".join(versions)
-    if plan.kind != BackupKind.FULL:
-        _, engine, spec, _ = engines[0]
-        source.extension = engine.extension
-        source.stream = source.open_dump(engine, spec)
-        return
-    source.extension = "sbxc"
-    source.stream = container_source(
-        [
-            (member, lambda e=engine, s=spec, p=prefix: source.open_dump(e, s, p))
-            for member, engine, spec, prefix in engines
-        ]
-    )
+class SourcePlan:
+    """What a backup reads and what it records, decided on the task thread before the run
+    (the streaming thread makes no app-database queries). The kinds differ only here; the
+    run itself (claim, heartbeat, abort, copies, checksum, final status) is one for all.
+    """
+
+    kind: str = ""
+    extension: str = ""
+    # How alerts and messages name a backup of this kind.
+    noun: str = "Backup"
+
+    def open(self, source: RunningSource) -> None:
+        """Start the tool(s) and set ``source.stream`` (runs on the streaming thread)."""
+        raise NotImplementedError
+
+    def record(self, backup: Backup, source: RunningSource) -> None:
+        """What a completed backup records besides size and checksum. Runs in the
+        transaction of the final status write: both commit, or neither does."""
+
+    def after_completed(self, backup: Backup, source: RunningSource) -> None:
+        """Follow-up work once the completed status committed; its failure is only logged."""
+
+
+class DumpPlan(SourcePlan):
+    """Logical dumps, a files tar, or a ``full`` container of several:
+    ``(member name or "", engine name, spec, row-count prefix)`` per part."""
+
+    def __init__(self, kind: str, parts: list[tuple[str, str, ConnectionSpec, str]]):
+        self.kind = kind
+        self.parts = parts
+        if kind == BackupKind.FULL:
+            self.extension = "sbxc"
+        else:
+            self.extension = get_engine(parts[0][1]).extension
+
+    def open(self, source: RunningSource) -> None:
+        versions = []
+        engines = []
+        for member, engine_name, spec, prefix in self.parts:
+            engine = get_engine(engine_name)
+            engine.require_tools()
+            engines.append((member, engine, spec, prefix))
+            source.estimate += engine.estimate_size(spec) or 0
+            if engine_name != "files":
+                version = engine.server_version(spec)
+                versions.append(f"{prefix.rstrip('/')}:{version}" if prefix else version)
+        source.engine_version = ", ".join(versions)
+        if self.kind != BackupKind.FULL:
+            _, engine, spec, _ = engines[0]
+            source.stream = source.open_dump(engine, spec)
+            return
+        source.stream = container_source(
+            [
+                (member, lambda e=engine, s=spec, p=prefix: source.open_dump(e, s, p))
+                for member, engine, spec, prefix in engines
+            ]
+        )
+
+
+def source_plan_for(backup: Backup) -> SourcePlan:
+    if backup.kind == BackupKind.BASE:
+        # pg_basebackup and the WAL position it records live with point-in-time recovery.
+        from backups.pitr.base import BaseBackupPlan
+
+        return BaseBackupPlan.for_backup(backup)
+    if backup.kind == BackupKind.DATABASE:
+        if backup.database is None:
+            raise EngineError("The database of this backup no longer exists.")
+        db = backup.database
+        return DumpPlan(backup.kind, [("", db.engine, connection_spec_for(db), "")])
+    if backup.kind == BackupKind.FILESYSTEM:
+        return DumpPlan(backup.kind, [("", "files", files_spec_for(backup.environment), "")])
+    parts = []
+    for db in backup.environment.databases.order_by("slug"):
+        extension = get_engine(db.engine).extension
+        parts.append(
+            (f"database/{db.slug}.{extension}", db.engine, connection_spec_for(db), f"{db.slug}/")
+        )
+    if backup.environment.files_path:
+        parts.append(("files.tar", "files", files_spec_for(backup.environment), ""))
+    return DumpPlan(backup.kind, parts)
 
 
 def artifact_key(backup: Backup, source_extension: str, options: PipelineOptions) -> str:
@@ -209,12 +262,6 @@ def artifact_key(backup: Backup, source_extension: str, options: PipelineOptions
         f"{project.organisation.slug}/{project.slug}/{environment.slug}/{backup.kind}/"
         f"{backup.name}{extension}"
     )
-
-
-def source_extension(plan: SourcePlan) -> str:
-    if plan.kind == BackupKind.FULL:
-        return "sbxc"
-    return get_engine(plan.parts[0][1]).extension
 
 
 def pipeline_options_for(backup: Backup) -> PipelineOptions:
@@ -286,10 +333,15 @@ def mark_copy(copy: BackupCopy, status: str, **fields) -> None:
     BackupCopy.objects.filter(pk=copy.pk).update(**fields)
 
 
-def _fail_open_copies(copies, error: str) -> None:
-    for copy in copies:
-        if copy.status == CopyStatus.UPLOADING:
-            mark_copy(copy, CopyStatus.FAILED, error=error)
+def _discard_copy(copy: BackupCopy) -> None:
+    """Remove whatever this copy's upload left: the artifact under its key (a copy's key
+    belongs to its backup alone) and any unfinished upload of it."""
+    try:
+        discard_partial_artifacts(copy.destination, copy.key)
+        delete_artifact(copy.destination, copy.key)
+    except Exception:
+        # An unreachable store: backups_discard_failed_uploads tries again once it is back.
+        logger.exception("could not remove the copy %s", copy.key)
 
 
 def _copies_message(copies) -> str:
@@ -313,28 +365,6 @@ def _named(error: BaseException, copies: dict) -> str:
     return text
 
 
-def _fail(backup: Backup, message: str, phases: Phases, **fields) -> None:
-    # The status and its alert commit together: whoever sees "failed" sees why.
-    with transaction.atomic():
-        if not _finish_backup(
-            backup,
-            status=BackupStatus.FAILED,
-            message=message[-8000:],
-            phases=phases.items,
-            **fields,
-        ):
-            return
-        alert_raise(
-            organisation=backup.organisation,
-            kind=AlertKind.BACKUP_FAILED,
-            title=f"Backup {backup.name} failed",
-            message=message[-2000:],
-            environment=backup.environment,
-            backup=backup,
-            severity="critical",
-        )
-
-
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -346,7 +376,7 @@ class _Run:
     options: PipelineOptions
     sinks_for: Callable[[], list]
     cancel: threading.Event = field(default_factory=threading.Event)
-    source: _Source = field(default_factory=_Source)
+    source: RunningSource = field(default_factory=RunningSource)
     bytes_in: int = 0
     result: PipelineResult | None = None
     error: BaseException | None = None
@@ -354,7 +384,7 @@ class _Run:
     def stream(self) -> None:
         sinks = []
         try:
-            open_source(self.plan, self.source)
+            self.plan.open(self.source)
             if self.cancel.is_set():
                 raise PipelineCancelled("backup cancelled")
             sinks = self.sinks_for()
@@ -393,151 +423,208 @@ def backup_claim(*, backup_id) -> Backup | None:
 
 
 def backup_execute(*, backup: Backup) -> Backup:
-    """Run a claimed backup to its end state. Never leaves it in-progress."""
-    phases = Phases()
+    """Run a claimed backup of any kind to its end state. Never leaves it in-progress, nor
+    a copy of a failed or aborted backup uploading."""
+    execution = _Execution(backup)
     try:
-        _execute(backup, phases)
+        execution.run()
     except Exception as exc:
         logger.exception("backup %s failed unexpectedly", backup.id)
         if isinstance(exc, DatabaseError):
             connection.close()  # a cut connection: record the failure on a new one
-        phases.fail_running()
-        _fail(backup, f"Unexpected error: {exc}", phases)
+        execution.phases.fail_running()
+        # Whatever the copies hold was never recorded on the backup: none of it is kept.
+        execution.end(BackupStatus.FAILED, f"Unexpected error: {exc}", discard=True)
     backup.refresh_from_db()
     return backup
 
 
-def _execute(backup: Backup, phases: Phases) -> None:
-    dump_phase = phases.start(Phase.DUMP)
-    try:
-        plan = source_plan_for(backup)
-        extension = source_extension(plan)
-    except EngineError as exc:
-        phases.finish(dump_phase, "ERROR")
-        _fail(backup, f"The dump could not start: {exc}", phases)
-        return
-    options = pipeline_options_for(backup)
-    key = artifact_key(backup, extension, options)
-    copies = {}
-    for destination in backup.destinations.all():
-        copy, _ = BackupCopy.objects.update_or_create(
-            backup=backup,
-            destination=destination,
-            defaults={"key": key, "status": CopyStatus.UPLOADING, "error": ""},
-        )
-        copies[str(destination.id)] = copy
+class _Execution:
+    """One run of one backup, of whichever kind its SourcePlan describes."""
 
-    def open_sinks() -> list:
-        sinks = []
-        for name, copy in copies.items():
-            try:
-                sinks.append(open_sink(copy.destination, key, name=name))
-            except Exception as exc:  # noqa: BLE001 - a destination we cannot even open
-                copy.error = f"could not start the upload: {exc}"
-        return sinks
+    def __init__(self, backup: Backup):
+        self.backup = backup
+        self.phases = Phases()
+        self.plan: SourcePlan | None = None
+        self.source: RunningSource | None = None
+        self.copies: dict[str, BackupCopy] = {}
 
-    compress_phase = phases.start(Phase.COMPRESS)
-    upload_phase = phases.start(Phase.UPLOAD)
-    update_backup(
-        backup,
-        phase=Phase.DUMP,
-        phases=phases.items,
-        compression=options.compression,
-        encrypted=bool(options.encryption_key),
-        key_id=options.key_id,
-    )
-    run = _Run(plan=plan, options=options, sinks_for=open_sinks)
-    _follow(backup, run)
+    def end(
+        self, status: str, message: str, *, copy_error: str = "", discard: bool = False, **fields
+    ) -> bool:
+        """The one final status write of a run, for every kind and outcome.
 
-    source = run.source
-    if run.error is not None:
-        phases.fail_running()
-        info = {"engine_version": source.engine_version, "row_counts": source.row_counts}
-        if isinstance(run.error, PipelineCancelled):
-            _fail_open_copies(copies.values(), "aborted")
-            _finish_backup(
-                backup,
-                status=BackupStatus.ABORTED,
-                message="Aborted on request; partial artifacts were removed.",
-                phases=phases.items,
-                **info,
+        Conditional on the backup still running: the reaper may have failed it meanwhile
+        (no heartbeat), and then nothing this run stored is kept. A failure's alert, and
+        a completed backup's own records (``SourcePlan.record``), commit with the status.
+        Copies still uploading are failed (with ``copy_error`` unless they know better);
+        with ``discard``, every copy not already failed is, and what it holds removed.
+        """
+        backup = self.backup
+        noun = self.plan.noun if self.plan else "Backup"
+        with transaction.atomic():
+            ended = _finish_backup(
+                backup, status=status, message=message[-8000:], phases=self.phases.items, **fields
             )
-        elif isinstance(run.error, EngineUnavailable):
-            _fail_open_copies(copies.values(), "not supported")
-            _finish_backup(
-                backup,
-                status=BackupStatus.NOT_SUPPORTED,
-                message=str(run.error),
-                phases=phases.items,
-            )
-        else:
-            for copy in copies.values():
-                if copy.status == CopyStatus.UPLOADING:
-                    mark_copy(copy, CopyStatus.FAILED, error=copy.error or str(run.error))
-            _fail(backup, f"The backup failed: {_named(run.error, copies)}", phases, **info)
-        return
-
-    result = run.result
-    ended = timezone.now()
-    dump_end = ended
-    if source.dump_ended_at is not None:
-        dump_end = ended - timedelta(seconds=max(0.0, time.monotonic() - source.dump_ended_at))
-    phases.finish(dump_phase, ended=dump_end)
-    phases.finish(compress_phase, ended=ended)
-    phases.finish(upload_phase, "ERROR" if result.failed else "SUCCESS", ended=ended)
-
-    verify_phase = phases.start(Phase.VERIFY)
-    update_backup(
-        backup,
-        phase=Phase.VERIFY,
-        phases=phases.items,
-        bytes_done=result.bytes_in,
-        bytes_total=source.estimate or None,
-    )
-    for name, error in result.failed.items():
-        mark_copy(copies[name], CopyStatus.FAILED, error=error)
-    for name in result.committed:
-        _verify_fresh_copy(copies[name], result.bytes_out, result.sha256)
-    for copy in copies.values():
-        if copy.status == CopyStatus.UPLOADING:
-            mark_copy(copy, CopyStatus.FAILED, error=copy.error or "the upload did not start")
-
-    if Backup.objects.filter(pk=backup.pk, status=BackupStatus.ABORTING).exists():
-        # The abort came after the last chunk: honour it rather than keep what was asked away.
-        for copy in copies.values():
-            if copy.status == CopyStatus.STORED:
+            if ended and status == BackupStatus.FAILED:
+                # Whoever sees "failed" sees why.
+                alert_raise(
+                    organisation=backup.organisation,
+                    kind=AlertKind.BACKUP_FAILED,
+                    title=f"{noun} {backup.name} failed",
+                    message=message[-2000:],
+                    environment=backup.environment,
+                    backup=backup,
+                    severity="critical",
+                )
+            if ended and status == BackupStatus.COMPLETED:
+                self.plan.record(backup, self.source)
+        if not ended:
+            # Ended elsewhere (reaped). It never becomes completed later: drop what we stored.
+            discard = not Backup.objects.filter(
+                pk=backup.pk, status=BackupStatus.COMPLETED
+            ).exists()
+        error = copy_error or "the backup did not complete"
+        for copy in self.copies.values():
+            if copy.status == CopyStatus.FAILED:
+                continue
+            if discard:
                 _discard_copy(copy)
-            mark_copy(copy, CopyStatus.FAILED, error="aborted")
-        phases.finish(verify_phase, "ERROR")
-        _finish_backup(
+                mark_copy(copy, CopyStatus.FAILED, error=copy.error or error)
+            elif copy.status == CopyStatus.UPLOADING:
+                # Its sink was aborted by the pipeline, which removed the partial upload.
+                mark_copy(copy, CopyStatus.FAILED, error=copy.error or error)
+        return ended
+
+    def run(self) -> None:
+        backup, phases = self.backup, self.phases
+        dump_phase = phases.start(Phase.DUMP)
+        try:
+            self.plan = plan = source_plan_for(backup)
+        except EngineError as exc:
+            phases.finish(dump_phase, "ERROR")
+            self.end(BackupStatus.FAILED, f"The dump could not start: {exc}")
+            return
+        options = pipeline_options_for(backup)
+        key = artifact_key(backup, plan.extension, options)
+        copies = self.copies
+        for destination in backup.destinations.all():
+            copy, _ = BackupCopy.objects.update_or_create(
+                backup=backup,
+                destination=destination,
+                defaults={"key": key, "status": CopyStatus.UPLOADING, "error": ""},
+            )
+            copies[str(destination.id)] = copy
+
+        def open_sinks() -> list:
+            sinks = []
+            for name, copy in copies.items():
+                try:
+                    sinks.append(open_sink(copy.destination, key, name=name))
+                except Exception as exc:  # noqa: BLE001 - a destination we cannot even open
+                    copy.error = f"could not start the upload: {exc}"
+            return sinks
+
+        compress_phase = phases.start(Phase.COMPRESS)
+        upload_phase = phases.start(Phase.UPLOAD)
+        update_backup(
             backup,
-            status=BackupStatus.ABORTED,
-            message="Aborted on request; the artifacts were removed.",
+            phase=Phase.DUMP,
             phases=phases.items,
+            compression=options.compression,
+            encrypted=bool(options.encryption_key),
+            key_id=options.key_id,
         )
-        return
-    failed = [c for c in copies.values() if c.status != CopyStatus.STORED]
-    phases.finish(verify_phase, "ERROR" if failed else "SUCCESS")
-    common = {
-        "size": result.bytes_out,
-        "checksum_sha256": result.sha256,
-        "row_counts": source.row_counts,
-        "engine_version": source.engine_version,
-        "bytes_done": result.bytes_in,
-    }
-    if failed:
-        _fail(backup, _copies_message(copies.values()), phases, **common)
-        return
-    if _finish_backup(
-        backup, status=BackupStatus.COMPLETED, phase="", message="", phases=phases.items, **common
-    ):
+        run = _Run(plan=plan, options=options, sinks_for=open_sinks)
+        self.source = source = run.source
+        _follow(backup, run)
+
+        if run.error is not None:
+            phases.fail_running()
+            info = {"engine_version": source.engine_version, "row_counts": source.row_counts}
+            if isinstance(run.error, PipelineCancelled):
+                self.end(
+                    BackupStatus.ABORTED,
+                    "Aborted on request; partial artifacts were removed.",
+                    copy_error="aborted",
+                    **info,
+                )
+            elif isinstance(run.error, EngineUnavailable):
+                self.end(BackupStatus.NOT_SUPPORTED, str(run.error), copy_error="not supported")
+            else:
+                self.end(
+                    BackupStatus.FAILED,
+                    f"The backup failed: {_named(run.error, copies)}",
+                    copy_error=str(run.error),
+                    **info,
+                )
+            return
+
+        result = run.result
+        ended = timezone.now()
+        dump_end = ended
+        if source.dump_ended_at is not None:
+            dump_end = ended - timedelta(seconds=max(0.0, time.monotonic() - source.dump_ended_at))
+        phases.finish(dump_phase, ended=dump_end)
+        phases.finish(compress_phase, ended=ended)
+        phases.finish(upload_phase, "ERROR" if result.failed else "SUCCESS", ended=ended)
+
+        verify_phase = phases.start(Phase.VERIFY)
+        update_backup(
+            backup,
+            phase=Phase.VERIFY,
+            phases=phases.items,
+            bytes_done=result.bytes_in,
+            bytes_total=source.estimate or None,
+        )
+        for name, error in result.failed.items():
+            mark_copy(copies[name], CopyStatus.FAILED, error=error)
+        for name in result.committed:
+            _verify_fresh_copy(copies[name], result.bytes_out, result.sha256)
+        for copy in copies.values():
+            if copy.status == CopyStatus.UPLOADING:
+                mark_copy(copy, CopyStatus.FAILED, error=copy.error or "the upload did not start")
+
+        if Backup.objects.filter(pk=backup.pk, status=BackupStatus.ABORTING).exists():
+            # The abort came after the last chunk: honour it rather than keep what was asked away.
+            phases.finish(verify_phase, "ERROR")
+            self.end(
+                BackupStatus.ABORTED,
+                "Aborted on request; the artifacts were removed.",
+                copy_error="aborted",
+                discard=True,
+            )
+            return
+        failed = [c for c in copies.values() if c.status != CopyStatus.STORED]
+        phases.finish(verify_phase, "ERROR" if failed else "SUCCESS")
+        common = {
+            "size": result.bytes_out,
+            "checksum_sha256": result.sha256,
+            "row_counts": source.row_counts,
+            "engine_version": source.engine_version,
+            "bytes_done": result.bytes_in,
+        }
+        if failed:
+            self.end(BackupStatus.FAILED, _copies_message(copies.values()), **common)
+            return
+        if not self.end(BackupStatus.COMPLETED, "", phase="", **common):
+            return
         if backup.database_id and source.engine_version:
             Database.objects.filter(pk=backup.database_id).update(version=source.engine_version)
+        try:
+            plan.after_completed(backup, source)
+        except Exception:
+            logger.exception("follow-up of the completed backup %s failed", backup.id)
         alert_resolve(organisation=backup.organisation, kind=AlertKind.BACKUP_FAILED, backup=backup)
 
 
 def _follow(backup: Backup, run: _Run) -> None:
-    """Run the streaming thread; meanwhile persist progress and heartbeat, honour aborts."""
+    """Run the streaming thread; meanwhile persist progress and heartbeat, honour aborts.
+
+    The heartbeat is written on this timer whether or not data flows: a tool that is silent
+    for a while (a dump waiting on a lock, pg_basebackup waiting for WAL to be archived) is
+    alive, and must not be reaped as dead.
+    """
     # The streaming thread logs with the task's context (the backup id on every line).
     thread = threading.Thread(
         target=contextvars.copy_context().run,
@@ -551,36 +638,42 @@ def _follow(backup: Backup, run: _Run) -> None:
     try:
         while thread.is_alive():
             thread.join(PROGRESS_INTERVAL)
-            fields = {"bytes_done": run.bytes_in, "heartbeat_at": timezone.now()}
-            if not estimate_written and run.source.estimate:
-                fields["bytes_total"] = run.source.estimate
-                fields["engine_version"] = run.source.engine_version
             try:
-                Backup.objects.filter(pk=backup.pk, status__in=RUNNING).update(**fields)
+                estimate_written = _beat(backup, run, estimate_written)
+                now = time.monotonic()
+                if now - last_check >= ABORT_CHECK_INTERVAL:
+                    last_check = now
+                    _cancel_unless_running(backup, run)
             except DatabaseError:
-                # The app database connection was cut (a restart, a failover): drop it so
-                # the next tick reconnects. If the heartbeat stays away past the reaper's
-                # timeout, the backup is reaped and the status check below cancels the work.
+                # The app database connection was cut (a restart, a failover), whichever query
+                # it hit: drop it so the next tick reconnects. If the heartbeat stays away past
+                # the reaper's timeout, the backup is reaped and the status check cancels the work.
                 logger.warning("lost the app database connection; reconnecting", exc_info=True)
                 connection.close()
-                continue
-            estimate_written = estimate_written or "bytes_total" in fields
-            now = time.monotonic()
-            if now - last_check >= ABORT_CHECK_INTERVAL:
-                last_check = now
-                status = (
-                    Backup.objects.filter(pk=backup.pk).values_list("status", flat=True).first()
-                )
-                if status != BackupStatus.IN_PROGRESS and not run.cancel.is_set():
-                    # Aborting on request, or reaped/changed meanwhile: stop the work.
-                    run.cancel.set()
-                    run.source.kill()
     finally:
         if thread.is_alive():
             # Leaving on an error: the upload must not complete behind a row nobody ends.
             run.cancel.set()
             run.source.kill()
             thread.join(timeout=60)
+
+
+def _beat(backup: Backup, run: _Run, estimate_written: bool) -> bool:
+    """Write progress and the heartbeat; returns whether the size estimate is written."""
+    fields = {"bytes_done": run.bytes_in, "heartbeat_at": timezone.now()}
+    if not estimate_written and run.source.estimate:
+        fields["bytes_total"] = run.source.estimate
+        fields["engine_version"] = run.source.engine_version
+    Backup.objects.filter(pk=backup.pk, status__in=RUNNING).update(**fields)
+    return estimate_written or "bytes_total" in fields
+
+
+def _cancel_unless_running(backup: Backup, run: _Run) -> None:
+    status = Backup.objects.filter(pk=backup.pk).values_list("status", flat=True).first()
+    if status != BackupStatus.IN_PROGRESS and not run.cancel.is_set():
+        # Aborting on request, or reaped/changed meanwhile: stop the work.
+        run.cancel.set()
+        run.source.kill()
 
 
 def _verify_fresh_copy(copy: BackupCopy, expected_size: int, checksum: str) -> None:
@@ -605,10 +698,3 @@ def _verify_fresh_copy(copy: BackupCopy, expected_size: int, checksum: str) -> N
         file_exists=True,
         last_verified_at=timezone.now(),
     )
-
-
-def _discard_copy(copy: BackupCopy) -> None:
-    try:
-        delete_artifact(copy.destination, copy.key)
-    except Exception:
-        logger.exception("could not remove the copy %s", copy.key)

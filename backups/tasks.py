@@ -2,7 +2,7 @@
 
 import logging
 
-from backups.models import Backup, BackupKind, BackupStatus
+from backups.models import Backup, BackupStatus
 from backups.services import (
     backup_claim,
     backup_delete_artifacts,
@@ -25,11 +25,7 @@ def run_backup(backup_id: str) -> str:
             logger.info("backup was not claimable; skipping")
             return "skipped"
         logger.info("backup started")
-        if backup.kind == BackupKind.BASE:
-            # Physical base backups have their own execution (pg_basebackup, WAL positions).
-            from backups.pitr import base_backup_execute
-
-            return base_backup_execute(backup=backup).status
+        # Every kind, physical base backups included, runs through the one execution core.
         status = backup_execute(backup=backup).status
         logger.info("backup ended %s", status)
         return status

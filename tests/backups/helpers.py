@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
+
+from django.db import connection
 
 from backups.container import iter_container
 from backups.engines import ConnectionSpec, get_engine
@@ -46,6 +49,22 @@ def run_backup_now(**request) -> Backup:
             return backup
         time.sleep(0.2)
     raise AssertionError(f"backup {backup.name} did not finish: {backup.status}")
+
+
+def run_in_thread(backup: Backup) -> threading.Thread:
+    """Claim and run a backup on a thread of this process, as a worker would; the thread
+    has an output() for wait_for messages."""
+
+    def run():
+        try:
+            backup_execute(backup=backup_claim(backup_id=backup.id))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name=f"run-{backup.pk}", daemon=True)
+    thread.output = lambda: "(runs in this process)"  # type: ignore[attr-defined]
+    thread.start()
+    return thread
 
 
 def plaintext_stream(backup: Backup, copy=None):

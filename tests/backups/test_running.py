@@ -6,12 +6,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from alerts.models import Alert, AlertKind
-from backups.models import Backup, BackupStatus, CopyStatus
+from backups import execution
+from backups.models import Backup, BackupStatus, CopyStatus, Phase
 from backups.services import (
     backup_abort,
     backup_claim,
@@ -25,6 +26,7 @@ from config.errors import Conflict
 from tests import factories
 from tests.backups.helpers import database_for, run_backup_now
 from tests.fixtures.databases import fill_postgres, fill_sqlite
+from tests.fixtures.s3 import s3_destination_config
 from tests.fixtures.worker import wait_for
 
 
@@ -236,3 +238,43 @@ def test_a_schedule_backs_up_the_free_databases_when_one_is_still_busy(environme
     assert [b.database for b in created] == [free]
     with pytest.raises(Conflict):
         backup_request(environment=environment, kind="database")
+
+
+@pytest.mark.s3
+@pytest.mark.django_db(transaction=True)
+def test_an_app_database_error_as_the_run_ends_fails_the_backup_and_keeps_no_copy(
+    monkeypatch, settings, organisation, environment, destination, sqlite_spec, s3_server, s3_bucket
+):
+    """The app database connection drops after the upload, in the writes that end the run
+    (the path a cut connection took in the fault tests): nothing the run stored is kept."""
+    config, secrets = s3_destination_config(s3_server, s3_bucket)
+    offsite = factories.DestinationFactory(
+        organisation=organisation, name="Offsite", kind="s3", config=config, secrets=secrets
+    )
+    fill_sqlite(sqlite_spec, rows=200)
+    database = database_for(environment, sqlite_spec)
+    (backup,) = backup_request(
+        environment=environment,
+        kind="database",
+        database=database,
+        destination_ids=[destination.id, offsite.id],
+    )
+    real_update = execution.update_backup
+
+    def connection_lost_at_verify(backup, **fields):
+        if fields.get("phase") == Phase.VERIFY:
+            raise OperationalError("server closed the connection unexpectedly")
+        real_update(backup, **fields)
+
+    monkeypatch.setattr(execution, "update_backup", connection_lost_at_verify)
+
+    backup = backup_execute(backup=backup_claim(backup_id=backup.id))
+
+    assert backup.status == BackupStatus.FAILED
+    assert "server closed the connection" in backup.message
+    assert Alert.objects.filter(kind=AlertKind.BACKUP_FAILED, backup=backup).exists()
+    assert sorted(backup.copies.values_list("status", flat=True)) == [CopyStatus.FAILED] * 2
+    listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)
+    assert listing.get("Contents", []) == []
+    assert s3_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert _files_under(settings.STRONGBOX_LOCAL_DESTINATION_ROOT) == []

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from pathlib import Path
 
 from alerts.models import Alert, AlertKind
+from backups.engines import ConnectionSpec, get_engine
 from backups.models import ACTIVE_STATUSES, Backup, BackupCopy, CopyStatus
 from destinations.storage import open_artifact_stream
+from tests.backups.helpers import restore_database_artifact
 from tests.fixtures.s3 import MotoServer
 
 MiB = 1024 * 1024
@@ -22,6 +25,29 @@ def make_big_sqlite(path, mib: int) -> None:
             "INSERT INTO blobs VALUES (?, ?)", ((i, os.urandom(MiB)) for i in range(mib))
         )
     conn.close()
+
+
+def blobs_digest(path) -> str:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT id, payload FROM blobs ORDER BY id").fetchall()
+    conn.close()
+    digest = hashlib.sha256()
+    for row_id, payload in rows:
+        digest.update(f"{row_id}:".encode() + payload)
+    return f"{len(rows)} rows {digest.hexdigest()}"
+
+
+def assert_restores_the_blobs(backup: Backup, tmp_path: Path) -> None:
+    """Restore a make_big_sqlite backup into a new file and compare every row."""
+    target = ConnectionSpec(engine="sqlite", name=str(tmp_path / f"restored-{backup.pk}.sqlite3"))
+    get_engine("sqlite").create_database(target)
+    restore_database_artifact(backup, target)
+    assert blobs_digest(target.name) == blobs_digest(backup.database.database_name)
+
+
+def files_under(root) -> list[Path]:
+    root = Path(root)
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 def pending_uploads(server: MotoServer, bucket: str) -> list[dict]:

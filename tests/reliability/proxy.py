@@ -5,6 +5,8 @@ interrupted, and ``stop()`` is an outage seen from the worker (refused connectio
 transfers) while the server keeps its state, so a test can then look for the multipart
 uploads an interrupted upload left behind. (moto keeps everything in memory: stopping the
 server itself forgets every bucket and upload, which would make that check vacuous.)
+``pause()`` holds every transfer where it is (connections stay open) until ``resume()``:
+an upload that provably cannot finish meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ class ThrottledProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def pause(self) -> None:
+        """Forward nothing more, in either direction, until resume()."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def start(self) -> ThrottledProxy:
         listener = socket.socket()
@@ -39,6 +50,7 @@ class ThrottledProxy:
 
     def stop(self) -> None:
         """Refuse new connections and reset every open one."""
+        self._flowing.set()  # paused transfers go on to find their sockets closed
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):
@@ -82,6 +94,7 @@ class ThrottledProxy:
                 data = source.recv(64 * 1024)
                 if not data:
                     break
+                self._flowing.wait()
                 sink.sendall(data)
                 sent += len(data)
                 if rate:

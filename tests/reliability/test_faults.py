@@ -8,6 +8,7 @@ blind.
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
 
@@ -18,19 +19,23 @@ from django.utils import timezone
 from backups.models import ACTIVE_STATUSES, Backup, BackupStatus, CopyStatus
 from backups.services import (
     REQUEUE_AFTER,
+    backup_abort,
     backup_request,
     backups_discard_failed_uploads,
     backups_reap_stale,
     backups_requeue_lost,
 )
-from tests.backups.helpers import database_for
+from tests.backups.helpers import database_for, run_in_thread
 from tests.fixtures.databases import ConnectionSpec, fill_sqlite
 from tests.fixtures.worker import child_database_env as database_env
 from tests.fixtures.worker import wait_for
 from tests.reliability.helpers import (
+    MiB,
     assert_every_good_copy_is_complete,
     assert_failure_alert,
     assert_no_backup_stuck,
+    assert_restores_the_blobs,
+    files_under,
     make_big_sqlite,
     pending_uploads,
     stored_objects,
@@ -196,9 +201,41 @@ def test_a_broker_restart_mid_run_loses_no_backup(
     assert pending_uploads(own_s3_server, bucket) == []
 
 
+def _wait_upload_open(server, bucket, worker) -> None:
+    """Until a multipart upload is open on the S3 side: the dump is streaming and at least a
+    part's worth has been read, while the whole artifact still has to pass the proxy."""
+    wait_for(
+        lambda: pending_uploads(server, bucket),
+        timeout=90,
+        interval=0.05,
+        message=f"a multipart upload to start; worker log:\n{worker.output()}",
+    )
+
+
+def _terminate_connections(application_name: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            [application_name],
+        )
+        (terminated,) = cursor.fetchone()
+    return terminated
+
+
 def test_a_cut_app_database_connection_mid_run_never_leaves_a_backup_running(
-    settings, environment, tmp_path, own_s3_server, proxied_s3_destination, start_worker
+    environment, tmp_path, own_s3_server, s3_proxy, proxied_s3_destination, start_worker
 ):
+    """The worker's connection is cut while the upload is held open: the task thread
+    reconnects on its next tick, keeps the heartbeat going and completes the backup.
+
+    (This test used to wait for a first stored part and cut then. With two parts in flight
+    the first one is stored close to the end of the upload, so the cut sometimes landed
+    after it, in the writes that end the run: that path escaped as an unexpected error and
+    left the copy uploading. The proxy now holds the upload until the worker has
+    reconnected, so the cut lands mid-run every time; the end-of-run cut has its own test,
+    tests/backups/test_running.py.)
+    """
     if not connection.vendor == "postgresql":
         pytest.skip("SQLite is a file: there is no server connection to cut (PostgreSQL profile)")
     bucket = proxied_s3_destination.config["bucket"]
@@ -208,36 +245,90 @@ def test_a_cut_app_database_connection_mid_run_never_leaves_a_backup_running(
     app_name = f"sbx-fault-{uuid.uuid4().hex[:8]}"
     url = database_env()["DATABASE_URL"] + f"?application_name={app_name}"
     worker = start_worker(DATABASE_URL=url)
-    _wait_mid_upload(backup, own_s3_server, bucket, worker)
+    _wait_upload_open(own_s3_server, bucket, worker)
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = %s",
-            [app_name],
-        )
-        (terminated,) = cursor.fetchone()
-    assert terminated >= 1
+    s3_proxy.pause()  # the upload cannot finish while the connection is cut
+    cut_at = timezone.now()
+    assert _terminate_connections(app_name) >= 1
+    # Written a second after the cut: on a new connection (the old one is gone).
+    wait_for(
+        lambda: Backup.objects.get(pk=backup.pk).heartbeat_at > cut_at + timedelta(seconds=1),
+        timeout=30,
+        message=f"a heartbeat on a new connection; worker log:\n{worker.output()}",
+    )
+    assert Backup.objects.get(pk=backup.pk).status == BackupStatus.IN_PROGRESS
+    s3_proxy.resume()
 
-    def ended_or_abandoned():
-        row = Backup.objects.get(pk=backup.pk)
-        silent = timezone.now() - row.heartbeat_at > timedelta(seconds=10)
-        return row.status not in ACTIVE_STATUSES or silent
-
-    wait_for(ended_or_abandoned, timeout=120, message=f"the run to end; log:\n{worker.output()}")
-    backup.refresh_from_db()
-    if backup.status in ACTIVE_STATUSES:
-        # The worker gave up on it without ending it: the reaper must.
-        later = timezone.now() + timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS)
-        backups_reap_stale(now=later)
-        backup.refresh_from_db()
-    assert backup.status in (BackupStatus.COMPLETED, BackupStatus.FAILED), backup.message
-    worker.stop()  # whatever it still had in flight has ended
-    if backup.status == BackupStatus.FAILED:
-        assert_failure_alert(backup)
-        assert backup.copies.get().status == CopyStatus.FAILED
-        assert stored_objects(own_s3_server, bucket) == [], "a failed backup left an artifact"
-    else:
-        assert backup.copies.get().status == CopyStatus.STORED
+    backup = _wait_until_ended(backup, 120, worker)
+    assert backup.status == BackupStatus.COMPLETED, backup.message
+    assert backup.copies.get().status == CopyStatus.STORED
+    assert pending_uploads(own_s3_server, bucket) == []
     assert_no_backup_stuck()
     assert_every_good_copy_is_complete()
+    assert_restores_the_blobs(backup, tmp_path)
+
+
+# --- every kind ends clean -------------------------------------------------------------------
+
+
+def _source_of_kind(kind: str, environment, tmp_path):
+    """About SOURCE_MIB of random bytes: one database, a files tree, or (full) two databases
+    and a files tree together."""
+    if kind == "database":
+        return _big_sqlite_database(environment, tmp_path)
+    files = tmp_path / "files"
+    (files / "uploads").mkdir(parents=True)
+    share = SOURCE_MIB if kind == "filesystem" else SOURCE_MIB // 3
+    (files / "uploads" / "video.bin").write_bytes(os.urandom(share * MiB))
+    environment.files_path = str(files)
+    environment.save(update_fields=["files_path"])
+    if kind == "full":
+        for slug in ("orders", "ledger"):
+            path = tmp_path / f"{slug}.sqlite3"
+            make_big_sqlite(path, share)
+            database_for(environment, ConnectionSpec(engine="sqlite", name=str(path)), slug=slug)
+    return None
+
+
+@pytest.mark.parametrize("ending", ["aborted", "reaped"])
+@pytest.mark.parametrize("kind", ["database", "filesystem", "full"])
+def test_a_backup_of_any_kind_ended_mid_upload_leaves_no_copy_uploading_and_no_partial_artifact(
+    kind,
+    ending,
+    settings,
+    environment,
+    destination,
+    tmp_path,
+    own_s3_server,
+    proxied_s3_destination,
+):
+    bucket = proxied_s3_destination.config["bucket"]
+    database = _source_of_kind(kind, environment, tmp_path)
+    (backup,) = backup_request(
+        environment=environment,
+        kind=kind,
+        database=database,
+        destination_ids=[destination.id, proxied_s3_destination.id],
+    )
+    runner = run_in_thread(backup)
+    # The upload is open and the local copy half written (paced by the slow S3 copy).
+    _wait_upload_open(own_s3_server, bucket, runner)
+
+    if ending == "aborted":
+        backup_abort(backup=Backup.objects.get(pk=backup.pk))
+    else:
+        # As the reaper will see it once the heartbeat is older than the timeout.
+        timeout = settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS
+        later = timezone.now() + timedelta(seconds=timeout + 5)
+        assert [b.pk for b in backups_reap_stale(now=later)] == [backup.pk]
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+
+    backup.refresh_from_db()
+    expected = BackupStatus.ABORTED if ending == "aborted" else BackupStatus.FAILED
+    assert backup.status == expected, backup.message
+    assert sorted(backup.copies.values_list("status", flat=True)) == [CopyStatus.FAILED] * 2
+    assert pending_uploads(own_s3_server, bucket) == []
+    assert stored_objects(own_s3_server, bucket) == []
+    assert files_under(settings.STRONGBOX_LOCAL_DESTINATION_ROOT) == []
+    assert_no_backup_stuck()
