@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,14 +29,21 @@ from restores.models import Restore, RestorePhase, RestoreStatus
 from restores.services import restore_request, restores_reap_stale
 from tests import factories
 from tests.backups.helpers import database_for, run_backup_now
-from tests.fixtures.databases import PostgreSQLEngine, fill_postgres, table_checksums
+from tests.fixtures.databases import (
+    PostgreSQLEngine,
+    fill_postgres,
+    fill_sqlite,
+    table_checksums,
+)
 from tests.fixtures.worker import wait_for
-from tests.restores.helpers import artifact_path, leftovers
+from tests.restores.helpers import artifact_path, leftovers, run_restore_now
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 SECRET_ROWS = 600_000
 PGDMP = b"PGDMP"
+# Open files not worth reading: libraries and the interpreter's own.
+CODE = ("/usr", "/lib", sys.prefix, os.path.realpath(sys.prefix))
 FINAL = (RestoreStatus.COMPLETED, RestoreStatus.FAILED)
 
 
@@ -71,7 +79,8 @@ class PlaintextScanner:
     def __init__(self, marker: str, own_dir: Path) -> None:
         self.marker = marker.encode()
         self.own_dir = own_dir
-        self.worker_pid: int | None = None
+        # The processes whose open files are read too (not, say, the S3 server's).
+        self.pids: Callable[[], set[int]] = set
         self.found: list[str] = []
         self.passes = 0
         self._stop = threading.Event()
@@ -100,20 +109,18 @@ class PlaintextScanner:
                 yield entry
             elif entry.is_dir():
                 yield from (p for p in entry.rglob("*") if p.is_file())
-        if self.worker_pid is not None:
-            for pid in _descendants(self.worker_pid):
-                fds = Path(f"/proc/{pid}/fd")
+        for pid in self.pids():
+            try:
+                entries = list(Path(f"/proc/{pid}/fd").iterdir())
+            except OSError:
+                continue
+            for fd in entries:
                 try:
-                    entries = list(fds.iterdir())
+                    target = os.readlink(fd)
                 except OSError:
                     continue
-                for fd in entries:
-                    try:
-                        target = os.readlink(fd)
-                    except OSError:
-                        continue
-                    if target.startswith("/") and not target.startswith(("/usr", sys.prefix)):
-                        yield fd
+                if target.startswith("/") and not target.startswith(CODE):
+                    yield fd
 
     def _holds(self, path: Path) -> list[bytes]:
         """Which of the marker and the dump header the file holds (read in 4 MiB windows)."""
@@ -145,13 +152,13 @@ class PlaintextScanner:
 # --- the databases -------------------------------------------------------------------------
 
 
-def _fill_with_secrets(spec, marker: str) -> None:
+def _fill_with_secrets(spec, marker: str, rows: int = SECRET_ROWS) -> None:
     fill_postgres(spec, rows=100)
     with PostgreSQLEngine().connect(spec) as conn:
         conn.execute(
             "CREATE TABLE secrets AS SELECT i AS id, %s || '-' || md5(i::text) AS payload"
             " FROM generate_series(1, %s) i",
-            (marker, SECRET_ROWS),
+            (marker, rows),
         )
         conn.execute("ALTER TABLE secrets ADD PRIMARY KEY (id)")
 
@@ -222,7 +229,9 @@ def test_an_encrypted_restore_never_puts_plaintext_on_disk_even_when_its_worker_
     scanner.found.clear()
 
     worker = start_worker()
-    scanner.worker_pid = worker.process.pid
+    worker_pid = worker.process.pid
+    # Its processes, and its loaders once they are orphans of a killed worker.
+    scanner.pids = lambda: _descendants(worker_pid) | set(_loaders_of(target.name))
     scanner.start()
     try:
         # While it runs: nothing decrypted in any file.
@@ -278,29 +287,103 @@ def test_an_encrypted_restore_never_puts_plaintext_on_disk_even_when_its_worker_
     assert [p.name for p in Path(settings.STRONGBOX_TMP_DIR).iterdir()] == []
 
 
-def _start_ticks_of(process: subprocess.Popen) -> int:
-    ticks = workdirs.start_ticks(process.pid)
-    assert ticks is not None
-    return ticks
-
-
-def test_a_new_worker_kills_the_loaders_and_removes_the_files_a_killed_worker_left(
-    start_worker,
+def test_an_unencrypted_backup_downloaded_from_s3_waits_encrypted_and_restores(
+    organisation, environment, make_postgres_database, s3_server, s3_bucket, tmp_path, settings
 ):
+    from destinations.models import DestinationKind
+    from tests.fixtures.s3 import s3_destination_config
+
+    settings.STRONGBOX_MASTER_KEY = ""  # the artifact holds the rows as they are (compressed)
+    config, secrets = s3_destination_config(s3_server, s3_bucket)
+    s3 = factories.DestinationFactory(
+        organisation=organisation, kind=DestinationKind.S3, config=config, secrets=secrets
+    )
+    marker = f"sbx-secret-{uuid.uuid4().hex}"
+    spec = make_postgres_database()
+    _fill_with_secrets(spec, marker, rows=200_000)
+    original = _fingerprint(spec)
+    database = database_for(environment, spec)
+    backup = run_backup_now(
+        environment=environment, kind="database", database=database, destination_ids=[s3.id]
+    )
+    assert backup.status == "completed" and not backup.encrypted, backup.message
+    with PostgreSQLEngine().connect(spec) as conn:
+        conn.execute("DELETE FROM secrets WHERE id % 2 = 0")
+
+    scanner = PlaintextScanner(marker, tmp_path)
+    # This process runs the restore; the S3 server below it keeps the artifact as it likes.
+    scanner.pids = lambda: _descendants(os.getpid()) - _descendants(s3_server.process.pid)
+    scanner.start()
+    try:
+        restore = run_restore_now(backup=backup, target_type="same", take_safety_backup=False)
+    finally:
+        scanner.stop()
+
+    assert restore.status == RestoreStatus.COMPLETED, restore.message
+    assert restore.phases[0]["copy"] == s3.name
+    assert _fingerprint(spec) == original
+    assert scanner.found == [] and scanner.passes > 3
+    assert [p.name for p in Path(settings.STRONGBOX_TMP_DIR).iterdir()] == []
+
+
+def _job_of_a_dead_worker(name: str) -> tuple[Path, subprocess.Popen]:
+    """A job directory as a SIGKILLed worker leaves it: its owner gone, a loader still running
+    in its own process group, an option file with a password."""
     tmp = Path(settings.STRONGBOX_TMP_DIR)
     tmp.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    # A loader of the dead worker's restore, still running in its own process group.
     loader = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    dead = tmp / f"{workdirs.JOB_PREFIX}restore-{uuid.uuid4().hex}"
-    (dead / "loaders").mkdir(parents=True, mode=0o700)
-    (dead / "owner").write_text(f"{host} {gone.pid} 1")
-    (dead / "loaders" / str(loader.pid)).write_text(
-        f"{host} {loader.pid} {_start_ticks_of(loader)}"
+    ticks = workdirs.start_ticks(loader.pid)
+    job = workdirs.job_path(tmp, name)
+    (job / "loaders").mkdir(parents=True, mode=0o700)
+    (job / "owner").write_text(f"{host} {gone.pid} 1")
+    (job / "loaders" / str(loader.pid)).write_text(f"{host} {loader.pid} {ticks}")
+    (job / "strongbox-my-x.cnf").write_text("[client]\npassword=secret\n")
+    return job, loader
+
+
+@pytest.fixture
+def stop_loaders():
+    loaders: list[subprocess.Popen] = []
+    yield loaders.append
+    for loader in loaders:
+        if loader.poll() is None:
+            loader.kill()
+        loader.wait()
+
+
+def test_the_reaper_kills_the_loaders_of_a_restore_it_fails_and_removes_its_files(
+    environment, destination, sqlite_spec, stop_loaders
+):
+    fill_sqlite(sqlite_spec, rows=20)
+    database = database_for(environment, sqlite_spec)
+    backup = run_backup_now(environment=environment, kind="database", database=database)
+    restore = restore_request(backup=backup, target_type="same", enqueue=False)
+    old = timezone.now() - timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS + 5)
+    Restore.objects.filter(pk=restore.pk).update(
+        status=RestoreStatus.IN_PROGRESS, started_at=old, heartbeat_at=old, phase="RESTORE"
     )
-    (dead / "strongbox-my-x.cnf").write_text("[client]\npassword=secret\n")
+    job, loader = _job_of_a_dead_worker(restore_job(restore.id))
+    stop_loaders(loader)
+    other_job, other_loader = _job_of_a_dead_worker(f"restore-{uuid.uuid4().hex}")
+    stop_loaders(other_loader)
+
+    assert [r.pk for r in restores_reap_stale()] == [restore.pk]
+
+    assert loader.wait(timeout=10) == -signal.SIGKILL
+    assert not job.exists()
+    # Another restore's leftovers are the next worker's to judge, not this reaper's.
+    assert other_loader.poll() is None and other_job.exists()
+
+
+def test_a_new_worker_kills_the_loaders_and_removes_the_files_a_killed_worker_left(
+    start_worker, stop_loaders
+):
+    tmp = Path(settings.STRONGBOX_TMP_DIR)
+    dead, loader = _job_of_a_dead_worker(f"restore-{uuid.uuid4().hex}")
+    stop_loaders(loader)
     # A plaintext spool of an older version, and the job of a worker that still runs.
     old_spool = tmp / "strongbox-restore-abc.pgdump"
     old_spool.write_bytes(PGDMP + b"rows")
@@ -319,7 +402,4 @@ def test_a_new_worker_kills_the_loaders_and_removes_the_files_a_killed_worker_le
         assert not old_spool.exists()
         assert running.is_dir()
     finally:
-        if loader.poll() is None:
-            loader.kill()
-            loader.wait()
         workdirs.discard(running)
