@@ -4,9 +4,11 @@ worker left and removes its files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -24,13 +26,15 @@ from django.utils import timezone
 
 from backups import workdirs
 from backups.envelope import ENVELOPE_MAGIC
-from restores.artifacts import restore_job
+from restores.artifacts import Progress, restore_job
 from restores.models import Restore, RestorePhase, RestoreStatus
 from restores.services import restore_request, restores_reap_stale
 from tests import factories
 from tests.backups.helpers import database_for, run_backup_now
 from tests.fixtures.databases import (
+    MySQLEngine,
     PostgreSQLEngine,
+    fill_mariadb,
     fill_postgres,
     fill_sqlite,
     table_checksums,
@@ -81,6 +85,8 @@ class PlaintextScanner:
         self.own_dir = own_dir
         # The processes whose open files are read too (not, say, the S3 server's).
         self.pids: Callable[[], set[int]] = set
+        # Files that hold the data by nature (a SQLite target and its scratch image).
+        self.allowed: Callable[[str], bool] = lambda path: False
         self.found: list[str] = []
         self.passes = 0
         self._stop = threading.Event()
@@ -142,6 +148,8 @@ class PlaintextScanner:
 
     def scan_once(self) -> None:
         for path in self._files():
+            if self.allowed(os.path.realpath(path)):
+                continue
             for what in self._holds(path):
                 ours = str(path).startswith((str(self.own_dir), "/proc/"))
                 if what == self.marker or ours:
@@ -323,6 +331,75 @@ def test_an_unencrypted_backup_downloaded_from_s3_waits_encrypted_and_restores(
     assert restore.phases[0]["copy"] == s3.name
     assert _fingerprint(spec) == original
     assert scanner.found == [] and scanner.passes > 3
+    assert [p.name for p in Path(settings.STRONGBOX_TMP_DIR).iterdir()] == []
+
+
+def _fill_other_with_secrets(spec, marker: str, rows: int = 20_000) -> None:
+    fill = fill_sqlite if spec.engine == "sqlite" else fill_mariadb
+    fill(spec, rows=50)
+    values = [(i, f"{marker}-{uuid.uuid4().hex}") for i in range(1, rows + 1)]
+    if spec.engine == "sqlite":
+        with contextlib.closing(sqlite3.connect(spec.name)) as conn, conn:
+            conn.execute("CREATE TABLE secrets (id INTEGER PRIMARY KEY, payload TEXT)")
+            conn.executemany("INSERT INTO secrets VALUES (?, ?)", values)
+        return
+    conn = MySQLEngine(spec.engine).connect(spec)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE secrets (id INT PRIMARY KEY, payload TEXT)")
+            cur.executemany("INSERT INTO secrets VALUES (%s, %s)", values)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "sqlite"])
+def test_mariadb_and_sqlite_restores_keep_nothing_decrypted_beside_their_target(
+    engine, environment, destination, request, tmp_path, monkeypatch
+):
+    spec = request.getfixturevalue(f"make_{engine}_database")()
+    marker = f"sbx-secret-{uuid.uuid4().hex}"
+    _fill_other_with_secrets(spec, marker)
+    original = table_checksums(spec, tables=("customers", "secrets"))
+    database = database_for(environment, spec)
+    backup = run_backup_now(environment=environment, kind="database", database=database)
+    assert backup.status == "completed" and backup.encrypted, backup.message
+    if engine == "sqlite":
+        with contextlib.closing(sqlite3.connect(spec.name)) as conn, conn:
+            conn.execute("DELETE FROM secrets WHERE id > 10")
+    else:
+        conn = MySQLEngine(spec.engine).connect(spec)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("DELETE FROM secrets WHERE id > 10")
+            conn.commit()
+        finally:
+            conn.close()
+
+    scanner = PlaintextScanner(marker, tmp_path)
+    scanner.pids = lambda: _descendants(os.getpid())
+    if engine == "sqlite":
+        # The target, its scratch image beside it and its journal hold the rows: the restore.
+        leaf = Path(spec.name).name
+        scanner.allowed = lambda path: Path(path).name.lstrip(".").startswith(leaf)
+    # Scan in step with the load (it is quick): at every 16 KiB of the artifact read.
+    add = Progress.add
+    seen = []
+
+    def add_and_scan(progress, n: int) -> None:
+        add(progress, n)
+        if progress.bytes_done // (16 << 10) > len(seen):
+            seen.append(progress.bytes_done)
+            scanner.scan_once()
+
+    monkeypatch.setattr(Progress, "add", add_and_scan)
+
+    restore = run_restore_now(backup=backup, target_type="same", take_safety_backup=False)
+    scanner.scan_once()
+
+    assert restore.status == RestoreStatus.COMPLETED, restore.message
+    assert table_checksums(spec, tables=("customers", "secrets")) == original
+    assert scanner.found == [] and scanner.passes > 2
     assert [p.name for p in Path(settings.STRONGBOX_TMP_DIR).iterdir()] == []
 
 
