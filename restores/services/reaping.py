@@ -68,18 +68,22 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
                 environment=restore.target_environment,
                 severity="critical",
             )
+        _discard_job_of(restore)
         if restore.phase != RestorePhase.SWAP:
             _discard_scratches_of(restore)
         reaped.append(restore)
     return reaped
 
 
-def _discard_scratches_of(restore: Restore) -> None:
-    # Its loaders first (they may still write into the scratch copy), with its private files;
-    # only reachable when the reaper runs where the dead worker ran.
+def _discard_job_of(restore: Restore) -> None:
+    """Kill the dead restore's loaders (they may still write into its scratch copy) and remove
+    its private files; only reachable when the reaper runs where the dead worker ran."""
     killed = workdirs.discard(workdirs.job_path(tmp_dir(), restore_job(restore.id)))
     if killed:
         logger.warning("killed the loaders %s of the dead restore %s", killed, restore.id)
+
+
+def _discard_scratches_of(restore: Restore) -> None:
     tag = restore.id.hex[:8]
     if restore.pitr_target is not None:
         # Only reachable when the reaper runs where the dead worker ran; else it stays.
