@@ -3,10 +3,9 @@ and key, and report bytes read (and the heartbeat) on the restore row."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
+from backups.ephemeral_spool import EphemeralSpool
 from backups.keys import KeyUnavailable, key_for_id
 from backups.models import Backup, BackupCopy, CopyStatus
 from backups.pipeline import ArtifactCorrupt, open_artifact
@@ -71,28 +71,34 @@ class Counting:
 
 @dataclass
 class Fetched:
-    """A verified artifact on local disk (the destination's own file, or a downloaded copy)."""
+    """A verified artifact: the destination's own file, or a download in an encrypted spool."""
 
     copy: BackupCopy
-    path: str
-    temporary: bool = False
+    path: str = ""
+    spool: EphemeralSpool | None = None
 
     def open(self) -> BinaryIO:
+        if self.spool is not None:
+            return io.BufferedReader(self.spool.reader(), buffer_size=1 << 20)
         return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
 
     def cleanup(self) -> None:
-        if self.temporary:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        if self.spool is not None:
+            self.spool.close()
 
 
 def tmp_dir() -> str:
     path = str(settings.STRONGBOX_TMP_DIR)
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
 
-def hash_into(stream: BinaryIO, progress: Progress, out: BinaryIO | None) -> tuple[str, int]:
+def restore_job(restore_id) -> str:
+    """The name of a restore's private directory in the temporary directory (``workdirs``)."""
+    return f"restore-{restore_id.hex}"
+
+
+def hash_into(stream: BinaryIO, progress: Progress, out: EphemeralSpool | None) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
     while data := stream.read(1 << 20):
@@ -105,7 +111,9 @@ def hash_into(stream: BinaryIO, progress: Progress, out: BinaryIO | None) -> tup
 
 
 def fetch(copy: BackupCopy, progress: Progress) -> tuple[Fetched, str, int]:
-    """Hash a stored copy; a remote one is downloaded once, to a temporary file, meanwhile."""
+    """Hash a stored copy; a remote one is downloaded once meanwhile, into an encrypted spool
+    (an unencrypted backup's bytes are the database's: they never reach the disk as they are).
+    """
     storage = backend_for(copy.destination).storage()
     if isinstance(storage, FileSystemStorage):
         path = storage.path(copy.key)
@@ -115,11 +123,10 @@ def fetch(copy: BackupCopy, progress: Progress) -> tuple[Fetched, str, int]:
         except FileNotFoundError as exc:
             raise ArtifactMissing(f"{copy.key} is missing from {copy.destination.name}") from exc
         return Fetched(copy=copy, path=path), digest, size
-    fd, path = tempfile.mkstemp(prefix="strongbox-fetch-", dir=tmp_dir())
-    fetched = Fetched(copy=copy, path=path, temporary=True)
+    fetched = Fetched(copy=copy, spool=EphemeralSpool(tmp_dir(), prefix="strongbox-fetch-"))
     try:
-        with os.fdopen(fd, "wb") as out, open_artifact_stream(copy.destination, copy.key) as raw:
-            digest, size = hash_into(raw, progress, out)
+        with open_artifact_stream(copy.destination, copy.key) as raw:
+            digest, size = hash_into(raw, progress, fetched.spool)
     except BaseException:
         fetched.cleanup()
         raise

@@ -34,7 +34,6 @@ import os
 import shutil
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -48,6 +47,7 @@ from backups.engines.base import COPY_CHUNK, describe_exit, enlarge_pipe, spawn
 from backups.engines.mysql import CLIENT_TOOLS, MySQLEngine, write_defaults_file
 from backups.engines.postgresql import USER_TABLES, PostgreSQLEngine
 from backups.engines.sqlite import SIDE_FILES
+from backups.ephemeral_spool import EphemeralSpool
 from restores import mysql_swap, pg_access
 from restores.mysql_swap import SwapIncomplete as SwapIncomplete
 
@@ -63,8 +63,6 @@ PG_DATABASE_PROPERTIES = (
     "SELECT pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba), {icu}"
     " FROM pg_database WHERE datname = %s"
 )
-# Larger reads than the engines' 1 MiB: decompressing into the spool costs less CPU per byte.
-SPOOL_CHUNK = 4 << 20
 
 
 class SwapRefused(RestoreFailed):
@@ -122,6 +120,7 @@ def run_tool(
         stdin=subprocess.PIPE if stream is not None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         error_class=RestoreFailed,
+        loader=True,
     )
     broken = False
     try:
@@ -227,28 +226,38 @@ def _pg_create(conn: psycopg.Connection, name: str, properties: tuple) -> None:
         )
 
 
+Reopen = Callable[[], contextlib.AbstractContextManager[BinaryIO]]
+
+
 def load(
     scratch: ConnectionSpec,
     stream: BinaryIO,
     *,
-    jobs: int = 1,
     tmp_dir: str | None = None,
     tick: Tick = _noop,
+    reopen: Reopen | None = None,
 ) -> list[str]:
     """Load a plaintext dump (as the backup engine wrote it) into a prepared scratch.
+
+    Nothing decrypted is written to disk: every tool reads the stream on its stdin, and what
+    must be kept for a while goes to an encrypted ephemeral spool in ``tmp_dir``.
+    ``reopen`` gives the same dump again from its start (a PostgreSQL load refused for
+    owners the role scan could not foresee is loaded again without them); None: it cannot.
 
     Returns notes for the restore's message (what of the dump could not be restored as it
     was, e.g. PostgreSQL owners and GRANTs naming roles the target server lacks).
     """
     engine = get_engine(scratch.engine)
+    if tmp_dir:
+        os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
     if scratch.engine == "postgresql":
-        return _load_postgresql(scratch, stream, jobs=jobs, tmp_dir=tmp_dir, tick=tick)
+        return _load_postgresql(scratch, stream, tmp_dir=tmp_dir, tick=tick, reopen=reopen)
     if scratch.engine in MYSQL_FAMILY:
         tool = next((t for t in CLIENT_TOOLS if shutil.which(t)), None)
         if tool is None:
             engine.require_tools()
             raise RestoreFailed("neither the mariadb nor the mysql client is installed")
-        defaults_file = write_defaults_file(scratch)
+        defaults_file = write_defaults_file(scratch, directory=tmp_dir)
         try:
             argv = engine.restore_argv(scratch, tool=tool, defaults_file=defaults_file)
             run_tool(argv, stream, tick=tick)
@@ -263,60 +272,44 @@ def load(
 
 
 def _load_postgresql(
-    scratch: ConnectionSpec, stream: BinaryIO, *, jobs: int, tmp_dir: str | None, tick: Tick
+    scratch: ConnectionSpec,
+    stream: BinaryIO,
+    *,
+    tmp_dir: str | None,
+    tick: Tick,
+    reopen: Reopen | None,
 ) -> list[str]:
+    """One pg_restore reading the dump on its stdin, after a role scan of its head.
+
+    No ``--jobs``: a parallel pg_restore needs the dump as a seekable plaintext file, which
+    is what must never be on disk. What the role scan read (the table of contents and a
+    little more) waits in an encrypted spool and is given to the load first.
+    """
     engine = PostgreSQLEngine()
     engine.require_tools()
     env = engine.tool_env(scratch)
-    if tmp_dir:
-        os.makedirs(tmp_dir, exist_ok=True)
-    if jobs <= 1:
-        # One pass over the stream: what the role scan read (the table of contents) waits in
-        # a temporary file and is given to the load first.
-        with tempfile.TemporaryFile(prefix="strongbox-restore-toc-", dir=tmp_dir) as head:
-            roles = pg_access.roles_in_stream(stream, head)
-            head.seek(0)
-            access = pg_access.decide(scratch, roles)
-            argv = engine.restore_argv(scratch, owners=access.owners, privileges=access.privileges)
-            try:
-                run_tool(argv, pg_access.Rejoined(head, stream), env=env, tick=tick)
-            except RestoreFailed as exc:
-                if access.refused(str(exc)):
-                    raise RestoreFailed(
-                        f"{exc} (restoring owners and grants failed; a load with more than "
-                        "one job spools the dump and can load it again without them)"
-                    ) from exc
-                raise
-        return access.notes
-    # pg_restore --jobs needs a seekable file: spool the plaintext dump first.
-    fd, path = tempfile.mkstemp(prefix="strongbox-restore-", suffix=".pgdump", dir=tmp_dir)
-    try:
+    with EphemeralSpool(tmp_dir, prefix="strongbox-restore-toc-") as head:
+        roles = pg_access.roles_in_stream(stream, head)
+        access = pg_access.decide(scratch, roles)
+        argv = engine.restore_argv(scratch, owners=access.owners, privileges=access.privileges)
         try:
-            with os.fdopen(fd, "wb") as spool:
-                while chunk := stream.read(SPOOL_CHUNK):
-                    spool.write(chunk)
-                    tick()
-        except OSError as exc:
-            raise RestoreFailed(f"cannot spool the dump to {path}: {exc}") from exc
-        access = pg_access.decide(scratch, pg_access.roles_in_file(path))
-        argv = engine.restore_argv(
-            scratch, jobs=jobs, path=path, owners=access.owners, privileges=access.privileges
-        )
-        try:
-            run_tool(argv, None, env=env, tick=tick)
+            run_tool(argv, pg_access.Rejoined(head.reader(), stream), env=env, tick=tick)
+            return access.notes
         except RestoreFailed as exc:
             refusal = access.refused(str(exc))
             if refusal is None:
                 raise
-            # Something the role scan could not foresee (e.g. an owner without CREATE on its
-            # schema until the dump's GRANTs run): the spooled dump can be read again.
-            _recreate_postgresql(scratch)
-            run_tool(engine.restore_argv(scratch, jobs=jobs, path=path), None, env=env, tick=tick)
-            access = access.without(refusal)
-        return access.notes
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            if reopen is None:
+                raise RestoreFailed(
+                    f"{exc} (restoring owners and grants failed, and this dump cannot be read "
+                    "a second time to load it without them)"
+                ) from exc
+    # Something the role scan could not foresee (e.g. an owner without CREATE on its schema
+    # until the dump's GRANTs run): read the dump again and load it without them.
+    _recreate_postgresql(scratch)
+    with reopen() as again:
+        run_tool(engine.restore_argv(scratch), again, env=env, tick=tick)
+    return access.without(refusal).notes
 
 
 def count(spec: ConnectionSpec) -> dict[str, int]:

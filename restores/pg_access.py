@@ -19,7 +19,8 @@ one owner mean little on objects owned by another). What is left out is said in 
 the restore's message. The scan errs towards naming too many roles (a line in a function body
 can look like a GRANT), which only makes leaving them out more likely. What it cannot foresee
 (an owner that may create in its schema only through a GRANT restored later) fails the load;
-a spooled dump is then loaded again without owners and GRANTs (``Access.refused``).
+a dump that can be read again is then loaded again without owners and GRANTs
+(``Access.refused``).
 
 Outside the dump. A database's GRANTs (``pg_database.datacl``), its ``ALTER DATABASE … SET``
 and ``ALTER ROLE … IN DATABASE … SET`` settings and its connection limit belong to the
@@ -152,6 +153,7 @@ def _read_roles(argv: list[str], feed: BinaryIO | None, head: IO[bytes] | None) 
         stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         error_class=RestoreFailed,
+        loader=True,
     )
     assert proc.stdout is not None  # noqa: S101 - stdout=PIPE above
     found: list[DumpRoles] = []
@@ -184,11 +186,6 @@ def _read_roles(argv: list[str], feed: BinaryIO | None, head: IO[bytes] | None) 
             f"pg_restore could not read the dump's table of contents: {collector.text()}"
         )
     return found[0]
-
-
-def roles_in_file(path: str) -> DumpRoles:
-    """The roles named by the dump in ``path`` (reads its table of contents only)."""
-    return _read_roles(PostgreSQLEngine.schema_argv(path), None, None)
 
 
 def roles_in_stream(stream: BinaryIO, head: IO[bytes]) -> DumpRoles:

@@ -8,6 +8,7 @@ from restores.services import (
     restore_claim,
     restore_execute,
     restores_reap_stale,
+    restores_sweep_leftovers,
     restores_test_due,
 )
 
@@ -33,3 +34,14 @@ def test_restore_latest_backups() -> int:
 
 def reap_stale_restores() -> int:
     return len(restores_reap_stale())
+
+
+def clean_up_at_worker_start(sender, proc_name: str = "", **kwargs) -> None:
+    """django-q2's ``post_spawn``: a new worker process removes what killed ones left."""
+    try:
+        removed = restores_sweep_leftovers()
+    except Exception:  # a failed clean-up must not stop the worker from working
+        logger.exception("could not remove the leftovers of earlier workers")
+        return
+    if removed:
+        logger.warning("worker %s removed leftovers of earlier workers: %s", proc_name, removed)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Protocol, runtime_checkable
 
+from backups import workdirs
+
 STDERR_TAIL_BYTES = 2048
 # Large pipe so the pipeline thread (compress, encrypt, upload) does not stall the dump tool.
 PIPE_SIZE = 1024 * 1024
@@ -115,8 +117,14 @@ def spawn(
     stdin: int | IO[bytes] | None = subprocess.DEVNULL,
     stdout: int | IO[bytes] | None = subprocess.PIPE,
     error_class: type[EngineError] = DumpFailed,
+    loader: bool = False,
 ) -> tuple[subprocess.Popen[bytes], _StderrCollector]:
-    """Start a tool without a shell; a missing binary becomes EngineUnavailable."""
+    """Start a tool without a shell; a missing binary becomes EngineUnavailable.
+
+    A ``loader`` (a restore tool) gets a process group of its own, recorded in the active job
+    (``backups.workdirs``): a reaper or the next worker can kill it and whatever it forked
+    even after this process was killed.
+    """
     full_env = {**os.environ, **(env or {})}
     try:
         proc = subprocess.Popen(  # argv list, never a shell
@@ -127,11 +135,14 @@ def spawn(
             env=full_env,
             bufsize=0,
             close_fds=True,
+            start_new_session=loader,
         )
     except FileNotFoundError as exc:
         raise EngineUnavailable(f"{argv[0]} is not installed on this worker") from exc
     except OSError as exc:
         raise error_class(f"could not start {argv[0]}: {exc}") from exc
+    if loader:
+        workdirs.record_loader(proc.pid)
     assert proc.stderr is not None  # noqa: S101 - stderr=PIPE above
     collector = _StderrCollector(proc.stderr)
     collector.start()
@@ -235,6 +246,7 @@ def run_restore(
         stdin=subprocess.PIPE if stream is not None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         error_class=RestoreFailed,
+        loader=True,
     )
     broken = False
     try:

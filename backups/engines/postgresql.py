@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import BinaryIO
@@ -15,14 +12,12 @@ import psycopg
 from psycopg import sql
 
 from .base import (
-    COPY_CHUNK,
     ConnectionSpec,
     Dump,
     DumpFailed,
     Engine,
     EngineError,
     ProcessDump,
-    RestoreFailed,
     run_restore,
 )
 
@@ -230,34 +225,14 @@ class PostgreSQLEngine(Engine):
         counter.start()
         return dump
 
-    def restore(
-        self,
-        spec: ConnectionSpec,
-        stream: BinaryIO,
-        *,
-        jobs: int = 1,
-        tmp_dir: str | None = None,
-    ) -> None:
+    def restore(self, spec: ConnectionSpec, stream: BinaryIO, *, jobs: int = 1) -> None:
         """Load a custom-format dump from `stream` into the existing, empty database `spec`.
 
-        pg_restore --jobs needs a seekable file, so with jobs > 1 the stream is first spooled
-        to a temporary file in `tmp_dir` (it needs room for the whole uncompressed dump).
+        One pg_restore reading stdin, whatever `jobs` says: --jobs needs the dump as a
+        seekable plaintext file, and a decrypted dump is never written to disk.
         """
         self.require_tools()
-        env = self.tool_env(spec)
-        if jobs <= 1:
-            run_restore(self.restore_argv(spec), stream, env=env)
-            return
-        fd, path = tempfile.mkstemp(prefix="strongbox-restore-", suffix=".pgdump", dir=tmp_dir)
-        try:
-            with os.fdopen(fd, "wb") as spool:
-                shutil.copyfileobj(stream, spool, COPY_CHUNK)
-            run_restore(self.restore_argv(spec, jobs=jobs, path=path), None, env=env)
-        except OSError as exc:
-            raise RestoreFailed(f"cannot spool the dump to {path}: {exc}") from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        run_restore(self.restore_argv(spec), stream, env=self.tool_env(spec))
 
     def create_database(self, spec: ConnectionSpec) -> None:
         self._maintenance(spec, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.name)))

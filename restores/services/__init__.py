@@ -22,7 +22,7 @@ and building blocks both share), ``verification`` (test restores) and ``reaping`
 """
 
 from restores.services.execution import restore_execute
-from restores.services.reaping import restores_reap_stale
+from restores.services.reaping import restores_reap_stale, restores_sweep_leftovers
 from restores.services.requests import (
     enqueue_restore,
     restore_claim,
@@ -44,5 +44,6 @@ __all__ = [
     "restore_request",
     "restore_undo",
     "restores_reap_stale",
+    "restores_sweep_leftovers",
     "restores_test_due",
 ]

@@ -7,8 +7,9 @@ import logging
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise
+from backups import workdirs
 from config.errors import ApplicationError
-from restores.artifacts import Progress, fetch_verified
+from restores.artifacts import Progress, fetch_verified, restore_job, tmp_dir
 from restores.models import Restore, RestorePhase
 from restores.plan import check_version, planned_members, replaced_text, source_version
 from restores.services.point_in_time import execute_pitr
@@ -29,7 +30,9 @@ def restore_execute(*, restore: Restore) -> Restore:
     """Run a claimed restore to its end state. Never leaves it in-progress."""
     phases = Phases()
     try:
-        _execute(restore, phases)
+        # Its loaders and files live in a private directory, removed (loaders killed) after.
+        with workdirs.active(tmp_dir(), restore_job(restore.id)):
+            _execute(restore, phases)
     except Exception as exc:
         logger.exception("restore %s failed unexpectedly", restore.id)
         phases.fail_running()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from backups import workdirs
 from backups.engines import EngineError
 from backups.engines.postgresql import PostgreSQLEngine
 from backups.pitr import pitr_check_target, recovered_copy, recovered_copy_dir
@@ -19,7 +20,6 @@ from restores.services.steps import (
     check_swap_complete,
     fail,
     load_phase,
-    restore_jobs,
     safety_phase,
     start,
     update,
@@ -113,8 +113,7 @@ def _load_recovered(
         member.notes += loading.load(
             member.scratch,
             Counting(dump.stdout, progress.add),  # type: ignore[arg-type]
-            jobs=restore_jobs(member),
-            tmp_dir=tmp_dir(),
+            tmp_dir=str(workdirs.current() or tmp_dir()),
             tick=progress.tick,
         )
         dump.finish()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -11,14 +14,17 @@ from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise
+from backups import workdirs
 from backups.models import BackupStatus
 from backups.pitr import discard_recovered_copy, recovered_copy_dir
 from config.errors import ApplicationError
 from restores import loading
-from restores.artifacts import tmp_dir
+from restores.artifacts import restore_job, tmp_dir
 from restores.models import Restore, RestorePhase, RestoreStatus
 from restores.plan import planned_members, replaced_text, restore_target_text
 from restores.services.steps import discard_scratches
+
+logger = logging.getLogger(__name__)
 
 
 def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
@@ -65,10 +71,19 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
                 environment=restore.target_environment,
                 severity="critical",
             )
+        _discard_job_of(restore)
         if restore.phase != RestorePhase.SWAP:
             _discard_scratches_of(restore)
         reaped.append(restore)
     return reaped
+
+
+def _discard_job_of(restore: Restore) -> None:
+    """Kill the dead restore's loaders (they may still write into its scratch copy) and remove
+    its private files; only reachable when the reaper runs where the dead worker ran."""
+    killed = workdirs.discard(workdirs.job_path(tmp_dir(), restore_job(restore.id)))
+    if killed:
+        logger.warning("killed the loaders %s of the dead restore %s", killed, restore.id)
 
 
 def _discard_scratches_of(restore: Restore) -> None:
@@ -83,3 +98,27 @@ def _discard_scratches_of(restore: Restore) -> None:
     for member in members:
         member.scratch = loading.scratch_spec(member.target, tag, purpose="restore")
     discard_scratches(members)
+
+
+def restores_sweep_leftovers(*, started_at: float | None = None) -> list[str]:
+    """Remove what killed workers left in the temporary directory; returns what went.
+
+    Run when a worker process starts. The private directories of restores and test restores
+    whose worker process is gone (their recorded loaders are killed first), loose
+    ``strongbox-*`` files older than ``started_at`` that no process holds open, and the
+    recovered copies (``pitr-<tag>``) of restores no longer running.
+    """
+    started_at = time.time() if started_at is None else started_at
+    parent = tmp_dir()
+    removed = workdirs.sweep(parent, started_before=started_at)
+    running = {
+        pk.hex[:8]
+        for pk in Restore.objects.filter(status=RestoreStatus.IN_PROGRESS).values_list(
+            "id", flat=True
+        )
+    }
+    for path in Path(parent).glob("pitr-*"):
+        if path.name.removeprefix("pitr-") not in running and path.stat().st_mtime < started_at:
+            discard_recovered_copy(path)
+            removed.append(path.name)
+    return removed

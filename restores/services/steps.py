@@ -4,16 +4,17 @@ into scratch copies and counting them, discarding scratch copies, the safety bac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import BinaryIO
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
+from backups import workdirs
 from backups.container import iter_container
 from backups.engines import EngineError
 from backups.execution import Phases
@@ -34,13 +35,6 @@ EXTENSION_ENGINES = {"pgdump": "postgresql", "sql": "mysql", "sqlite3": "sqlite"
 
 
 # --- loading into scratch copies and checking them --------------------------------------------
-
-
-def restore_jobs(member: Member) -> int:
-    options = member.database.options if member.database else {}
-    return int(
-        (options or {}).get("restore_jobs") or getattr(settings, "STRONGBOX_RESTORE_JOBS", 2)
-    )
 
 
 def _member_for(members: list[Member], name: str) -> Member:
@@ -69,9 +63,14 @@ def load_all(
     progress: Progress,
     scratch_dir: str | None = None,
 ) -> None:
-    """Stream the artifact once, loading each member into its own fresh scratch copy."""
+    """Stream the artifact once, loading each member into its own fresh scratch copy.
 
-    def load(member: Member, stream: BinaryIO) -> None:
+    Loaders keep what they must (an option file, an encrypted spool) in the active job's
+    private directory (``backups.workdirs``), else in the worker's temporary directory.
+    """
+    work_dir = str(workdirs.current() or tmp_dir())
+
+    def load(member: Member, name: str, stream: BinaryIO) -> None:
         directory = scratch_dir if member.target.engine in ("sqlite", "files") else None
         member.scratch = loading.scratch_spec(
             member.target, tag, purpose=purpose, directory=directory
@@ -80,25 +79,40 @@ def load_all(
         member.notes += loading.load(
             member.scratch,
             stream,
-            jobs=restore_jobs(member),
-            tmp_dir=tmp_dir(),
+            tmp_dir=work_dir,
             tick=progress.tick,
+            reopen=lambda: _read_again(backup, fetched, name, progress),
         )
 
     progress.reset()
     with fetched.open() as raw:
         plain = open_artifact(Counting(raw, progress.add), key_for=key_for_id)  # type: ignore[arg-type]
         if backup.kind != BackupKind.FULL:
-            load(members[0], plain)
+            load(members[0], "", plain)
             return
         loaded = set()
         for name, stream in iter_container(plain):
             member = _member_for(members, name)
-            load(member, stream)
+            load(member, name, stream)
             loaded.add(member.slot)
         missing = [m.label for m in members if m.slot not in loaded]
         if missing:
             raise loading.RestoreFailed(f"the backup holds nothing for {', '.join(missing)}")
+
+
+@contextlib.contextmanager
+def _read_again(backup: Backup, fetched: Fetched, name: str, progress: Progress):
+    """The dump of one member (``name`` in a container, else the whole artifact) once more."""
+    with fetched.open() as raw:
+        plain = open_artifact(Counting(raw, lambda n: progress.tick()), key_for=key_for_id)  # type: ignore[arg-type]
+        if backup.kind != BackupKind.FULL:
+            yield plain
+            return
+        for member_name, stream in iter_container(plain):
+            if member_name == name:
+                yield stream
+                return
+        raise loading.RestoreFailed(f"the backup no longer holds {name}")
 
 
 def count_problems(members: list[Member]) -> tuple[list[str], list[str]]:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
+from backups import workdirs
 from backups.engines import EngineError
 from backups.keys import KeyUnavailable
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
@@ -29,6 +30,11 @@ def backup_test_restore(*, backup: Backup) -> bool:
     the message says why and a ``verification_failed`` alert is raised.
     """
     tag = uuid.uuid4().hex[:8]
+    with workdirs.active(tmp_dir(), f"verify-{tag}") as work_dir:
+        return _test_restore(backup, tag, str(work_dir))
+
+
+def _test_restore(backup: Backup, tag: str, work_dir: str) -> bool:
     members: list[Member] = []
     fetched = None
     try:
@@ -43,7 +49,9 @@ def backup_test_restore(*, backup: Backup) -> bool:
             tag=tag,
             purpose="verify",
             progress=Progress(None),
-            scratch_dir=tmp_dir(),
+            # SQLite and files scratch copies hold the data by nature: in the private 0700
+            # directory, which a later worker removes if this one is killed.
+            scratch_dir=work_dir,
         )
         mismatches, notes = count_problems(members)
     except (ApplicationError, EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:

@@ -121,14 +121,17 @@ def test_a_dump_restores_into_a_fresh_database_with_identical_content(
 
 
 @pytest.mark.postgres
-def test_a_parallel_restore_spools_to_the_given_directory_and_cleans_up(
-    make_postgres_database: Callable[[], ConnectionSpec], tmp_path: os.PathLike[str]
+def test_a_restore_asked_for_several_jobs_streams_into_one_pg_restore_without_a_spool(
+    make_postgres_database: Callable[[], ConnectionSpec],
+    tmp_path: os.PathLike[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source, target = make_postgres_database(), make_postgres_database()
     expected = fill_postgres(source)
     data, _ = dump_to_bytes(source)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
 
-    engine.restore(target, io.BytesIO(data), jobs=3, tmp_dir=str(tmp_path))
+    engine.restore(target, io.BytesIO(data), jobs=3)
 
     assert engine.row_counts(target) == expected
     assert table_checksums(target) == table_checksums(source)
