@@ -86,9 +86,9 @@ def organisation_key(organisation) -> tuple[str, bytes] | None:
 
 def backups_encrypted(organisation=None) -> bool:
     """Whether new backups (of this organisation, or of every one) are encrypted."""
-    if organisation is not None:
-        return organisation_key(organisation) is not None
-    return bool(master_keys())
+    if master_keys():  # every organisation: no need to read the key file or derive a key
+        return True
+    return organisation is not None and organisation_key(organisation) is not None
 
 
 def master_fingerprint_of(key_id: str) -> str | None:

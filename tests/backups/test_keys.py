@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.core.management import call_command
 
-from backups.envelope import ArtifactCorrupt, EnvelopeWriter
+from backups.envelope import ArtifactCorrupt, EnvelopeReader, EnvelopeWriter
 from backups.keys import KeyUnavailable, key_for_id, keys_needed, organisation_key
 from backups.models import BackupStatus
 from backups.pipeline import open_artifact
@@ -293,3 +293,28 @@ def test_a_restore_reads_a_backup_stored_under_the_old_key_id_format(
 
     assert restore.status == RestoreStatus.COMPLETED, restore.message
     assert table_checksums(spec) == expected
+    assert ("hkdf:<organisation>", "unnamed") in [(need.key, need.state) for need in keys_needed()]
+
+
+def test_each_organisations_backups_record_and_use_their_own_key_id(
+    settings, environment, destination, other_organisation, make_sqlite_database
+):
+    settings.STRONGBOX_MASTER_KEY = f"{K2},{K1}"
+    other_environment = factories.EnvironmentFactory(
+        project=factories.ProjectFactory(organisation=other_organisation)
+    )
+    factories.DestinationFactory(organisation=other_organisation, name="Their disk")
+    backups = []
+    for env in (environment, other_environment):
+        spec = make_sqlite_database()
+        fill_sqlite(spec, rows=30)
+        backups.append(
+            run_backup_now(environment=env, kind="database", database=database_for(env, spec))
+        )
+
+    for backup in backups:
+        assert backup.status == BackupStatus.COMPLETED, backup.message
+        assert backup.key_id == f"hkdf:{fingerprint(K2)}:{backup.organisation.id}"
+        with artifact_path(backup).open("rb") as raw:
+            assert EnvelopeReader(raw, key_for_id).key_id == backup.key_id
+    assert backups[0].key_id != backups[1].key_id
