@@ -14,16 +14,19 @@ from django.core.management import call_command
 
 from backups.envelope import ArtifactCorrupt, EnvelopeReader, EnvelopeWriter
 from backups.keys import KeyUnavailable, key_for_id, keys_needed, organisation_key
-from backups.models import BackupStatus
+from backups.models import Backup, BackupStatus
 from backups.pipeline import open_artifact
+from backups.services import backup_request
 from config.keyring import key_fingerprint, parse_master_keys
 from destinations.models import DestinationKind
 from organizations.models import Database
-from restores.models import RestoreStatus
+from restores.models import Restore, RestoreStatus
+from restores.services import restore_request
 from tests import factories
 from tests.backups.helpers import database_for, plaintext_stream, run_backup_now
 from tests.fixtures.databases import PostgreSQLEngine, fill_postgres, fill_sqlite, table_checksums
 from tests.fixtures.s3 import s3_destination_config
+from tests.fixtures.worker import wait_for
 from tests.restores.helpers import artifact_path, run_restore_now
 
 pytestmark = pytest.mark.django_db
@@ -318,3 +321,67 @@ def test_each_organisations_backups_record_and_use_their_own_key_id(
         with artifact_path(backup).open("rb") as raw:
             assert EnvelopeReader(raw, key_for_id).key_id == backup.key_id
     assert backups[0].key_id != backups[1].key_id
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_real_workers_restore_across_a_rotation_and_name_the_key_once_it_is_removed(
+    settings, organisation, environment, destination, postgres_spec, start_worker
+):
+    """Each worker process has only the keys in its environment, as in a deployment."""
+    settings.STRONGBOX_MASTER_KEY = K1
+    fill_postgres(postgres_spec, rows=200)
+    database = database_for(environment, postgres_spec, password="worker-pw")
+
+    def backed_up(worker) -> Backup:
+        (backup,) = backup_request(environment=environment, kind="database", database=database)
+        wait_for(
+            lambda: Backup.objects.get(pk=backup.pk).is_final,
+            timeout=90,
+            message=f"the backup to finish; worker log:\n{worker.output()}",
+        )
+        backup.refresh_from_db()
+        assert backup.status == BackupStatus.COMPLETED, backup.message
+        return backup
+
+    def restored(backup, worker) -> Restore:
+        restore = restore_request(backup=backup, target_type="same")
+        wait_for(
+            lambda: (
+                Restore.objects.get(pk=restore.pk).status
+                in (RestoreStatus.COMPLETED, RestoreStatus.FAILED)
+            ),
+            timeout=120,
+            message=f"the restore to finish; worker log:\n{worker.output()}",
+        )
+        return Restore.objects.get(pk=restore.pk)
+
+    worker = start_worker(STRONGBOX_MASTER_KEY=K1)
+    before_rotation = backed_up(worker)
+    worker.stop()
+    data_before = table_checksums(postgres_spec)
+    _change(postgres_spec)
+    data_after = table_checksums(postgres_spec)
+
+    settings.STRONGBOX_MASTER_KEY = f"{K2},{K1}"
+    call_command("rotate_keys")
+    worker = start_worker(STRONGBOX_MASTER_KEY=f"{K2},{K1}")
+    after_rotation = backed_up(worker)
+    worker.stop()
+
+    settings.STRONGBOX_MASTER_KEY = K2
+    worker = start_worker(STRONGBOX_MASTER_KEY=K2)
+    refused = restored(before_rotation, worker)
+    assert refused.status == RestoreStatus.FAILED
+    assert before_rotation.key_id in refused.message and fingerprint(K1) in refused.message
+    assert table_checksums(postgres_spec) == data_after
+    _change(postgres_spec)  # so that the next restore has something to put back
+    restore = restored(after_rotation, worker)
+    assert restore.status == RestoreStatus.COMPLETED, restore.message
+    assert table_checksums(postgres_spec) == data_after
+    worker.stop()
+
+    worker = start_worker(STRONGBOX_MASTER_KEY=f"{K2},{K1}")
+    restore = restored(before_rotation, worker)
+    assert restore.status == RestoreStatus.COMPLETED, restore.message
+    assert table_checksums(postgres_spec) == data_before
