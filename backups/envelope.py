@@ -17,7 +17,9 @@ Every artifact has at least one chunk, and exactly the last one is sealed with f
 Binding the whole header into every chunk's AAD detects a swapped key id or nonce; the index
 detects reordered or dropped chunks; the final flag detects truncation at a chunk boundary
 and appended data. The reader cannot tell a wrong key from tampering (GCM is not key
-committing), so both surface as ArtifactCorrupt.
+committing), so both surface as ArtifactCorrupt. That is also how it chooses when the key
+id names several candidate keys (artifacts from before key ids named their master key):
+the first key under which the first chunk authenticates is the artifact's key.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -99,7 +101,9 @@ class EnvelopeWriter:
 class EnvelopeReader(io.RawIOBase):
     """Readable plaintext of an envelope; every chunk is authenticated before it is returned."""
 
-    def __init__(self, stream: BinaryIO, key_for: Callable[[str], bytes] | None) -> None:
+    def __init__(
+        self, stream: BinaryIO, key_for: Callable[[str], bytes | Sequence[bytes]] | None
+    ) -> None:
         super().__init__()
         self._stream = stream
         magic = _read_exact(stream, len(ENVELOPE_MAGIC))
@@ -122,10 +126,12 @@ class EnvelopeReader(io.RawIOBase):
         self._max_frame = min(_U32.unpack(rest[: _U32.size])[0] + TAG_SIZE, MAX_CHUNK_SIZE)
         if key_for is None:
             raise ValueError(f"artifact is encrypted (key id {self.key_id!r}) but no key was given")
-        key = key_for(self.key_id)
-        if len(key) != KEY_SIZE:
+        found = key_for(self.key_id)
+        keys = [found] if isinstance(found, bytes | bytearray) else list(found)
+        if not keys or any(len(key) != KEY_SIZE for key in keys):
             raise ValueError(f"key for {self.key_id!r} must be {KEY_SIZE} bytes")
-        self._aead = AESGCM(key)
+        # Several candidates: the first chunk decides which one it is (_open_next).
+        self._candidates = [AESGCM(key) for key in keys]
         self._index = 0
         self._buffer = memoryview(b"")
         self._done = False
@@ -156,13 +162,18 @@ class EnvelopeReader(io.RawIOBase):
         final = self._next is None
         nonce = self._prefix + _U32.pack(self._index)
         aad = self.header + _AAD_TAIL.pack(self._index, 1 if final else 0)
-        try:
-            plaintext = self._aead.decrypt(nonce, frame, aad)
-        except InvalidTag as exc:
+        for aead in self._candidates:
+            try:
+                plaintext = aead.decrypt(nonce, frame, aad)
+            except InvalidTag:
+                continue
+            self._candidates = [aead]
+            break
+        else:
             raise ArtifactCorrupt(
                 f"chunk {self._index} failed authentication "
                 "(wrong key, tampered, reordered or truncated artifact)"
-            ) from exc
+            )
         self._index += 1
         self._done = final
         self._buffer = memoryview(plaintext)

@@ -1,20 +1,33 @@
 """Per-organisation backup encryption keys. Never stored in the database.
 
 A key comes from STRONGBOX_KEY_FILE (lines ``org-slug-or-id=<base64 32-byte key>``) or is
-derived with HKDF from STRONGBOX_MASTER_KEY and the organisation id. The key id written
-into each artifact's envelope says which, so a reader finds the key again.
+derived with HKDF from the newest STRONGBOX_MASTER_KEY and the organisation id. The key id
+written into each artifact's envelope (and on its Backup or WalSegment row) says which, so
+a reader finds the key again after a rotation:
+
+- ``hkdf:<master key fingerprint>:<organisation id>``: derived from that master key;
+- ``file:<name>:<key fingerprint>``: that line of the key file (several lines may name the
+  same organisation, newest first: the first one encrypts, all of them decrypt).
+
+Artifacts written before key ids named their key (``hkdf:<organisation id>`` and
+``file:<name>``) are read by trying every candidate key on the first chunk, which GCM
+authenticates (``envelope.EnvelopeReader``).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.db.models import Count
 
 from config.errors import ApplicationError
+from config.keyring import configured_fingerprints, key_fingerprint, master_key, master_keys
 
 KEY_SIZE = 32
 
@@ -24,30 +37,35 @@ class KeyUnavailable(ApplicationError):
     code = "key_unavailable"
 
 
-def _key_file_entries() -> dict[str, bytes]:
+def _key_file_entries() -> dict[str, list[bytes]]:
+    """Name -> keys, in file order (newest first)."""
     path = settings.STRONGBOX_KEY_FILE
     if not path:
         return {}
-    entries = {}
+    entries: dict[str, list[bytes]] = {}
     for line in Path(path).read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         name, _, value = line.partition("=")
-        key = base64.b64decode(value.strip())
+        name = name.strip()
+        try:
+            key = base64.b64decode(value.strip(), validate=True)
+        except binascii.Error as exc:
+            raise KeyUnavailable(f"The key for {name!r} in the key file is not base64.") from exc
         if len(key) != KEY_SIZE:
-            raise KeyUnavailable(f"The key for {name.strip()!r} in the key file is not 32 bytes.")
-        entries[name.strip()] = key
+            raise KeyUnavailable(f"The key for {name!r} in the key file is not 32 bytes.")
+        entries.setdefault(name, []).append(key)
     return entries
 
 
-def _derive(organisation_id: str) -> bytes:
+def _derive(master_secret: str, organisation_id: str) -> bytes:
     return HKDF(
         algorithm=hashes.SHA256(),
         length=KEY_SIZE,
         salt=b"strongbox-backup-key-v1",
         info=organisation_id.encode(),
-    ).derive(settings.STRONGBOX_MASTER_KEY.encode())
+    ).derive(master_secret.encode())
 
 
 def organisation_key(organisation) -> tuple[str, bytes] | None:
@@ -55,19 +73,111 @@ def organisation_key(organisation) -> tuple[str, bytes] | None:
     entries = _key_file_entries()
     for name in (organisation.slug, str(organisation.id)):
         if name in entries:
-            return f"file:{name}", entries[name]
-    if settings.STRONGBOX_MASTER_KEY:
-        return f"hkdf:{organisation.id}", _derive(str(organisation.id))
+            key = entries[name][0]
+            return f"file:{name}:{key_fingerprint(key)}", key
+    keys = master_keys()
+    if keys:
+        newest = keys[0]
+        return f"hkdf:{newest.fingerprint}:{organisation.id}", _derive(
+            newest.secret, str(organisation.id)
+        )
     return None
 
 
-def key_for_id(key_id: str) -> bytes:
-    """The key an artifact names in its envelope."""
-    kind, _, name = key_id.partition(":")
+def backups_encrypted(organisation=None) -> bool:
+    """Whether new backups (of this organisation, or of every one) are encrypted."""
+    if master_keys():  # every organisation: no need to read the key file or derive a key
+        return True
+    return organisation is not None and organisation_key(organisation) is not None
+
+
+def master_fingerprint_of(key_id: str) -> str | None:
+    """The master key fingerprint a key id names (None: a key file key, or the old format)."""
+    kind, _, rest = key_id.partition(":")
+    fingerprint, separator, _ = rest.partition(":")
+    return fingerprint if kind == "hkdf" and separator else None
+
+
+def key_for_id(key_id: str) -> bytes | list[bytes]:
+    """The key an artifact names in its envelope; for an old-format id, every candidate."""
+    kind, _, rest = key_id.partition(":")
+    if kind == "hkdf":
+        fingerprint, separator, organisation_id = rest.partition(":")
+        if not separator:  # "hkdf:<organisation id>": any configured master key may be it
+            candidates = [_derive(key.secret, fingerprint) for key in master_keys()]
+            if candidates:
+                return candidates
+            raise KeyUnavailable(
+                f"The encryption key {key_id!r} is derived from a master key, and "
+                "STRONGBOX_MASTER_KEY is not set on this worker."
+            )
+        key = master_key(fingerprint)
+        if key is not None:
+            return _derive(key.secret, organisation_id)
+        raise KeyUnavailable(
+            f"The encryption key {key_id!r} is derived from master key {fingerprint}, which "
+            f"is not in STRONGBOX_MASTER_KEY on this worker (configured: "
+            f"{configured_fingerprints()}). Add that key back (after the newest) to read it."
+        )
     if kind == "file":
-        entries = _key_file_entries()
-        if name in entries:
-            return entries[name]
-    elif kind == "hkdf" and settings.STRONGBOX_MASTER_KEY:
-        return _derive(name)
+        name, separator, fingerprint = rest.rpartition(":") if ":" in rest else (rest, "", "")
+        keys = _key_file_entries().get(name, [])
+        if not separator and keys:
+            return keys
+        for key in keys:
+            if key_fingerprint(key) == fingerprint:
+                return key
     raise KeyUnavailable(f"The encryption key {key_id!r} is not configured on this worker.")
+
+
+@dataclass(frozen=True)
+class KeyNeed:
+    """Kept encrypted artifacts that need one key (``keys_needed``)."""
+
+    key: str  # a master key fingerprint, or a key id that names no master key
+    state: str  # "newest", "older", "missing", or "unnamed" (old-format hkdf ids)
+    backups: int
+    wal_segments: int
+
+
+def keys_needed() -> list[KeyNeed]:
+    """Which keys the kept encrypted artifacts (completed backups and archived WAL) need.
+    Artifacts are never re-encrypted, so an older master key must stay configured while
+    one of these still names it."""
+    from backups.models import Backup, BackupStatus, WalSegment
+
+    counts: dict[str, list[int]] = {}
+    kept = {
+        0: Backup.objects.filter(status=BackupStatus.COMPLETED, encrypted=True),
+        1: WalSegment.objects.filter(encrypted=True),
+    }
+    for slot, queryset in kept.items():
+        for key_id, n in queryset.values_list("key_id").annotate(n=Count("pk")).order_by():
+            fingerprint = master_fingerprint_of(key_id)
+            key = fingerprint or ("hkdf:<organisation>" if key_id.startswith("hkdf:") else key_id)
+            counts.setdefault(key, [0, 0])[slot] += n
+    newest = master_keys()[0].fingerprint if master_keys() else None
+    needs = []
+    for key, (backups, wal_segments) in counts.items():
+        if key == newest:
+            state = "newest"
+        elif master_key(key) is not None:
+            state = "older"
+        elif key.startswith("hkdf:"):
+            state = "unnamed"
+        elif key.startswith("file:"):
+            state = "missing" if _file_key_missing(key) else "older"
+        else:
+            state = "missing"
+        needs.append(KeyNeed(key, state, backups, wal_segments))
+    return sorted(
+        needs, key=lambda need: ("newest", "older", "unnamed", "missing").index(need.state)
+    )
+
+
+def _file_key_missing(key_id: str) -> bool:
+    try:
+        key_for_id(key_id)
+    except KeyUnavailable:
+        return True
+    return False

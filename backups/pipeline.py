@@ -567,13 +567,16 @@ class _Decompressing(io.RawIOBase):
         self._out = memoryview(out)
 
 
-def open_artifact(stream: BinaryIO, *, key_for: Callable[[str], bytes] | None = None) -> BinaryIO:
+def open_artifact(
+    stream: BinaryIO, *, key_for: Callable[[str], bytes | Sequence[bytes]] | None = None
+) -> BinaryIO:
     """The plaintext of an artifact as a readable stream.
 
     Detects the envelope by its magic and the compression by magic bytes (zstd, gzip, else
     raw). Every encrypted chunk is authenticated before its bytes are returned; tampering,
     truncation and a wrong key raise ArtifactCorrupt while reading. key_for maps the key id
-    in the envelope header to the 32-byte key. Does not close stream.
+    in the envelope header to the 32-byte key (or to candidates, see envelope.py). Does not
+    close stream.
     """
     layer: BinaryIO = stream
     head = _read_exact(layer, len(ENVELOPE_MAGIC))

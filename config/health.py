@@ -47,10 +47,19 @@ def _check_local_destination() -> str | None:
     return None if os.access(root, os.W_OK) else f"{root} is not writable"
 
 
+def _encryption() -> dict:
+    """Whether new backups are encrypted: unencrypted ones are allowed, never silent."""
+    from config.keyring import master_keys
+
+    count = len(master_keys())
+    return {"backups": "encrypted" if count else "unencrypted", "masterKeys": count}
+
+
 @require_GET
 def ready(request):
     """Database and broker reachable, the local artifact root writable; destinations whose
-    last connection test failed are listed (they do not make the process unready)."""
+    last connection test failed are listed, and whether backups are stored unencrypted
+    (neither makes the process unready)."""
     from destinations.models import Destination
 
     checks = {
@@ -71,6 +80,7 @@ def ready(request):
         "status": "ok" if ok else "unavailable",
         "checks": {name: (error or "ok") for name, error in checks.items()},
         "destinationsFailing": failing_destinations,
+        "encryption": _encryption(),
     }
     return JsonResponse(body, status=200 if ok else 503)
 

@@ -1,45 +1,118 @@
-"""Model fields whose values are encrypted at rest.
+"""Model fields whose values are encrypted at rest (Fernet), so a database dump alone never
+reveals a password or an access key.
 
-The key is derived from STRONGBOX_MASTER_KEY (falling back to SECRET_KEY) so a
-database dump alone never reveals a password or an access key.
+The keys, newest first (``field_cipher``, a ``MultiFernet``: it encrypts with the first and
+decrypts with any):
+
+1. each STRONGBOX_MASTER_KEY (``config/keyring.py``);
+2. the local secrets key (STRONGBOX_SECRETS_KEY_FILE, ``var/secrets.key``): generated on
+   first use when no master key is set, so the embedded profile needs no configuration;
+   once a master key is set it only decrypts, until ``manage.py rotate_keys`` re-encrypts;
+3. SECRET_KEY, for reading only: values written before master keys were required were
+   encrypted under it. Nothing is ever encrypted with it, so rotating SECRET_KEY (which
+   ends sessions and JWTs, nothing more) cannot make a stored secret unreadable once
+   ``rotate_keys`` has run.
 """
+
+from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import os
+import secrets
 from functools import lru_cache
+from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from config.keyring import configured_fingerprints, master_keys
+
 _PREFIX = "enc1:"
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)
 def _fernet(secret: str) -> Fernet:
+    # The derivation of the first version: values stored since then decrypt unchanged.
     digest = hashlib.sha256(b"strongbox-field-encryption:" + secret.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def field_cipher() -> Fernet:
-    return _fernet(settings.STRONGBOX_MASTER_KEY or settings.SECRET_KEY)
+@lru_cache(maxsize=4)
+def _read_local_key(path: str) -> str:
+    return Path(path).read_text().strip()
+
+
+def local_secrets_key(*, create: bool) -> str | None:
+    """The generated local key, made (once, race-free) when ``create`` and it is missing."""
+    path = Path(settings.STRONGBOX_SECRETS_KEY_FILE)
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        candidate.write_text(secrets.token_urlsafe(32) + "\n")
+        candidate.chmod(0o600)
+        try:
+            os.link(candidate, path)  # fails if another process made it first: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return _read_local_key(str(path))
+
+
+def _current_fernets() -> list[Fernet]:
+    """The keys that may encrypt, newest first, then the local key while it can still read."""
+    keys = [_fernet(key.secret) for key in master_keys()]
+    local = local_secrets_key(create=not keys)
+    if local:
+        keys.append(_fernet(local))
+    return keys
+
+
+def newest_field_key() -> Fernet:
+    return _current_fernets()[0]
+
+
+def field_cipher() -> MultiFernet:
+    return MultiFernet([*_current_fernets(), _fernet(settings.SECRET_KEY)])
 
 
 def encrypt_text(value: str) -> str:
     return _PREFIX + field_cipher().encrypt(value.encode()).decode()
 
 
+class SecretUnreadable(ImproperlyConfigured):
+    """A stored secret decrypts under none of the configured keys."""
+
+
 def decrypt_text(value: str) -> str:
-    if not value.startswith(_PREFIX):
+    if not is_encrypted(value):
         return value
     try:
-        return field_cipher().decrypt(value[len(_PREFIX) :].encode()).decode()
+        return field_cipher().decrypt(token_of(value)).decode()
     except InvalidToken as exc:
-        raise ImproperlyConfigured(
-            "An encrypted field cannot be decrypted: STRONGBOX_MASTER_KEY changed?"
+        raise SecretUnreadable(
+            "A stored secret cannot be decrypted with any configured key (master keys: "
+            f"{configured_fingerprints()}): was a key removed from STRONGBOX_MASTER_KEY "
+            "before `manage.py rotate_keys` re-encrypted it?"
         ) from exc
+
+
+def is_encrypted(value: str) -> bool:
+    return value.startswith(_PREFIX)
+
+
+def token_of(value: str) -> bytes:
+    return value[len(_PREFIX) :].encode()
+
+
+def value_of(token: bytes) -> str:
+    return _PREFIX + token.decode()
 
 
 class EncryptedTextField(models.TextField):

@@ -4,22 +4,39 @@ Every interface (the API, the admin, management commands) creates, changes and d
 projects, environments and databases through these functions, so the rules live here
 once: a slug is unique among its siblings (derived from the name when left out), server
 paths stay inside STRONGBOX_ALLOWED_PATHS (``validators.server_path_problem``), and
-nothing that still has backups is deleted. A problem is an ``InvalidInput`` whose
+nothing that still has backups is deleted. Stored secrets are re-encrypted under the
+newest key by ``secrets_rotate`` (``manage.py rotate_keys``). A problem is an ``InvalidInput`` whose
 ``fields`` name the model field at fault (``files_path``, ``database_name``…); each
 interface renames them to its own vocabulary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from dataclasses import dataclass
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.apps import apps
 from django.db import IntegrityError, transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet, TextField, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.text import slugify
 
-from config.errors import Conflict, InvalidInput, NotFound
+from config.errors import ApplicationError, Conflict, InvalidInput, NotFound
+from config.keyring import configured_fingerprints
+from organizations.fields import (
+    EncryptedJSONField,
+    EncryptedTextField,
+    encrypt_text,
+    field_cipher,
+    is_encrypted,
+    newest_field_key,
+    token_of,
+    value_of,
+)
 from organizations.models import (
     ApiToken,
     Database,
@@ -315,3 +332,94 @@ def database_delete(*, database: Database) -> None:
         if Backup.objects.filter(database=database, status__in=ACTIVE_STATUSES).exists():
             raise Conflict("A backup of this database is running; wait for it or abort it.")
         database.delete()
+
+
+# --- stored secrets -------------------------------------------------------------------------
+
+
+class SecretsUnreadable(ApplicationError):
+    status_code = 500
+    code = "secrets_unreadable"
+
+
+@dataclass
+class SecretsRotation:
+    """Stored secrets per encrypted column (``app.Model.field``) that ``secrets_rotate``
+    found already under the newest key, and that it re-encrypted (or would, on a dry run)."""
+
+    current: dict[str, int] = dataclasses.field(default_factory=dict)
+    rotated: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _encrypted_columns() -> list[tuple[type[Model], Field]]:
+    return [
+        (model, column)
+        for model in apps.get_models()
+        for column in model._meta.concrete_fields
+        if isinstance(column, EncryptedTextField | EncryptedJSONField)
+    ]
+
+
+def _rotated_value(raw: str, *, newest: Fernet, cipher: MultiFernet) -> str | None:
+    """The value to store instead of ``raw`` (None: it is current); InvalidToken if no key
+    reads it."""
+    if not is_encrypted(raw):  # stored before encryption at rest: encrypt it now
+        return encrypt_text(raw)
+    try:
+        newest.decrypt(token_of(raw))
+    except InvalidToken:
+        return value_of(cipher.rotate(token_of(raw)))
+    return None
+
+
+def secrets_rotate(*, dry_run: bool = False) -> SecretsRotation:
+    """Re-encrypt every stored secret (every Encrypted*Field of every model) under the
+    newest key; values encrypted under an older master key, the local secrets key or the
+    old SECRET_KEY fallback are rotated with ``MultiFernet.rotate``.
+
+    Idempotent: a value already under the newest key is not rewritten. All or nothing: when
+    a value decrypts under none of the configured keys, it raises ``SecretsUnreadable``
+    naming every such row, and nothing is changed.
+    """
+    newest, cipher = newest_field_key(), field_cipher()
+    result = SecretsRotation()
+    unreadable: list[str] = []
+    with transaction.atomic():
+        writes: list[tuple[type[Model], Field, Any, str]] = []
+        for model, column in _encrypted_columns():
+            label = f"{model._meta.label}.{column.name}"
+            named = "name" in {f.name for f in model._meta.concrete_fields}
+            rows = (
+                model._default_manager.select_for_update()
+                .annotate(raw_value=Cast(column.attname, TextField()))
+                .values_list("pk", "raw_value", "name" if named else "pk")
+                .order_by("pk")
+            )
+            result.current[label] = result.rotated[label] = 0
+            for pk, raw, name in rows:
+                if not raw:
+                    continue
+                try:
+                    value = _rotated_value(raw, newest=newest, cipher=cipher)
+                except InvalidToken:
+                    unreadable.append(f"{label} of {model.__name__} {pk} ({name})")
+                    continue
+                if value is None:
+                    result.current[label] += 1
+                else:
+                    result.rotated[label] += 1
+                    writes.append((model, column, pk, value))
+        if unreadable:
+            raise SecretsUnreadable(
+                f"{len(unreadable)} stored secret(s) decrypt under none of the configured keys "
+                f"(master keys: {configured_fingerprints()}); nothing was changed. Add the "
+                "missing key to STRONGBOX_MASTER_KEY and run again, or enter these secrets "
+                "again: " + "; ".join(unreadable)
+            )
+        if not dry_run:
+            for model, column, pk, value in writes:
+                # A Value expression is stored as it is: the field would encrypt it again.
+                model._default_manager.filter(pk=pk).update(
+                    **{column.attname: Value(value, output_field=TextField())}
+                )
+    return result

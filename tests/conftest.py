@@ -22,6 +22,7 @@ def _isolated_var_dir(settings, tmp_path):
     settings.STRONGBOX_LOCAL_DESTINATION_ROOT = tmp_path / "artifacts"
     settings.STRONGBOX_TMP_DIR = tmp_path / "tmp"
     settings.STRONGBOX_WAL_SPOOL_DIR = tmp_path / "wal-spool"
+    settings.STRONGBOX_SECRETS_KEY_FILE = str(tmp_path / "secrets.key")
 
 
 @pytest.fixture

@@ -102,9 +102,17 @@ STRONGBOX_LOCAL_DESTINATION_ROOT = Path(
 STRONGBOX_COMPRESSION = env_str("STRONGBOX_COMPRESSION", "zstd")
 STRONGBOX_COMPRESSION_LEVEL = env_int("STRONGBOX_COMPRESSION_LEVEL", 3)
 # Encryption keys per organisation never live in the database: they come from a
-# key file (one "org-slug-or-id=base64key" per line) or are derived from this master key.
+# key file (one "org-slug-or-id=base64key" per line) or are derived from the master key.
+# Several master keys, newest first, separated by commas (config/keyring.py): the newest
+# encrypts, the older ones still decrypt what was written under them.
 STRONGBOX_MASTER_KEY = env_str("STRONGBOX_MASTER_KEY", "")
 STRONGBOX_KEY_FILE = env_str("STRONGBOX_KEY_FILE", "")
+# The production profile refuses to start without a master key unless this says that
+# unencrypted backups are intended.
+STRONGBOX_ALLOW_UNENCRYPTED_BACKUPS = env_bool("STRONGBOX_ALLOW_UNENCRYPTED_BACKUPS", False)
+# Without a master key, stored secrets are encrypted with a key generated here on first use
+# (never with SECRET_KEY); every process of an installation must see the same file.
+STRONGBOX_SECRETS_KEY_FILE = env_str("STRONGBOX_SECRETS_KEY_FILE", str(VAR_DIR / "secrets.key"))
 STRONGBOX_JWT_TTL_SECONDS = env_int("STRONGBOX_JWT_TTL_SECONDS", 3600)
 STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = env_int("STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS", 120)
 STRONGBOX_TMP_DIR = Path(env_str("STRONGBOX_TMP_DIR", str(VAR_DIR / "tmp")))

@@ -5,11 +5,14 @@ test can share it with the test process."""
 import os
 import tempfile
 
+from config.env import env_str
+
 from .local import *  # noqa: F403
 from .local import DATABASES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-STRONGBOX_MASTER_KEY = "test-master-key"
+# Fixed unless given: worker processes a test starts may be handed other keys (rotation).
+STRONGBOX_MASTER_KEY = env_str("STRONGBOX_MASTER_KEY", "test-master-key")
 # Tests keep their databases and files under the system temporary directory.
 STRONGBOX_ALLOWED_PATHS = [str(VAR_DIR), tempfile.gettempdir(), "/srv"]
 
