@@ -247,30 +247,8 @@ def check_swap_complete(restore, members, phases, progress, tag, summary, proble
         return
     phases.finish(check_item)
 
-    swap_item = start(restore, phases, RestorePhase.SWAP)
-    for member in members:
-        assert member.scratch is not None  # noqa: S101 - loaded above
-        try:
-            member.notes += loading.swap(member.target, member.scratch, tag=tag)
-        except (EngineError, OSError) as exc:
-            discard_scratches(members)
-            phases.finish(swap_item, "ERROR")
-            done = [m.label for m in members if m.swapped]
-            state = (
-                f"Already restored: {', '.join(done)}; the rest was left as it was."
-                if done
-                else "The target was left as it was."
-            )
-            if isinstance(exc, loading.SwapIncomplete):
-                # Undoing a half-done MariaDB swap failed too: the message says what is where.
-                state = f"{member.label} was not left as it was: check it." + (
-                    f" Already restored: {', '.join(done)}." if done else ""
-                )
-            fail(restore, f"Swapping in {member.label} failed: {exc}. {state}", phases)
-            return
-        member.swapped = True
-        progress.tick()
-    phases.finish(swap_item)
+    if not swap_phase(restore, members, phases, progress, tag):
+        return
 
     parts = [summary]
     if restore.safety_backup_id:
@@ -287,6 +265,86 @@ def check_swap_complete(restore, members, phases, progress, tag, summary, proble
         heartbeat_at=timezone.now(),
     )
     alert_resolve(organisation=restore.organisation, kind=AlertKind.RESTORE_FAILED, restore=restore)
+
+
+# --- the SWAP phase: all members or none ------------------------------------------------
+
+
+def swap_phase(restore, members, phases, progress, tag) -> bool:
+    """Swap every member in, keeping each previous target until all are in; then drop the
+    kept copies. On a failure put every swapped member back, last first, and fail the
+    restore saying which; False then. A kept copy is only dropped once all are swapped."""
+    swap_item = start(restore, phases, RestorePhase.SWAP)
+    swapped: list[tuple[Member, loading.Swapped]] = []
+    for member in members:
+        assert member.scratch is not None  # noqa: S101 - loaded before the swap
+        try:
+            result = loading.swap_keeping(member.target, member.scratch, tag=tag)
+            member.swapped = True
+            member.notes += result.notes
+            swapped.append((member, result))
+            progress.tick()
+        except Exception as exc:  # noqa: BLE001 - whatever it was, every member goes back
+            discard_scratches(members)
+            put_back = put_back_members(swapped, tag)
+            phases.finish(swap_item, "ERROR")
+            fail(restore, _swap_failure(members, member, exc, put_back), phases)
+            return False
+    for member, result in swapped:
+        if result.kept is None:
+            continue
+        try:
+            loading.drop_kept(result.kept)
+        except Exception:  # noqa: BLE001 - the restore is done; a leftover only costs space
+            logger.exception("could not drop the kept copy %s", result.kept.name)
+            member.notes.append(f"its previous copy {result.kept.name} could not be dropped")
+    phases.finish(swap_item)
+    return True
+
+
+def put_back_members(
+    swapped: list[tuple[Member, loading.Swapped]], tag: str
+) -> tuple[list[str], list[str]]:
+    """Put every swapped member's previous contents back, last first.
+
+    Returns (the labels put back, a sentence per member that could not be, saying what it
+    holds and where its previous contents are kept)."""
+    done, stuck = [], []
+    for member, result in reversed(swapped):
+        try:
+            loading.put_back(member.target, result.kept, tag=tag)
+        except Exception as exc:  # noqa: BLE001 - the others must still be put back
+            logger.exception("could not put %s back", member.label)
+            where = (
+                f"its previous data is kept as {result.kept.name}"
+                if result.kept is not None
+                else "it did not exist before"
+            )
+            stuck.append(f"{member.label} could not be put back ({exc}); {where}")
+            continue
+        done.append(member.label)
+    return done, stuck
+
+
+def _swap_failure(
+    members: list[Member], failed: Member, exc: Exception, put_back: tuple[list[str], list[str]]
+) -> str:
+    done, stuck = put_back
+    parts = [f"Swapping in {failed.label} failed: {exc}."]
+    if isinstance(exc, loading.SwapIncomplete):
+        # Undoing its own half-done swap failed too: the message says what is where.
+        parts.append(f"{failed.label} was not left as it was: check it.")
+    else:
+        parts.append(f"{failed.label} was left as it was.")
+    if done:
+        parts.append(f"Put back as they were: {', '.join(reversed(done))}.")
+    parts += [f"{sentence}." for sentence in stuck]
+    later = members[members.index(failed) + 1 :]
+    if later:
+        parts.append(f"Not touched: {', '.join(m.label for m in later)}.")
+    if not stuck and not isinstance(exc, loading.SwapIncomplete):
+        parts.append("The target was left as it was.")
+    return " ".join(parts)
 
 
 # --- the safety backup ---------------------------------------------------------------------
