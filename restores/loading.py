@@ -28,9 +28,9 @@ too, after a worker died).
   ``os.replace``d over the target (atomic on POSIX).
 - Files: extracted into a scratch directory beside the target, then exchanged with it by
   ``renameat2(RENAME_EXCHANGE)`` (one atomic step on Linux; two renames elsewhere) and the
-  previous tree renamed to its kept name. A worker killed between those two steps leaves
-  the previous tree under the scratch's name: the reaper cannot tell it from a scratch
-  that was never swapped, so it leaves it and names it in its alert.
+  previous tree renamed to its kept name. A note beside them (``.<name>.sbx-swapping-<tag>``,
+  the previous tree's inode) tells ``put_back`` whether a worker killed between those two
+  steps left the previous tree under the scratch's name.
 """
 
 from __future__ import annotations
@@ -406,7 +406,7 @@ def swap_keeping(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -
     if target.engine == "sqlite":
         return Swapped(_swap_sqlite(target, scratch, kept))
     if target.engine == "files":
-        return Swapped(_swap_files(target, scratch, kept))
+        return Swapped(_swap_files(target, scratch, kept, tag))
     raise EngineError(f"restores into {target.engine} are not supported")
 
 
@@ -429,7 +429,7 @@ def put_back(target: ConnectionSpec, kept: ConnectionSpec | None, *, tag: str) -
     if target.engine == "sqlite":
         return _put_back_sqlite(target, kept)
     if target.engine == "files":
-        return _put_back_files(target, kept, discard_as)
+        return _put_back_files(target, kept, discard_as, tag)
     raise EngineError(f"restores into {target.engine} are not supported")
 
 
@@ -638,7 +638,7 @@ def _exchange_or_rename(incoming: str, path: str, outgoing: str) -> None:
 
 
 def _swap_files(
-    target: ConnectionSpec, scratch: ConnectionSpec, kept: ConnectionSpec
+    target: ConnectionSpec, scratch: ConnectionSpec, kept: ConnectionSpec, tag: str
 ) -> ConnectionSpec | None:
     path = os.path.abspath(target.name.rstrip("/"))
     try:
@@ -651,17 +651,46 @@ def _swap_files(
                 f"{kept.name!r} already exists where the previous {path!r} would be kept; "
                 "the target was not changed"
             )
-        _exchange_or_rename(scratch.name, path, kept.name)
+        # After the exchange and before the rename, the previous tree sits under the
+        # scratch's name: the note lets put_back (the reaper's) tell it from the scratch.
+        note = _swap_note(target, tag)
+        with open(note, "w") as handle:
+            handle.write(_identity(path))
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            _exchange_or_rename(scratch.name, path, kept.name)
+        finally:
+            os.unlink(note)  # swapped, or as it was: either way no longer in between
         _fsync_dir(os.path.dirname(path))
     except OSError as exc:
         raise RestoreFailed(f"could not swap in the restored directory {path!r}: {exc}") from exc
     return kept
 
 
+def _swap_note(target: ConnectionSpec, tag: str) -> str:
+    return scratch_spec(target, tag, purpose="swapping").name
+
+
+def _identity(path: str) -> str:
+    info = os.stat(path)
+    return f"{info.st_dev}:{info.st_ino}"
+
+
 def _put_back_files(
-    target: ConnectionSpec, kept: ConnectionSpec, discard_as: ConnectionSpec
+    target: ConnectionSpec, kept: ConnectionSpec, discard_as: ConnectionSpec, tag: str
 ) -> bool:
     path = os.path.abspath(target.name.rstrip("/"))
+    note = _swap_note(target, tag)
+    try:
+        if os.path.exists(note):
+            with open(note) as handle:
+                previous = handle.read()
+            if os.path.isdir(discard_as.name) and _identity(discard_as.name) == previous:
+                os.rename(discard_as.name, kept.name)  # stopped between exchange and rename
+            os.unlink(note)
+    except OSError as exc:
+        raise RestoreFailed(f"could not read the swap note {note!r}: {exc}") from exc
     if not os.path.lexists(kept.name):
         return False
     try:

@@ -4,7 +4,6 @@ members a dead SWAP phase had already swapped in, raise an alert."""
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -117,7 +116,7 @@ def _put_back_swapped(restore: Restore, died: str) -> None:
 
 
 def _put_back_kept(members: list[Member], tag: str) -> str:
-    done, stuck, unclear = [], [], []
+    done, stuck = [], []
     for member in reversed(members):
         kept = loading.kept_spec(member.target, tag)
         scratch = loading.scratch_spec(member.target, tag, purpose="restore")
@@ -129,20 +128,13 @@ def _put_back_kept(members: list[Member], tag: str) -> str:
             logger.exception("could not put %s back", member.label)
             stuck.append(f"{member.label} could not be put back ({exc})")
             continue
-        if member.target.engine == "files" and os.path.lexists(scratch.name):
-            # Between the exchange and the rename to the kept name, the previous tree sits
-            # under the scratch's name: it cannot be told from one never swapped in.
-            unclear.append(f"{member.label}: {scratch.name} may hold its previous tree")
-            continue
         member.scratch = scratch
         discard_scratches([member])
     parts = []
     if done:
         parts.append(f"Put back as they were: {', '.join(reversed(done))}.")
     parts += [f"{sentence}." for sentence in stuck]
-    if unclear:
-        parts.append(f"Left for an operator to check: {'; '.join(unclear)}.")
-    if not stuck and not unclear:
+    if not stuck:
         parts.append("The target is as it was before the restore.")
     return " ".join(parts)
 
