@@ -100,7 +100,7 @@ def _put_back_swapped(restore: Restore, died: str) -> None:
         )
     else:
         outcome = _put_back_kept(members, tag)
-    message = f"{died} It died while swapping the restored data in. {outcome}"
+    message = f"{died} It was swapping the restored data in. {outcome}"
     with transaction.atomic():
         Restore.objects.filter(pk=restore.pk).update(message=message[-8000:])
         restore.message = message
@@ -126,7 +126,10 @@ def _put_back_kept(members: list[Member], tag: str) -> str:
                 continue
         except Exception as exc:  # noqa: BLE001 - the others must still be put back
             logger.exception("could not put %s back", member.label)
-            stuck.append(f"{member.label} could not be put back ({exc})")
+            stuck.append(
+                f"{member.label} could not be put back ({exc}); its previous contents stay "
+                f"kept as {kept.name}"
+            )
             continue
         member.scratch = scratch
         discard_scratches([member])

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import BinaryIO
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -30,6 +32,8 @@ from restores.plan import Member, family
 logger = logging.getLogger(__name__)
 
 SAFETY_BACKUP_POLL = 1.0
+SWAP_HEARTBEAT_SECONDS = 1.0
+T = TypeVar("T")
 EXTENSION_ENGINES = {"pgdump": "postgresql", "sql": "mysql", "sqlite3": "sqlite", "tar": "files"}
 
 
@@ -279,14 +283,16 @@ def swap_phase(restore, members, phases, progress, tag) -> bool:
     for member in members:
         assert member.scratch is not None  # noqa: S101 - loaded before the swap
         try:
-            result = loading.swap_keeping(member.target, member.scratch, tag=tag)
+            result = with_heartbeat(
+                progress, lambda m=member: loading.swap_keeping(m.target, m.scratch, tag=tag)
+            )
             member.swapped = True
             member.notes += result.notes
             swapped.append((member, result))
             progress.tick()
         except Exception as exc:  # noqa: BLE001 - whatever it was, every member goes back
             discard_scratches(members)
-            put_back = put_back_members(swapped, tag)
+            put_back = put_back_members(swapped, tag, progress)
             phases.finish(swap_item, "ERROR")
             fail(restore, _swap_failure(members, member, exc, put_back), phases)
             return False
@@ -294,7 +300,7 @@ def swap_phase(restore, members, phases, progress, tag) -> bool:
         if result.kept is None:
             continue
         try:
-            loading.drop_kept(result.kept)
+            with_heartbeat(progress, lambda kept=result.kept: loading.drop_kept(kept))
         except Exception:  # noqa: BLE001 - the restore is done; a leftover only costs space
             logger.exception("could not drop the kept copy %s", result.kept.name)
             member.notes.append(f"its previous copy {result.kept.name} could not be dropped")
@@ -302,8 +308,24 @@ def swap_phase(restore, members, phases, progress, tag) -> bool:
     return True
 
 
+def with_heartbeat(progress: Progress, work: Callable[[], T]) -> T:
+    """Run ``work`` (Django-free: no app-database queries) on a thread while this one keeps
+    the heartbeat fresh. A swap may wait on a lock (MariaDB's RENAME TABLE on a metadata
+    lock) for longer than the heartbeat timeout; the reaper must not take it for dead."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-swap") as pool:
+        future = pool.submit(work)
+        while True:
+            try:
+                return future.result(timeout=SWAP_HEARTBEAT_SECONDS)
+            except TimeoutError:
+                try:
+                    progress.tick(force=True)
+                except Exception:  # noqa: BLE001 - the work's outcome matters more
+                    logger.exception("could not write the restore's heartbeat")
+
+
 def put_back_members(
-    swapped: list[tuple[Member, loading.Swapped]], tag: str
+    swapped: list[tuple[Member, loading.Swapped]], tag: str, progress: Progress
 ) -> tuple[list[str], list[str]]:
     """Put every swapped member's previous contents back, last first.
 
@@ -312,7 +334,9 @@ def put_back_members(
     done, stuck = [], []
     for member, result in reversed(swapped):
         try:
-            loading.put_back(member.target, result.kept, tag=tag)
+            with_heartbeat(
+                progress, lambda m=member, r=result: loading.put_back(m.target, r.kept, tag=tag)
+            )
         except Exception as exc:  # noqa: BLE001 - the others must still be put back
             logger.exception("could not put %s back", member.label)
             where = (

@@ -239,8 +239,56 @@ def test_a_worker_killed_between_two_member_swaps_is_reaped_and_every_member_put
 
     restore.refresh_from_db()
     assert restore.status == RestoreStatus.FAILED
-    assert "died while swapping" in restore.message, restore.message
+    assert "It was swapping the restored data in." in restore.message, restore.message
     assert "Put back as they were: ledger, shop" in restore.message, restore.message
     assert "The target is as it was before the restore." in restore.message
     assert shop.fingerprint() == shop.changed
+    assert shop.leftovers() == []
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_swap_waiting_on_a_lock_longer_than_the_heartbeat_timeout_is_not_reaped(
+    shop, start_worker, settings
+):
+    settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = 4  # the worker inherits it
+    maria = shop.specs["maria"]
+    blocker = MySQLEngine("mariadb").connect(maria)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            cur.execute("SELECT COUNT(*) FROM customers")
+        worker = start_worker()
+        restore = restore_request(backup=shop.backup, target_type="same", take_safety_backup=False)
+        wait_for(
+            lambda: _waiting_rename(maria),
+            timeout=120,
+            message=f"the MariaDB swap to wait; worker log:\n{worker.output()[-4000:]}",
+        )
+        waiting_since = timezone.now()
+
+        def waited_past_the_timeout_with_a_fresh_heartbeat():
+            row = Restore.objects.get(pk=restore.pk)
+            fresh = timezone.now() - row.heartbeat_at < timedelta(seconds=2)
+            waited = timezone.now() - waiting_since > timedelta(seconds=6)
+            return waited and fresh and _waiting_rename(maria)
+
+        wait_for(
+            waited_past_the_timeout_with_a_fresh_heartbeat,
+            timeout=60,
+            message=f"the swap to wait past the timeout; worker log:\n{worker.output()[-4000:]}",
+        )
+        assert restores_reap_stale() == []
+        blocker.rollback()
+        wait_for(
+            lambda: not Restore.objects.get(pk=restore.pk).is_active,
+            timeout=120,
+            message=f"the restore to finish; worker log:\n{worker.output()[-4000:]}",
+        )
+    finally:
+        blocker.close()
+
+    restore.refresh_from_db()
+    assert restore.status == RestoreStatus.COMPLETED, restore.message
+    assert shop.fingerprint() == shop.original
     assert shop.leftovers() == []
