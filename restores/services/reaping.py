@@ -32,7 +32,9 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
     heartbeat is fresh. Scratch copies are dropped; the live target was never touched
     before the swap. A worker that died in the SWAP phase may have swapped some members in:
     their previous contents are kept under reserved names (``loading.kept_spec``), and are
-    put back, so the environment is again as it was before the restore.
+    put back, so the environment is again as it was before the restore. Past the SWAP
+    phase's commit point (every member in) the restore goes forward instead: it is
+    completed and the kept copies are dropped.
     """
     now = now or timezone.now()
     limit = now - timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS)
@@ -51,6 +53,17 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
             f"The worker running this restore stopped responding (last heartbeat "
             f"{last:%Y-%m-%d %H:%M:%S} UTC); it probably died."
         )
+        if restore.phase == RestorePhase.SWAP and _swapped_everything(restore):
+            message = (
+                f"{died} It had swapped every member in, so the restored data is in place; "
+                "the previous copies kept during the swap were dropped."
+            )
+            if Restore.objects.filter(
+                pk=restore.pk, status=RestoreStatus.IN_PROGRESS, heartbeat_at=restore.heartbeat_at
+            ).update(status=RestoreStatus.COMPLETED, phase="", message=message, completed_at=now):
+                _drop_kept_of(restore)
+                reaped.append(restore)
+            continue
         if restore.phase == RestorePhase.SWAP:
             message = f"{died} It was swapping the restored data in: putting the target back."
         else:
@@ -77,6 +90,23 @@ def restores_reap_stale(*, now: datetime | None = None) -> list[Restore]:
             _discard_scratches_of(restore)
         reaped.append(restore)
     return reaped
+
+
+def _swapped_everything(restore: Restore) -> bool:
+    """Whether the SWAP phase passed its commit point (every member swapped in)."""
+    return any(
+        item.get("name") == RestorePhase.SWAP and item.get("status") == "SUCCESS"
+        for item in restore.phases or []
+    )
+
+
+def _drop_kept_of(restore: Restore) -> None:
+    tag = restore.id.hex[:8]
+    for member in _members_of(restore) or []:
+        try:
+            loading.drop_kept(loading.kept_spec(member.target, tag))
+        except Exception:  # noqa: BLE001 - a leftover only costs space
+            logger.exception("could not drop the kept copy of %s", member.label)
 
 
 def _members_of(restore: Restore) -> list[Member] | None:

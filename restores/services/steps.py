@@ -280,6 +280,14 @@ def swap_phase(restore, members, phases, progress, tag) -> bool:
     restore saying which; False then. A kept copy is only dropped once all are swapped."""
     swap_item = start(restore, phases, RestorePhase.SWAP)
     swapped: list[tuple[Member, loading.Swapped]] = []
+
+    def roll_back(failed: Member | None, exc: Exception) -> bool:
+        discard_scratches(members)
+        put_back = put_back_members(swapped, tag, progress)
+        phases.finish(swap_item, "ERROR")
+        fail(restore, _swap_failure(members, failed, exc, put_back), phases)
+        return False
+
     for member in members:
         assert member.scratch is not None  # noqa: S101 - loaded before the swap
         try:
@@ -291,11 +299,14 @@ def swap_phase(restore, members, phases, progress, tag) -> bool:
             swapped.append((member, result))
             progress.tick()
         except Exception as exc:  # noqa: BLE001 - whatever it was, every member goes back
-            discard_scratches(members)
-            put_back = put_back_members(swapped, tag, progress)
-            phases.finish(swap_item, "ERROR")
-            fail(restore, _swap_failure(members, member, exc, put_back), phases)
-            return False
+            return roll_back(member, exc)
+    try:
+        # The commit point: every member is in. A worker that dies from here on leaves kept
+        # copies that the reaper drops (the restore goes forward) instead of putting back.
+        phases.finish(swap_item)
+        update(restore, phases=phases.items, heartbeat_at=timezone.now())
+    except Exception as exc:  # noqa: BLE001 - not recorded: not committed, so all go back
+        return roll_back(None, exc)
     for member, result in swapped:
         if result.kept is None:
             continue
@@ -304,7 +315,6 @@ def swap_phase(restore, members, phases, progress, tag) -> bool:
         except Exception:  # noqa: BLE001 - the restore is done; a leftover only costs space
             logger.exception("could not drop the kept copy %s", result.kept.name)
             member.notes.append(f"its previous copy {result.kept.name} could not be dropped")
-    phases.finish(swap_item)
     return True
 
 
@@ -351,19 +361,27 @@ def put_back_members(
 
 
 def _swap_failure(
-    members: list[Member], failed: Member, exc: Exception, put_back: tuple[list[str], list[str]]
+    members: list[Member],
+    failed: Member | None,
+    exc: Exception,
+    put_back: tuple[list[str], list[str]],
 ) -> str:
     done, stuck = put_back
-    parts = [f"Swapping in {failed.label} failed: {exc}."]
-    if isinstance(exc, loading.SwapIncomplete):
+    if failed is None:
+        parts = [f"Every member was swapped in, but recording that failed: {exc}."]
+    elif isinstance(exc, loading.SwapIncomplete):
         # Undoing its own half-done swap failed too: the message says what is where.
+        parts = [f"Swapping in {failed.label} failed: {exc}."]
         parts.append(f"{failed.label} was not left as it was: check it.")
     else:
-        parts.append(f"{failed.label} was left as it was.")
+        parts = [
+            f"Swapping in {failed.label} failed: {exc}.",
+            f"{failed.label} was left as it was.",
+        ]
     if done:
         parts.append(f"Put back as they were: {', '.join(reversed(done))}.")
     parts += [f"{sentence}." for sentence in stuck]
-    later = members[members.index(failed) + 1 :]
+    later = members[members.index(failed) + 1 :] if failed is not None else []
     if later:
         parts.append(f"Not touched: {', '.join(m.label for m in later)}.")
     if not stuck and not isinstance(exc, loading.SwapIncomplete):

@@ -3,7 +3,9 @@ servers (PostgreSQL, MariaDB, SQLite) and a files directory, restored from its f
 
 The swap of a member is made to fail for real: its target is marked immutable
 (``chattr +i``), which even root cannot rename or link. A worker is SIGKILLed at a point the
-test controls: MariaDB's RENAME TABLE waits for a metadata lock the test holds.
+test controls: MariaDB's RENAME TABLE waits for a metadata lock the test holds. The states
+a worker killed just before or just after the SWAP phase's commit point leaves are built
+from the same building blocks the worker runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import pytest
 from django.utils import timezone
 
 from backups.engines import ConnectionSpec
+from restores import loading
+from restores.artifacts import Progress, fetch_verified
 from restores.models import Restore, RestoreStatus
+from restores.plan import plan_restore
 from restores.services import (
     restore_claim,
     restore_execute,
@@ -26,6 +31,7 @@ from restores.services import (
     restore_undo,
     restores_reap_stale,
 )
+from restores.services.steps import load_all
 from tests.backups.helpers import database_for, make_files_tree, run_backup_now, tree_fingerprint
 from tests.fixtures.databases import (
     MySQLEngine,
@@ -290,5 +296,55 @@ def test_a_swap_waiting_on_a_lock_longer_than_the_heartbeat_timeout_is_not_reape
 
     restore.refresh_from_db()
     assert restore.status == RestoreStatus.COMPLETED, restore.message
+    assert shop.fingerprint() == shop.original
+    assert shop.leftovers() == []
+
+
+def _die_mid_swap(shop, *, swapped: int, committed: bool, settings) -> Restore:
+    """Leave what a worker killed in the SWAP phase leaves: the first ``swapped`` members
+    swapped in with their previous contents kept, the rest loaded into scratch copies, and
+    (``committed``) the SWAP phase recorded as done; its heartbeat gone stale."""
+    restore = restore_request(
+        backup=shop.backup, target_type="same", take_safety_backup=False, enqueue=False
+    )
+    restore = restore_claim(restore_id=restore.id)
+    tag = restore.id.hex[:8]
+    members = plan_restore(shop.backup, shop.environment)
+    fetched, problems = fetch_verified(shop.backup, Progress(None))
+    assert fetched is not None, problems
+    try:
+        load_all(shop.backup, fetched, members, tag=tag, purpose="restore", progress=Progress(None))
+    finally:
+        fetched.cleanup()
+    for member in members[:swapped]:
+        loading.swap_keeping(member.target, member.scratch, tag=tag)
+    stale = timezone.now() - timedelta(seconds=settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS + 5)
+    swap = {"name": "SWAP", "status": "SUCCESS" if committed else "RUNNING"}
+    Restore.objects.filter(pk=restore.pk).update(phase="SWAP", phases=[swap], heartbeat_at=stale)
+    return restore
+
+
+@pytest.mark.django_db
+def test_the_reaper_puts_back_a_swap_that_died_before_every_member_was_in(shop, settings):
+    restore = _die_mid_swap(shop, swapped=3, committed=False, settings=settings)
+
+    assert [r.pk for r in restores_reap_stale()] == [restore.pk]
+
+    restore.refresh_from_db()
+    assert restore.status == RestoreStatus.FAILED
+    assert "Put back as they were: ledger, shop, cache." in restore.message, restore.message
+    assert shop.fingerprint() == shop.changed
+    assert shop.leftovers() == []
+
+
+@pytest.mark.django_db
+def test_the_reaper_completes_a_swap_that_died_after_every_member_was_in(shop, settings):
+    restore = _die_mid_swap(shop, swapped=4, committed=True, settings=settings)
+
+    assert [r.pk for r in restores_reap_stale()] == [restore.pk]
+
+    restore.refresh_from_db()
+    assert restore.status == RestoreStatus.COMPLETED, restore.message
+    assert "swapped every member in" in restore.message
     assert shop.fingerprint() == shop.original
     assert shop.leftovers() == []
