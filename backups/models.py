@@ -83,7 +83,8 @@ class Backup(models.Model):
     kind = models.CharField(max_length=20, choices=BackupKind.choices)
     method = models.CharField(max_length=20, choices=BackupMethod.choices)
     engine = models.CharField(max_length=20, blank=True)
-    engine_version = models.CharField(max_length=50, blank=True)
+    # Unbounded: a full backup lists "slug:version" for every database of its environment.
+    engine_version = models.TextField(blank=True)
     status = models.CharField(
         max_length=20, choices=BackupStatus.choices, default=BackupStatus.SCHEDULED
     )

@@ -3,7 +3,8 @@
 Every interface (the API, the admin, management commands) creates, changes and deletes
 projects, environments and databases through these functions, so the rules live here
 once: a slug is unique among its siblings (derived from the name when left out), server
-paths stay inside STRONGBOX_ALLOWED_PATHS (``validators.server_path_problem``), and
+paths stay inside STRONGBOX_ALLOWED_PATHS (``validators.server_path_problem``) and do not
+look like a restore's own copies (``validators.reserved_name_problem``), and
 nothing that still has backups is deleted. Stored secrets are re-encrypted under the
 newest key by ``secrets_rotate`` (``manage.py rotate_keys``). A problem is an ``InvalidInput`` whose
 ``fields`` name the model field at fault (``files_path``, ``database_name``…); each
@@ -46,7 +47,7 @@ from organizations.models import (
     Project,
     hash_token,
 )
-from organizations.validators import server_path_problem
+from organizations.validators import reserved_name_problem, server_path_problem
 
 # --- API tokens -----------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ def _slug_for(siblings: QuerySet, slug: str | None, name: str) -> str:
 
 def check_server_path(field: str, value: str) -> None:
     """InvalidInput naming ``field`` when ``value`` is set and outside the allowed paths."""
-    problem = value and server_path_problem(value)
+    problem = value and (server_path_problem(value) or reserved_name_problem(value))
     if problem:
         raise InvalidInput(problem, fields={field: [problem]})
 
@@ -244,6 +245,8 @@ def check_database_path(engine: str, database_name: str) -> None:
     # A SQLite "database name" is a file the workers read and replace: an allowed path only.
     if engine == Engine.SQLITE:
         check_server_path("database_name", database_name)
+    elif problem := reserved_name_problem(database_name):
+        raise InvalidInput(problem, fields={"database_name": [problem]})
 
 
 def database_create(

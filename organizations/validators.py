@@ -9,9 +9,15 @@ the machine.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.conf import settings
+
+# The names restores give their scratch and kept copies beside a target
+# (``restores.loading.scratch_spec``): a tenant's database or path must not look like one,
+# or a restore's cleanup (the reaper's too) could take it for its own.
+RESERVED_NAME = re.compile(r"(_sbx_[a-z]+_|\.sbx-[a-z]+-)[0-9a-f]{8}$")
 
 
 def allowed_roots() -> list[Path]:
@@ -33,3 +39,13 @@ def server_path_problem(value: str) -> str | None:
         f"{value} is outside the directories this server allows ({listed}); "
         "the operator sets them in STRONGBOX_ALLOWED_PATHS."
     )
+
+
+def reserved_name_problem(value: str) -> str | None:
+    """None unless ``value`` (a database name or a path) ends like a restore's own copies."""
+    if value and RESERVED_NAME.search(value.rstrip("/")):
+        return (
+            f"{value} ends like the copies Strongbox keeps beside a target during a restore "
+            "(_sbx_<word>_<8 hex digits>, .sbx-<word>-<8 hex digits>); choose another name."
+        )
+    return None

@@ -6,23 +6,31 @@ engine-specific work on plain ConnectionSpecs and streams.
 Why a scratch copy: a load that fails half-way (a bad dump, a killed tool, a full disk)
 must leave the live target exactly as it was. So every member is first loaded into a
 scratch copy on the same server or file system, its row counts are checked, and only then
-is it swapped in:
+is it swapped in. A swap keeps the previous target under a reserved name
+(``kept_spec``: ``<name>_sbx_prev_<tag>``, ``.<name>.sbx-prev-<tag>``) until every member of
+the restore is swapped: then ``drop_kept`` drops it, or ``put_back`` puts it back in place
+(every member of a restore that failed, from wherever its swap stopped: the reaper calls it
+too, after a worker died).
 
-- PostgreSQL: ``ALTER DATABASE … RENAME`` twice in one transaction (target aside, scratch
-  in), after terminating the connections to both; the old database is dropped afterwards.
-  Objects get their owners and GRANTs back when the server has the roles, and the scratch
-  database takes the target's own GRANTs and settings just before the swap
-  (``restores.pg_access``).
+- PostgreSQL: ``ALTER DATABASE … RENAME`` twice in one transaction (target to its kept
+  name, scratch in), after terminating the connections to both; putting back is the same
+  two renames the other way. Objects get their owners and GRANTs back when the server has
+  the roles, and the scratch database takes the target's own GRANTs and settings just
+  before the swap (``restores.pg_access``).
 - MariaDB/MySQL have no RENAME DATABASE. Tables move between databases with one
   multi-table ``RENAME TABLE`` statement, which the server applies atomically (all or
   nothing). Views, triggers, routines and events cannot move that way: they are read
   beforehand, dropped where they pin tables and created again in the target after the
   move, undoing it all if that fails (``restores.mysql_swap``, which says what window
-  remains).
-- SQLite: the image is written to a scratch file in the target's directory, checked,
-  then ``os.replace``d over the target (atomic on POSIX).
+  remains, and keeps a record of the previous objects in the kept database).
+- SQLite: the image is written to a scratch file in the target's directory, checked, the
+  target is hard-linked to its kept name (with its WAL or journal), then the scratch is
+  ``os.replace``d over the target (atomic on POSIX).
 - Files: extracted into a scratch directory beside the target, then exchanged with it by
-  ``renameat2(RENAME_EXCHANGE)`` (one atomic step on Linux; two renames elsewhere).
+  ``renameat2(RENAME_EXCHANGE)`` (one atomic step on Linux; two renames elsewhere) and the
+  previous tree renamed to its kept name. A note beside them (``.<name>.sbx-swapping-<tag>``,
+  the previous tree's inode) tells ``put_back`` whether a worker killed between those two
+  steps left the previous tree under the scratch's name.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 import psycopg
@@ -91,10 +99,6 @@ def scratch_spec(
     where = directory or os.path.dirname(path)
     leaf = f".{os.path.basename(path)}.sbx-{purpose}-{tag}"
     return replace(target, name=os.path.join(where, leaf))
-
-
-def aside_name(target: ConnectionSpec, tag: str) -> str:
-    return scratch_spec(target, tag, purpose="old").name
 
 
 # --- tools ---------------------------------------------------------------------------------
@@ -353,25 +357,78 @@ def holds_data(target: ConnectionSpec) -> bool:
     raise EngineError(f"restores into {target.engine} are not supported")
 
 
-# --- swap --------------------------------------------------------------------------------
+# --- swap, keeping the previous target until the whole restore has swapped ---------------
+
+
+@dataclass
+class Swapped:
+    """A target with a scratch copy swapped in, its previous contents kept aside."""
+
+    kept: ConnectionSpec | None  # the previous contents; None when the target did not exist
+    notes: list[str] = field(default_factory=list)  # for the restore's message
+
+
+def kept_spec(target: ConnectionSpec, tag: str) -> ConnectionSpec:
+    """Where a swap keeps the target's previous contents: a reserved name the reaper knows
+    (``<name>_sbx_prev_<tag>``, or ``.<name>.sbx-prev-<tag>`` beside a file or directory)."""
+    return scratch_spec(target, tag, purpose="prev")
 
 
 def swap(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -> list[str]:
-    """Put the loaded scratch in place of the target and remove the old target.
+    """Swap in one scratch copy and drop the previous target at once (a restore of several
+    members swaps them all with ``swap_keeping`` first). Returns notes as ``Swapped``."""
+    swapped = swap_keeping(target, scratch, tag=tag)
+    if swapped.kept is not None:
+        drop_kept(swapped.kept)
+    return swapped.notes
 
-    Returns notes for the restore's message (PostgreSQL settings that could not be copied).
+
+def swap_keeping(target: ConnectionSpec, scratch: ConnectionSpec, *, tag: str) -> Swapped:
+    """Put the loaded scratch in place of the target, keeping the previous target under
+    ``kept_spec`` until ``drop_kept`` (the restore succeeded) or ``put_back`` (it failed).
+
+    A failure raises and leaves the target as it was (``SwapIncomplete``: it could not be,
+    and the message says what is where). An existing kept copy is never overwritten.
     """
+    kept = kept_spec(target, tag)
     if target.engine == "postgresql":
-        return _swap_postgresql(target, scratch, aside_name(target, tag))
+        return _swap_postgresql(target, scratch, kept)
     if target.engine in MYSQL_FAMILY:
-        mysql_swap.swap(target, scratch, aside_name(target, tag))
-    elif target.engine == "sqlite":
-        _swap_sqlite(target, scratch)
-    elif target.engine == "files":
-        _swap_files(target, scratch, aside_name(target, tag))
-    else:
-        raise EngineError(f"restores into {target.engine} are not supported")
-    return []
+        existed = mysql_swap.swap(target, scratch, kept.name)
+        return Swapped(kept if existed else None)
+    if target.engine == "sqlite":
+        return Swapped(_swap_sqlite(target, scratch, kept))
+    if target.engine == "files":
+        return Swapped(_swap_files(target, scratch, kept, tag))
+    raise EngineError(f"restores into {target.engine} are not supported")
+
+
+def put_back(target: ConnectionSpec, kept: ConnectionSpec | None, *, tag: str) -> bool:
+    """Put the previous contents kept by a swap back in place of the target, from wherever
+    the swap stopped; the restored contents are dropped. ``kept=None`` (there was no
+    previous target) removes the restored one. False when nothing was kept (no swap).
+
+    Raises RestoreFailed (``SwapIncomplete``: the message says what is where) and never
+    drops a kept copy that is not back in place.
+    """
+    if kept is None:
+        discard(target)
+        return True
+    discard_as = scratch_spec(target, tag)  # the scratch's name is free again after a swap
+    if target.engine == "postgresql":
+        return _put_back_postgresql(target, kept, discard_as)
+    if target.engine in MYSQL_FAMILY:
+        return mysql_swap.put_back(target, kept.name, discard_as.name)
+    if target.engine == "sqlite":
+        return _put_back_sqlite(target, kept)
+    if target.engine == "files":
+        return _put_back_files(target, kept, discard_as, tag)
+    raise EngineError(f"restores into {target.engine} are not supported")
+
+
+def drop_kept(kept: ConnectionSpec) -> None:
+    """Drop a kept previous copy: only once every member of the restore is swapped in."""
+    discard(kept)
 
 
 def _pg_maintenance(spec: ConnectionSpec) -> psycopg.Connection:
@@ -382,18 +439,55 @@ def _pg_maintenance(spec: ConnectionSpec) -> psycopg.Connection:
 
 def _pg_database_exists(spec: ConnectionSpec) -> bool:
     with _pg_maintenance(spec) as conn:
-        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (spec.name,))
-        return row.fetchone() is not None
+        return _pg_exists(conn, spec.name)
 
 
-def _swap_postgresql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> list[str]:
-    rename = "ALTER DATABASE {} RENAME TO {}"
+def _pg_exists(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+    return row.fetchone() is not None
+
+
+def _pg_rename(conn: psycopg.Connection, renames: list[tuple[str, str]], what: str) -> None:
+    """Rename databases in one transaction, after terminating the connections to them."""
+    names = [name for pair in renames for name in pair]
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            # Clients reconnect at once; the retry covers one slipping in between.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
+                (names,),
+            )
+            with conn.transaction():
+                for old, new in renames:
+                    conn.execute(
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                            sql.Identifier(old), sql.Identifier(new)
+                        )
+                    )
+            return
+        except psycopg.errors.ObjectInUse as exc:
+            if attempt == SWAP_ATTEMPTS:
+                raise RestoreFailed(
+                    f"could not {what}: {renames[0][0]!r} stayed in use ({exc})"
+                ) from exc
+            time.sleep(0.2 * attempt)
+        except psycopg.Error as exc:
+            raise RestoreFailed(f"could not {what}: {exc}") from exc
+
+
+def _swap_postgresql(
+    target: ConnectionSpec, scratch: ConnectionSpec, kept: ConnectionSpec
+) -> Swapped:
     notes: list[str] = []
     with _pg_maintenance(target) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (target.name,)
-        ).fetchone()
+        exists = _pg_exists(conn, target.name)
         if exists:
+            if _pg_exists(conn, kept.name):
+                raise SwapRefused(
+                    f"a database {kept.name!r} already exists where the previous "
+                    f"{target.name!r} would be kept; the target was not changed"
+                )
             # Who may connect, and as what, is the database's, not the dump's: keep it.
             try:
                 notes = pg_access.copy_database_access(conn, source=target.name, dest=scratch.name)
@@ -402,41 +496,22 @@ def _swap_postgresql(target: ConnectionSpec, scratch: ConnectionSpec, aside: str
                     f"could not give the restored database the GRANTs of {target.name!r} "
                     f"({exc}); the target was not changed"
                 ) from exc
-        for attempt in range(1, SWAP_ATTEMPTS + 1):
-            try:
-                # Clients reconnect at once; the retry covers one slipping in between.
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
-                    ([target.name, scratch.name],),
-                )
-                with conn.transaction():
-                    if exists:
-                        conn.execute(
-                            sql.SQL(rename).format(
-                                sql.Identifier(target.name), sql.Identifier(aside)
-                            )
-                        )
-                    conn.execute(
-                        sql.SQL(rename).format(
-                            sql.Identifier(scratch.name), sql.Identifier(target.name)
-                        )
-                    )
-                break
-            except psycopg.errors.ObjectInUse as exc:
-                if attempt == SWAP_ATTEMPTS:
-                    raise RestoreFailed(
-                        f"could not swap in the restored database: {target.name!r} stayed in "
-                        f"use ({exc})"
-                    ) from exc
-                time.sleep(0.2 * attempt)
-            except psycopg.Error as exc:
-                raise RestoreFailed(f"could not swap in the restored database: {exc}") from exc
-    if exists:
-        # The restored data is in place; failing to drop the old copy only costs space.
-        with contextlib.suppress(EngineError):
-            get_engine("postgresql").drop_database(replace(target, name=aside))
-    return notes
+        renames = [(target.name, kept.name)] if exists else []
+        _pg_rename(conn, [*renames, (scratch.name, target.name)], "swap in the restored database")
+    return Swapped(kept if exists else None, notes)
+
+
+def _put_back_postgresql(
+    target: ConnectionSpec, kept: ConnectionSpec, discard_as: ConnectionSpec
+) -> bool:
+    with _pg_maintenance(target) as conn:
+        if not _pg_exists(conn, kept.name):
+            return False
+        # Both renames in one transaction, as the swap: the target is never missing.
+        renames = [(target.name, discard_as.name)] if _pg_exists(conn, target.name) else []
+        _pg_rename(conn, [*renames, (kept.name, target.name)], f"put {target.name!r} back")
+    discard(discard_as)
+    return True
 
 
 def _fsync_dir(path: str) -> None:
@@ -447,17 +522,64 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _swap_sqlite(target: ConnectionSpec, scratch: ConnectionSpec) -> None:
+def _move_side_files(source: str, dest: str) -> None:
+    # A WAL or journal holds part of its database: it goes where the database goes.
+    for suffix in SIDE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(source + suffix, dest + suffix)
+
+
+def _swap_sqlite(
+    target: ConnectionSpec, scratch: ConnectionSpec, kept: ConnectionSpec
+) -> ConnectionSpec | None:
+    """A hard link keeps the previous file under the kept name, then the scratch replaces
+    the target: at every moment the target path is one complete database."""
     path = os.path.abspath(target.name)
+    existed = os.path.exists(path)
     try:
-        # A stale WAL or journal beside the old file would be replayed into the new one.
-        for suffix in SIDE_FILES:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path + suffix)
-        os.replace(scratch.name, path)
+        if existed:
+            if os.path.lexists(kept.name):
+                raise SwapRefused(
+                    f"{kept.name!r} already exists where the previous {path!r} would be kept; "
+                    "the target was not changed"
+                )
+            os.link(path, kept.name)
+            _move_side_files(path, kept.name)
+        try:
+            os.replace(scratch.name, path)
+        except OSError:
+            if existed:
+                _move_side_files(kept.name, path)
+                os.unlink(kept.name)
+            raise
         _fsync_dir(os.path.dirname(path))
     except OSError as exc:
         raise RestoreFailed(f"could not replace the SQLite database {path!r}: {exc}") from exc
+    return kept if existed else None
+
+
+def _put_back_sqlite(target: ConnectionSpec, kept: ConnectionSpec) -> bool:
+    path = os.path.abspath(target.name)
+    if not os.path.lexists(kept.name):
+        return False
+    try:
+        if os.path.lexists(path) and os.path.samefile(path, kept.name):
+            # Stopped between the link and the replace: the target is still the previous one.
+            _move_side_files(kept.name, path)
+            os.unlink(kept.name)
+        else:
+            for suffix in SIDE_FILES:  # the restored database's
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path + suffix)
+            os.replace(kept.name, path)
+            _move_side_files(kept.name, path)
+        _fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        raise RestoreFailed(
+            f"could not put the SQLite database {path!r} back ({exc}); its previous file is "
+            f"kept as {kept.name!r}"
+        ) from exc
+    return True
 
 
 _AT_FDCWD = -100
@@ -490,24 +612,93 @@ def exchange_paths(first: str, second: str) -> bool:
     raise OSError(code, os.strerror(code), first)
 
 
-def _swap_files(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> None:
+def _exchange_or_rename(incoming: str, path: str, outgoing: str) -> None:
+    """Put ``incoming`` at ``path`` and what was there at ``outgoing``: one atomic exchange
+    where the system has it, else two renames (undone if the second fails)."""
+    if exchange_paths(incoming, path):
+        try:
+            os.rename(incoming, outgoing)  # the exchange left the old tree at incoming's name
+        except OSError:
+            exchange_paths(incoming, path)  # as it was: the caller sees nothing swapped
+            raise
+        return
+    os.rename(path, outgoing)
+    try:
+        os.rename(incoming, path)
+    except OSError:
+        os.rename(outgoing, path)
+        raise
+
+
+def _swap_files(
+    target: ConnectionSpec, scratch: ConnectionSpec, kept: ConnectionSpec, tag: str
+) -> ConnectionSpec | None:
     path = os.path.abspath(target.name.rstrip("/"))
     try:
         if not os.path.exists(path):
             os.rename(scratch.name, path)
-        elif exchange_paths(scratch.name, path):
-            shutil.rmtree(scratch.name, ignore_errors=True)  # now the old tree
-        else:
-            os.rename(path, aside)
-            try:
-                os.rename(scratch.name, path)
-            except OSError:
-                os.rename(aside, path)
-                raise
-            shutil.rmtree(aside, ignore_errors=True)
+            _fsync_dir(os.path.dirname(path))
+            return None
+        if os.path.lexists(kept.name):
+            raise SwapRefused(
+                f"{kept.name!r} already exists where the previous {path!r} would be kept; "
+                "the target was not changed"
+            )
+        # After the exchange and before the rename, the previous tree sits under the
+        # scratch's name: the note lets put_back (the reaper's) tell it from the scratch.
+        note = _swap_note(target, tag)
+        with open(note, "w") as handle:
+            handle.write(_identity(path))
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            _exchange_or_rename(scratch.name, path, kept.name)
+        finally:
+            os.unlink(note)  # swapped, or as it was: either way no longer in between
         _fsync_dir(os.path.dirname(path))
     except OSError as exc:
         raise RestoreFailed(f"could not swap in the restored directory {path!r}: {exc}") from exc
+    return kept
+
+
+def _swap_note(target: ConnectionSpec, tag: str) -> str:
+    return scratch_spec(target, tag, purpose="swapping").name
+
+
+def _identity(path: str) -> str:
+    info = os.stat(path)
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+def _put_back_files(
+    target: ConnectionSpec, kept: ConnectionSpec, discard_as: ConnectionSpec, tag: str
+) -> bool:
+    path = os.path.abspath(target.name.rstrip("/"))
+    note = _swap_note(target, tag)
+    try:
+        if os.path.exists(note):
+            with open(note) as handle:
+                previous = handle.read()
+            if os.path.isdir(discard_as.name) and _identity(discard_as.name) == previous:
+                os.rename(discard_as.name, kept.name)  # stopped between exchange and rename
+            os.unlink(note)
+    except OSError as exc:
+        raise RestoreFailed(f"could not read the swap note {note!r}: {exc}") from exc
+    if not os.path.lexists(kept.name):
+        return False
+    try:
+        if os.path.exists(path):
+            _exchange_or_rename(kept.name, path, discard_as.name)
+            shutil.rmtree(discard_as.name, ignore_errors=True)
+        else:
+            os.rename(kept.name, path)
+        _fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        raise RestoreFailed(
+            f"could not put the directory {path!r} back ({exc}); its previous tree is kept "
+            f"as {kept.name!r}"
+        ) from exc
+    return True
 
 
 # --- versions ------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """MariaDB/MySQL: swap a loaded scratch database in for its target, objects included.
 
-No Django imports; ``restores.loading.swap`` calls ``swap()``.
+No Django imports; ``restores.loading`` calls ``swap()`` and ``put_back()``.
 
 There is no RENAME DATABASE. Tables (base, system-versioned, sequences) move between
 databases with one multi-table ``RENAME TABLE``, which the server applies atomically (all or
-nothing): the target's old tables go to an aside database, the scratch's come in. When
-neither side has anything else, that one statement is the whole swap.
+nothing): the target's old tables go to its kept database (``<name>_sbx_prev_<tag>``), the
+scratch's come in. When neither side has anything else, that one statement is the whole
+swap. The kept database stays until the whole restore has swapped (then it is dropped) or
+failed (then ``put_back`` moves its tables back). Before anything moves, it gets a record
+(table ``_strongbox_previous``) of the target's tables and of its other objects'
+definitions, so that ``put_back`` works from another process too (the reaper, after a
+worker died), from wherever the swap stopped.
 
 Views, triggers, stored routines and events cannot change database (a table with triggers
 refuses to move: ER_TRG_IN_WRONG_SCHEMA; a view too: ER_FORBID_SCHEMA_CHANGE), so when
@@ -24,7 +29,7 @@ either side has some:
 4. If step 3 fails, whatever stands in the target besides tables is dropped, the tables move
    back in one statement and the target's own objects are recreated: the target is as it
    was. Only if that fails too is ``SwapIncomplete`` raised, saying where the tables are (the
-   aside database is kept while it holds the old ones).
+   kept database is kept while it holds the old ones).
 
 One window cannot be closed: MariaDB refuses ``RENAME TABLE`` under ``LOCK TABLES`` and DDL
 commits implicitly, so from dropping the target's triggers until the scratch's are created,
@@ -283,20 +288,146 @@ def _labels(definitions: list[Definition]) -> str:
     return shown + (f" and {len(definitions) - 10} more" if len(definitions) > 10 else "")
 
 
+# --- the previous contents, kept ---------------------------------------------------------
+
+# Beside the previous tables in the kept database: which tables they were and the target's
+# other objects as definitions (created there, events would fire and triggers pin tables).
+RECORD = "_strongbox_previous"
+RECORD_COLUMNS = "kind, name, statement, charset_name, collation_name, sql_mode, time_zone"
+
+
+def _database_exists(cur, name: str) -> bool:
+    cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+    return cur.fetchone() is not None
+
+
+def _record(cur, kept: str, old: Contents) -> None:
+    """Write down in ``kept`` what the target held, in one INSERT (all rows or none)."""
+    cur.execute(
+        f"CREATE TABLE {quote(kept)}.{quote(RECORD)} (position integer PRIMARY KEY,"
+        " kind varchar(16) NOT NULL, name varchar(255) NOT NULL, statement longtext,"
+        " charset_name varchar(64), collation_name varchar(64), sql_mode text,"
+        " time_zone varchar(64)) ENGINE=InnoDB CHARACTER SET utf8mb4"
+    )
+    rows = [("DATABASE", "", None, None, None, None, None)]
+    rows += [("TABLE", name, None, None, None, None, None) for name in old.tables]
+    rows += [
+        (d.kind, d.name, d.statement, d.charset, d.collation, d.sql_mode, d.time_zone)
+        for d in old.objects
+    ]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    cur.execute(
+        f"INSERT INTO {quote(kept)}.{quote(RECORD)} (position, {RECORD_COLUMNS})"  # noqa: S608
+        f" VALUES {values}",
+        [value for position, row in enumerate(rows) for value in (position, *row)],
+    )
+
+
+def _read_record(cur, kept: str) -> Contents | None:
+    """What a swap wrote down in ``kept``; None if it stopped before writing it."""
+    cur.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        (kept, RECORD),
+    )
+    if cur.fetchone() is None:
+        return None
+    cur.execute(
+        f"SELECT {RECORD_COLUMNS} FROM {quote(kept)}.{quote(RECORD)} ORDER BY position"  # noqa: S608
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    contents = Contents()
+    for kind, name, statement, charset, collation, sql_mode, time_zone in rows:
+        if kind == "TABLE":
+            contents.tables.append(name)
+        elif kind != "DATABASE":
+            contents.objects.append(
+                Definition(kind, name, statement, charset, collation, sql_mode, time_zone)
+            )
+    return contents
+
+
+def _put_previous_back(
+    cur, target: str, kept: str, discard: str, old: Contents
+) -> tuple[bool, Exception | None]:
+    """Put ``old`` back in the target, from wherever a swap stopped (tables moved or not).
+
+    The target's objects are dropped (they pin its tables); if the previous tables are in
+    ``kept``, the target's current tables go to ``discard`` and they come back in one
+    statement; then the previous objects are created. Returns (tables back, error or None).
+    """
+    tables_back = False
+    try:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(discard)}")
+        current, standing = object_names(cur, target)
+        for kind, name in reversed(standing):
+            drop(cur, target, kind, name)
+        kept_tables, _ = object_names(cur, kept)
+        # One RENAME TABLE moved them all or none: the first says where they all are.
+        if not old.tables or old.tables[0] in kept_tables:
+            back = _moves(current, target, discard) + _moves(old.tables, kept, target)
+            if back:
+                cur.execute("RENAME TABLE " + ", ".join(back))
+        tables_back = True
+        _use(cur, target)
+        create_all(cur, old.objects)
+    except Exception as exc:  # noqa: BLE001 - the caller says what state this leaves
+        return tables_back, exc
+    return True, None
+
+
 # --- the swap ------------------------------------------------------------------------------
 
 
-def swap(target: ConnectionSpec, scratch: ConnectionSpec, aside: str) -> None:
-    """Put the scratch's tables and objects in the target's place and drop the old ones."""
+def _cursor(target: ConnectionSpec):
     conn = MySQLEngine(target.engine).connect(target, database="")
-    try:
-        with conn.cursor() as cur:
-            _swap(cur, target.name, scratch.name, aside)
-    finally:
-        conn.close()
+    return contextlib.closing(conn)
 
 
-def _swap(cur, target: str, scratch: str, aside: str) -> None:
+def swap(target: ConnectionSpec, scratch: ConnectionSpec, kept: str) -> bool:
+    """Put the scratch's tables and objects in the target's place, keeping the previous
+    ones in the database ``kept`` until ``put_back`` or dropping it.
+
+    Returns False when the target database did not exist (it is created; nothing is kept).
+    """
+    with _cursor(target) as conn, conn.cursor() as cur:
+        return _swap(cur, target.name, scratch.name, kept)
+
+
+def put_back(target: ConnectionSpec, kept: str, discard: str) -> bool:
+    """Put the contents kept in ``kept`` back in the target, whether the swap finished or
+    stopped midway (a worker killed); the target's current tables are dropped with
+    ``discard``. False when nothing is kept. ``SwapIncomplete`` says what is where."""
+    with _cursor(target) as conn, conn.cursor() as cur:
+        if not _database_exists(cur, kept):
+            return False
+        old = _read_record(cur, kept)
+        if old is None:
+            # The record is written before anything moves: the target was not changed.
+            _drop_database(cur, kept)
+            return True
+        tables_back, error = _put_previous_back(cur, target.name, kept, discard, old)
+        if error is not None:
+            state = (
+                "its previous tables are back but some of its own objects may be missing; "
+                f"their definitions are kept in {kept}.{RECORD}"
+                if tables_back
+                else f"it may hold the restored tables; its previous ones are kept in {kept!r}"
+            )
+            raise SwapIncomplete(f"could not put {target.name!r} back ({error}): {state}")
+        _drop_database(cur, kept)
+        _drop_database(cur, discard)
+    return True
+
+
+def _swap(cur, target: str, scratch: str, kept: str) -> bool:
+    if _database_exists(cur, kept):
+        # Another restore's kept copy (or a leftover of this one): never overwrite it.
+        raise RestoreFailed(
+            f"a database {kept!r} already exists where the previous {target!r} would be kept; "
+            "the target was not changed"
+        )
     cur.execute(
         "SELECT default_character_set_name, default_collation_name"
         " FROM information_schema.schemata WHERE schema_name = %s",
@@ -308,26 +439,34 @@ def _swap(cur, target: str, scratch: str, aside: str) -> None:
     new.objects = [retarget(d, scratch, target) for d in new.objects]
     if row is None:
         cur.execute(f"CREATE DATABASE {quote(target)} CHARACTER SET utf8mb4")
-    if old.tables:
-        cur.execute(f"CREATE DATABASE {quote(aside)} CHARACTER SET {row[0]} COLLATE {row[1]}")
-    moves = _moves(old.tables, target, aside) + _moves(new.tables, scratch, target)
+    else:
+        cur.execute(f"CREATE DATABASE {quote(kept)} CHARACTER SET {row[0]} COLLATE {row[1]}")
+        try:
+            _record(cur, kept, old)
+        except pymysql.Error as exc:
+            _drop_database(cur, kept)
+            raise RestoreFailed(
+                f"could not write down the target's objects before the swap ({exc}); the target "
+                "was not changed"
+            ) from exc
+    moves = _moves(old.tables, target, kept) + _moves(new.tables, scratch, target)
     if old.objects or new.objects:
-        _swap_with_objects(cur, target, scratch, aside, old, new, moves)
+        _swap_with_objects(cur, target, scratch, kept, old, new, moves)
     elif moves:
         try:
             # One statement: the server renames all or none.
             cur.execute("RENAME TABLE " + ", ".join(moves))
         except pymysql.Error as exc:
-            _drop_database(cur, aside)
+            _drop_database(cur, kept)
             raise RestoreFailed(
                 f"could not swap in the restored tables (nothing changed): {exc}"
             ) from exc
-    _drop_database(cur, aside)
     _drop_database(cur, scratch)
+    return row is not None
 
 
 def _swap_with_objects(
-    cur, target: str, scratch: str, aside: str, old: Contents, new: Contents, moves: list[str]
+    cur, target: str, scratch: str, kept: str, old: Contents, new: Contents, moves: list[str]
 ) -> None:
     """Steps 2 to 4 of the module docstring."""
     dropped: list[Definition] = []
@@ -348,7 +487,7 @@ def _swap_with_objects(
                 f"could not swap in the restored tables ({exc}) nor recreate the target's "
                 f"{_labels(dropped)} ({undo}); the target's tables were not changed"
             ) from exc
-        _drop_database(cur, aside)
+        _drop_database(cur, kept)
         raise RestoreFailed(
             f"could not swap in the restored tables (nothing changed): {exc}"
         ) from exc
@@ -358,26 +497,16 @@ def _swap_with_objects(
             drop(cur, target, definition.kind, definition.name)
         create_all(cur, new.objects)
     except Exception as exc:
-        _undo(cur, target, scratch, aside, old, new, exc)
+        _undo(cur, target, scratch, kept, old, exc)
 
 
-def _undo(
-    cur, target: str, scratch: str, aside: str, old: Contents, new: Contents, exc: Exception
-) -> None:
+def _undo(cur, target: str, scratch: str, kept: str, old: Contents, exc: Exception) -> None:
     """Put the target back as it was after the tables moved; always raises."""
-    moved_back = False
-    try:
-        _, standing = object_names(cur, target)
-        for kind, name in reversed(standing):
-            drop(cur, target, kind, name)
-        back = _moves(new.tables, target, scratch) + _moves(old.tables, aside, target)
-        if back:
-            cur.execute("RENAME TABLE " + ", ".join(back))
-        moved_back = True
-        create_all(cur, old.objects)
-    except Exception as undo:
-        if moved_back:
-            _drop_database(cur, aside)  # empty again
+    tables_back, undo = _put_previous_back(cur, target, kept, scratch, old)
+    if tables_back:
+        _drop_database(cur, kept)  # holds the record only
+    if undo is not None:
+        if tables_back:
             state = (
                 "its tables are back but some of its own objects may be missing (it had "
                 f"{_labels(old.objects) or 'none'})"
@@ -385,13 +514,12 @@ def _undo(
         else:
             state = (
                 "it may hold the restored tables without their objects; its previous tables "
-                f"are kept in the database {aside!r}"
+                f"are kept in the database {kept!r}"
             )
         raise SwapIncomplete(
             f"creating the restored objects in the target failed after its tables were "
             f"swapped ({exc}), and undoing that failed too ({undo}): {state}"
         ) from exc
-    _drop_database(cur, aside)
     raise RestoreFailed(
         f"could not create the restored objects in the target ({exc}); its tables were moved "
         "back and its own views, triggers, routines and events recreated"

@@ -8,7 +8,9 @@ A restore runs in phases, and nothing on the target changes before the last one:
    ``trigger="safety"``, linked from the restore log; ``restore_undo`` restores it).
 3. RESTORE: load every member into a scratch copy beside its target (``restores.loading``).
 4. CHECK: compare per-table row counts of the scratch copies with those the backup recorded.
-5. SWAP: put each scratch copy in place of its target.
+5. SWAP: put each scratch copy in place of its target, keeping each previous target under a
+   reserved name until all are in (then they are dropped); a failure puts every swapped
+   member back, so a restore of several members is all or nothing.
 
 A point-in-time restore (``pitr_target``) recovers the database to that moment in a private
 copy (RECOVER, after SAFETY_BACKUP), dumps it from there into the scratch copy (RESTORE) and

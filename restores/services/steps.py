@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import BinaryIO
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, TypeVar
 
 from django.db import transaction
 from django.utils import timezone
@@ -31,6 +33,8 @@ from restores.plan import Member, family, replaced_text, restore_target_text
 logger = logging.getLogger(__name__)
 
 SAFETY_BACKUP_POLL = 1.0
+SWAP_HEARTBEAT_SECONDS = 1.0
+T = TypeVar("T")
 EXTENSION_ENGINES = {"pgdump": "postgresql", "sql": "mysql", "sqlite3": "sqlite", "tar": "files"}
 
 
@@ -265,30 +269,8 @@ def check_swap_complete(restore, members, phases, progress, tag, summary, proble
         return
     phases.finish(check_item)
 
-    swap_item = start(restore, phases, RestorePhase.SWAP)
-    for member in members:
-        assert member.scratch is not None  # noqa: S101 - loaded above
-        try:
-            member.notes += loading.swap(member.target, member.scratch, tag=tag)
-        except (EngineError, OSError) as exc:
-            discard_scratches(members)
-            phases.finish(swap_item, "ERROR")
-            done = [m.label for m in members if m.swapped]
-            state = (
-                f"Already restored: {', '.join(done)}; the rest was left as it was."
-                if done
-                else "The target was left as it was."
-            )
-            if isinstance(exc, loading.SwapIncomplete):
-                # Undoing a half-done MariaDB swap failed too: the message says what is where.
-                state = f"{member.label} was not left as it was: check it." + (
-                    f" Already restored: {', '.join(done)}." if done else ""
-                )
-            fail(restore, f"Swapping in {member.label} failed: {exc}. {state}", phases)
-            return
-        member.swapped = True
-        progress.tick()
-    phases.finish(swap_item)
+    if not swap_phase(restore, members, phases, progress, tag):
+        return
 
     parts = [summary]
     if restore.safety_backup_id:
@@ -305,6 +287,124 @@ def check_swap_complete(restore, members, phases, progress, tag, summary, proble
         heartbeat_at=timezone.now(),
     )
     alert_resolve(organisation=restore.organisation, kind=AlertKind.RESTORE_FAILED, restore=restore)
+
+
+# --- the SWAP phase: all members or none ------------------------------------------------
+
+
+def swap_phase(restore, members, phases, progress, tag) -> bool:
+    """Swap every member in, keeping each previous target until all are in; then drop the
+    kept copies. On a failure put every swapped member back, last first, and fail the
+    restore saying which; False then. A kept copy is only dropped once all are swapped."""
+    swap_item = start(restore, phases, RestorePhase.SWAP)
+    swapped: list[tuple[Member, loading.Swapped]] = []
+
+    def roll_back(failed: Member | None, exc: Exception) -> bool:
+        discard_scratches(members)
+        put_back = put_back_members(swapped, tag, progress)
+        phases.finish(swap_item, "ERROR")
+        fail(restore, _swap_failure(members, failed, exc, put_back), phases)
+        return False
+
+    for member in members:
+        assert member.scratch is not None  # noqa: S101 - loaded before the swap
+        try:
+            result = with_heartbeat(
+                progress, lambda m=member: loading.swap_keeping(m.target, m.scratch, tag=tag)
+            )
+            member.swapped = True
+            member.notes += result.notes
+            swapped.append((member, result))
+            progress.tick()
+        except Exception as exc:  # noqa: BLE001 - whatever it was, every member goes back
+            return roll_back(member, exc)
+    try:
+        # The commit point: every member is in. A worker that dies from here on leaves kept
+        # copies that the reaper drops (the restore goes forward) instead of putting back.
+        phases.finish(swap_item)
+        update(restore, phases=phases.items, heartbeat_at=timezone.now())
+    except Exception as exc:  # noqa: BLE001 - not recorded: not committed, so all go back
+        return roll_back(None, exc)
+    for member, result in swapped:
+        if result.kept is None:
+            continue
+        try:
+            with_heartbeat(progress, lambda kept=result.kept: loading.drop_kept(kept))
+        except Exception:  # noqa: BLE001 - the restore is done; a leftover only costs space
+            logger.exception("could not drop the kept copy %s", result.kept.name)
+            member.notes.append(f"its previous copy {result.kept.name} could not be dropped")
+    return True
+
+
+def with_heartbeat(progress: Progress, work: Callable[[], T]) -> T:
+    """Run ``work`` (Django-free: no app-database queries) on a thread while this one keeps
+    the heartbeat fresh. A swap may wait on a lock (MariaDB's RENAME TABLE on a metadata
+    lock) for longer than the heartbeat timeout; the reaper must not take it for dead."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-swap") as pool:
+        future = pool.submit(work)
+        while True:
+            try:
+                return future.result(timeout=SWAP_HEARTBEAT_SECONDS)
+            except TimeoutError:
+                try:
+                    progress.tick(force=True)
+                except Exception:  # noqa: BLE001 - the work's outcome matters more
+                    logger.exception("could not write the restore's heartbeat")
+
+
+def put_back_members(
+    swapped: list[tuple[Member, loading.Swapped]], tag: str, progress: Progress
+) -> tuple[list[str], list[str]]:
+    """Put every swapped member's previous contents back, last first.
+
+    Returns (the labels put back, a sentence per member that could not be, saying what it
+    holds and where its previous contents are kept)."""
+    done, stuck = [], []
+    for member, result in reversed(swapped):
+        try:
+            with_heartbeat(
+                progress, lambda m=member, r=result: loading.put_back(m.target, r.kept, tag=tag)
+            )
+        except Exception as exc:  # noqa: BLE001 - the others must still be put back
+            logger.exception("could not put %s back", member.label)
+            where = (
+                f"its previous data is kept as {result.kept.name}"
+                if result.kept is not None
+                else "it did not exist before"
+            )
+            stuck.append(f"{member.label} could not be put back ({exc}); {where}")
+            continue
+        done.append(member.label)
+    return done, stuck
+
+
+def _swap_failure(
+    members: list[Member],
+    failed: Member | None,
+    exc: Exception,
+    put_back: tuple[list[str], list[str]],
+) -> str:
+    done, stuck = put_back
+    if failed is None:
+        parts = [f"Every member was swapped in, but recording that failed: {exc}."]
+    elif isinstance(exc, loading.SwapIncomplete):
+        # Undoing its own half-done swap failed too: the message says what is where.
+        parts = [f"Swapping in {failed.label} failed: {exc}."]
+        parts.append(f"{failed.label} was not left as it was: check it.")
+    else:
+        parts = [
+            f"Swapping in {failed.label} failed: {exc}.",
+            f"{failed.label} was left as it was.",
+        ]
+    if done:
+        parts.append(f"Put back as they were: {', '.join(reversed(done))}.")
+    parts += [f"{sentence}." for sentence in stuck]
+    later = members[members.index(failed) + 1 :] if failed is not None else []
+    if later:
+        parts.append(f"Not touched: {', '.join(m.label for m in later)}.")
+    if not stuck and not isinstance(exc, loading.SwapIncomplete):
+        parts.append("The target was left as it was.")
+    return " ".join(parts)
 
 
 # --- the safety backup ---------------------------------------------------------------------

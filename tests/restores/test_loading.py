@@ -16,7 +16,7 @@ def test_scratch_databases_live_on_the_same_server_with_a_bounded_name():
     assert (scratch.host, scratch.port, scratch.user) == ("db", 5433, "u")
     assert scratch.name == "x" * 40 + "_sbx_restore_abcd1234"
     assert len(scratch.name.encode()) <= 63
-    assert loading.aside_name(target, "abcd1234").endswith("_sbx_old_abcd1234")
+    assert loading.kept_spec(target, "abcd1234").name.endswith("_sbx_prev_abcd1234")
 
 
 def test_scratch_files_sit_beside_the_target_unless_a_directory_is_given(tmp_path):
