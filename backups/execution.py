@@ -10,6 +10,7 @@ its heartbeat, can still be aborted, and is never mistaken for a dead worker.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from backups.pipeline import (
     run_pipeline,
 )
 from destinations.storage import artifact_size, delete_artifact, open_sink
+from organizations.hostpolicy import host_rules, pinned_address
 from organizations.models import Database, Environment
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ RUNNING = (BackupStatus.IN_PROGRESS, BackupStatus.ABORTING)
 
 
 def connection_spec_for(database: Database) -> ConnectionSpec:
+    """The database's connection, its host checked against the organisation's host policy
+    by the engine just before each connection (the policy is read here, on the calling
+    thread: the streaming thread makes no queries)."""
+    rules = host_rules(database.environment.project.organisation_id)
     return ConnectionSpec(
         engine=database.engine,
         host=database.host,
@@ -56,6 +62,7 @@ def connection_spec_for(database: Database) -> ConnectionSpec:
         password=database.password,
         name=database.database_name,
         options=dict(database.options or {}),
+        address_check=functools.partial(pinned_address, rules),
     )
 
 

@@ -23,6 +23,7 @@ from .base import (
     EngineError,
     ProcessDump,
     RestoreFailed,
+    resolved,
     run_restore,
 )
 
@@ -128,8 +129,12 @@ class PostgreSQLEngine(Engine):
 
     @staticmethod
     def tool_env(spec: ConnectionSpec) -> dict[str, str]:
-        """Secrets and libpq options for the tools: environment, never argv."""
+        """Secrets and libpq options for the tools: environment, never argv. PGHOSTADDR is
+        the checked address (``--host`` stays the name, for TLS verification)."""
+        spec = resolved(spec)
         env = {"PGCONNECT_TIMEOUT": DEFAULT_CONNECT_TIMEOUT}
+        if spec.hostaddr:
+            env["PGHOSTADDR"] = spec.hostaddr
         if spec.password:
             env["PGPASSWORD"] = spec.password
         for key, var in LIBPQ_OPTIONS.items():
@@ -141,12 +146,15 @@ class PostgreSQLEngine(Engine):
 
     def connect(self, spec: ConnectionSpec, *, dbname: str | None = None) -> psycopg.Connection:
         """A psycopg connection, errors turned into an operator-readable EngineError."""
+        spec = resolved(spec)
         params: dict[str, object] = {
             "dbname": dbname or spec.name,
             "connect_timeout": int(spec.options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
         }
         if spec.host:
             params["host"] = spec.host
+        if spec.hostaddr:
+            params["hostaddr"] = spec.hostaddr
         if spec.port:
             params["port"] = spec.port
         if spec.user:
@@ -203,6 +211,7 @@ class PostgreSQLEngine(Engine):
         """
         self.require_tools()
         try:
+            spec = resolved(spec)  # one check: the counting connection and pg_dump agree
             conn = self.connect(spec)
         except EngineError as exc:
             raise DumpFailed(str(exc)) from exc
@@ -244,6 +253,7 @@ class PostgreSQLEngine(Engine):
         to a temporary file in `tmp_dir` (it needs room for the whole uncompressed dump).
         """
         self.require_tools()
+        spec = resolved(spec)
         env = self.tool_env(spec)
         if jobs <= 1:
             run_restore(self.restore_argv(spec), stream, env=env)
