@@ -44,6 +44,7 @@ from organizations.hostpolicy import (
     HostUnresolved,
     check_url,
     host_rules,
+    normalise_name,
     url_host_port,
 )
 
@@ -65,7 +66,7 @@ def _pinned_connector(host: str, addresses: list[str]):
 
     def connect(address, timeout, source_address=None):
         target, port = address
-        if target != host or not addresses:
+        if normalise_name(target) != normalise_name(host) or not addresses:
             return socket.create_connection(address, timeout, source_address)
         error: OSError | None = None
         for ip in addresses:

@@ -67,15 +67,15 @@ def test_the_request_goes_to_the_checked_address_and_keeps_the_name_in_the_host_
 ):
     # A name no resolver knows: only the checked address can have reached the receiver.
     port = urlsplit(webhook_receiver.url).port
-    url = f"http://checked-only.invalid:{port}/hooks/strongbox"
-    opener = _opener_for("checked-only.invalid", ["127.0.0.1"])
+    url = f"http://Checked-Only.invalid.:{port}/hooks/strongbox"  # any spelling of it
+    opener = _opener_for(urlsplit(url).hostname, ["127.0.0.1"])
     request = urllib.request.Request(url, data=b"{}", method="POST")  # noqa: S310 - http
 
     with opener.open(request, timeout=5) as response:
         assert response.status == 200
 
     [received] = webhook_receiver.requests
-    assert received.headers["Host"] == f"checked-only.invalid:{port}"
+    assert received.headers["Host"] == f"Checked-Only.invalid.:{port}"
 
 
 def test_the_admin_refuses_a_webhook_channel_outside_the_policy(
