@@ -143,6 +143,16 @@ def test_local_sockets_and_localhost_follow_the_loopback_rule():
         assert rules_problem(parse_rules(["10.0.0.0/8"]), host) is not None
 
 
+@pytest.mark.parametrize(
+    "spelling", ["2852039166", "0xa9fea9fe", "169.254.43518", "0251.0376.0251.0376", "fe80::1%lo"]
+)
+def test_other_spellings_of_the_metadata_address_are_judged_by_what_they_resolve_to(spelling):
+    # The C resolver reads these as 169.254.169.254 (or a link-local IPv6), as clients would.
+    assert rules_problem(parse_rules([]), spelling) is not None
+    with pytest.raises(HostNotAllowed):
+        allowed_addresses(parse_rules([]), spelling, 80)
+
+
 def test_a_comma_separated_host_list_is_refused_rather_than_passed_to_the_client():
     # libpq would try every host of "a,b": only one checked host may reach it.
     problem = rules_problem(parse_rules([]), "169.254.169.254,db.example.com")
