@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
 from alerts.models import Alert, NotificationChannel, NotificationDelivery
+from organizations.hostpolicy import url_problem
 
 
 @admin.register(Alert)
@@ -27,8 +29,24 @@ class AlertAdmin(admin.ModelAdmin):
         queryset.filter(dismissed_at__isnull=True).update(dismissed_at=timezone.now())
 
 
+class NotificationChannelAdminForm(forms.ModelForm):
+    class Meta:
+        model = NotificationChannel
+        fields = ["organisation", "kind", "target", "secret", "enabled"]
+
+    def clean(self):
+        cleaned = super().clean()
+        organisation, target = cleaned.get("organisation"), cleaned.get("target")
+        if cleaned.get("kind") == NotificationChannel.Kind.WEBHOOK and organisation and target:
+            problem = url_problem(organisation, target)
+            if problem:
+                self.add_error("target", problem)
+        return cleaned
+
+
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
+    form = NotificationChannelAdminForm
     list_display = ["kind", "target", "organisation", "enabled", "created_at"]
     list_filter = ["kind", "enabled", "organisation"]
     search_fields = ["target"]

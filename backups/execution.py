@@ -24,6 +24,7 @@ unexpected error or found the backup ended by someone else).
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -55,6 +56,7 @@ from destinations.storage import (
     discard_partial_artifacts,
     open_sink,
 )
+from organizations.hostpolicy import host_rules, pinned_address
 from organizations.models import Database, Environment
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ RUNNING = (BackupStatus.IN_PROGRESS, BackupStatus.ABORTING)
 
 
 def connection_spec_for(database: Database) -> ConnectionSpec:
+    """The database's connection, its host checked against the organisation's host policy
+    by the engine just before each connection (the policy is read here, on the calling
+    thread: the streaming thread makes no queries)."""
+    rules = host_rules(database.environment.project.organisation_id)
     return ConnectionSpec(
         engine=database.engine,
         host=database.host,
@@ -75,6 +81,7 @@ def connection_spec_for(database: Database) -> ConnectionSpec:
         password=database.password,
         name=database.database_name,
         options=dict(database.options or {}),
+        address_check=functools.partial(pinned_address, rules),
     )
 
 

@@ -3,15 +3,33 @@
 import uuid
 
 from django.db import models
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from organizations.fields import EncryptedJSONField
-from organizations.models import Organisation
+from organizations.hostpolicy import HostRules, host_rules, rules_from
+from organizations.models import HostPolicy, Organisation
 
 
 class DestinationKind(models.TextChoices):
     LOCAL = "local", "Local directory"
     S3 = "s3", "S3-compatible bucket"
+
+
+class DestinationManager(models.Manager):
+    """Reads each destination with its organisation's host policy entries, so that checking
+    an S3 endpoint (``Destination.host_rules``) needs no query of its own: sinks are opened
+    on the streaming thread, which makes none."""
+
+    def get_queryset(self):
+        entries = HostPolicy.objects.filter(organisation=OuterRef("organisation")).values(
+            "allowed_hosts"
+        )[:1]
+        return (
+            super()
+            .get_queryset()
+            .annotate(organisation_allowed_hosts=Subquery(entries, output_field=models.JSONField()))
+        )
 
 
 class Destination(models.Model):
@@ -38,6 +56,8 @@ class Destination(models.Model):
     last_check_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    objects = DestinationManager()
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -52,3 +72,9 @@ class Destination(models.Model):
     @property
     def bucket_name(self) -> str:
         return self.config.get("bucket", "") if self.kind == DestinationKind.S3 else ""
+
+    def host_rules(self) -> HostRules:
+        """The host policy its S3 endpoint must satisfy (read with the row when possible)."""
+        if hasattr(self, "organisation_allowed_hosts"):
+            return rules_from(self.organisation_allowed_hosts)
+        return host_rules(self.organisation_id)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from config.errors import Conflict, InvalidInput
 from destinations.backends import BACKENDS
 from destinations.models import Destination, DestinationKind
+from organizations.hostpolicy import HostNotAllowed, url_problem
 from organizations.models import Organisation
 from organizations.validators import server_path_problem
 
@@ -51,8 +52,11 @@ def _split(kind: str, parameters: Mapping) -> tuple[dict, dict]:
     return config, secrets
 
 
-def _validate(kind: str, config: dict, secrets: dict) -> None:
+def _validate(kind: str, config: dict, secrets: dict, organisation: Organisation) -> None:
     problems = _backend_class(kind).validate(config, secrets)
+    endpoint = config.get("endpoint_url")
+    if kind == DestinationKind.S3 and endpoint and (problem := url_problem(organisation, endpoint)):
+        problems["endpoint_url"] = problem
     path = config.get("path")
     if kind == DestinationKind.LOCAL and path:
         if not PurePosixPath(path).is_absolute():
@@ -83,7 +87,7 @@ def destination_create(
     is_default: bool = False,
 ) -> Destination:
     config, secrets = _split(kind, parameters)
-    _validate(kind, config, secrets)
+    _validate(kind, config, secrets, organisation)
     _check_name(organisation, name)
     return Destination.objects.create(
         organisation=organisation,
@@ -117,7 +121,7 @@ def destination_update(
                 target.pop(key, None)
         config.update(new_config)
         secrets.update(new_secrets)
-        _validate(destination.kind, config, secrets)
+        _validate(destination.kind, config, secrets, destination.organisation)
         destination.config, destination.secrets = config, secrets
     if is_default is not None:
         destination.is_default = is_default
@@ -140,9 +144,14 @@ def destination_delete(*, destination: Destination) -> None:
 
 
 # A person is waiting for the test: an unreachable endpoint should fail in seconds,
-# not after botocore's default minute-long connect timeout and retries.
+# not after botocore's default minute-long connect timeout and retries. One attempt only, so
+# that a filtered port costs one connect timeout.
 PROBE_CONNECT_TIMEOUT = 5
 PROBE_READ_TIMEOUT = 20
+# Every "not reachable" answer takes at least this long, so a refused port, a host the
+# policy refuses and a filtered port (one connect timeout) cannot be told apart by timing.
+UNREACHABLE_ANSWER_SECONDS = PROBE_CONNECT_TIMEOUT
+NOT_REACHABLE = "not reachable"
 
 
 def _fail_fast(storage):
@@ -154,23 +163,38 @@ def _fail_fast(storage):
             Config(
                 connect_timeout=PROBE_CONNECT_TIMEOUT,
                 read_timeout=PROBE_READ_TIMEOUT,
-                retries={"max_attempts": 2},
+                retries={"total_max_attempts": 1},
             )
         )
     return storage
+
+
+def _unreachable(destination: Destination, exc: BaseException) -> bool:
+    """Did the endpoint fail to answer at all (policy, DNS, refused, filtered, reset, or a
+    service that does not speak HTTP)? Only an answer in S3's own terms (a ClientError)
+    is shown: anything more would tell a tenant which ports of the network are open."""
+    if isinstance(exc, HostNotAllowed):
+        return True
+    if destination.kind != DestinationKind.S3:
+        return False
+    from botocore.exceptions import ClientError
+
+    return not isinstance(exc, ClientError)
 
 
 @dataclass(frozen=True)
 class DestinationTestResult:
     ok: bool
     message: str
-    step: str | None  # where it failed: write, read, compare or delete
+    step: str | None  # where it failed: connect, write, read, compare or delete
     duration_ms: int
 
 
 def destination_test(*, destination: Destination) -> DestinationTestResult:
     """Write, read back and delete a small probe object through the backend's Storage.
 
+    An endpoint that does not answer (refused by the host policy, closed, filtered) is
+    "connect failed: not reachable", whatever the cause, after the same minimum time.
     Records the outcome on the destination (``last_checked_at``/``last_check_error``).
     """
     from destinations.backends import backend_for
@@ -195,7 +219,13 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
         storage.delete(saved)
         saved = None
     except Exception as exc:  # noqa: BLE001 - any backend failure is the test's answer
-        error = f"{step} failed: {type(exc).__name__}: {exc}"
+        if step == "compare" or not _unreachable(destination, exc):
+            error = f"{step} failed: {type(exc).__name__}: {exc}"
+        else:
+            # Before anything was written, not answering is a failure to connect.
+            step = "connect" if saved is None else step
+            error = f"{step} failed: {NOT_REACHABLE}"
+            time.sleep(max(0.0, started + UNREACHABLE_ANSWER_SECONDS - time.monotonic()))
         if saved is not None and step != "delete":
             try:
                 storage.delete(saved)

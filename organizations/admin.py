@@ -4,7 +4,16 @@ from django.shortcuts import redirect
 
 from config.errors import ApplicationError, InvalidInput
 from organizations import services
-from organizations.models import ApiToken, Database, Environment, Membership, Organisation, Project
+from organizations.hostpolicy import entry_problem
+from organizations.models import (
+    ApiToken,
+    Database,
+    Environment,
+    HostPolicy,
+    Membership,
+    Organisation,
+    Project,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -205,13 +214,22 @@ class DatabaseAdminForm(_ServiceForm):
 
     def clean_password(self):
         value = self.cleaned_data.get("password")
-        if not value and self.instance.pk:
+        # A new row has its UUID pk already: only a saved one has a password to keep.
+        if not value and not self.instance._state.adding:
             return Database.objects.get(pk=self.instance.pk).password
         return value
 
     def check(self, cleaned: dict) -> None:
         if cleaned.get("engine") and cleaned.get("database_name"):
             services.check_database_path(cleaned["engine"], cleaned["database_name"])
+        environment = cleaned.get("environment") or getattr(self.instance, "environment", None)
+        if cleaned.get("engine") and environment is not None:
+            services.check_database_host(
+                environment.organisation,
+                cleaned["engine"],
+                cleaned.get("host") or "",
+                cleaned.get("port"),
+            )
 
 
 @admin.register(Database)
@@ -250,3 +268,63 @@ class DatabaseAdmin(_ServiceAdmin):
 
     def service_delete(self, obj):
         services.database_delete(database=obj)
+
+
+class HostPolicyAdminForm(forms.ModelForm):
+    """The entries one per line; checked by the same service the command uses."""
+
+    allowed_hosts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="One per line: a network (10.0.0.0/8), a host name (db.example.com), a "
+        "wildcard (*.example.com) or * for any host. Empty: the server default "
+        "(STRONGBOX_DEFAULT_ALLOWED_HOSTS).",
+    )
+
+    class Meta:
+        model = HostPolicy
+        fields = ["organisation", "allowed_hosts"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["allowed_hosts"] = "\n".join(self.instance.allowed_hosts)
+
+    def clean_allowed_hosts(self):
+        entries = [line.strip() for line in self.cleaned_data["allowed_hosts"].splitlines()]
+        entries = [entry for entry in entries if entry]
+        problems = [problem for entry in entries if (problem := entry_problem(entry))]
+        if problems:
+            raise forms.ValidationError(problems)
+        return entries
+
+
+@admin.register(HostPolicy)
+class HostPolicyAdmin(admin.ModelAdmin):
+    """Only superusers see or change host policies: they bound what tenants may reach."""
+
+    form = HostPolicyAdminForm
+    list_display = ["organisation", "allowed_hosts", "updated_at"]
+    search_fields = ["organisation__name", "organisation__slug"]
+    autocomplete_fields = ["organisation"]
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def save_model(self, request, obj, form, change):
+        saved = services.host_policy_set(
+            organisation=obj.organisation, allowed_hosts=form.cleaned_data["allowed_hosts"]
+        )
+        obj.pk = saved.pk

@@ -200,3 +200,31 @@ class Database(models.Model):
     @property
     def organisation(self) -> Organisation:
         return self.environment.project.organisation
+
+
+class HostPolicy(models.Model):
+    """The hosts an organisation's database servers, S3 endpoints and webhooks may reach.
+
+    Set by the server operator (Django admin for superusers, ``manage.py host_policy``),
+    never by the tenant. No entries: the server's default (``STRONGBOX_DEFAULT_ALLOWED_HOSTS``)
+    applies. Entry syntax and matching: ``organizations/hostpolicy.py``.
+    """
+
+    organisation_lookup = "organisation"
+
+    organisation = models.OneToOneField(
+        Organisation, on_delete=models.CASCADE, related_name="host_policy"
+    )
+    allowed_hosts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Networks (10.0.0.0/8), host names (db.example.com), wildcards "
+        "(*.example.com) or * for any host.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "host policies"
+
+    def __str__(self) -> str:
+        return f"Host policy of {self.organisation}: {', '.join(self.allowed_hosts) or 'default'}"

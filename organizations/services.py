@@ -38,11 +38,13 @@ from organizations.fields import (
     token_of,
     value_of,
 )
+from organizations.hostpolicy import host_problem, parse_rules
 from organizations.models import (
     ApiToken,
     Database,
     Engine,
     Environment,
+    HostPolicy,
     Organisation,
     Project,
     hash_token,
@@ -249,6 +251,16 @@ def check_database_path(engine: str, database_name: str) -> None:
         raise InvalidInput(problem, fields={"database_name": [problem]})
 
 
+NETWORK_ENGINES = (Engine.POSTGRESQL, Engine.MYSQL, Engine.MARIADB, Engine.MONGODB)
+
+
+def check_database_host(organisation: Organisation, engine: str, host: str, port) -> None:
+    """InvalidInput naming ``host`` when the organisation's host policy refuses it."""
+    problem = engine in NETWORK_ENGINES and host_problem(organisation, host, port)
+    if problem:
+        raise InvalidInput(problem, fields={"host": [problem]})
+
+
 def database_create(
     *,
     environment: Environment,
@@ -268,6 +280,7 @@ def database_create(
     siblings = Database.objects.filter(environment=environment)
     slug = _slug_for(siblings, slug, name)
     check_database_path(engine, database_name)
+    check_database_host(environment.project.organisation, engine, host, port)
     database = Database(
         environment=environment,
         name=name,
@@ -307,6 +320,13 @@ def database_update(
     if slug is not None:
         _check_slug_free(siblings, slug)
     check_database_path(engine or database.engine, database_name or database.database_name)
+    if host is not None or engine is not None or port is not KEEP:
+        check_database_host(
+            database.organisation,
+            engine or database.engine,
+            database.host if host is None else host,
+            database.port if port is KEEP else port,
+        )
     changes = {
         "name": name,
         "slug": slug,
@@ -426,3 +446,22 @@ def secrets_rotate(*, dry_run: bool = False) -> SecretsRotation:
                     **{column.attname: Value(value, output_field=TextField())}
                 )
     return result
+
+
+# --- host policies (set by the server operator, never by a tenant) ---------------------------
+
+
+def host_policy_set(*, organisation: Organisation, allowed_hosts: list[str]) -> HostPolicy:
+    """Replace the organisation's host policy; an empty list returns it to the server default.
+
+    Entries are checked first (InvalidInput naming ``allowed_hosts``), so a typo never
+    leaves a policy that refuses everything."""
+    entries = list(dict.fromkeys(entry.strip() for entry in allowed_hosts if entry.strip()))
+    try:
+        parse_rules(entries)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), fields={"allowed_hosts": [str(exc)]}) from None
+    policy, _ = HostPolicy.objects.update_or_create(
+        organisation=organisation, defaults={"allowed_hosts": entries}
+    )
+    return policy

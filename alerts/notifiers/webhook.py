@@ -17,6 +17,11 @@ A channel without a secret sends no signature header.
 
 Any 2xx is success. Redirects are not followed (a 3xx is a failure). Timeouts, connection
 errors, 408, 429 and 5xx are retried with backoff by the caller; other 4xx are not.
+
+The URL's host must satisfy the organisation's host policy (``organizations.hostpolicy``)
+as it resolves at send time, and the request goes to the address that was checked (TLS
+still verifies the name), so DNS that changes after the check cannot redirect it. A host
+the policy refuses is not retried.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import socket
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -33,6 +39,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from alerts.notifiers import DeliveryResult
+from organizations.hostpolicy import (
+    HostNotAllowed,
+    HostUnresolved,
+    check_url,
+    host_rules,
+    normalise_name,
+    url_host_port,
+)
 
 SIGNATURE_HEADER = "X-Strongbox-Signature"
 DEFAULT_TIMEOUT_SECONDS = 10
@@ -46,7 +60,58 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+def _pinned_connector(host: str, addresses: list[str]):
+    """A replacement for ``socket.create_connection`` that connects to ``host`` only at the
+    checked ``addresses`` (a proxy from the environment is connected to as usual)."""
+
+    def connect(address, timeout, source_address=None):
+        target, port = address
+        if normalise_name(target) != normalise_name(host) or not addresses:
+            return socket.create_connection(address, timeout, source_address)
+        error: OSError | None = None
+        for ip in addresses:
+            try:
+                return socket.create_connection((ip, port), timeout, source_address)
+            except OSError as exc:
+                error = exc
+        raise error  # type: ignore[misc] - addresses is not empty
+
+    return connect
+
+
+def _pinned(connection_class, connect):
+    def build(*args, **kwargs):
+        connection = connection_class(*args, **kwargs)
+        connection._create_connection = connect  # what http.client's connect() calls
+        return connection
+
+    return build
+
+
+class _PinnedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, connect):
+        super().__init__()
+        self._connect = connect
+
+    def http_open(self, req):
+        return self.do_open(_pinned(http.client.HTTPConnection, self._connect), req)
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, connect):
+        super().__init__()
+        self._connect = connect
+
+    def https_open(self, req):
+        connection = _pinned(http.client.HTTPSConnection, self._connect)
+        return self.do_open(connection, req, context=self._context)
+
+
+def _opener_for(host: str, addresses: list[str]):
+    connect = _pinned_connector(host, addresses)
+    return urllib.request.build_opener(
+        _NoRedirects, _PinnedHTTPHandler(connect), _PinnedHTTPSHandler(connect)
+    )
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -89,6 +154,12 @@ def send(*, channel, alert) -> DeliveryResult:
     url = channel.target
     if urlsplit(url).scheme not in ("http", "https"):
         return DeliveryResult(ok=False, error=f"Not an http(s) URL: {url!r}.")
+    try:
+        addresses = check_url(host_rules(channel.organisation_id), url)
+    except HostNotAllowed as exc:
+        # A name that does not resolve may resolve later; a refused host will not change.
+        return DeliveryResult(ok=False, error=str(exc), retry=isinstance(exc, HostUnresolved))
+    opener = _opener_for(url_host_port(url)[0], addresses)
     body = json.dumps(payload(alert), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -101,7 +172,7 @@ def send(*, channel, alert) -> DeliveryResult:
     # The scheme was checked above, so urllib cannot be pointed at file:// or ftp://.
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
-        with _opener.open(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             return DeliveryResult(ok=True, status_code=response.status)
     except urllib.error.HTTPError as exc:
         detail = exc.read(300).decode(errors="replace").strip()

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, BinaryIO, Protocol, runtime_checkable
 
 from backups import workdirs
@@ -36,10 +36,33 @@ class ConnectionSpec:
     password: str = field(default="", repr=False)
     name: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+    # The address to connect to in place of resolving `host` (set by `resolved`).
+    hostaddr: str = ""
+    # Checks `host` and returns the address to connect to ("" to let the client resolve it,
+    # for the local machine), raising OSError when it may not be reached. Set by the app for
+    # tenants' databases (its host policy); called by `resolved` just before connecting.
+    address_check: Callable[[str, int | None], str] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 class EngineError(Exception):
     """Base error; its message is meant for an operator and carries the tool's stderr tail."""
+
+
+def resolved(spec: ConnectionSpec) -> ConnectionSpec:
+    """`spec` with its host checked and resolved now, the checked address in `hostaddr`.
+
+    Every engine connects through the result (drivers and tools alike), so the address that
+    was checked is the one connected to: a DNS answer that changes later cannot redirect the
+    connection. A spec without an `address_check` is returned as it is."""
+    if spec.address_check is None:
+        return spec
+    try:
+        address = spec.address_check(spec.host, spec.port)
+    except OSError as exc:
+        raise EngineError(str(exc)) from exc
+    return replace(spec, hostaddr=address, address_check=None)
 
 
 class EngineUnavailable(EngineError):

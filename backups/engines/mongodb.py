@@ -9,7 +9,15 @@ import os
 import tempfile
 from typing import BinaryIO
 
-from .base import ConnectionSpec, Dump, Engine, EngineUnavailable, ProcessDump, run_restore
+from .base import (
+    ConnectionSpec,
+    Dump,
+    Engine,
+    EngineUnavailable,
+    ProcessDump,
+    resolved,
+    run_restore,
+)
 
 NOT_INSTALLED = (
     "mongodump is not installed on this worker; "
@@ -53,11 +61,12 @@ class MongoDBEngine(Engine):
 
     @staticmethod
     def _connection_args(spec: ConnectionSpec, config_file: str | None) -> list[str]:
+        spec = resolved(spec)
         args = []
         if config_file:
             args.append(f"--config={config_file}")
-        if spec.host:
-            args.append(f"--host={spec.host}")
+        if spec.hostaddr or spec.host:
+            args.append(f"--host={spec.hostaddr or spec.host}")
         if spec.port:
             args.append(f"--port={spec.port}")
         if spec.user:

@@ -24,6 +24,7 @@ from .base import (
     EngineError,
     EngineUnavailable,
     ProcessDump,
+    resolved,
     run_restore,
 )
 
@@ -129,9 +130,11 @@ class MySQLEngine(Engine):
 
     @staticmethod
     def _connection_args(spec: ConnectionSpec) -> list[str]:
+        spec = resolved(spec)
         args = []
-        if spec.host:
-            args.append(f"--host={spec.host}")
+        if spec.hostaddr or spec.host:
+            # The checked address: the client must not resolve the name again.
+            args.append(f"--host={spec.hostaddr or spec.host}")
         if spec.port:
             args.append(f"--port={spec.port}")
         if spec.user:
@@ -142,9 +145,10 @@ class MySQLEngine(Engine):
 
     def connect(self, spec: ConnectionSpec, *, database: str | None = None) -> pymysql.Connection:
         """A PyMySQL connection, errors turned into an operator-readable EngineError."""
+        spec = resolved(spec)
         try:
             return pymysql.connect(
-                host=spec.host or "localhost",
+                host=spec.hostaddr or spec.host or "localhost",
                 port=spec.port or 3306,
                 user=spec.user or None,
                 password=spec.password,
@@ -217,6 +221,7 @@ class MySQLEngine(Engine):
                 f"install the MariaDB or MySQL client to back up {self.name} databases"
             )
         try:
+            spec = resolved(spec)  # one check: the counting connection and the tool agree
             conn = self.connect(spec)
         except EngineError as exc:
             raise DumpFailed(str(exc)) from exc
@@ -240,6 +245,7 @@ class MySQLEngine(Engine):
             raise EngineUnavailable(
                 "neither the mariadb nor the mysql client is installed on this worker"
             )
+        spec = resolved(spec)
         defaults_file = write_defaults_file(spec)
         try:
             run_restore(self.restore_argv(spec, tool=tool, defaults_file=defaults_file), stream)

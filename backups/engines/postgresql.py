@@ -18,6 +18,7 @@ from .base import (
     Engine,
     EngineError,
     ProcessDump,
+    resolved,
     run_restore,
 )
 
@@ -123,8 +124,12 @@ class PostgreSQLEngine(Engine):
 
     @staticmethod
     def tool_env(spec: ConnectionSpec) -> dict[str, str]:
-        """Secrets and libpq options for the tools: environment, never argv."""
+        """Secrets and libpq options for the tools: environment, never argv. PGHOSTADDR is
+        the checked address (``--host`` stays the name, for TLS verification)."""
+        spec = resolved(spec)
         env = {"PGCONNECT_TIMEOUT": DEFAULT_CONNECT_TIMEOUT}
+        if spec.hostaddr:
+            env["PGHOSTADDR"] = spec.hostaddr
         if spec.password:
             env["PGPASSWORD"] = spec.password
         for key, var in LIBPQ_OPTIONS.items():
@@ -136,12 +141,15 @@ class PostgreSQLEngine(Engine):
 
     def connect(self, spec: ConnectionSpec, *, dbname: str | None = None) -> psycopg.Connection:
         """A psycopg connection, errors turned into an operator-readable EngineError."""
+        spec = resolved(spec)
         params: dict[str, object] = {
             "dbname": dbname or spec.name,
             "connect_timeout": int(spec.options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
         }
         if spec.host:
             params["host"] = spec.host
+        if spec.hostaddr:
+            params["hostaddr"] = spec.hostaddr
         if spec.port:
             params["port"] = spec.port
         if spec.user:
@@ -198,6 +206,7 @@ class PostgreSQLEngine(Engine):
         """
         self.require_tools()
         try:
+            spec = resolved(spec)  # one check: the counting connection and pg_dump agree
             conn = self.connect(spec)
         except EngineError as exc:
             raise DumpFailed(str(exc)) from exc
@@ -232,6 +241,7 @@ class PostgreSQLEngine(Engine):
         seekable plaintext file, and a decrypted dump is never written to disk.
         """
         self.require_tools()
+        spec = resolved(spec)
         run_restore(self.restore_argv(spec), stream, env=self.tool_env(spec))
 
     def create_database(self, spec: ConnectionSpec) -> None:

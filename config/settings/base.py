@@ -121,6 +121,10 @@ STRONGBOX_SCHEDULE_GRACE_MINUTES = env_int("STRONGBOX_SCHEDULE_GRACE_MINUTES", 6
 # A progress stream closes after this long even if the work goes on (clients reconnect).
 STRONGBOX_SSE_MAX_SECONDS = env_int("STRONGBOX_SSE_MAX_SECONDS", 3600)
 STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Hosts organisations without a host policy of their own may reach (networks, names,
+# *.wildcards; see organizations/hostpolicy.py). Empty: any host except the always-refused
+# link-local and cloud metadata addresses.
+STRONGBOX_DEFAULT_ALLOWED_HOSTS = env_list("STRONGBOX_DEFAULT_ALLOWED_HOSTS")
 # PostgreSQL server binaries for PITR (pg_waldump, and initdb/postgres for recoveries);
 # empty: found under /usr/lib/postgresql/<version>/bin or on PATH.
 STRONGBOX_PG_BIN_DIR = env_str("STRONGBOX_PG_BIN_DIR", "")

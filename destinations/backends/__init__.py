@@ -15,4 +15,6 @@ BACKENDS: dict[str, type[DestinationBackend]] = {
 
 
 def backend_for(destination) -> DestinationBackend:
-    return BACKENDS[destination.kind](config=destination.config, secrets=destination.secrets)
+    return BACKENDS[destination.kind](
+        config=destination.config, secrets=destination.secrets, host_rules=destination.host_rules
+    )

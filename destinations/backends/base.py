@@ -1,7 +1,9 @@
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from django.core.files.storage import Storage
+
+from organizations.hostpolicy import HostRules
 
 
 @dataclass(frozen=True)
@@ -16,9 +18,17 @@ class DestinationBackend:
     parameters: tuple[Parameter, ...] = ()
     sensitive_parameters: tuple[str, ...] = ()
 
-    def __init__(self, *, config: Mapping, secrets: Mapping):
+    def __init__(
+        self,
+        *,
+        config: Mapping,
+        secrets: Mapping,
+        host_rules: Callable[[], HostRules] | None = None,
+    ):
         self.config = dict(config)
         self.secrets = dict(secrets)
+        # The organisation's host policy, read only by backends that connect to a host.
+        self.host_rules = host_rules
 
     @classmethod
     def validate(cls, config: Mapping, secrets: Mapping) -> dict[str, str]:

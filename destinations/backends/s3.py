@@ -1,6 +1,7 @@
 from storages.backends.s3 import S3Storage
 
 from destinations.backends.base import DestinationBackend, Parameter
+from organizations.hostpolicy import check_url
 
 # Multipart parts of 16 MiB, two in flight and two in memory, bound what an upload of a
 # non-seekable stream may hold (~50 MiB), whatever the artifact's size.
@@ -26,7 +27,15 @@ class S3Backend(DestinationBackend):
     sensitive_parameters = ("access_key_id", "secret_access_key")
 
     def storage(self) -> S3Storage:
+        """The bucket's Storage; HostNotAllowed (an OSError) when the organisation's host
+        policy refuses the endpoint's host as it resolves now. botocore resolves the name
+        again when it connects, moments later: the endpoint is checked before each client
+        is built, not pinned (S3's TLS and virtual-host addressing need the name)."""
         from boto3.s3.transfer import TransferConfig
+
+        endpoint = self.config.get("endpoint_url")
+        if endpoint and self.host_rules is not None:
+            check_url(self.host_rules(), endpoint)
 
         part_size = int(self.config.get("part_size_mb") or 0) * 1024 * 1024 or MULTIPART_CHUNK_SIZE
         transfer = TransferConfig(

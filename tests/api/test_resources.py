@@ -353,6 +353,6 @@ def test_an_unreachable_s3_endpoint_fails_quickly_with_a_clear_message(client_fo
     )
     body = client_for(organisation).post(f"/api/backup-destinations/{destination.id}/test").json()
     assert body["ok"] is False
-    assert body["step"] == "write"
-    assert "127.0.0.1:9" in body["message"] or "connect" in body["message"].lower()
+    # Not which error the closed port gave: that would make the test a port scanner.
+    assert (body["step"], body["message"]) == ("connect", "connect failed: not reachable")
     assert body["durationMs"] < 30_000
