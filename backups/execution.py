@@ -56,7 +56,7 @@ from destinations.storage import (
     discard_partial_artifacts,
     open_sink,
 )
-from organizations.hostpolicy import host_rules, pinned_address
+from organizations.hostpolicy import HostRules, host_rules, pinned_address
 from organizations.models import Database, Environment
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,13 @@ ABORT_CHECK_INTERVAL = 1.0
 RUNNING = (BackupStatus.IN_PROGRESS, BackupStatus.ABORTING)
 
 
-def connection_spec_for(database: Database) -> ConnectionSpec:
+def connection_spec_for(database: Database, *, rules: HostRules | None = None) -> ConnectionSpec:
     """The database's connection, its host checked against the organisation's host policy
     by the engine just before each connection (the policy is read here, on the calling
-    thread: the streaming thread makes no queries)."""
-    rules = host_rules(database.environment.project.organisation_id)
+    thread: the streaming thread makes no queries). A caller mapping several databases of
+    one organisation passes its ``rules`` once."""
+    if rules is None:
+        rules = host_rules(database.environment.project.organisation_id)
     return ConnectionSpec(
         engine=database.engine,
         host=database.host,

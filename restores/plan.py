@@ -22,6 +22,7 @@ from backups.models import Backup, BackupKind
 from backups.services import connection_spec_for
 from backups.services import files_spec_for as environment_files_spec
 from config.errors import InvalidInput, Unprocessable
+from organizations.hostpolicy import host_rules
 from organizations.models import Database, Engine, Environment
 from restores import loading
 
@@ -102,6 +103,7 @@ def plan_restore(
     members = []
     sources = {d.slug: d for d in backup.environment.databases.all()}
     targets = list(environment.databases.order_by("name"))  # read once for every member
+    rules = host_rules(environment.project.organisation_id)  # likewise the host policy
     for slug, version in full_versions(backup).items():
         source = sources.get(slug)
         source_engine = source.engine if source else ""
@@ -118,7 +120,7 @@ def plan_restore(
             Member(
                 slot=f"database/{slug}",
                 label=database.name,
-                target=connection_spec_for(database),
+                target=connection_spec_for(database, rules=rules),
                 expected=expected,
                 database=database,
                 source_engine=source_engine,
