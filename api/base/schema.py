@@ -1,4 +1,5 @@
-"""What every seed-003-style endpoint shares: routes, ids, paging and the error schema.
+"""OpenAPI helpers every endpoint shares: path and paging parameters, the page envelope,
+the error bodies and named enum components.
 
 Strongbox's own resources and seed 003 speak the same dialect: lists page with
 ``{"results", "count", "limit", "offset"}`` and errors are
@@ -7,86 +8,22 @@ Strongbox's own resources and seed 003 speak the same dialect: lists page with
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-
-from django.db.models import QuerySet
-from django.urls import path
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    inline_serializer,
+)
+from rest_framework import serializers
 
-from backups.api.base import dialect_exception_handler
-from backups.api.pagination import offset_paginate, parse_limit, parse_offset
-from config.errors import InvalidInput, NotFound
-from config.parsers import StrictJSONParser
-from organizations.tenancy import TenantViewSetMixin
-
-# --- routes ------------------------------------------------------------------------------
-
-
-def routes(route: str, make_view: Callable[..., Callable], name: str | None = None) -> list:
-    """The documented path, and the same with a trailing slash (served, not in the schema).
-
-    ``make_view(**initkwargs)`` returns the view callable, e.g.
-    ``lambda **kw: ProjectViewSet.as_view({"get": "list_page"}, **kw)``.
-    """
-    return [
-        path(route, make_view(), name=name),
-        path(route + "/", make_view(schema=None)),
-    ]
-
-
-def parse_uuid(value, *, what: str = "Object") -> uuid.UUID:
-    """An id from a path: anything that is not a UUID cannot exist, so it is a 404."""
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise NotFound(f"{what} not found.") from None
-
-
-def get_or_404(queryset: QuerySet, pk, *, what: str = "Object"):
-    obj = queryset.filter(pk=parse_uuid(pk, what=what)).first()
-    if obj is None:
-        raise NotFound(f"{what} not found.")
-    return obj
+# --- parameters ----------------------------------------------------------------------------
 
 
 def uuid_path(name: str, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH, description=description)
-
-
-# --- paging --------------------------------------------------------------------------------
-
-
-def bool_param(request, name: str, *, default: bool = False) -> bool:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise InvalidInput(
-        f"{name} must be true or false.", fields={name: [f"'{raw}' is not a boolean."]}
-    )
-
-
-def offset_page(request, queryset, *, default_limit: int = 20, max_limit: int = 100):
-    """(items, count, limit, offset) of one page: ``limit`` (larger is clamped) and
-    ``offset`` read with the dialects' shared helpers, so errors name the parameter."""
-    params = request.query_params
-    limit = parse_limit(params.get("limit"), default=default_limit, maximum=max_limit)
-    offset = parse_offset(params.get("offset"))
-    if isinstance(queryset, QuerySet):
-        page = offset_paginate(queryset, limit=limit, offset=offset)
-        return page.items, page.total, limit, offset
-    return list(queryset[offset : offset + limit]), len(queryset), limit, offset
-
-
-def paged_body(results: list, count: int, limit: int, offset: int) -> dict:
-    return {"results": results, "count": count, "limit": limit, "offset": offset}
 
 
 def limit_param(default: int, maximum: int = 100) -> OpenApiParameter:
@@ -181,31 +118,56 @@ def errors(*statuses: int, **messages: str) -> dict[int, OpenApiResponse]:
     return {status: error_response(status, messages.get(f"e{status}")) for status in wanted}
 
 
-# --- views ---------------------------------------------------------------------------------
+# --- enums --------------------------------------------------------------------------------
 
 
-class TenantViewSet(TenantViewSetMixin, viewsets.GenericViewSet):
-    """A viewset acting in the caller's organisation with ``required_roles`` per action.
+class EnumComponentField(serializers.ChoiceField):
+    """A choice field whose values are one named enum component of the schema."""
 
-    Paging, filtering and serialization are explicit in each action, so the base
-    carries no DRF pagination or filter backends (they would add undocumented
-    parameters to the schema).
+    component_name = "Enum"
+
+
+def enum_field(component_name: str, values, **kwargs) -> serializers.ChoiceField:
+    """A choice field documented as the enum component ``component_name``.
+
+    Dialects reuse field names (``status``) with different vocabularies; naming the
+    enums keeps drf-spectacular from inventing hashed names for them.
     """
+    field_class = type(
+        f"{component_name}Field", (EnumComponentField,), {"component_name": component_name}
+    )
+    return field_class(choices=list(values), **kwargs)
 
-    pagination_class = None
-    filter_backends: list = []
-    serializer_class = None
-    # A JSON API: form encodings cannot say null or a nested object, so they are a 415.
-    parser_classes = [StrictJSONParser]
-    # The input serializer of each writing action; only the browsable API asks for it
-    # (to draw its form), the actions validate explicitly.
-    input_serializers: dict[str, type[serializers.Serializer]] = {}
 
-    def get_exception_handler(self):
-        # Unexpected errors too are answered in the documented body (and logged).
-        return dialect_exception_handler
+class EnumComponentFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = EnumComponentField
+    match_subclasses = True
 
-    def get_serializer_class(self):
-        method = self.request.method.lower() if self.request else ""
-        action = getattr(self, "action_map", {}).get(method, self.action)
-        return self.input_serializers.get(action, serializers.Serializer)
+    def map_serializer_field(self, auto_schema, direction):
+        name = self.target.component_name
+        component = ResolvedComponent(
+            name=name,
+            type=ResolvedComponent.SCHEMA,
+            object=name,
+            schema={"type": "string", "enum": list(self.target.choices)},
+        )
+        auto_schema.registry.register_on_missing(component)
+        return component.ref
+
+
+# Seed 003's error body, the default for dialects whose document shows none.
+DefaultErrorSerializer = inline_serializer(
+    name="StrongboxErrorBody",
+    fields={
+        "error": inline_serializer(
+            name="StrongboxErrorDetail",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(
+                    child=serializers.ListField(child=serializers.CharField()), required=False
+                ),
+            },
+        )
+    },
+)

@@ -1,23 +1,24 @@
-"""What every backup API dialect shares: the tenant-aware base view, the per-dialect
-error body, timestamp formats and the OpenAPI description of the shared filters."""
+"""The base classes of every API endpoint, and the handler that answers any error in an
+endpoint's documented body.
+
+Tenancy is not here, so this layer needs nothing but Django, DRF and ``config``: a
+resource viewset derives from ``organizations.tenancy.TenantViewSet`` (``APIViewSet`` with
+the tenancy mixin in front), a dialect's read view from ``TenantViewSetMixin`` and
+``DialectAPIView``.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.plumbing import ResolvedComponent
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
-from rest_framework import serializers
+from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backups.filters import ENGINE_VALUES, FILTER_HELP, KIND_VALUES, FilterDialect
+from api.base import auth  # noqa: F401 - registers the bearer scheme with drf-spectacular
 from config.errors import ApplicationError, as_application_error, render_error
-from organizations.tenancy import TenantViewSetMixin
+from config.parsers import StrictJSONParser
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,36 @@ def dialect_exception_handler(exc, context, *, render: ErrorRenderer = render_er
     return Response(render(error), status=error.status_code, headers=headers)
 
 
-class DialectAPIView(TenantViewSetMixin, APIView):
-    """A read endpoint of one dialect: bearer/session auth, the caller's tenant, and
-    errors in the dialect's own body (``error_body``, seed 003's shape by default)."""
+class APIViewSet(viewsets.GenericViewSet):
+    """A viewset of Strongbox's own resources (seed 003's shape).
+
+    Paging, filtering and serialization are explicit in each action, so the base
+    carries no DRF pagination or filter backends (they would add undocumented
+    parameters to the schema).
+    """
+
+    pagination_class = None
+    filter_backends: list = []
+    serializer_class = None
+    # A JSON API: form encodings cannot say null or a nested object, so they are a 415.
+    parser_classes = [StrictJSONParser]
+    # The input serializer of each writing action; only the browsable API asks for it
+    # (to draw its form), the actions validate explicitly.
+    input_serializers: dict[str, type[serializers.Serializer]] = {}
+
+    def get_exception_handler(self):
+        # Unexpected errors too are answered in the documented body (and logged).
+        return dialect_exception_handler
+
+    def get_serializer_class(self):
+        method = self.request.method.lower() if self.request else ""
+        action = getattr(self, "action_map", {}).get(method, self.action)
+        return self.input_serializers.get(action, serializers.Serializer)
+
+
+class DialectAPIView(APIView):
+    """A read endpoint of one dialect: errors in the dialect's own body (``error_body``,
+    seed 003's shape by default)."""
 
     error_body: ErrorRenderer = staticmethod(render_error)
 
@@ -56,117 +84,3 @@ class DialectAPIView(TenantViewSetMixin, APIView):
             return dialect_exception_handler(exc, context, render=render)
 
         return handler
-
-
-# -- timestamps --------------------------------------------------------------------------
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def iso_millis_z(value: datetime | None) -> str | None:
-    """``2025-09-19T21:50:27.317Z``"""
-    if value is None:
-        return None
-    return _utc(value).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def iso_seconds_z(value: datetime | None) -> str | None:
-    """``2024-01-15T10:30:00Z``"""
-    return None if value is None else _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def iso_seconds_offset(value: datetime | None) -> str | None:
-    """``2025-09-19T21:51:09+00:00``"""
-    return None if value is None else _utc(value).replace(microsecond=0).isoformat()
-
-
-# -- OpenAPI -----------------------------------------------------------------------------
-
-
-def filter_parameters(dialect: FilterDialect, *, exclude: tuple[str, ...] = ()):
-    """OpenAPI query parameters for the filters a dialect exposes, in its own spelling."""
-    enums = {
-        "status": list(dialect.status_values()),
-        "kind": list(KIND_VALUES),
-        "holds": list(KIND_VALUES),
-        "engine": list(ENGINE_VALUES),
-    }
-    types = {
-        "created_before": OpenApiTypes.DATETIME,
-        "created_after": OpenApiTypes.DATETIME,
-        "database": OpenApiTypes.UUID,
-    }
-    parameters = []
-    for canonical, param in dialect.params.items():
-        if canonical in exclude:
-            continue
-        parameters.append(
-            OpenApiParameter(
-                name=param,
-                type=types.get(canonical, OpenApiTypes.STR),
-                location=OpenApiParameter.QUERY,
-                required=False,
-                enum=enums.get(canonical),
-                description=FILTER_HELP[canonical]
-                + (
-                    " (an unknown value is a 400 listing the allowed ones)."
-                    if canonical in enums
-                    else "."
-                ),
-            )
-        )
-    return parameters
-
-
-class EnumComponentField(serializers.ChoiceField):
-    """A choice field whose values are one named enum component of the schema."""
-
-    component_name = "Enum"
-
-
-def enum_field(component_name: str, values, **kwargs) -> serializers.ChoiceField:
-    """A choice field documented as the enum component ``component_name``.
-
-    Dialects reuse field names (``status``) with different vocabularies; naming the
-    enums keeps drf-spectacular from inventing hashed names for them.
-    """
-    field_class = type(
-        f"{component_name}Field", (EnumComponentField,), {"component_name": component_name}
-    )
-    return field_class(choices=list(values), **kwargs)
-
-
-class EnumComponentFieldExtension(OpenApiSerializerFieldExtension):
-    target_class = EnumComponentField
-    match_subclasses = True
-
-    def map_serializer_field(self, auto_schema, direction):
-        name = self.target.component_name
-        component = ResolvedComponent(
-            name=name,
-            type=ResolvedComponent.SCHEMA,
-            object=name,
-            schema={"type": "string", "enum": list(self.target.choices)},
-        )
-        auto_schema.registry.register_on_missing(component)
-        return component.ref
-
-
-# Seed 003's error body, the default for dialects whose document shows none.
-DefaultErrorSerializer = inline_serializer(
-    name="StrongboxErrorBody",
-    fields={
-        "error": inline_serializer(
-            name="StrongboxErrorDetail",
-            fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(
-                    child=serializers.ListField(child=serializers.CharField()), required=False
-                ),
-            },
-        )
-    },
-)

@@ -4,36 +4,29 @@ Both spellings are served: the documented one (in the schema) and the same with 
 trailing slash (left out of the schema so each operation appears once).
 """
 
-from django.urls import path
-
-from backups.api.dialects import seed000, seed001, seed002, seed004
-
-
-def _with_and_without_slash(route: str, view, name: str):
-    return [
-        path(route, view.as_view(), name=name),
-        path(f"{route}/", view.as_view(schema=None)),
-    ]
-
+from api.base.routes import routes
+from api.dialects import seed000, seed001, seed002, seed004
 
 urlpatterns = [
-    *_with_and_without_slash(
+    *routes(
         "api/v3/organizations/<str:organisation>/applications/<str:application>"
         "/environments/<str:environment>/backups/<str:type>",
-        seed000.Seed000BackupListView,
+        seed000.Seed000BackupListView.as_view,
         "seed000-environment-backups",
     ),
-    *_with_and_without_slash(
+    *routes(
         "v1/backup-destinations/<str:backupDestinationId>/backups",
-        seed001.Seed001DestinationBackupsView,
+        seed001.Seed001DestinationBackupsView.as_view,
         "seed001-destination-backups",
     ),
-    *_with_and_without_slash(
-        "v1/database-backups", seed002.Seed002DatabaseBackupListView, "seed002-database-backups"
+    *routes(
+        "v1/database-backups",
+        seed002.Seed002DatabaseBackupListView.as_view,
+        "seed002-database-backups",
     ),
-    *_with_and_without_slash(
+    *routes(
         "database/<str:databaseId>/backup",
-        seed004.Seed004DatabaseBackupsView,
+        seed004.Seed004DatabaseBackupsView.as_view,
         "seed004-database-backups",
     ),
 ]
