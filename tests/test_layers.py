@@ -9,11 +9,14 @@ new import against the layers fails here before it becomes a cycle.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "api" / "base"
 DIALECTS = "api.dialects"
+# What api/base may import besides the standard library (asgiref comes with Django).
+BASE_MAY_IMPORT = {"django", "rest_framework", "drf_spectacular", "asgiref", "config"}
 # Not apps: the project, the API package itself, and what is never imported by the code.
 NOT_APPS = {"api", "config", "tests", "bench", "scripts", "docs", "static", "templates", "var"}
 
@@ -65,6 +68,26 @@ def _is_under(name: str, package: str) -> bool:
 
 def test_the_apps_are_found():
     assert {"organizations", "backups", "restores", "schedules"} <= _apps()
+
+
+def _base_may_import(name: str) -> bool:
+    top = name.split(".")[0]
+    return (
+        top in sys.stdlib_module_names
+        or top in BASE_MAY_IMPORT
+        or top == "__future__"
+        or _is_under(name, "api.base")
+    )
+
+
+def test_the_api_base_imports_only_django_drf_and_config():
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in _modules(BASE)
+        for line, name in _imports_of(path)
+        if not _base_may_import(name)
+    ]
+    assert offending == []
 
 
 def test_the_api_base_imports_no_app_and_no_dialect():
