@@ -7,41 +7,14 @@ reported exactly like one that does not exist: ``config.errors.NotFound``.
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-
 from django.db.models import Prefetch, QuerySet
 
+from api.base.pagination import Listing
+from api.base.routes import parse_uuid
 from backups.models import Backup, BackupCopy
 from config.errors import NotFound
 from destinations.models import Destination
 from organizations.models import Database, Environment, Organisation, Project
-
-
-@dataclass(frozen=True)
-class Listing:
-    """Rows to show, and the queryset whose index gives their (created_at, id) order.
-
-    ``keys`` holds one row per listed row, already filtered and ordered newest first,
-    with the listed row's created_at and id in the fields named ``created_at`` and ``id``
-    (for a plain queryset, the rows themselves). The pagers walk ``keys`` for a page's
-    ids, then read just those rows from ``rows``.
-    """
-
-    rows: QuerySet
-    keys: QuerySet
-    created_at: str
-    id: str
-
-
-def parse_uuid(value) -> uuid.UUID | None:
-    """The UUID ``value`` spells, or None (a malformed id is simply not found)."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        return None
 
 
 def backups_for_organisation(*, organisation: Organisation) -> QuerySet[Backup]:

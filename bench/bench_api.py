@@ -214,7 +214,7 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import setup_test_environment
 
-    from backups.api.pagination import Cursor, Keyset, encode_cursor
+    from api.base.pagination import Cursor, Keyset, encode_cursor
     from backups.models import Backup
 
     setup_test_environment()

@@ -4,10 +4,12 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("organizations.api.urls")),
-    path("", include("backups.api.dialects.seed003")),
-    path("", include("destinations.api.urls")),
+    # Before the backups' routes: api/backups/cron-presets would otherwise be taken for a
+    # backup id by api/backups/<id>.
     path("", include("schedules.api.urls")),
+    path("", include("backups.api.urls")),
+    path("", include("destinations.api.urls")),
     path("", include("alerts.api.urls")),
     path("", include("restores.api.urls")),
-    path("", include("backups.api.urls")),
+    path("", include("api.dialects.urls")),
 ]

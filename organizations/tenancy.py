@@ -2,7 +2,8 @@
 
 Every request acts in exactly one organisation with one role. ``tenant_for_request``
 works out which; ``restrict`` scopes any queryset to it. API viewsets get both from
-``TenantViewSetMixin`` and HTML views from ``TenantViewMixin``, so another
+``TenantViewSetMixin`` (``TenantViewSet``, the base of every resource viewset, is
+``api.base.views.APIViewSet`` with it in front) and HTML views from ``TenantViewMixin``, so another
 organisation's object is simply not found (404), exactly like one that does not exist.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 
+from api.base.views import APIViewSet
 from config.errors import Forbidden, InvalidInput
 from organizations.models import ApiToken, Membership, Organisation, Role, role_at_least
 
@@ -128,6 +130,15 @@ class TenantViewSetMixin:
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         self.tenant.require(self.required_role())
+
+
+class TenantViewSet(TenantViewSetMixin, APIViewSet):
+    """A viewset acting in the caller's organisation with ``required_roles`` per action.
+
+    Paging, filtering and serialization are explicit in each action, so the base
+    carries no DRF pagination or filter backends (they would add undocumented
+    parameters to the schema).
+    """
 
 
 class TenantViewMixin:

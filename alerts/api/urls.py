@@ -1,5 +1,5 @@
 from alerts.api.views import AlertViewSet
-from organizations.api.common import routes
+from api.base.routes import routes
 
 
 def _view(actions):

@@ -6,18 +6,11 @@ from rest_framework.response import Response
 
 from alerts import selectors, services
 from alerts.api.serializers import Seed003AlertCountSerializer, Seed003AlertSerializer
-from organizations.api.common import (
-    OFFSET_PARAM,
-    TenantViewSet,
-    bool_param,
-    errors,
-    limit_param,
-    offset_page,
-    page_of,
-    paged_body,
-    uuid_path,
-)
+from api.base.pagination import offset_page, paged_body
+from api.base.routes import bool_param
+from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from organizations.models import Role
+from organizations.tenancy import TenantViewSet
 
 ALERT_ID = uuid_path("id", "Alert UUID")
 TAGS = ["seed 003: alerts"]

@@ -1,39 +1,26 @@
-"""The backup list dialects, each at exactly the path its document gives.
-
-Both spellings are served: the documented one (in the schema) and the same with a
-trailing slash (left out of the schema so each operation appears once).
-"""
-
-from django.urls import path
-
-from backups.api.dialects import seed000, seed001, seed002, seed004
+from api.base.routes import routes
+from backups.api.views import BackupProgressView, Seed003BackupViewSet
 
 
-def _with_and_without_slash(route: str, view, name: str):
-    return [
-        path(route, view.as_view(), name=name),
-        path(f"{route}/", view.as_view(schema=None)),
-    ]
+def _view(actions):
+    return lambda **kw: Seed003BackupViewSet.as_view(actions, **kw)
 
 
 urlpatterns = [
-    *_with_and_without_slash(
-        "api/v3/organizations/<str:organisation>/applications/<str:application>"
-        "/environments/<str:environment>/backups/<str:type>",
-        seed000.Seed000BackupListView,
-        "seed000-environment-backups",
+    *routes(
+        "api/environments/<str:env_id>/backups",
+        _view({"get": "environment_list", "post": "create"}),
+        "seed003-environment-backups",
     ),
-    *_with_and_without_slash(
-        "v1/backup-destinations/<str:backupDestinationId>/backups",
-        seed001.Seed001DestinationBackupsView,
-        "seed001-destination-backups",
+    *routes(
+        "api/projects/<str:projectId>/backups",
+        _view({"get": "project_list"}),
+        "seed003-project-backups",
     ),
-    *_with_and_without_slash(
-        "v1/database-backups", seed002.Seed002DatabaseBackupListView, "seed002-database-backups"
+    *routes(
+        "api/backups/<str:id>",
+        _view({"get": "retrieve", "delete": "destroy"}),
+        "seed003-backup",
     ),
-    *_with_and_without_slash(
-        "database/<str:databaseId>/backup",
-        seed004.Seed004DatabaseBackupsView,
-        "seed004-database-backups",
-    ),
+    *routes("api/backups/<str:id>/progress", BackupProgressView.as_view, "seed003-sse"),
 ]

@@ -1,5 +1,5 @@
+from api.base.routes import routes
 from destinations.api.views import DestinationViewSet
-from organizations.api.common import routes
 
 
 def _view(actions):

@@ -4,20 +4,13 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
+from api.base.pagination import offset_page, paged_body
+from api.base.routes import get_or_404
+from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from destinations import services
 from destinations.api import serializers as s
 from destinations.models import Destination
-from organizations.api.common import (
-    OFFSET_PARAM,
-    TenantViewSet,
-    errors,
-    get_or_404,
-    limit_param,
-    offset_page,
-    page_of,
-    paged_body,
-    uuid_path,
-)
+from organizations.tenancy import TenantViewSet
 
 DESTINATION_ID = uuid_path("id", "Backup destination UUID")
 TAGS = ["backup destinations"]

@@ -1,5 +1,5 @@
+from api.base.routes import routes
 from organizations.api import views
-from organizations.api.common import routes
 
 _projects = views.ProjectViewSet.as_view
 _environments = views.EnvironmentViewSet.as_view

@@ -14,24 +14,15 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.base.pagination import offset_page, paged_body
+from api.base.routes import get_or_404
+from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from config.errors import ApplicationError, InvalidInput
 from organizations import services
-from organizations.api import schema as _schema  # noqa: F401 - registers the auth scheme
 from organizations.api import serializers as s
-from organizations.api.common import (
-    OFFSET_PARAM,
-    TenantViewSet,
-    errors,
-    get_or_404,
-    limit_param,
-    offset_page,
-    page_of,
-    paged_body,
-    uuid_path,
-)
 from organizations.authentication import TokenPrincipal, issue_jwt
 from organizations.models import Database, Environment, Project
-from organizations.tenancy import memberships_of
+from organizations.tenancy import TenantViewSet, memberships_of
 
 
 class InvalidCredentials(ApplicationError):

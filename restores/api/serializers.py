@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from backups.api.dialects.seed003 import Seed003RefSerializer
+from backups.api.serializers import Seed003RefSerializer
 from restores.models import RestoreStatus
 
 

@@ -1,5 +1,5 @@
-from organizations.api.common import routes
-from restores.api.views import RestoreViewSet
+from api.base.routes import routes
+from restores.api.views import BackupRestoreProgressView, RestoreProgressView, RestoreViewSet
 
 
 def _view(actions):
@@ -16,4 +16,10 @@ urlpatterns = [
         "seed003-restore-logs",
     ),
     *routes("api/restores/<str:id>", _view({"get": "retrieve"}), "restore"),
+    *routes(
+        "api/backups/<str:id>/restore/progress",
+        BackupRestoreProgressView.as_view,
+        "seed003-restore-sse",
+    ),
+    *routes("api/restores/<str:id>/progress", RestoreProgressView.as_view, "restore-sse"),
 ]

@@ -10,20 +10,14 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
+from api.base import sse
+from api.base.pagination import offset_page, paged_body
+from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from backups import selectors as backup_selectors
 from backups.pitr import pitr_coverage
 from config.errors import InvalidInput, NotFound
-from organizations.api.common import (
-    OFFSET_PARAM,
-    TenantViewSet,
-    errors,
-    limit_param,
-    offset_page,
-    page_of,
-    paged_body,
-    uuid_path,
-)
 from organizations.models import Role
+from organizations.tenancy import TenantViewSet, TenantViewSetMixin
 from restores import selectors as restore_selectors
 from restores import services as restore_services
 from restores.api.serializers import (
@@ -32,6 +26,7 @@ from restores.api.serializers import (
     Seed003RestoreRequestSerializer,
     Seed003RestoreSerializer,
 )
+from restores.models import Restore
 
 TAGS = ["seed 003: restores"]
 NEW_DISABLED = "targetType 'new' is disabled until orchestration exists"
@@ -255,3 +250,60 @@ class RestoreViewSet(TenantViewSet):
             organisation=self.tenant.organisation, restore_id=id
         )
         return Response(Seed003RestoreSerializer(restore).data)
+
+
+# --- progress streams --------------------------------------------------------------------------
+
+
+def restore_progress_results(pks: list) -> dict:
+    """The progress event of each restore, and its final event's name once it ended."""
+    found = {restore.pk: restore for restore in Restore.objects.filter(pk__in=pks)}
+    gone = ({"status": "failed", "message": "The restore no longer exists."}, "failed")
+    return {
+        pk: (
+            restore_selectors.restore_progress_event(found[pk]),
+            restore_selectors.restore_final_event_name(found[pk]),
+        )
+        if pk in found
+        else gone
+        for pk in pks
+    }
+
+
+class BackupRestoreProgressView(TenantViewSetMixin, sse.ProgressStreamView):
+    """The latest restore of a backup."""
+
+    @sse.stream_schema(
+        "Stream restore progress (SSE)",
+        "Streams restore progress events as Server-Sent Events until the restore completes "
+        "or fails (the latest restore of this backup).",
+        "Backup",
+    )
+    def get(self, request, id):  # noqa: A002
+        return super().get(request, id)
+
+    def subject(self, id) -> sse.Subject:  # noqa: A002
+        organisation = self.tenant.organisation
+        backup = backup_selectors.backup_get(organisation=organisation, backup_id=id)
+        restore = restore_selectors.restore_latest_for_backup(
+            organisation=organisation, backup=backup
+        )
+        if restore is None:
+            raise NotFound("This backup has not been restored.")
+        return sse.Subject(restore_progress_results, restore.pk)
+
+
+class RestoreProgressView(TenantViewSetMixin, sse.ProgressStreamView):
+    @sse.stream_schema(
+        "Stream the progress of a restore (SSE)",
+        "Streams the restore's progress events as Server-Sent Events until it completes or fails.",
+        "Restore",
+    )
+    def get(self, request, id):  # noqa: A002
+        return super().get(request, id)
+
+    def subject(self, id) -> sse.Subject:  # noqa: A002
+        restore = restore_selectors.restore_get(
+            organisation=self.tenant.organisation, restore_id=id
+        )
+        return sse.Subject(restore_progress_results, restore.pk)

@@ -206,3 +206,10 @@ class Seed003RetentionPreviewSerializer(serializers.Serializer):
         child=serializers.IntegerField(allow_null=True),
         help_text="The effective retain* settings the preview used.",
     )
+
+
+class Seed003CronPresetSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    cron = serializers.CharField()
+    description = serializers.CharField()
+    nextRuns = serializers.ListField(child=serializers.DateTimeField())  # noqa: N815

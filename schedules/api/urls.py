@@ -1,4 +1,4 @@
-from organizations.api.common import routes
+from api.base.routes import routes
 from schedules.api.views import ScheduleViewSet
 
 
@@ -7,6 +7,7 @@ def _view(actions):
 
 
 urlpatterns = [
+    *routes("api/backups/cron-presets", _view({"get": "cron_presets"}), "seed003-cron"),
     *routes(
         "api/environments/<str:env_id>/backup-schedule",
         _view({"get": "retrieve", "put": "upsert"}),

@@ -1,14 +1,18 @@
-"""Seed 003 schedule endpoints: get, create-or-update, retention preview."""
+"""Seed 003 schedule endpoints: get, create-or-update, retention preview, cron presets."""
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
-from backups.api.dialects.seed003 import TYPE_OF_KIND
+from api.base.pagination import paged_body
+from api.base.schema import errors, page_of, uuid_path
+from backups.api.serializers import TYPE_OF_KIND
 from backups.selectors import environment_get
-from organizations.api.common import TenantViewSet, errors, uuid_path
+from config.errors import InvalidInput
 from organizations.models import Role
-from schedules import selectors, services
+from organizations.tenancy import TenantViewSet
+from schedules import selectors, services, timing
 from schedules.api import serializers as s
 from schedules.models import RETENTION_FIELDS
 
@@ -250,3 +254,50 @@ class ScheduleViewSet(TenantViewSet):
             "policy": preview.policy.to_api(),
         }
         return Response(s.Seed003RetentionPreviewSerializer(data).data)
+
+    @extend_schema(
+        operation_id="backup_cron_presets",
+        summary="Get cron expression presets",
+        description="Returns a list of common cron expression presets for backup scheduling, "
+        "each with its next runs in `timezone` (default UTC).",
+        parameters=[
+            OpenApiParameter(
+                "timezone",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                description="IANA timezone for nextRuns (extension), e.g. Europe/London",
+            )
+        ],
+        responses={
+            200: page_of(s.Seed003CronPresetSerializer, "Seed003CronPresetList"),
+            **errors(400),
+        },
+        examples=[
+            OpenApiExample(
+                "Presets",
+                value={
+                    "results": [
+                        {
+                            "name": "daily",
+                            "cron": "0 2 * * *",
+                            "description": "Every day at 02:00",
+                            "nextRuns": ["2026-11-24T02:00:00+00:00"],
+                        }
+                    ],
+                    "count": 1,
+                    "limit": 1,
+                    "offset": 0,
+                },
+                response_only=True,
+            )
+        ],
+        tags=["seed 003: schedules"],
+    )
+    def cron_presets(self, request):
+        tz = request.query_params.get("timezone") or "UTC"
+        try:
+            zone = timing.validate_timezone(tz)
+        except timing.ScheduleError as exc:
+            raise InvalidInput(exc.message, fields={"timezone": [exc.message]}) from None
+        presets = timing.presets_with_next_runs(zone, timezone.now())
+        return Response(paged_body(presets, len(presets), len(presets), 0))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backups.api.pagination import (
+from api.base.pagination import (
     Cursor,
     Keyset,
     count_total,

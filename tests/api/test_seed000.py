@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from backups.api.dialects.seed000 import size_formatted
+from api.dialects.seed000 import size_formatted
 from backups.models import BackupKind, BackupMethod
 from organizations.authentication import issue_jwt
 from organizations.models import Role

@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.test import AsyncClient
 
-from backups.api import sse
+from api.base import sse
 from backups.models import Backup, BackupStatus
 from organizations.models import Role
 from restores.models import Restore

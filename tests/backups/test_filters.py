@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backups.api.dialects.seed000 import FILTERS as SEED000
-from backups.api.dialects.seed002 import FILTERS as SEED002
+from api.dialects.seed000 import FILTERS as SEED000
+from api.dialects.seed002 import FILTERS as SEED002
 from backups.filters import BackupFilterSet, backups_filter
 from backups.models import Backup, BackupKind, BackupStatus
 from backups.selectors import backups_for_organisation

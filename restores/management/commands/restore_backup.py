@@ -2,8 +2,8 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
+from api.base.routes import parse_uuid
 from backups.models import Backup
-from backups.selectors import parse_uuid
 from config.errors import ApplicationError
 from restores.models import RestoreStatus
 from restores.plan import replaced_text

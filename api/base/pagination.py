@@ -8,7 +8,7 @@ table and its index):
   holding the last row's key, so rows inserted meanwhile neither repeat nor vanish;
 - markers (seed 002): the id of the last item, turned into the same key;
 - page numbers (seed 001 ``page``/``per_page``, seed 004 ``page``/``page_size``);
-- offsets (seed 003 ``limit``/``offset``);
+- offsets (seed 003 and Strongbox's own resources: ``limit``/``offset``);
 - ``startId`` (seed 004): only rows created after that backup.
 
 ``count_total`` gives totals that stay cheap on large tables.
@@ -29,13 +29,28 @@ from typing import Literal
 from django.db import connections
 from django.db.models import Q, QuerySet
 
-from backups.selectors import Listing
 from config.errors import InvalidInput
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 Order = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Rows to show, and the queryset whose index gives their (created_at, id) order.
+
+    ``keys`` holds one row per listed row, already filtered and ordered newest first,
+    with the listed row's created_at and id in the fields named ``created_at`` and ``id``
+    (for a plain queryset, the rows themselves). The pagers walk ``keys`` for a page's
+    ids, then read just those rows from ``rows``.
+    """
+
+    rows: QuerySet
+    keys: QuerySet
+    created_at: str
+    id: str
 
 
 def _invalid(param: str, message: str) -> InvalidInput:
@@ -317,6 +332,25 @@ def offset_paginate(queryset: QuerySet, *, limit: int, offset: int) -> OffsetPag
     if rows and offset == 0 and len(rows) < limit:
         total = len(rows)
     return OffsetPage(items=rows, total=total, limit=limit, offset=offset)
+
+
+def offset_page(
+    request, queryset, *, default_limit: int = DEFAULT_LIMIT, max_limit: int = MAX_LIMIT
+):
+    """(items, count, limit, offset) of one page: ``limit`` (larger is clamped) and
+    ``offset`` read with the dialects' shared helpers, so errors name the parameter."""
+    params = request.query_params
+    limit = parse_limit(params.get("limit"), default=default_limit, maximum=max_limit)
+    offset = parse_offset(params.get("offset"))
+    if isinstance(queryset, QuerySet):
+        page = offset_paginate(queryset, limit=limit, offset=offset)
+        return page.items, page.total, limit, offset
+    return list(queryset[offset : offset + limit]), len(queryset), limit, offset
+
+
+def paged_body(results: list, count: int, limit: int, offset: int) -> dict:
+    """Seed 003's page: ``{"results", "count", "limit", "offset"}``."""
+    return {"results": results, "count": count, "limit": limit, "offset": offset}
 
 
 # -- totals ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""OpenAPI description of Strongbox's bearer authentication (imported by the API views)."""
+"""OpenAPI description of Strongbox's bearer authentication (registered by importing
+``api.base.views``; the class is named by its dotted path, so this layer imports no app)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 

@@ -13,8 +13,8 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from backups.api.base import DefaultErrorSerializer, DialectAPIView, enum_field, iso_millis_z
-from backups.api.pagination import (
+from api.base.formats import iso_millis_z
+from api.base.pagination import (
     MAX_LIMIT,
     Cursor,
     Keyset,
@@ -23,9 +23,12 @@ from backups.api.pagination import (
     keyset_paginate,
     page_number_paginate,
 )
+from api.base.schema import DefaultErrorSerializer, enum_field
+from api.base.views import DialectAPIView
 from backups.models import Backup, BackupStatus
 from backups.selectors import backups_for_destination, destination_get
 from organizations.models import Role
+from organizations.tenancy import TenantViewSetMixin
 
 RULE_KEYS = ("interval", "minute", "hour", "day")
 
@@ -159,7 +162,7 @@ def _error(description: str, code: str, message: str) -> OpenApiResponse:
     )
 
 
-class Seed001DestinationBackupsView(DialectAPIView):
+class Seed001DestinationBackupsView(TenantViewSetMixin, DialectAPIView):
     """List a backup destination's backups (seed 001)."""
 
     required_roles = {"get": Role.VIEWER}

@@ -1,51 +1,35 @@
-"""Seed 003: the full backup service, backup endpoints (paths fixed in API.md).
+"""Seed 003's backup endpoints (paths fixed in API.md): the backups app's own resource.
 
 A thin mapping over ``backups.selectors``, ``backups.filters`` and
 ``backups.services``: lists page with ``{"results", "count", "limit", "offset"}``,
 errors are ``{"error": {"code", "message", "fields"}}`` (``config.errors``).
 Schedules, alerts and restores of the same seed live in their apps' ``api`` packages;
-the progress streams in ``backups.api.sse``.
+the progress stream of a backup is here, over ``api.base.sse``.
 """
 
 from __future__ import annotations
 
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiParameter,
-    extend_schema,
-    extend_schema_field,
-)
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 
+from api.base import sse
+from api.base.pagination import offset_page, paged_body
+from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from backups import selectors, services
-from backups.api import sse
-from backups.filters import STATUS_VALUES, FilterDialect, backups_filter
-from backups.models import Backup, BackupKind
-from config.errors import InvalidInput, NotFound
-from organizations.api.common import (
-    OFFSET_PARAM,
-    TenantViewSet,
-    errors,
-    limit_param,
-    offset_page,
-    page_of,
-    paged_body,
-    routes,
-    uuid_path,
+from backups.api.serializers import (
+    Seed003BackupSerializer,
+    Seed003TriggerBackupSerializer,
+    Seed003TriggeredBackupsSerializer,
 )
+from backups.filters import STATUS_VALUES, FilterDialect, backups_filter
+from backups.models import Backup
+from backups.progress import backup_final_event_name, backup_progress_event
+from config.errors import InvalidInput, NotFound
 from organizations.models import Role
-from schedules import timing
+from organizations.tenancy import TenantViewSet, TenantViewSetMixin
 
-# Seed 003 names a database backup "db"; a PostgreSQL base backup is one too.
-TYPE_OF_KIND = {
-    BackupKind.DATABASE: "db",
-    BackupKind.BASE: "db",
-    BackupKind.FULL: "full",
-    BackupKind.FILESYSTEM: "filesystem",
-}
 TYPE_VALUES = ("db", "database", "full", "filesystem")
 DIALECT = FilterDialect(params={"status": "status", "kind": "type"})
 
@@ -66,103 +50,6 @@ TYPE_PARAM = OpenApiParameter(
     enum=TYPE_VALUES,
     description="Filter by backup type (`db`, synonym `database`; `full`; `filesystem`)",
 )
-
-# --- serializers -----------------------------------------------------------------------------
-
-
-class Seed003RefSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    name = serializers.CharField()
-    slug = serializers.CharField()
-
-
-class Seed003DatabaseRefSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    name = serializers.CharField()
-    engine = serializers.CharField()
-
-
-class Seed003BackupDestinationSerializer(serializers.Serializer):
-    """One stored copy of the backup: where it is and whether it is there."""
-
-    id = serializers.UUIDField(source="destination.id")
-    name = serializers.CharField(source="destination.name")
-    kind = serializers.CharField(source="destination.kind")
-    key = serializers.CharField()
-    status = serializers.CharField()
-    size = serializers.IntegerField(allow_null=True)
-    fileExists = serializers.BooleanField(source="file_exists")  # noqa: N815
-    error = serializers.CharField()
-    lastVerifiedAt = serializers.DateTimeField(source="last_verified_at", allow_null=True)  # noqa: N815
-
-
-class Seed003BackupSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    name = serializers.CharField()
-    label = serializers.CharField(source="description")
-    type = serializers.SerializerMethodField()
-    status = serializers.CharField(help_text="Canonical status: " + ", ".join(STATUS_VALUES))
-    trigger = serializers.CharField()
-    engine = serializers.CharField()
-    engineVersion = serializers.CharField(source="engine_version")  # noqa: N815
-    size = serializers.IntegerField(allow_null=True, help_text="Bytes of the stored artifact.")
-    checksumSha256 = serializers.CharField(source="checksum_sha256")  # noqa: N815
-    compression = serializers.CharField()
-    encrypted = serializers.BooleanField()
-    environment = Seed003RefSerializer()
-    project = Seed003RefSerializer(source="environment.project")
-    database = Seed003DatabaseRefSerializer(allow_null=True)
-    destinations = Seed003BackupDestinationSerializer(source="copies", many=True)
-    phase = serializers.CharField()
-    bytesDone = serializers.IntegerField(source="bytes_done")  # noqa: N815
-    bytesTotal = serializers.IntegerField(source="bytes_total", allow_null=True)  # noqa: N815
-    percent = serializers.FloatField(allow_null=True)
-    message = serializers.CharField()
-    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
-    updatedAt = serializers.DateTimeField(source="updated_at")  # noqa: N815
-    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # noqa: N815
-    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)  # noqa: N815
-    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)  # noqa: N815
-    verifiedAt = serializers.DateTimeField(source="verified_at", allow_null=True)  # noqa: N815
-
-    @extend_schema_field(serializers.ChoiceField(choices=["db", "full", "filesystem"]))
-    def get_type(self, backup: Backup) -> str:
-        return TYPE_OF_KIND.get(backup.kind, backup.kind)
-
-
-class Seed003TriggerBackupSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(
-        choices=["db", "database", "full", "filesystem"],
-        default="db",
-        help_text='"db" or "full" ("filesystem" as an extension; "database" = "db")',
-    )
-    label = serializers.CharField(
-        max_length=500, required=False, allow_blank=True, help_text="Shown as the description."
-    )
-    destination = serializers.CharField(
-        max_length=200,
-        required=False,
-        allow_blank=True,
-        help_text="Destination id (or name); default: the organisation's default destination.",
-    )
-    databaseId = serializers.UUIDField(  # noqa: N815
-        required=False,
-        allow_null=True,
-        help_text="Extension: back up only this database of the environment (type db).",
-    )
-
-
-class Seed003TriggeredBackupsSerializer(serializers.Serializer):
-    results = Seed003BackupSerializer(many=True)
-    count = serializers.IntegerField()
-
-
-class Seed003CronPresetSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    cron = serializers.CharField()
-    description = serializers.CharField()
-    nextRuns = serializers.ListField(child=serializers.DateTimeField())  # noqa: N815
-
 
 BACKUP_EXAMPLE = {
     "id": "8d1e3c2a-6a55-4a9b-9e1f-3c1d2b4a5e6f",
@@ -356,80 +243,31 @@ class Seed003BackupViewSet(TenantViewSet):
         backup = selectors.backup_get(organisation=organisation, backup_id=backup.pk)
         return Response(Seed003BackupSerializer(backup).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(
-        operation_id="backup_cron_presets",
-        summary="Get cron expression presets",
-        description="Returns a list of common cron expression presets for backup scheduling, "
-        "each with its next runs in `timezone` (default UTC).",
-        parameters=[
-            OpenApiParameter(
-                "timezone",
-                OpenApiTypes.STR,
-                OpenApiParameter.QUERY,
-                description="IANA timezone for nextRuns (extension), e.g. Europe/London",
-            )
-        ],
-        responses={
-            200: page_of(Seed003CronPresetSerializer, "Seed003CronPresetList"),
-            **errors(400),
-        },
-        examples=[
-            OpenApiExample(
-                "Presets",
-                value={
-                    "results": [
-                        {
-                            "name": "daily",
-                            "cron": "0 2 * * *",
-                            "description": "Every day at 02:00",
-                            "nextRuns": ["2026-11-24T02:00:00+00:00"],
-                        }
-                    ],
-                    "count": 1,
-                    "limit": 1,
-                    "offset": 0,
-                },
-                response_only=True,
-            )
-        ],
-        tags=["seed 003: schedules"],
+
+# --- progress stream -------------------------------------------------------------------------
+
+
+def backup_progress_results(pks: list) -> dict:
+    """The progress event of each backup, and its final event's name once it ended."""
+    found = {backup.pk: backup for backup in Backup.objects.filter(pk__in=pks)}
+    gone = ({"status": "deleted", "message": "The backup no longer exists."}, "failed")
+    return {
+        pk: (backup_progress_event(found[pk]), backup_final_event_name(found[pk]))
+        if pk in found
+        else gone
+        for pk in pks
+    }
+
+
+class BackupProgressView(TenantViewSetMixin, sse.ProgressStreamView):
+    @sse.stream_schema(
+        "Stream backup progress (SSE)",
+        "Streams backup progress events as Server-Sent Events until the backup completes or fails.",
+        "Backup",
     )
-    def cron_presets(self, request):
-        tz = request.query_params.get("timezone") or "UTC"
-        try:
-            zone = timing.validate_timezone(tz)
-        except timing.ScheduleError as exc:
-            raise InvalidInput(exc.message, fields={"timezone": [exc.message]}) from None
-        presets = timing.presets_with_next_runs(zone, timezone.now())
-        return Response(paged_body(presets, len(presets), len(presets), 0))
+    def get(self, request, id):  # noqa: A002
+        return super().get(request, id)
 
-
-def _view(actions):
-    return lambda **kw: Seed003BackupViewSet.as_view(actions, **kw)
-
-
-urlpatterns = [
-    *routes("api/backups/cron-presets", _view({"get": "cron_presets"}), "seed003-cron"),
-    *routes(
-        "api/environments/<str:env_id>/backups",
-        _view({"get": "environment_list", "post": "create"}),
-        "seed003-environment-backups",
-    ),
-    *routes(
-        "api/projects/<str:projectId>/backups",
-        _view({"get": "project_list"}),
-        "seed003-project-backups",
-    ),
-    *routes(
-        "api/backups/<str:id>",
-        _view({"get": "retrieve", "delete": "destroy"}),
-        "seed003-backup",
-    ),
-    *routes("api/backups/<str:id>/progress", sse.BackupProgressView.as_view, "seed003-sse"),
-    *routes(
-        "api/backups/<str:id>/restore/progress",
-        sse.BackupRestoreProgressView.as_view,
-        "seed003-restore-sse",
-    ),
-    *routes("api/restores/<str:id>/progress", sse.RestoreProgressView.as_view, "restore-sse"),
-]
+    def subject(self, id) -> sse.Subject:  # noqa: A002
+        backup = selectors.backup_get(organisation=self.tenant.organisation, backup_id=id)
+        return sse.Subject(backup_progress_results, backup.pk)

@@ -15,8 +15,8 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from backups.api.base import DialectAPIView, enum_field, filter_parameters, iso_seconds_z
-from backups.api.pagination import (
+from api.base.formats import iso_seconds_z
+from api.base.pagination import (
     EXACT_TOTAL_UP_TO,
     MAX_LIMIT,
     Keyset,
@@ -25,10 +25,14 @@ from backups.api.pagination import (
     marker_cursor,
     previous_marker,
 )
+from api.base.schema import enum_field
+from api.base.views import DialectAPIView
+from api.dialects.filters import filter_parameters
 from backups.filters import FilterDialect, backups_filter
 from backups.models import Backup, BackupStatus
 from backups.selectors import backups_for_organisation, primary_copy
 from config.errors import ApplicationError
+from organizations.tenancy import TenantViewSetMixin
 
 # seed 002's status words, one per canonical status.
 STATUSES = {status.upper().replace("-", "_"): status for status in BackupStatus.values}
@@ -211,7 +215,7 @@ def _link(request, marker: str | None) -> str:
     return request.build_absolute_uri(request.path + (f"?{query}" if query else ""))
 
 
-class Seed002DatabaseBackupListView(DialectAPIView):
+class Seed002DatabaseBackupListView(TenantViewSetMixin, DialectAPIView):
     """List database backups of the caller's organisation (seed 002)."""
 
     error_body = staticmethod(render_seed002_error)

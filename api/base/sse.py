@@ -1,4 +1,8 @@
-"""Server-Sent Event streams of backup and restore progress (seed 003).
+"""Server-Sent Event streams of progress: the machinery every stream shares.
+
+The backups and restores apps declare their streams (``backups.api.views``,
+``restores.api.views``): a ``ProgressStreamView`` naming its ``Subject``, whose loader
+reads rows of its kind into progress events.
 
 The views are ordinary DRF views, so authentication, tenancy, roles, 404s and the
 error body are exactly those of every other endpoint; only a successful answer is
@@ -25,7 +29,7 @@ import json
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -37,16 +41,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backups import selectors
-from backups.api.base import dialect_exception_handler
-from backups.models import Backup
-from backups.progress import backup_final_event_name, backup_progress_event
-from config.errors import NotFound
+from api.base.schema import errors, uuid_path
+from api.base.views import dialect_exception_handler
 from config.parsers import StrictJSONParser
-from organizations.api.common import errors, uuid_path
-from organizations.tenancy import TenantViewSetMixin
-from restores import selectors as restore_selectors
-from restores.models import Restore
 
 logger = logging.getLogger(__name__)
 
@@ -60,44 +57,20 @@ open_streams = 0
 Result = tuple[dict, str | None]  # (the progress event, the final event's name or None)
 
 
+# The loader of one kind of row: primary keys -> {pk: Result}, one query for all of them.
+SubjectLoader = Callable[[list], dict]
+
+
 @dataclass(frozen=True)
 class Subject:
-    """What a stream follows: a backup or a restore, by primary key."""
+    """What a stream follows: one row, by primary key, and the loader of its kind."""
 
-    kind: str  # "backup" | "restore"
+    load: SubjectLoader
     pk: uuid.UUID
 
 
 def sse_message(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
-
-
-def _backup_results(pks: list) -> dict:
-    found = {backup.pk: backup for backup in Backup.objects.filter(pk__in=pks)}
-    gone = ({"status": "deleted", "message": "The backup no longer exists."}, "failed")
-    return {
-        pk: (backup_progress_event(found[pk]), backup_final_event_name(found[pk]))
-        if pk in found
-        else gone
-        for pk in pks
-    }
-
-
-def _restore_results(pks: list) -> dict:
-    found = {restore.pk: restore for restore in Restore.objects.filter(pk__in=pks)}
-    gone = ({"status": "failed", "message": "The restore no longer exists."}, "failed")
-    return {
-        pk: (
-            restore_selectors.restore_progress_event(found[pk]),
-            restore_selectors.restore_final_event_name(found[pk]),
-        )
-        if pk in found
-        else gone
-        for pk in pks
-    }
-
-
-RESULTS = {"backup": _backup_results, "restore": _restore_results}
 
 
 def load_subjects(subjects: list[Subject]) -> dict[Subject, Result]:
@@ -110,17 +83,16 @@ def load_subjects(subjects: list[Subject]) -> dict[Subject, Result]:
     """
     try:
         results: dict[Subject, Result] = {}
-        for kind, load in RESULTS.items():
-            pks = [subject.pk for subject in subjects if subject.kind == kind]
-            if pks:
-                by_pk = load(pks)
-                results.update({Subject(kind, pk): by_pk[pk] for pk in pks})
+        for load in dict.fromkeys(subject.load for subject in subjects):
+            pks = [subject.pk for subject in subjects if subject.load is load]
+            by_pk = load(pks)
+            results.update({Subject(load, pk): by_pk[pk] for pk in pks})
         return results
     finally:
-        _release_connection()
+        release_connection()
 
 
-def _release_connection() -> None:
+def release_connection() -> None:
     if not connection.in_atomic_block:
         connection.close()
 
@@ -247,7 +219,7 @@ SSE_EVENT_SCHEMA = {
 }
 
 
-def _stream_schema(summary: str, description: str, what: str):
+def stream_schema(summary: str, description: str, what: str):
     return extend_schema(
         summary=summary,
         description=description
@@ -267,7 +239,10 @@ def _stream_schema(summary: str, description: str, what: str):
     )
 
 
-class _ProgressView(TenantViewSetMixin, APIView):
+class ProgressStreamView(APIView):
+    """A stream of one subject's progress; ``subject()`` finds it in the caller's tenant
+    (put ``TenantViewSetMixin`` in front)."""
+
     renderer_classes = [EventStreamRenderer, JSONRenderer]
     parser_classes = [StrictJSONParser]
 
@@ -277,7 +252,7 @@ class _ProgressView(TenantViewSetMixin, APIView):
     def get(self, request, id):  # noqa: A002 - the documented name
         subject = self.subject(id)
         # The stream's lifetime is not the request's: give the connection back now.
-        _release_connection()
+        release_connection()
         response = StreamingHttpResponse(event_stream(subject), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
@@ -292,56 +267,3 @@ class _ProgressView(TenantViewSetMixin, APIView):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
-
-
-class BackupProgressView(_ProgressView):
-    @_stream_schema(
-        "Stream backup progress (SSE)",
-        "Streams backup progress events as Server-Sent Events until the backup completes or fails.",
-        "Backup",
-    )
-    def get(self, request, id):  # noqa: A002
-        return super().get(request, id)
-
-    def subject(self, id) -> Subject:  # noqa: A002
-        backup = selectors.backup_get(organisation=self.tenant.organisation, backup_id=id)
-        return Subject("backup", backup.pk)
-
-
-class BackupRestoreProgressView(_ProgressView):
-    """The latest restore of a backup."""
-
-    @_stream_schema(
-        "Stream restore progress (SSE)",
-        "Streams restore progress events as Server-Sent Events until the restore completes "
-        "or fails (the latest restore of this backup).",
-        "Backup",
-    )
-    def get(self, request, id):  # noqa: A002
-        return super().get(request, id)
-
-    def subject(self, id) -> Subject:  # noqa: A002
-        organisation = self.tenant.organisation
-        backup = selectors.backup_get(organisation=organisation, backup_id=id)
-        restore = restore_selectors.restore_latest_for_backup(
-            organisation=organisation, backup=backup
-        )
-        if restore is None:
-            raise NotFound("This backup has not been restored.")
-        return Subject("restore", restore.pk)
-
-
-class RestoreProgressView(_ProgressView):
-    @_stream_schema(
-        "Stream the progress of a restore (SSE)",
-        "Streams the restore's progress events as Server-Sent Events until it completes or fails.",
-        "Restore",
-    )
-    def get(self, request, id):  # noqa: A002
-        return super().get(request, id)
-
-    def subject(self, id) -> Subject:  # noqa: A002
-        restore = restore_selectors.restore_get(
-            organisation=self.tenant.organisation, restore_id=id
-        )
-        return Subject("restore", restore.pk)

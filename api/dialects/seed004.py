@@ -12,10 +12,13 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from backups.api.base import DefaultErrorSerializer, DialectAPIView, enum_field, iso_seconds_z
-from backups.api.pagination import MAX_LIMIT, created_after_backup, page_number_paginate
+from api.base.formats import iso_seconds_z
+from api.base.pagination import MAX_LIMIT, created_after_backup, page_number_paginate
+from api.base.schema import DefaultErrorSerializer, enum_field
+from api.base.views import DialectAPIView
 from backups.models import Backup, BackupStatus
 from backups.selectors import backups_for_database, backups_for_organisation, database_get
+from organizations.tenancy import TenantViewSetMixin
 
 # API.md's state mapping.
 STATES = {
@@ -212,7 +215,7 @@ def _error(description: str, code: str, message: str) -> OpenApiResponse:
     )
 
 
-class Seed004DatabaseBackupsView(DialectAPIView):
+class Seed004DatabaseBackupsView(TenantViewSetMixin, DialectAPIView):
     """List a database's backups (seed 004)."""
 
     @extend_schema(

@@ -13,19 +13,16 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from backups.api.base import (
-    DialectAPIView,
-    enum_field,
-    filter_parameters,
-    iso_millis_z,
-    iso_seconds_offset,
-)
-from backups.api.pagination import MAX_LIMIT, decode_cursor, keyset_paginate
+from api.base.formats import iso_millis_z, iso_seconds_offset
+from api.base.pagination import MAX_LIMIT, decode_cursor, keyset_paginate
+from api.base.schema import enum_field
+from api.base.views import DialectAPIView
+from api.dialects.filters import filter_parameters
 from backups.filters import FilterDialect, backups_filter
 from backups.models import Backup, BackupMethod, BackupStatus
 from backups.selectors import backups_for_environment, environment_get, primary_copy
 from config.errors import ApplicationError, NotFound, Unprocessable
-from organizations.tenancy import ORGANISATION_HEADER
+from organizations.tenancy import ORGANISATION_HEADER, TenantViewSetMixin
 
 TYPES = ("database", "filesystem")
 TYPE_ERROR = "The backup type must be either database or filesystem"
@@ -163,7 +160,7 @@ def _path(name: str, description: str, **kwargs) -> OpenApiParameter:
     )
 
 
-class Seed000BackupListView(DialectAPIView):
+class Seed000BackupListView(TenantViewSetMixin, DialectAPIView):
     """List backups for an environment (seed 000)."""
 
     error_body = staticmethod(render_seed000_error)

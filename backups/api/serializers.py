@@ -1,0 +1,104 @@
+"""Seed 003's spelling of a backup, shared by the backups, schedules and restores endpoints."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from backups.filters import STATUS_VALUES
+from backups.models import Backup, BackupKind
+
+# Seed 003 names a database backup "db"; a PostgreSQL base backup is one too.
+TYPE_OF_KIND = {
+    BackupKind.DATABASE: "db",
+    BackupKind.BASE: "db",
+    BackupKind.FULL: "full",
+    BackupKind.FILESYSTEM: "filesystem",
+}
+
+
+class Seed003RefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+
+
+class Seed003DatabaseRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    engine = serializers.CharField()
+
+
+class Seed003BackupDestinationSerializer(serializers.Serializer):
+    """One stored copy of the backup: where it is and whether it is there."""
+
+    id = serializers.UUIDField(source="destination.id")
+    name = serializers.CharField(source="destination.name")
+    kind = serializers.CharField(source="destination.kind")
+    key = serializers.CharField()
+    status = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    fileExists = serializers.BooleanField(source="file_exists")  # noqa: N815
+    error = serializers.CharField()
+    lastVerifiedAt = serializers.DateTimeField(source="last_verified_at", allow_null=True)  # noqa: N815
+
+
+class Seed003BackupSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    label = serializers.CharField(source="description")
+    type = serializers.SerializerMethodField()
+    status = serializers.CharField(help_text="Canonical status: " + ", ".join(STATUS_VALUES))
+    trigger = serializers.CharField()
+    engine = serializers.CharField()
+    engineVersion = serializers.CharField(source="engine_version")  # noqa: N815
+    size = serializers.IntegerField(allow_null=True, help_text="Bytes of the stored artifact.")
+    checksumSha256 = serializers.CharField(source="checksum_sha256")  # noqa: N815
+    compression = serializers.CharField()
+    encrypted = serializers.BooleanField()
+    environment = Seed003RefSerializer()
+    project = Seed003RefSerializer(source="environment.project")
+    database = Seed003DatabaseRefSerializer(allow_null=True)
+    destinations = Seed003BackupDestinationSerializer(source="copies", many=True)
+    phase = serializers.CharField()
+    bytesDone = serializers.IntegerField(source="bytes_done")  # noqa: N815
+    bytesTotal = serializers.IntegerField(source="bytes_total", allow_null=True)  # noqa: N815
+    percent = serializers.FloatField(allow_null=True)
+    message = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    updatedAt = serializers.DateTimeField(source="updated_at")  # noqa: N815
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # noqa: N815
+    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)  # noqa: N815
+    expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)  # noqa: N815
+    verifiedAt = serializers.DateTimeField(source="verified_at", allow_null=True)  # noqa: N815
+
+    @extend_schema_field(serializers.ChoiceField(choices=["db", "full", "filesystem"]))
+    def get_type(self, backup: Backup) -> str:
+        return TYPE_OF_KIND.get(backup.kind, backup.kind)
+
+
+class Seed003TriggerBackupSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(
+        choices=["db", "database", "full", "filesystem"],
+        default="db",
+        help_text='"db" or "full" ("filesystem" as an extension; "database" = "db")',
+    )
+    label = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, help_text="Shown as the description."
+    )
+    destination = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="Destination id (or name); default: the organisation's default destination.",
+    )
+    databaseId = serializers.UUIDField(  # noqa: N815
+        required=False,
+        allow_null=True,
+        help_text="Extension: back up only this database of the environment (type db).",
+    )
+
+
+class Seed003TriggeredBackupsSerializer(serializers.Serializer):
+    results = Seed003BackupSerializer(many=True)
+    count = serializers.IntegerField()
