@@ -56,9 +56,7 @@ class WalFetchFailed(ApplicationError):
 
 
 def configured_pg_bin() -> str:
-    return getattr(settings, "STRONGBOX_PG_BIN_DIR", "") or os.environ.get(
-        "STRONGBOX_PG_BIN_DIR", ""
-    )
+    return settings.STRONGBOX_PG_BIN_DIR
 
 
 # --- where WAL goes ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def server_launcher() -> tuple[str, ...]:
     the worker's, and its restore_command still reads the worker's database and artifacts.
     ``STRONGBOX_PITR_LAUNCHER`` overrides this (e.g. an empty worker user needs none).
     """
-    configured = getattr(settings, "STRONGBOX_PITR_LAUNCHER", "")
+    configured = settings.STRONGBOX_PITR_LAUNCHER
     if configured:
         return tuple(shlex.split(configured))
     if os.geteuid() != 0:
@@ -73,7 +73,7 @@ def server_launcher() -> tuple[str, ...]:
 
 
 def recovery_timeout() -> float:
-    return float(getattr(settings, "STRONGBOX_PITR_TIMEOUT_SECONDS", 6 * 3600))
+    return float(settings.STRONGBOX_PITR_TIMEOUT_SECONDS)
 
 
 # --- restore ----------------------------------------------------------------------------------
