@@ -30,6 +30,7 @@ from backups.pitr.archive import configured_pg_bin, require_postgresql
 from backups.pitr.coverage import iso, pitr_check_target
 from backups.wal_spool import PREFETCH_ENV
 from config.errors import Unprocessable
+from destinations.backends import backend_for
 from destinations.storage import open_artifact_stream
 from organizations.models import Database
 
@@ -316,7 +317,7 @@ def _extract_base(base: Backup, datadir: Path) -> None:
     problems = []
     for copy in copies:
         try:
-            with open_artifact_stream(copy.destination, copy.key) as raw:
+            with open_artifact_stream(backend_for(copy.destination), copy.key) as raw:
                 hashing = _Hashing(raw)
                 physical.extract_base_backup(open_artifact(hashing, key_for=key_for_id), datadir)
                 if hashing.drain() != base.checksum_sha256:
