@@ -50,6 +50,7 @@ from backups.pipeline import (
     PipelineResult,
     run_pipeline,
 )
+from destinations.backends import DestinationBackends
 from destinations.storage import (
     artifact_size,
     delete_artifact,
@@ -342,12 +343,13 @@ def mark_copy(copy: BackupCopy, status: str, **fields) -> None:
     BackupCopy.objects.filter(pk=copy.pk).update(**fields)
 
 
-def _discard_copy(copy: BackupCopy) -> None:
+def _discard_copy(copy: BackupCopy, backends: DestinationBackends) -> None:
     """Remove whatever this copy's upload left: the artifact under its key (a copy's key
     belongs to its backup alone) and any unfinished upload of it."""
     try:
-        discard_partial_artifacts(copy.destination, copy.key)
-        delete_artifact(copy.destination, copy.key)
+        backend = backends[copy.destination]
+        discard_partial_artifacts(backend, copy.key)
+        delete_artifact(backend, copy.key)
     except Exception:
         # An unreachable store: backups_discard_failed_uploads tries again once it is back.
         logger.exception("could not remove the copy %s", copy.key)
@@ -457,6 +459,7 @@ class _Execution:
         self.plan: SourcePlan | None = None
         self.source: RunningSource | None = None
         self.copies: dict[str, BackupCopy] = {}
+        self.backends = DestinationBackends()  # one per destination for the whole run
 
     def end(
         self, status: str, message: str, *, copy_error: str = "", discard: bool = False, **fields
@@ -498,7 +501,7 @@ class _Execution:
             if copy.status == CopyStatus.FAILED:
                 continue
             if discard:
-                _discard_copy(copy)
+                _discard_copy(copy, self.backends)
                 mark_copy(copy, CopyStatus.FAILED, error=copy.error or error)
             elif copy.status == CopyStatus.UPLOADING:
                 # Its sink was aborted by the pipeline, which removed the partial upload.
@@ -529,7 +532,7 @@ class _Execution:
             sinks = []
             for name, copy in copies.items():
                 try:
-                    sinks.append(open_sink(copy.destination, key, name=name))
+                    sinks.append(open_sink(self.backends[copy.destination], key, name=name))
                 except Exception as exc:  # noqa: BLE001 - a destination we cannot even open
                     copy.error = f"could not start the upload: {exc}"
             return sinks
@@ -589,7 +592,7 @@ class _Execution:
         for name, error in result.failed.items():
             mark_copy(copies[name], CopyStatus.FAILED, error=error)
         for name in result.committed:
-            _verify_fresh_copy(copies[name], result.bytes_out, result.sha256)
+            _verify_fresh_copy(copies[name], self.backends, result.bytes_out, result.sha256)
         for copy in copies.values():
             if copy.status == CopyStatus.UPLOADING:
                 mark_copy(copy, CopyStatus.FAILED, error=copy.error or "the upload did not start")
@@ -685,14 +688,16 @@ def _cancel_unless_running(backup: Backup, run: _Run) -> None:
         run.source.kill()
 
 
-def _verify_fresh_copy(copy: BackupCopy, expected_size: int, checksum: str) -> None:
+def _verify_fresh_copy(
+    copy: BackupCopy, backends: DestinationBackends, expected_size: int, checksum: str
+) -> None:
     try:
-        stored = artifact_size(copy.destination, copy.key)
+        stored = artifact_size(backends[copy.destination], copy.key)
     except Exception as exc:  # noqa: BLE001 - any storage error makes this copy bad
         mark_copy(copy, CopyStatus.FAILED, error=f"could not check the stored copy: {exc}")
         return
     if stored != expected_size:
-        _discard_copy(copy)
+        _discard_copy(copy, backends)
         mark_copy(
             copy,
             CopyStatus.FAILED,

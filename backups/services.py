@@ -39,6 +39,7 @@ from backups.models import (
     CopyStatus,
 )
 from config.errors import Conflict, InvalidInput
+from destinations.backends import BACKENDS, DestinationBackends
 from destinations.models import Destination
 from destinations.storage import delete_artifact, discard_partial_artifacts
 from organizations.models import Database, Environment
@@ -315,10 +316,12 @@ def backup_delete(*, backup: Backup) -> Backup:
 
 def backup_delete_artifacts(*, backup: Backup) -> Backup:
     errors = []
+    backends = DestinationBackends()
     for copy in backup.copies.select_related("destination").exclude(status=CopyStatus.DELETED):
         try:
-            delete_artifact(copy.destination, copy.key)
-            discard_partial_artifacts(copy.destination, copy.key)
+            backend = backends[copy.destination]
+            delete_artifact(backend, copy.key)
+            discard_partial_artifacts(backend, copy.key)
         except Exception as exc:  # noqa: BLE001 - reported, retried later
             errors.append(f"{copy.destination.name}: {exc}")
             continue
@@ -339,9 +342,10 @@ def backup_verify(*, backup: Backup) -> bool:
 
     problems = []
     now = timezone.now()
+    backends = DestinationBackends()
     for copy in backup.copies.select_related("destination").filter(status=CopyStatus.STORED):
         try:
-            with open_artifact_stream(copy.destination, copy.key) as stream:
+            with open_artifact_stream(backends[copy.destination], copy.key) as stream:
                 digest, size = sha256_of(stream)
         except ArtifactMissing:
             problems.append(f"{copy.destination.name}: the artifact is missing")
@@ -446,12 +450,14 @@ def backups_reap_stale(*, now: datetime | None = None) -> list[Backup]:
                     backup=backup,
                     severity="critical",
                 )
+        backends = DestinationBackends()
         for copy in backup.copies.select_related("destination").exclude(status=CopyStatus.STORED):
             try:
-                discard_partial_artifacts(copy.destination, copy.key)
+                backend = backends[copy.destination]
+                discard_partial_artifacts(backend, copy.key)
                 # An upload may have completed just before the worker died, unverified and
                 # unrecorded: nothing under this backup's own key is kept unless stored.
-                delete_artifact(copy.destination, copy.key)
+                delete_artifact(backend, copy.key)
             except Exception:  # noqa: BLE001
                 logger.exception("could not discard partial artifacts of %s", copy.key)
             mark_copy(copy, CopyStatus.FAILED, error="the worker died during the upload")
@@ -478,10 +484,14 @@ def backups_discard_failed_uploads(
         backup__status__in=[BackupStatus.FAILED, BackupStatus.ABORTED],
         backup__completed_at__gte=now - within,
     ).select_related("destination")
-    for copy in copies.exclude(destination__kind="local"):
+    # Only kinds whose failed uploads can outlive the failure need cleaning after it.
+    kinds = [kind for kind, backend in BACKENDS.items() if backend.leaves_unfinished_uploads]
+    backends = DestinationBackends()
+    for copy in copies.filter(destination__kind__in=kinds):
         try:
-            removed += discard_partial_artifacts(copy.destination, copy.key)
-            delete_artifact(copy.destination, copy.key)
+            backend = backends[copy.destination]
+            removed += discard_partial_artifacts(backend, copy.key)
+            delete_artifact(backend, copy.key)
         except Exception:  # noqa: BLE001 - still unreachable: the next run tries again
             logger.warning("could not discard partial uploads of %s yet", copy.key)
     return removed

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.errors import Conflict, InvalidInput
-from destinations.backends import BACKENDS
+from destinations.backends import BACKENDS, DestinationBackend, backend_for
 from destinations.models import Destination, DestinationKind
 from organizations.hostpolicy import HostNotAllowed, url_problem
 from organizations.models import Organisation
@@ -154,32 +154,13 @@ UNREACHABLE_ANSWER_SECONDS = PROBE_CONNECT_TIMEOUT
 NOT_REACHABLE = "not reachable"
 
 
-def _fail_fast(storage):
-    config = getattr(storage, "client_config", None)
-    if config is not None:
-        from botocore.config import Config
-
-        storage.client_config = config.merge(
-            Config(
-                connect_timeout=PROBE_CONNECT_TIMEOUT,
-                read_timeout=PROBE_READ_TIMEOUT,
-                retries={"total_max_attempts": 1},
-            )
-        )
-    return storage
-
-
-def _unreachable(destination: Destination, exc: BaseException) -> bool:
+def _unreachable(backend: DestinationBackend | None, exc: BaseException) -> bool:
     """Did the endpoint fail to answer at all (policy, DNS, refused, filtered, reset, or a
-    service that does not speak HTTP)? Only an answer in S3's own terms (a ClientError)
-    is shown: anything more would tell a tenant which ports of the network are open."""
+    service that does not speak HTTP)? Only an answer in the store's own terms is shown:
+    anything more would tell a tenant which ports of the network are open."""
     if isinstance(exc, HostNotAllowed):
         return True
-    if destination.kind != DestinationKind.S3:
-        return False
-    from botocore.exceptions import ClientError
-
-    return not isinstance(exc, ClientError)
+    return backend is not None and backend.unreachable(exc)
 
 
 @dataclass(frozen=True)
@@ -197,16 +178,18 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
     "connect failed: not reachable", whatever the cause, after the same minimum time.
     Records the outcome on the destination (``last_checked_at``/``last_check_error``).
     """
-    from destinations.backends import backend_for
-
     started = time.monotonic()
     payload = f"strongbox connection test {uuid.uuid4()}\n".encode()
     key = f"{PROBE_PREFIX}/{uuid.uuid4().hex}.txt"
     step = "connect"
     saved = None
     error = ""
+    backend = None
     try:
-        storage = _fail_fast(backend_for(destination).storage())
+        backend = backend_for(destination)
+        storage = backend.probe_storage(
+            connect_timeout=PROBE_CONNECT_TIMEOUT, read_timeout=PROBE_READ_TIMEOUT
+        )
         step = "write"
         saved = storage.save(key, ContentFile(payload))
         step = "read"
@@ -219,7 +202,7 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
         storage.delete(saved)
         saved = None
     except Exception as exc:  # noqa: BLE001 - any backend failure is the test's answer
-        if step == "compare" or not _unreachable(destination, exc):
+        if step == "compare" or not _unreachable(backend, exc):
             error = f"{step} failed: {type(exc).__name__}: {exc}"
         else:
             # Before anything was written, not answering is a failure to connect.
@@ -238,7 +221,7 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
     destination.refresh_from_db(fields=["last_checked_at", "last_check_error"])
     if error:
         return DestinationTestResult(False, error, step, duration_ms)
-    where = backend_for(destination).describe()
+    where = backend.describe()
     return DestinationTestResult(
         True, f"Wrote, read back and deleted a probe object in {where}.", None, duration_ms
     )

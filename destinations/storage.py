@@ -1,9 +1,12 @@
 """Artifact I/O on destinations: streaming writes (pipeline sinks), reads, stats, deletes.
 
-Everything goes through the backend's django-storages Storage, so local disk and S3 share
-one code path with production. Writes never leave a partial artifact under the final key:
-local writes go to a temporary name renamed on commit; S3 multipart uploads only become
-visible when completed and are aborted on failure.
+Each call takes the destination's backend (``destinations.backends``), built once per
+operation, and asks it: the backend answers through its django-storages Storage, so local
+disk and S3 share one code path with production, and does what its kind does its own way
+(where a local artifact lives, S3's streamed reads and multipart uploads). Writes never
+leave a partial artifact under the final key: local writes go to a temporary name renamed
+on commit; S3 multipart uploads only become visible when completed and are aborted on
+failure.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ import queue
 import threading
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from django.core.files import File
-from django.core.files.storage import FileSystemStorage
 
-from destinations.backends import backend_for
-from destinations.models import Destination
+if TYPE_CHECKING:
+    from destinations.backends.base import DestinationBackend
 
 _EOF = object()
 
@@ -33,10 +35,10 @@ class ArtifactMissing(Exception):
 class LocalSink:
     """Writes to ``<key>.partial-<id>``; commit fsyncs and renames it into place."""
 
-    def __init__(self, name: str, storage: FileSystemStorage, key: str):
+    def __init__(self, name: str, final_path: Path, key: str):
         self.name = name
         self.key = key
-        self.final_path = Path(storage.path(key))
+        self.final_path = final_path
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.final_path.with_name(f".{self.final_path.name}.partial-{uuid.uuid4()}")
         self._file = open(self.tmp_path, "xb")  # noqa: SIM115 - closed in commit/abort
@@ -162,66 +164,33 @@ class StorageSink:
         self._reader.feed(UploadAborted("backup aborted"))
 
 
-def open_sink(destination: Destination, key: str, *, name: str | None = None):
-    storage = backend_for(destination).storage()
-    sink_name = name or str(destination.id)
-    if isinstance(storage, FileSystemStorage):
-        return LocalSink(sink_name, storage, key)
-    return StorageSink(sink_name, storage, key)
+Sink = LocalSink | StorageSink
 
 
-def open_artifact_stream(destination: Destination, key: str) -> BinaryIO:
-    """A streaming reader of a stored artifact (never downloaded whole first)."""
-    storage = backend_for(destination).storage()
-    if isinstance(storage, FileSystemStorage):
-        try:
-            return open(storage.path(key), "rb")  # noqa: SIM115 - caller closes
-        except FileNotFoundError as exc:
-            raise ArtifactMissing(f"{key} is missing from {destination.name}") from exc
-    client = storage.connection.meta.client
-    try:
-        response = client.get_object(Bucket=storage.bucket_name, Key=storage._normalize_name(key))
-    except client.exceptions.NoSuchKey as exc:
-        raise ArtifactMissing(f"{key} is missing from {destination.name}") from exc
-    return response["Body"]
+def open_sink(backend: DestinationBackend, key: str, *, name: str = "") -> Sink:
+    """A sink writing ``key``, named ``name`` in the pipeline (else by its destination)."""
+    return backend.open_sink(key, name=name or backend.label)
 
 
-def artifact_size(destination: Destination, key: str) -> int | None:
+def open_artifact_stream(backend: DestinationBackend, key: str) -> BinaryIO:
+    """A streaming reader of a stored artifact (never downloaded whole first);
+    ArtifactMissing when it is not there."""
+    return backend.open_reader(key)
+
+
+def artifact_size(backend: DestinationBackend, key: str) -> int | None:
     """The stored size, or None when the artifact is not there."""
-    storage = backend_for(destination).storage()
-    if not storage.exists(key):
-        return None
-    return storage.size(key)
+    return backend.size(key)
 
 
-def delete_artifact(destination: Destination, key: str) -> None:
-    storage = backend_for(destination).storage()
-    storage.delete(key)
+def delete_artifact(backend: DestinationBackend, key: str) -> None:
+    backend.delete(key)
 
 
-def discard_partial_artifacts(destination: Destination, key: str) -> int:
+def discard_partial_artifacts(backend: DestinationBackend, key: str) -> int:
     """Remove what an interrupted upload of ``key`` may have left behind.
 
     Local: the ``.<name>.partial-*`` temporary files. S3: unfinished multipart uploads.
     Returns how many were removed.
     """
-    storage = backend_for(destination).storage()
-    removed = 0
-    if isinstance(storage, FileSystemStorage):
-        final = Path(storage.path(key))
-        if final.parent.is_dir():
-            for leftover in final.parent.glob(f".{final.name}.partial-*"):
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
-                    removed += 1
-        return removed
-    client = storage.connection.meta.client
-    object_key = storage._normalize_name(key)
-    listing = client.list_multipart_uploads(Bucket=storage.bucket_name, Prefix=object_key)
-    for upload in listing.get("Uploads", []):
-        if upload["Key"] == object_key:
-            client.abort_multipart_upload(
-                Bucket=storage.bucket_name, Key=object_key, UploadId=upload["UploadId"]
-            )
-            removed += 1
-    return removed
+    return backend.discard_partial(key)

@@ -12,6 +12,11 @@ decrypts with any):
    encrypted under it. Nothing is ever encrypted with it, so rotating SECRET_KEY (which
    ends sessions and JWTs, nothing more) cannot make a stored secret unreadable once
    ``rotate_keys`` has run.
+
+A value is decrypted when its attribute is first read, not when its row is loaded: a row
+read for its other columns (a backup request naming its database and destinations) never
+decrypts its secret, and a secret no key can read fails only what needs it (the worker
+that connects), not everything that loads the row.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 
 from config.keyring import configured_fingerprints, master_keys
 
@@ -115,15 +121,40 @@ def value_of(token: bytes) -> str:
     return _PREFIX + token.decode()
 
 
+class Sealed(str):
+    """A stored value as read from the database, still encrypted (``_DecryptOnRead``)."""
+
+
+class _DecryptOnRead(DeferredAttribute):
+    """The attribute of an encrypted field: a loaded row holds the stored value ``Sealed``;
+    the first read decrypts it and keeps the plain value on the instance."""
+
+    def __get__(self, instance, cls=None):
+        value = super().__get__(instance, cls)
+        if isinstance(value, Sealed):
+            value = instance.__dict__[self.field.attname] = self.field.unseal(value)
+        return value
+
+    def __set__(self, instance, value):
+        instance.__dict__[self.field.attname] = value
+
+
 class EncryptedTextField(models.TextField):
     """A text value stored encrypted; reads give the plain text back."""
+
+    descriptor_class = _DecryptOnRead
 
     def from_db_value(self, value, expression, connection):
         if value is None or value == "":
             return value
+        return Sealed(value)
+
+    def unseal(self, value: Sealed) -> str:
         return decrypt_text(value)
 
     def get_prep_value(self, value):
+        if isinstance(value, Sealed):
+            return str(value)  # never decrypted: stored as it was read
         value = super().get_prep_value(value)
         if value is None or value == "":
             return value
@@ -133,9 +164,14 @@ class EncryptedTextField(models.TextField):
 class EncryptedJSONField(models.TextField):
     """A JSON object stored encrypted (for a destination's secret parameters)."""
 
+    descriptor_class = _DecryptOnRead
+
     def from_db_value(self, value, expression, connection):
         if not value:
             return {}
+        return Sealed(value)
+
+    def unseal(self, value: Sealed) -> dict:
         return json.loads(decrypt_text(value))
 
     def to_python(self, value):
@@ -146,6 +182,8 @@ class EncryptedJSONField(models.TextField):
         return json.loads(decrypt_text(value))
 
     def get_prep_value(self, value):
+        if isinstance(value, Sealed):
+            return str(value)  # never decrypted: stored as it was read
         if not value:
             return ""
         return encrypt_text(json.dumps(value, sort_keys=True))

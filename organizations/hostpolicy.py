@@ -232,7 +232,7 @@ def local_allowed(rules: HostRules) -> bool:
 
 
 def default_rules() -> HostRules:
-    return parse_rules(getattr(settings, "STRONGBOX_DEFAULT_ALLOWED_HOSTS", []))
+    return parse_rules(settings.STRONGBOX_DEFAULT_ALLOWED_HOSTS)
 
 
 def rules_from(entries: Iterable[str] | None) -> HostRules:

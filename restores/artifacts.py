@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
 from backups.ephemeral_spool import EphemeralSpool
@@ -114,18 +113,16 @@ def fetch(copy: BackupCopy, progress: Progress) -> tuple[Fetched, str, int]:
     """Hash a stored copy; a remote one is downloaded once meanwhile, into an encrypted spool
     (an unencrypted backup's bytes are the database's: they never reach the disk as they are).
     """
-    storage = backend_for(copy.destination).storage()
-    if isinstance(storage, FileSystemStorage):
-        path = storage.path(copy.key)
-        try:
-            with open(path, "rb") as stream:
-                digest, size = hash_into(stream, progress, None)
-        except FileNotFoundError as exc:
-            raise ArtifactMissing(f"{copy.key} is missing from {copy.destination.name}") from exc
-        return Fetched(copy=copy, path=path), digest, size
+    backend = backend_for(copy.destination)
+    path = backend.artifact_path(copy.key)
+    if path is not None:
+        # A file on this machine is read again where it is: nothing to download.
+        with open_artifact_stream(backend, copy.key) as stream:
+            digest, size = hash_into(stream, progress, None)
+        return Fetched(copy=copy, path=str(path)), digest, size
     fetched = Fetched(copy=copy, spool=EphemeralSpool(tmp_dir(), prefix="strongbox-fetch-"))
     try:
-        with open_artifact_stream(copy.destination, copy.key) as raw:
+        with open_artifact_stream(backend, copy.key) as raw:
             digest, size = hash_into(raw, progress, fetched.spool)
     except BaseException:
         fetched.cleanup()

@@ -62,8 +62,6 @@ from schedules.timing import ScheduleError, validate_timezone
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GRACE_MINUTES = 60
-
 
 @dataclass
 class Run:
@@ -233,9 +231,7 @@ def _base_backups(schedule: Schedule) -> list:
 
 
 def grace_period() -> timedelta:
-    return timedelta(
-        minutes=getattr(settings, "STRONGBOX_SCHEDULE_GRACE_MINUTES", DEFAULT_GRACE_MINUTES)
-    )
+    return timedelta(minutes=settings.STRONGBOX_SCHEDULE_GRACE_MINUTES)
 
 
 def missed_run_dedup_key(schedule: Schedule, kind: str) -> str:

@@ -10,8 +10,6 @@ from django.core.mail import get_connection, send_mail
 
 from alerts.notifiers import DeliveryResult
 
-DEFAULT_TIMEOUT_SECONDS = 30
-
 
 def render(alert) -> tuple[str, str]:
     """The subject and plain-text body of the email for ``alert``."""
@@ -43,8 +41,8 @@ def render(alert) -> tuple[str, str]:
 
 def send(*, channel, alert) -> DeliveryResult:
     subject, body = render(alert)
-    # Django's SMTP backend waits forever unless told otherwise.
-    timeout = getattr(settings, "EMAIL_TIMEOUT", None) or DEFAULT_TIMEOUT_SECONDS
+    # Django's SMTP backend waits forever unless told otherwise (EMAIL_TIMEOUT has a default).
+    timeout = settings.EMAIL_TIMEOUT
     try:
         send_mail(
             subject,

@@ -49,7 +49,6 @@ from organizations.hostpolicy import (
 )
 
 SIGNATURE_HEADER = "X-Strongbox-Signature"
-DEFAULT_TIMEOUT_SECONDS = 10
 RETRYABLE_STATUSES = {408, 429}
 
 
@@ -168,7 +167,7 @@ def send(*, channel, alert) -> DeliveryResult:
     }
     if channel.secret:
         headers[SIGNATURE_HEADER] = sign(body, channel.secret)
-    timeout = getattr(settings, "STRONGBOX_WEBHOOK_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS)
+    timeout = settings.STRONGBOX_WEBHOOK_TIMEOUT_SECONDS
     # The scheme was checked above, so urllib cannot be pointed at file:// or ftp://.
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
-MAX_SECONDS = float(getattr(settings, "STRONGBOX_SSE_MAX_SECONDS", 3600))
+MAX_SECONDS = float(settings.STRONGBOX_SSE_MAX_SECONDS)
 
 # Streams currently open in this process (a disconnect must bring it back down).
 open_streams = 0

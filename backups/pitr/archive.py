@@ -32,6 +32,7 @@ from backups.models import (
 from backups.pipeline import PipelineError, PipelineOptions, open_artifact, run_pipeline
 from backups.services import _destinations_for
 from config.errors import ApplicationError, Conflict, InvalidInput
+from destinations.backends import DestinationBackend, DestinationBackends
 from destinations.models import Destination
 from destinations.storage import ArtifactMissing, artifact_size, open_artifact_stream, open_sink
 from organizations.models import Database
@@ -56,9 +57,7 @@ class WalFetchFailed(ApplicationError):
 
 
 def configured_pg_bin() -> str:
-    return getattr(settings, "STRONGBOX_PG_BIN_DIR", "") or os.environ.get(
-        "STRONGBOX_PG_BIN_DIR", ""
-    )
+    return settings.STRONGBOX_PG_BIN_DIR
 
 
 # --- where WAL goes ---------------------------------------------------------------------------
@@ -127,8 +126,8 @@ def _is_segment_size(size: int) -> bool:
     return (1 << 20) <= size <= (1 << 30) and size & (size - 1) == 0
 
 
-def _stored_plaintext_digest(destination: Destination, key: str) -> str:
-    with open_artifact_stream(destination, key) as raw:
+def _stored_plaintext_digest(backend: DestinationBackend, key: str) -> str:
+    with open_artifact_stream(backend, key) as raw:
         plain = open_artifact(raw, key_for=key_for_id)
         digest = hashlib.sha256()
         while chunk := plain.read(1 << 20):
@@ -178,13 +177,14 @@ def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
     options = wal_options(database=database)
     key = wal_key(database=database, name=name, options=options)
     destinations = wal_destinations(database=database)
+    backends = DestinationBackends()  # one per destination for this file's checks and writes
     problems: list[str] = []
-    present, missing = _survey(destinations, key, checksum, name, problems)
-    artifact_sha256, stored_size = _store(path, missing, key, options, problems)
+    present, missing = _survey(destinations, backends, key, checksum, name, problems)
+    artifact_sha256, stored_size = _store(path, missing, backends, key, options, problems)
     if problems:
         raise WalArchiveFailed(f"{name} is not stored in every destination: " + "; ".join(problems))
     if not missing:
-        stored_size = artifact_size(destinations[0], key) or 0
+        stored_size = artifact_size(backends[destinations[0]], key) or 0
     first_xact = last_xact = None
     if wal.kind == "segment":
         first_xact, last_xact = physical.xact_times(str(path), pg_bin=_waldump_dir(database))
@@ -265,15 +265,16 @@ def wal_archive_ahead(*, database: Database, path: str | Path, name: str, limit:
     return done
 
 
-def _survey(destinations, key, checksum, name, problems: list[str]):
+def _survey(destinations, backends: DestinationBackends, key, checksum, name, problems: list[str]):
     """Split destinations into those already holding this very file (a previous attempt
     that failed elsewhere) and those still to write; another file there is a conflict.
     A destination that cannot even be asked is a problem; the others still get the file."""
     present, missing = [], []
     for destination in destinations:
         try:
-            exists = artifact_size(destination, key) is not None
-            same = exists and _stored_plaintext_digest(destination, key) == checksum
+            backend = backends[destination]
+            exists = artifact_size(backend, key) is not None
+            same = exists and _stored_plaintext_digest(backend, key) == checksum
         except Exception as exc:  # noqa: BLE001 - unreachable destination and the like
             problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")
             continue
@@ -286,13 +287,15 @@ def _survey(destinations, key, checksum, name, problems: list[str]):
     return present, missing
 
 
-def _store(path: Path, destinations, key, options, problems: list[str]) -> tuple[str, int]:
+def _store(
+    path: Path, destinations, backends: DestinationBackends, key, options, problems: list[str]
+) -> tuple[str, int]:
     """Write the file to every destination given; the ones that fail are added to
     ``problems`` (their partial upload aborted). Returns the artifact's sha256 and size."""
     sinks = []
     for destination in destinations:
         try:
-            sinks.append(open_sink(destination, key, name=str(destination.id)))
+            sinks.append(open_sink(backends[destination], key, name=str(destination.id)))
         except Exception as exc:  # noqa: BLE001 - reported with the others
             problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")
     if not sinks:
@@ -307,7 +310,7 @@ def _store(path: Path, destinations, key, options, problems: list[str]) -> tuple
     problems.extend(f"{by_id[n].name}: {error}" for n, error in result.failed.items())
     for sink_name in result.committed:
         destination = by_id[sink_name]
-        stored = artifact_size(destination, key)
+        stored = artifact_size(backends[destination], key)
         if stored != result.bytes_out:
             problems.append(f"{destination.name}: stored {stored} bytes of {result.bytes_out}")
     return result.sha256, result.bytes_out
@@ -439,11 +442,19 @@ def _check_gap_on_arrival(database: Database, segment: WalSegment) -> None:
 # --- fetch ------------------------------------------------------------------------------------
 
 
-def wal_fetch(*, database: Database, name: str, target: str | Path) -> bool:
+def wal_fetch(
+    *,
+    database: Database,
+    name: str,
+    target: str | Path,
+    backends: DestinationBackends | None = None,
+) -> bool:
     """Write the WAL file ``name`` to ``target`` (verified). False when it was never archived.
 
-    Raises WalFetchFailed when it was archived but no destination returns it intact.
+    Raises WalFetchFailed when it was archived but no destination returns it intact. A
+    caller fetching several files passes its ``backends`` to share them.
     """
+    backends = DestinationBackends() if backends is None else backends
     try:
         physical.parse_wal_name(name)
     except ValueError as exc:
@@ -455,7 +466,7 @@ def wal_fetch(*, database: Database, name: str, target: str | Path) -> bool:
     problems = []
     for destination in segment.destinations.order_by("name"):
         try:
-            _fetch_from(destination, segment, target)
+            _fetch_from(backends[destination], segment, target)
             return True
         except ArtifactMissing:
             problems.append(f"{destination.name}: missing")
@@ -483,24 +494,25 @@ def wal_fetch_ahead(*, database: Database, name: str, directory: Path, limit: in
     ).order_by("segment_number")[:limit]
     directory.mkdir(parents=True, exist_ok=True)
     fetched = []
+    backends = DestinationBackends()
     for segment in following:
         target = directory / segment.name
         if not target.exists():
             try:
-                wal_fetch(database=database, name=segment.name, target=target)
+                wal_fetch(database=database, name=segment.name, target=target, backends=backends)
             except WalFetchFailed:
                 break
         fetched.append(segment.name)
     return fetched
 
 
-def _fetch_from(destination: Destination, segment: WalSegment, target: Path) -> None:
+def _fetch_from(backend: DestinationBackend, segment: WalSegment, target: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
         size = 0
-        with os.fdopen(fd, "wb") as out, open_artifact_stream(destination, segment.key) as raw:
+        with os.fdopen(fd, "wb") as out, open_artifact_stream(backend, segment.key) as raw:
             plain = open_artifact(raw, key_for=key_for_id)
             while chunk := plain.read(1 << 20):
                 digest.update(chunk)

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 # Archiving is "lagging" when nothing was archived for this long while the server has
 # finished segments waiting; a quiet database (no new segment) is not lagging.
-WAL_LAG_SECONDS = int(getattr(settings, "STRONGBOX_WAL_LAG_SECONDS", 15 * 60))
+WAL_LAG_SECONDS = settings.STRONGBOX_WAL_LAG_SECONDS
 
 
 # --- coverage ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from backups.pitr.archive import configured_pg_bin, require_postgresql
 from backups.pitr.coverage import iso, pitr_check_target
 from backups.wal_spool import PREFETCH_ENV
 from config.errors import Unprocessable
+from destinations.backends import backend_for
 from destinations.storage import open_artifact_stream
 from organizations.models import Database
 
@@ -50,7 +51,7 @@ def server_launcher() -> tuple[str, ...]:
     the worker's, and its restore_command still reads the worker's database and artifacts.
     ``STRONGBOX_PITR_LAUNCHER`` overrides this (e.g. an empty worker user needs none).
     """
-    configured = getattr(settings, "STRONGBOX_PITR_LAUNCHER", "")
+    configured = settings.STRONGBOX_PITR_LAUNCHER
     if configured:
         return tuple(shlex.split(configured))
     if os.geteuid() != 0:
@@ -73,7 +74,7 @@ def server_launcher() -> tuple[str, ...]:
 
 
 def recovery_timeout() -> float:
-    return float(getattr(settings, "STRONGBOX_PITR_TIMEOUT_SECONDS", 6 * 3600))
+    return float(settings.STRONGBOX_PITR_TIMEOUT_SECONDS)
 
 
 # --- restore ----------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ def _extract_base(base: Backup, datadir: Path) -> None:
     problems = []
     for copy in copies:
         try:
-            with open_artifact_stream(copy.destination, copy.key) as raw:
+            with open_artifact_stream(backend_for(copy.destination), copy.key) as raw:
                 hashing = _Hashing(raw)
                 physical.extract_base_backup(open_artifact(hashing, key_for=key_for_id), datadir)
                 if hashing.drain() != base.checksum_sha256:

@@ -23,6 +23,7 @@ from backups.pitr.coverage import (
 )
 from backups.services import backup_delete, connection_spec_for
 from config.errors import ApplicationError
+from destinations.backends import DestinationBackends
 from destinations.storage import delete_artifact
 from organizations.models import Database, Environment
 
@@ -204,10 +205,11 @@ def _delete_segments(segments, errors: list[str]) -> tuple[int, int]:
     files cannot all be deleted keeps its row (and goes in ``errors``) for the next run.
     Returns (segments removed, bytes freed)."""
     removed = bytes_removed = 0
+    backends = DestinationBackends()
     for segment in segments.prefetch_related("destinations"):
         try:
             for destination in segment.destinations.all():
-                delete_artifact(destination, segment.key)
+                delete_artifact(backends[destination], segment.key)
         except Exception as exc:  # noqa: BLE001 - retried next run
             errors.append(f"{segment.name}: {exc}")
             continue

@@ -1,8 +1,14 @@
+from __future__ import annotations
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import BinaryIO
 
 from django.core.files.storage import Storage
 
+from destinations.storage import ArtifactMissing, Sink, StorageSink
 from organizations.hostpolicy import HostRules
 
 
@@ -14,9 +20,19 @@ class Parameter:
 
 
 class DestinationBackend:
+    """One destination's configuration, and the artifact I/O it answers in its own terms.
+
+    A backend is built per operation (``backend_for``, or ``DestinationBackends`` for a loop
+    over many artifacts): its Storage, an S3 client with its credentials, is built on first
+    use and shared by that operation's calls, never kept beyond it.
+    """
+
     kind: str = ""
     parameters: tuple[Parameter, ...] = ()
     sensitive_parameters: tuple[str, ...] = ()
+    # Whether an upload that failed mid-way (the store went away) can leave parts behind
+    # that only a later clean-up removes (S3 multipart uploads).
+    leaves_unfinished_uploads: bool = False
 
     def __init__(
         self,
@@ -24,11 +40,13 @@ class DestinationBackend:
         config: Mapping,
         secrets: Mapping,
         host_rules: Callable[[], HostRules] | None = None,
+        label: str = "",
     ):
         self.config = dict(config)
         self.secrets = dict(secrets)
         # The organisation's host policy, read only by backends that connect to a host.
         self.host_rules = host_rules
+        self.label = label  # the destination's name, for messages
 
     @classmethod
     def validate(cls, config: Mapping, secrets: Mapping) -> dict[str, str]:
@@ -44,7 +62,50 @@ class DestinationBackend:
         return problems
 
     def storage(self) -> Storage:
+        """A new Storage for this destination."""
         raise NotImplementedError
+
+    @cached_property
+    def store(self) -> Storage:
+        """The Storage this backend's artifact calls share, built on first use."""
+        return self.storage()
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    # --- artifact I/O (``destinations.storage``); a kind overrides what it does its own way
+
+    def artifact_path(self, key: str) -> Path | None:
+        """The artifact's file on this machine, when the store keeps it as one (it can be
+        read again without a download); None for a remote store."""
+        return None
+
+    def open_sink(self, key: str, *, name: str) -> Sink:
+        return StorageSink(name, self.store, key)
+
+    def open_reader(self, key: str) -> BinaryIO:
+        if not self.store.exists(key):
+            raise ArtifactMissing(f"{key} is missing from {self.label}")
+        return self.store.open(key, "rb")
+
+    def size(self, key: str) -> int | None:
+        if not self.store.exists(key):
+            return None
+        return self.store.size(key)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+    def discard_partial(self, key: str) -> int:
+        """Remove what an interrupted upload of ``key`` left; returns how many were removed."""
+        return 0
+
+    # --- the connection test (``destinations.services.destination_test``)
+
+    def probe_storage(self, *, connect_timeout: float, read_timeout: float) -> Storage:
+        """A Storage for a test a person waits on: one that fails fast where it can."""
+        return self.storage()
+
+    def unreachable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the store did not answer at all (rather than refused)."""
+        return False

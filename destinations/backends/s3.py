@@ -1,6 +1,11 @@
+from typing import BinaryIO
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from storages.backends.s3 import S3Storage
 
 from destinations.backends.base import DestinationBackend, Parameter
+from destinations.storage import ArtifactMissing
 from organizations.hostpolicy import check_url
 
 # Multipart parts of 16 MiB, two in flight and two in memory, bound what an upload of a
@@ -25,12 +30,15 @@ class S3Backend(DestinationBackend):
         Parameter("secret_access_key", required=True),
     )
     sensitive_parameters = ("access_key_id", "secret_access_key")
+    # A multipart upload the store never heard the end of stays (and is billed) until aborted.
+    leaves_unfinished_uploads = True
 
     def storage(self) -> S3Storage:
         """The bucket's Storage; HostNotAllowed (an OSError) when the organisation's host
         policy refuses the endpoint's host as it resolves now. botocore resolves the name
-        again when it connects, moments later: the endpoint is checked before each client
-        is built, not pinned (S3's TLS and virtual-host addressing need the name)."""
+        again when it connects, moments later: the endpoint is checked before each Storage
+        is built (once per operation), not pinned (S3's TLS and virtual-host addressing need
+        the name)."""
         from boto3.s3.transfer import TransferConfig
 
         endpoint = self.config.get("endpoint_url")
@@ -63,3 +71,48 @@ class S3Backend(DestinationBackend):
     def describe(self) -> str:
         prefix = self.config.get("prefix", "").strip("/")
         return f"s3://{self.config.get('bucket', '')}/{prefix}".rstrip("/")
+
+    def open_reader(self, key: str) -> BinaryIO:
+        """The object's body as it streams (S3Storage.open would download it whole first)."""
+        storage = self.store
+        client = storage.connection.meta.client
+        try:
+            response = client.get_object(
+                Bucket=storage.bucket_name, Key=storage._normalize_name(key)
+            )
+        except client.exceptions.NoSuchKey as exc:
+            raise ArtifactMissing(f"{key} is missing from {self.label}") from exc
+        return response["Body"]
+
+    def discard_partial(self, key: str) -> int:
+        """Abort the unfinished multipart uploads of ``key``."""
+        storage = self.store
+        client = storage.connection.meta.client
+        object_key = storage._normalize_name(key)
+        listing = client.list_multipart_uploads(Bucket=storage.bucket_name, Prefix=object_key)
+        removed = 0
+        for upload in listing.get("Uploads", []):
+            if upload["Key"] == object_key:
+                client.abort_multipart_upload(
+                    Bucket=storage.bucket_name, Key=object_key, UploadId=upload["UploadId"]
+                )
+                removed += 1
+        return removed
+
+    def probe_storage(self, *, connect_timeout: float, read_timeout: float) -> S3Storage:
+        """One attempt with short timeouts, so that a filtered port costs one connect
+        timeout rather than botocore's minute-long default and retries."""
+        storage = self.storage()
+        storage.client_config = storage.client_config.merge(
+            Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"total_max_attempts": 1},
+            )
+        )
+        return storage
+
+    def unreachable(self, exc: BaseException) -> bool:
+        """Only an answer in S3's own terms (a ClientError) is an answer: anything else
+        (DNS, refused, filtered, reset, a service that does not speak HTTP) is not."""
+        return not isinstance(exc, ClientError)

@@ -16,6 +16,7 @@ from backups.keys import key_for_id
 from backups.models import Backup, CopyStatus
 from backups.pipeline import open_artifact
 from backups.services import backup_claim, backup_execute, backup_request
+from destinations.backends import backend_for
 from destinations.storage import open_artifact_stream
 from tests import factories
 
@@ -69,7 +70,7 @@ def run_in_thread(backup: Backup) -> threading.Thread:
 
 def plaintext_stream(backup: Backup, copy=None):
     copy = copy or backup.copies.filter(status=CopyStatus.STORED).first()
-    raw = open_artifact_stream(copy.destination, copy.key)
+    raw = open_artifact_stream(backend_for(copy.destination), copy.key)
     return open_artifact(raw, key_for=key_for_id)
 
 

@@ -11,6 +11,7 @@ from backups.engines import ConnectionSpec, get_engine
 from backups.envelope import ArtifactCorrupt
 from backups.models import BackupCopy, BackupKind, BackupStatus, CopyStatus
 from backups.services import backup_verify
+from destinations.backends.local import LocalBackend
 from destinations.models import DestinationKind
 from tests import factories
 from tests.backups.helpers import (
@@ -108,6 +109,22 @@ def test_a_new_copy_repeats_its_backups_created_at_for_the_destination_list(
     )
     copy.refresh_from_db()
     assert copy.backup_created_at == other.created_at
+
+
+def test_a_backup_builds_each_destinations_storage_once(
+    environment, destination, sqlite_spec, monkeypatch
+):
+    fill_sqlite(sqlite_spec, rows=10)
+    database = database_for(environment, sqlite_spec)
+    built = []
+    build = LocalBackend.storage
+    monkeypatch.setattr(LocalBackend, "storage", lambda self: built.append(self) or build(self))
+
+    backup = run_backup_now(environment=environment, kind="database", database=database)
+
+    _assert_completed(backup)
+    # The upload and the check of the stored size share one Storage.
+    assert len(built) == 1
 
 
 def test_it_backs_up_the_files_directory_as_a_byte_identical_tree(

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from destinations.backends import DestinationBackends, backend_for
+from destinations.backends.local import LocalBackend
+from destinations.models import Destination
 from destinations.storage import (
     ArtifactMissing,
     artifact_size,
@@ -30,18 +33,18 @@ def s3_destination(organisation, s3_server, s3_bucket):
 
 
 def test_a_local_copy_appears_only_when_committed(destination, settings):
-    sink = open_sink(destination, "org/p/e/database/x.pgdump.zst")
+    sink = open_sink(backend_for(destination), "org/p/e/database/x.pgdump.zst")
     sink.write(b"hello ")
     final = Path(settings.STRONGBOX_LOCAL_DESTINATION_ROOT) / "org/p/e/database/x.pgdump.zst"
     assert not final.exists()
     sink.write(b"world")
     sink.commit()
     assert final.read_bytes() == b"hello world"
-    assert artifact_size(destination, "org/p/e/database/x.pgdump.zst") == 11
+    assert artifact_size(backend_for(destination), "org/p/e/database/x.pgdump.zst") == 11
 
 
 def test_an_aborted_local_copy_leaves_nothing(destination, settings):
-    sink = open_sink(destination, "a/b.zst")
+    sink = open_sink(backend_for(destination), "a/b.zst")
     sink.write(b"partial")
     sink.abort()
     root = Path(settings.STRONGBOX_LOCAL_DESTINATION_ROOT)
@@ -49,23 +52,44 @@ def test_an_aborted_local_copy_leaves_nothing(destination, settings):
 
 
 def test_a_local_copy_never_overwrites_an_existing_artifact(destination):
-    first = open_sink(destination, "k.zst")
+    first = open_sink(backend_for(destination), "k.zst")
     first.write(b"one")
     first.commit()
-    second = open_sink(destination, "k.zst")
+    second = open_sink(backend_for(destination), "k.zst")
     second.write(b"two")
     with pytest.raises(FileExistsError):
         second.commit()
-    with open_artifact_stream(destination, "k.zst") as stream:
+    with open_artifact_stream(backend_for(destination), "k.zst") as stream:
         assert stream.read() == b"one"
 
 
 def test_leftovers_of_an_interrupted_local_upload_are_discarded(destination, settings):
-    sink = open_sink(destination, "x/y.zst")
+    sink = open_sink(backend_for(destination), "x/y.zst")
     sink.write(b"half")  # the worker dies here: no commit, no abort
-    assert discard_partial_artifacts(destination, "x/y.zst") == 1
+    assert discard_partial_artifacts(backend_for(destination), "x/y.zst") == 1
     root = Path(settings.STRONGBOX_LOCAL_DESTINATION_ROOT)
     assert [p for p in root.rglob("*") if p.is_file() and p.stat().st_size] == []
+
+
+def test_the_backends_of_one_operation_build_each_destinations_storage_once(
+    destination, monkeypatch
+):
+    built = []
+    build = LocalBackend.storage
+    monkeypatch.setattr(LocalBackend, "storage", lambda self: built.append(self) or build(self))
+    backends = DestinationBackends()
+    same_row_read_again = Destination.objects.get(pk=destination.pk)
+
+    for key in ("a.zst", "b.zst", "c.zst"):
+        sink = open_sink(backends[destination], key)
+        sink.write(b"x")
+        sink.commit()
+        assert artifact_size(backends[same_row_read_again], key) == 1
+        delete_artifact(backends[destination], key)
+
+    assert len(built) == 1
+    assert artifact_size(DestinationBackends()[destination], "a.zst") is None
+    assert len(built) == 2  # a new operation builds its own
 
 
 @pytest.mark.s3
@@ -76,7 +100,7 @@ def test_a_large_s3_upload_streams_in_multipart_parts_in_bounded_memory(
     total = 120
     tracemalloc.start()
     try:
-        sink = open_sink(s3_destination, "org/p/e/database/big.pgdump.zst")
+        sink = open_sink(backend_for(s3_destination), "org/p/e/database/big.pgdump.zst")
         for _ in range(total):
             sink.write(chunk)
         sink.commit()
@@ -96,7 +120,7 @@ def test_a_large_s3_upload_streams_in_multipart_parts_in_bounded_memory(
 def test_an_aborted_s3_upload_leaves_no_object_and_no_pending_parts(
     s3_destination, s3_server, s3_bucket
 ):
-    sink = open_sink(s3_destination, "a/b.zst")
+    sink = open_sink(backend_for(s3_destination), "a/b.zst")
     for _ in range(40):
         sink.write(os.urandom(MiB))
     sink.abort()
@@ -107,12 +131,12 @@ def test_an_aborted_s3_upload_leaves_no_object_and_no_pending_parts(
 
 @pytest.mark.s3
 def test_s3_reads_stream_and_deletes_remove(s3_destination):
-    sink = open_sink(s3_destination, "r.zst")
+    sink = open_sink(backend_for(s3_destination), "r.zst")
     sink.write(b"payload")
     sink.commit()
-    with open_artifact_stream(s3_destination, "r.zst") as stream:
+    with open_artifact_stream(backend_for(s3_destination), "r.zst") as stream:
         assert stream.read() == b"payload"
-    delete_artifact(s3_destination, "r.zst")
-    assert artifact_size(s3_destination, "r.zst") is None
+    delete_artifact(backend_for(s3_destination), "r.zst")
+    assert artifact_size(backend_for(s3_destination), "r.zst") is None
     with pytest.raises(ArtifactMissing):
-        open_artifact_stream(s3_destination, "r.zst")
+        open_artifact_stream(backend_for(s3_destination), "r.zst")

@@ -10,6 +10,7 @@ from pathlib import Path
 from alerts.models import Alert, AlertKind
 from backups.engines import ConnectionSpec, get_engine
 from backups.models import ACTIVE_STATUSES, Backup, BackupCopy, CopyStatus
+from destinations.backends import backend_for
 from destinations.storage import open_artifact_stream
 from tests.backups.helpers import restore_database_artifact
 from tests.fixtures.s3 import MotoServer
@@ -71,7 +72,7 @@ def assert_every_good_copy_is_complete() -> None:
     ):
         digest = hashlib.sha256()
         size = 0
-        with open_artifact_stream(copy.destination, copy.key) as stream:
+        with open_artifact_stream(backend_for(copy.destination), copy.key) as stream:
             while chunk := stream.read(MiB):
                 digest.update(chunk)
                 size += len(chunk)
