@@ -216,7 +216,7 @@ def _base_backups(schedule: Schedule) -> list:
     """With WAL archiving on, each full slot also takes a physical base backup of every
     PostgreSQL database: the anchors of its point-in-time-recovery window. (A full backup
     belongs to the environment, not to a database, so the two do not conflict.)"""
-    from backups.pitr import base_backup_request
+    from pitr.base import base_backup_request
 
     started = []
     for database in schedule.environment.databases.filter(engine="postgresql"):

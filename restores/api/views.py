@@ -3,7 +3,7 @@
 Thin over ``restores.services.restore_request`` (which validates the target, the
 backup's state and the PITR window, then enqueues the work), ``restores.selectors``
 (``restore_plan``, the same validation and mapping without side effects)
-and ``backups.pitr.pitr_coverage``.
+and ``pitr.coverage.pitr_coverage``.
 """
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -11,7 +11,6 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from backups import selectors as backup_selectors
-from backups.pitr import pitr_coverage
 from config.errors import InvalidInput, NotFound
 from organizations.api.common import (
     OFFSET_PARAM,
@@ -24,6 +23,7 @@ from organizations.api.common import (
     uuid_path,
 )
 from organizations.models import Role
+from pitr.coverage import pitr_coverage
 from restores import selectors as restore_selectors
 from restores import services as restore_services
 from restores.api.serializers import (

@@ -18,7 +18,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backups.engines import EngineError
-from backups.engines import postgresql_physical as physical
 from backups.execution import RunningSource, SourcePlan
 from backups.models import (
     Backup,
@@ -28,13 +27,6 @@ from backups.models import (
     BaseBackupPosition,
     WalKind,
     WalSegment,
-)
-from backups.pitr.archive import (
-    configured_pg_bin,
-    record_backup_stop,
-    require_postgresql,
-    wal_destinations,
-    wal_fetch,
 )
 from backups.services import (
     backup_claim,
@@ -46,6 +38,14 @@ from backups.services import (
 from config.errors import Conflict
 from organizations.models import Database
 from organizations.services import environment_lock
+from pitr import physical
+from pitr.archive import (
+    configured_pg_bin,
+    record_backup_stop,
+    require_postgresql,
+    wal_destinations,
+    wal_fetch,
+)
 
 logger = logging.getLogger(__name__)
 
