@@ -29,7 +29,6 @@ from backups.models import (
     WalSegment,
 )
 from backups.services import (
-    backup_claim,
     backup_execute,
     backup_name,
     connection_spec_for,
@@ -101,14 +100,6 @@ def base_backup_request(
         # backups.tasks.run_backup hands base backups to base_backup_execute.
         transaction.on_commit(lambda: enqueue_backup(backup), robust=True)
     return backup
-
-
-def run_base_backup(backup_id: str) -> str:
-    """django-q2 entry point; ``backups.tasks.run_backup`` runs base backups as well."""
-    backup = backup_claim(backup_id=backup_id)
-    if backup is None:
-        return "skipped"
-    return base_backup_execute(backup=backup).status
 
 
 def base_backup_execute(*, backup: Backup) -> Backup:
