@@ -97,7 +97,7 @@ def base_backup_request(
     except IntegrityError as exc:
         raise Conflict(f"A backup of {database} is already running.") from exc
     if enqueue:
-        # backups.tasks.run_backup hands base backups to base_backup_execute.
+        # backups.tasks.run_backup runs it through the shared core, with BaseBackupPlan.
         transaction.on_commit(lambda: enqueue_backup(backup), robust=True)
     return backup
 
