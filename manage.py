@@ -8,13 +8,13 @@ import sys
 def main() -> None:
     if sys.argv[1:2] == ["archive_wal"]:
         # PostgreSQL runs this once per WAL file: answer for files already archived ahead
-        # without starting Django (backups/wal_spool.py).
-        from backups.wal_spool import archived_ahead
+        # without starting Django (pitr/wal_spool.py).
+        from pitr.wal_spool import archived_ahead
 
         if archived_ahead(sys.argv[2:]):
             return
     elif sys.argv[1:2] == ["fetch_wal"]:
-        from backups.wal_spool import fetched_ahead
+        from pitr.wal_spool import fetched_ahead
 
         if fetched_ahead(sys.argv[2:]):
             return

@@ -3,7 +3,7 @@ destination.
 
 One core for every kind. A ``SourcePlan`` says what differs: how the source is opened (a
 logical engine dump, a files tar, a ``full`` container of several, a ``pg_basebackup``
-stream: ``backups.pitr.base``) and what a completed backup records besides its size and
+stream: ``pitr.base``) and what a completed backup records besides its size and
 checksum (a base backup's WAL position). Everything else is shared: the claim, the
 heartbeat, aborts, one copy per destination, the checksum, and one final status write,
 conditional on the backup still running (the reaper may have failed it meanwhile), with
@@ -241,7 +241,7 @@ class DumpPlan(SourcePlan):
 def source_plan_for(backup: Backup) -> SourcePlan:
     if backup.kind == BackupKind.BASE:
         # pg_basebackup and the WAL position it records live with point-in-time recovery.
-        from backups.pitr.base import BaseBackupPlan
+        from pitr.base import BaseBackupPlan
 
         return BaseBackupPlan.for_backup(backup)
     if backup.kind == BackupKind.DATABASE:

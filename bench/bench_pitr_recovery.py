@@ -8,7 +8,7 @@ It creates a throwaway cluster (initdb into a temporary directory, a free port,
 (a scratch SQLite app database and a local destination), takes a pg_basebackup base backup
 through Strongbox, writes ``--rows`` rows (about 1 GB of WAL per 6 million), notes the time
 T, and archives everything. Then it recovers the cluster to T twice with
-``backups.pitr.recovered_copy`` (what a point-in-time restore does):
+``pitr.restore.recovered_copy`` (what a point-in-time restore does):
 
 - (a) ``STRONGBOX_WAL_FETCH_AHEAD=0``: every WAL file costs a full ``fetch_wal`` run;
 - (b) the default: ``fetch_wal`` downloads the next 16 segments, whose own restore_command
@@ -111,8 +111,8 @@ def wait_archived(database, name: str, timeout: float = 900) -> None:
 def recover(database, target, workdir: Path, ahead: int) -> tuple[float, float, int]:
     """(seconds to recover, seconds of replay by the server log, rows found)."""
     from backups.engines.postgresql import PostgreSQLEngine
-    from backups.pitr import recovered_copy
     from backups.services import connection_spec_for
+    from pitr.restore import recovered_copy
 
     os.environ["STRONGBOX_WAL_FETCH_AHEAD"] = str(ahead)
     started = time.perf_counter()
@@ -138,8 +138,9 @@ def main() -> None:
     try:
         setup(var)
         from backups.models import WalSegment
-        from backups.pitr import base_backup_execute, base_backup_request, server_launcher
         from backups.services import backup_claim
+        from pitr.base import base_backup_execute, base_backup_request
+        from pitr.restore import server_launcher
 
         port = free_port()
         database = make_database(var, port)

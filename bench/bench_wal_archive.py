@@ -10,7 +10,7 @@ local destination, twice in the same run:
 - (a) baseline: ``STRONGBOX_WAL_ARCHIVE_AHEAD=0``, each call stores only its own file and
   pays a full Django start-up;
 - (b) default: each full call also stores the next ready files, whose own calls are then
-  answered from ``backups/wal_spool.py`` markers before Django starts.
+  answered from ``pitr/wal_spool.py`` markers before Django starts.
 
 Then it plays a recovery's restore_command over the same segments, in order: (a) without a
 prefetch directory, one full ``fetch_wal`` per segment; (b) as a Strongbox recovery runs

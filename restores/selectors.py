@@ -9,10 +9,10 @@ from django.db.models import Q, QuerySet
 
 from api.base.routes import parse_uuid
 from backups.models import Backup, BackupStatus
-from backups.pitr import pitr_validate_timestamp
 from backups.progress import progress_event
 from config.errors import InvalidInput, NotFound, Unprocessable
 from organizations.models import Database, Environment, Organisation
+from pitr.coverage import pitr_validate_timestamp
 from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestoreStatus
 from restores.plan import PITR_KINDS, RestorePlan, family, restore_plan_for
 

@@ -1,6 +1,6 @@
 """Restore pages: the restore form (with the PITR timeline), restore logs with live
 progress, and the undo action. Writes are ``restores.services``; reads
-``restores.selectors`` and ``backups.pitr.coverage``."""
+``restores.selectors`` and ``pitr.coverage``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from restores.services import restore_request, restore_undo
 def pitr_timeline(environment, width: int = 640) -> dict | None:
     """The recoverable window of the environment's PostgreSQL databases, drawn as bars
     (windows), ticks (base backups) and red marks (WAL gaps); None without WAL archiving."""
-    from backups.pitr.coverage import pitr_coverage
+    from pitr.coverage import pitr_coverage
 
     schedule = getattr(environment, "schedule", None)
     if schedule is None or not schedule.wal_enabled:

@@ -57,6 +57,7 @@ from alerts.services import alert_raise, alert_resolve
 from backups.models import Backup, BackupStatus, BackupTrigger
 from backups.services import backup_request
 from config.errors import ApplicationError
+from pitr.base import base_backup_request
 from schedules.models import IntervalRule, Schedule
 from schedules.timing import ScheduleError, validate_timezone
 
@@ -214,8 +215,6 @@ def _base_backups(schedule: Schedule) -> list:
     """With WAL archiving on, each full slot also takes a physical base backup of every
     PostgreSQL database: the anchors of its point-in-time-recovery window. (A full backup
     belongs to the environment, not to a database, so the two do not conflict.)"""
-    from backups.pitr import base_backup_request
-
     started = []
     for database in schedule.environment.databases.filter(engine="postgresql"):
         try:

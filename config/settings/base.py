@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "schedules",
     "alerts",
     "restores",
+    "pitr",
 ]
 
 MIDDLEWARE = [
@@ -132,7 +133,7 @@ STRONGBOX_PG_BIN_DIR = env_str("STRONGBOX_PG_BIN_DIR", "")
 STRONGBOX_WAL_LAG_SECONDS = env_int("STRONGBOX_WAL_LAG_SECONDS", 15 * 60)
 # archive_wal stores up to this many further ready WAL files per run and leaves markers
 # here, so PostgreSQL's next archive_command calls return without starting Django
-# (backups/wal_spool.py; the fast path reads the same environment variables).
+# (pitr/wal_spool.py; the fast path reads the same environment variables).
 STRONGBOX_WAL_ARCHIVE_AHEAD = env_int("STRONGBOX_WAL_ARCHIVE_AHEAD", 16)
 # fetch_wal, during a recovery, downloads up to this many next segments ahead likewise.
 STRONGBOX_WAL_FETCH_AHEAD = env_int("STRONGBOX_WAL_FETCH_AHEAD", 16)

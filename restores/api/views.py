@@ -3,7 +3,7 @@
 Thin over ``restores.services.restore_request`` (which validates the target, the
 backup's state and the PITR window, then enqueues the work), ``restores.selectors``
 (``restore_plan``, the same validation and mapping without side effects)
-and ``backups.pitr.pitr_coverage``.
+and ``pitr.coverage.pitr_coverage``.
 """
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -14,10 +14,10 @@ from api.base import sse
 from api.base.pagination import offset_page, paged_body
 from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from backups import selectors as backup_selectors
-from backups.pitr import pitr_coverage
 from config.errors import InvalidInput, NotFound
 from organizations.models import Role
 from organizations.tenancy import TenantViewSet, TenantViewSetMixin
+from pitr.coverage import pitr_coverage
 from restores import selectors as restore_selectors
 from restores import services as restore_services
 from restores.api.serializers import (

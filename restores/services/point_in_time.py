@@ -8,9 +8,10 @@ from datetime import UTC
 from backups import workdirs
 from backups.engines import EngineError
 from backups.engines.postgresql import PostgreSQLEngine
-from backups.pitr import pitr_check_target, recovered_copy, recovered_copy_dir
 from backups.services import connection_spec_for
 from config.errors import ApplicationError
+from pitr.coverage import pitr_check_target
+from pitr.restore import recovered_copy, recovered_copy_dir
 from restores import loading
 from restores.artifacts import Counting, Progress, tmp_dir
 from restores.models import Restore, RestorePhase
@@ -28,7 +29,7 @@ from restores.services.steps import (
 
 def execute_pitr(restore: Restore, phases: Phases) -> None:
     """Recover the backup's database to ``pitr_target`` in a private copy (base backup plus
-    archived WAL, ``backups.pitr.recovered_copy``), dump it from there into a scratch copy
+    archived WAL, ``pitr.restore.recovered_copy``), dump it from there into a scratch copy
     beside the target, check the counts against the copy's, then swap as any restore does.
     The copy is stopped and removed whatever happens."""
     backup = restore.backup

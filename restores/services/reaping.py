@@ -17,8 +17,8 @@ from alerts.models import AlertKind
 from alerts.services import alert_raise
 from backups import workdirs
 from backups.models import BackupStatus
-from backups.pitr import discard_recovered_copy, recovered_copy_dir
 from config.errors import ApplicationError
+from pitr.restore import discard_recovered_copy, recovered_copy_dir
 from restores import loading
 from restores.artifacts import restore_job, tmp_dir
 from restores.models import Restore, RestorePhase, RestoreStatus

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from backups.engines import postgresql_physical as physical
 from backups.models import BackupKind, BackupMethod, BaseBackupPosition, WalSegment
+from pitr import physical
 from tests import factories
 from tests.fixtures.databases import unavailable
 from tests.fixtures.s3 import free_port
@@ -39,8 +39,8 @@ def require_server_binaries() -> None:
 
 def server_launcher() -> tuple[str, ...]:
     """The product's launcher (none, or a user namespace under root), probed once."""
-    from backups.engines.postgresql_physical import RecoveryFailed
-    from backups.pitr import server_launcher as product_launcher
+    from pitr.physical import RecoveryFailed
+    from pitr.restore import server_launcher as product_launcher
 
     try:
         launcher = product_launcher()

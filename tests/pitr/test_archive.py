@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from alerts.models import Alert, AlertKind
 from backups.models import WalArchiver, WalSegment
-from backups.pitr import WalArchiveFailed, WalConflict, wal_archive, wal_fetch
+from pitr.archive import WalArchiveFailed, WalConflict, wal_archive, wal_fetch
 from tests import factories
 from tests.fixtures.s3 import MotoServer, free_port, s3_destination_config
 
@@ -163,8 +163,8 @@ def test_a_file_stored_in_only_some_destinations_is_completed_on_retry(
 def test_the_wal_of_a_deleted_database_is_purged_from_its_destinations(
     pg_database, local_destination, wal_file, tmp_path
 ):
-    from backups.pitr import run_pitr_housekeeping
     from organizations.services import database_delete
+    from pitr.tasks import run_pitr_housekeeping
 
     segment = wal_archive(database=pg_database, path=wal_file, name=NAME).segment
     stored = tmp_path / "local" / segment.key

@@ -1,5 +1,5 @@
 """archive_wal stores the next ready WAL files too, and PostgreSQL's archive_command for
-them is answered from a marker before Django starts (backups/wal_spool.py)."""
+them is answered from a marker before Django starts (pitr/wal_spool.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from backups import wal_spool
 from backups.models import WalSegment
+from pitr import wal_spool
 from tests import factories
 from tests.pitr.conftest import child_env
 
@@ -97,7 +97,7 @@ def test_ready_files_are_archived_ahead_and_answered_without_django(pg_database,
 
 
 def test_the_order_is_postgresqls_history_files_first(tmp_path):
-    from backups.pitr import ready_wal_files
+    from pitr.archive import ready_wal_files
 
     pg_wal = tmp_path / "pg_wal"
     (pg_wal / "archive_status").mkdir(parents=True)

@@ -18,8 +18,9 @@ from django.utils import timezone
 from alerts.models import Alert, AlertKind
 from backups import execution
 from backups.models import Backup, BackupStatus, BaseBackupPosition, CopyStatus, WalSegment
-from backups.pitr import base_backup_execute, base_backup_request, pitr_restore
 from backups.services import backup_abort, backup_claim, backups_reap_stale
+from pitr.base import base_backup_execute, base_backup_request
+from pitr.restore import pitr_restore
 from tests import factories
 from tests.backups.helpers import run_in_thread
 from tests.fixtures.worker import wait_for

@@ -8,19 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
-from backups.engines import postgresql_physical as physical
 from backups.models import BackupKind, BackupMethod, BackupStatus, BaseBackupPosition, WalSegment
-from backups.pitr import (
-    base_backup_request,
-    pitr_check_target,
-    pitr_coverage,
-    pitr_protected_backup_ids,
-    pitr_validate_timestamp,
-    pitr_window,
-    wal_archive,
-    wal_retention_apply,
-)
 from config.errors import Conflict, InvalidInput, Unprocessable
+from pitr import physical
+from pitr.archive import wal_archive
+from pitr.base import base_backup_request
+from pitr.coverage import pitr_check_target, pitr_coverage, pitr_validate_timestamp, pitr_window
+from pitr.retention import pitr_protected_backup_ids, wal_retention_apply
 from tests import factories
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -190,8 +184,8 @@ def test_a_recovery_that_would_fill_the_disk_is_refused_before_extracting(
 ):
     from collections import namedtuple
 
-    from backups.pitr import pitr_restore
-    from backups.pitr import restore as pitr_restore_module
+    from pitr import restore as pitr_restore_module
+    from pitr.restore import pitr_restore
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from backups.engines import postgresql_physical as physical
 from backups.models import WalArchiver
+from pitr import physical
 from tests import factories
 from tests.pitr.conftest import recorded_history
 

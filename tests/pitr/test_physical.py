@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from backups.engines import ConnectionSpec
-from backups.engines import postgresql_physical as physical
+from pitr import physical
 
 
 def spec(**kw):

@@ -15,9 +15,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from backups.models import BackupStatus, WalSegment
-from backups.pitr import base_backup_execute, base_backup_request
 from backups.services import backup_claim
 from organizations.models import Role
+from pitr.base import base_backup_execute, base_backup_request
 from restores.models import Restore, RestoreStatus
 from restores.services import restore_claim, restore_execute, restore_request
 from tests import factories

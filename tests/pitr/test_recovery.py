@@ -14,17 +14,13 @@ from django.conf import settings
 
 from alerts.models import Alert, AlertKind
 from backups.models import BackupKind, BackupMethod, BackupStatus, WalArchiver, WalSegment
-from backups.pitr import (
-    base_backup_execute,
-    base_backup_request,
-    pitr_coverage,
-    pitr_monitor,
-    pitr_restore,
-    pitr_window,
-)
-from backups.pitr import retention as pitr_retention
 from backups.services import backup_claim
 from config.errors import Unprocessable
+from pitr import retention as pitr_retention
+from pitr.base import base_backup_execute, base_backup_request
+from pitr.coverage import pitr_coverage, pitr_window
+from pitr.restore import pitr_restore
+from pitr.retention import pitr_monitor
 from tests import factories
 from tests.fixtures.worker import wait_for
 from tests.pitr.conftest import archive_command, child_env, switch_and_wait
@@ -130,7 +126,7 @@ def test_it_restores_exactly_the_rows_committed_before_the_target(
 
 def test_a_missing_segment_is_reported_as_a_gap(pg_database, tmp_path):
     names = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000004"]
-    from backups.pitr import wal_archive
+    from pitr.archive import wal_archive
 
     for name in names:
         path = tmp_path / name

@@ -17,9 +17,7 @@ from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
-from backups import wal_spool
 from backups.engines import EngineUnavailable
-from backups.engines import postgresql_physical as physical
 from backups.keys import key_for_id, organisation_key
 from backups.models import (
     Backup,
@@ -36,6 +34,7 @@ from destinations.backends import DestinationBackend, DestinationBackends
 from destinations.models import Destination
 from destinations.storage import ArtifactMissing, artifact_size, open_artifact_stream, open_sink
 from organizations.models import Database
+from pitr import physical, wal_spool
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +246,7 @@ def ready_wal_files(pg_wal: Path, *, skip: str = "") -> list[str]:
 def wal_archive_ahead(*, database: Database, path: str | Path, name: str, limit: int) -> list[str]:
     """After ``name`` is stored, store up to ``limit`` more files PostgreSQL has marked ready
     and leave a marker for each, so its archive_command for them returns at once
-    (``backups.wal_spool``). Stops at the first failure: PostgreSQL asks for that file
+    (``pitr.wal_spool``). Stops at the first failure: PostgreSQL asks for that file
     itself next and gets the error then. Returns the names stored ahead."""
     if limit <= 0:
         return []
@@ -478,7 +477,7 @@ def wal_fetch(
 def wal_fetch_ahead(*, database: Database, name: str, directory: Path, limit: int) -> list[str]:
     """After segment ``name``, download the next ``limit`` archived segments of its timeline
     into ``directory``, verified, for restore_command to take without starting Django
-    (``backups.wal_spool.fetched_ahead``). Stops at the first that cannot be read: recovery
+    (``pitr.wal_spool.fetched_ahead``). Stops at the first that cannot be read: recovery
     asks for it itself and gets the error then. Returns the names fetched."""
     try:
         wal = physical.parse_wal_name(name)

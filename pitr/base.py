@@ -18,7 +18,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backups.engines import EngineError
-from backups.engines import postgresql_physical as physical
 from backups.execution import RunningSource, SourcePlan
 from backups.models import (
     Backup,
@@ -29,15 +28,7 @@ from backups.models import (
     WalKind,
     WalSegment,
 )
-from backups.pitr.archive import (
-    configured_pg_bin,
-    record_backup_stop,
-    require_postgresql,
-    wal_destinations,
-    wal_fetch,
-)
 from backups.services import (
-    backup_claim,
     backup_execute,
     backup_name,
     connection_spec_for,
@@ -46,6 +37,14 @@ from backups.services import (
 from config.errors import Conflict
 from organizations.models import Database
 from organizations.services import environment_lock
+from pitr import physical
+from pitr.archive import (
+    configured_pg_bin,
+    record_backup_stop,
+    require_postgresql,
+    wal_destinations,
+    wal_fetch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +97,9 @@ def base_backup_request(
     except IntegrityError as exc:
         raise Conflict(f"A backup of {database} is already running.") from exc
     if enqueue:
-        # backups.tasks.run_backup hands base backups to base_backup_execute.
+        # backups.tasks.run_backup runs it through the shared core, with BaseBackupPlan.
         transaction.on_commit(lambda: enqueue_backup(backup), robust=True)
     return backup
-
-
-def run_base_backup(backup_id: str) -> str:
-    """django-q2 entry point; ``backups.tasks.run_backup`` runs base backups as well."""
-    backup = backup_claim(backup_id=backup_id)
-    if backup is None:
-        return "skipped"
-    return base_backup_execute(backup=backup).status
 
 
 def base_backup_execute(*, backup: Backup) -> Backup:

@@ -10,10 +10,15 @@ from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
-from backups.engines import postgresql_physical as physical
 from backups.models import Backup, WalArchiver, WalKind, WalSegment
-from backups.pitr.archive import gap_key
-from backups.pitr.coverage import (
+from backups.services import backup_delete, connection_spec_for
+from config.errors import ApplicationError
+from destinations.backends import DestinationBackends
+from destinations.storage import delete_artifact
+from organizations.models import Database, Environment
+from pitr import physical
+from pitr.archive import gap_key
+from pitr.coverage import (
     WAL_LAG_SECONDS,
     base_backups,
     database_windows,
@@ -21,11 +26,6 @@ from backups.pitr.coverage import (
     pitr_databases,
     wal_gaps,
 )
-from backups.services import backup_delete, connection_spec_for
-from config.errors import ApplicationError
-from destinations.backends import DestinationBackends
-from destinations.storage import delete_artifact
-from organizations.models import Database, Environment
 
 logger = logging.getLogger(__name__)
 
@@ -217,23 +217,3 @@ def _delete_segments(segments, errors: list[str]) -> tuple[int, int]:
         removed += 1
         segment.delete()
     return removed, bytes_removed
-
-
-def run_pitr_housekeeping() -> int:
-    """Periodic: alerts and WAL retention for every environment with WAL archiving on, and
-    the files of WAL left behind by deleted databases."""
-    try:
-        wal_purge_orphans()
-    except Exception:
-        logger.exception("purging the WAL of deleted databases failed")
-    count = 0
-    for environment in Environment.objects.filter(schedule__wal_enabled=True).select_related(
-        "schedule", "project__organisation"
-    ):
-        try:
-            pitr_monitor(environment=environment)
-            wal_retention_apply(environment=environment)
-        except Exception:
-            logger.exception("PITR housekeeping of %s failed", environment.pk)
-        count += 1
-    return count

@@ -2,7 +2,9 @@
 
 Pure functions (argv, WAL name arithmetic, label and pg_waldump parsing, recovery settings)
 and small runners (the base backup stream, extraction, starting a recovered cluster). No
-Django imports: ``backups.pitr`` drives these.
+Django imports: the rest of ``pitr`` drives these. It lives here, not in ``backups/engines/``,
+because it is no registry engine (nothing looks it up by engine name): it is the physical
+side of PostgreSQL that only point-in-time recovery uses, base backup and recovery both.
 
 Why ``pg_basebackup --format=tar --pgdata=- --wal-method=none``: Strongbox archives every
 WAL file through ``archive_command``, and a base backup taken over the replication protocol
@@ -30,8 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import ConnectionSpec, DumpFailed, EngineError, EngineUnavailable, ProcessDump
-from .postgresql import PostgreSQLEngine
+from backups.engines.base import (
+    ConnectionSpec,
+    DumpFailed,
+    EngineError,
+    EngineUnavailable,
+    ProcessDump,
+)
+from backups.engines.postgresql import PostgreSQLEngine
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 # backup_label is the first member pg_basebackup sends; this much of the stream is kept.

@@ -5,9 +5,9 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.engines import EngineError
-from backups.pitr import pitr_restore
 from config.errors import ApplicationError
 from organizations.models import Database
+from pitr.restore import pitr_restore
 
 
 class Command(BaseCommand):

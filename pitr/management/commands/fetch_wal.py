@@ -13,9 +13,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from backups.pitr import WalFetchFailed, wal_fetch, wal_fetch_ahead
-from backups.wal_spool import PREFETCH_ENV
 from organizations.models import Database
+from pitr.archive import WalFetchFailed, wal_fetch, wal_fetch_ahead
+from pitr.wal_spool import PREFETCH_ENV
 
 
 class Command(BaseCommand):

@@ -11,10 +11,10 @@ from django.conf import settings
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from backups.engines import postgresql_physical as physical
 from backups.models import Backup, BackupKind, BackupStatus, WalArchiver, WalKind, WalSegment
 from config.errors import InvalidInput, Unprocessable
 from organizations.models import Database, Environment
+from pitr import physical
 
 logger = logging.getLogger(__name__)
 

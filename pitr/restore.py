@@ -22,17 +22,17 @@ from typing import BinaryIO
 from django.conf import settings
 
 from backups.engines import ConnectionSpec
-from backups.engines import postgresql_physical as physical
 from backups.keys import key_for_id
 from backups.models import Backup, CopyStatus
 from backups.pipeline import open_artifact
-from backups.pitr.archive import configured_pg_bin, require_postgresql
-from backups.pitr.coverage import iso, pitr_check_target
-from backups.wal_spool import PREFETCH_ENV
 from config.errors import Unprocessable
 from destinations.backends import backend_for
 from destinations.storage import open_artifact_stream
 from organizations.models import Database
+from pitr import physical
+from pitr.archive import configured_pg_bin, require_postgresql
+from pitr.coverage import iso, pitr_check_target
+from pitr.wal_spool import PREFETCH_ENV
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Exits 0 only when the file is durably stored in every destination (PostgreSQL ke
 file and retries otherwise, so nothing is lost); the reason for a failure goes to stderr,
 which PostgreSQL writes to its log. Then it stores the next files PostgreSQL has marked
 ready (``--ahead``), so their own archive_command returns before Django even starts
-(``manage.py`` checks ``backups.wal_spool`` first).
+(``manage.py`` checks ``pitr.wal_spool`` first).
 """
 
 import sys
@@ -13,9 +13,9 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.pitr import wal_archive, wal_archive_ahead
 from config.errors import ApplicationError
 from organizations.models import Database
+from pitr.archive import wal_archive, wal_archive_ahead
 
 
 class Command(BaseCommand):
