@@ -22,7 +22,7 @@ from backups.models import Backup, BackupStatus
 from backups.progress import backup_progress_event
 from config.errors import Conflict, InvalidInput
 from organizations.models import Role
-from organizations.views import TenantAction, TenantPage, paginate
+from organizations.pages import TenantAction, TenantPage, paginate, phase_timeline
 
 CHART_POINTS = 60
 
@@ -158,32 +158,6 @@ class BackupTriggerView(TenantAction):
 
 
 # --- one backup ---------------------------------------------------------------------------
-
-
-def phase_timeline(backup: Backup) -> list[dict]:
-    """The phases as Gantt bars: offset and width in % of the whole run (phases overlap:
-    compression and upload run while the dump streams)."""
-    phases = [dict(p) for p in backup.phases or []]
-    for phase in phases:
-        for key in ("started_at", "finished_at"):
-            try:
-                phase[key] = datetime.fromisoformat(phase[key]) if phase.get(key) else None
-            except ValueError:
-                phase[key] = None
-    starts = [p["started_at"] for p in phases if p["started_at"]]
-    ends = [p["finished_at"] or timezone.now() for p in phases if p["started_at"]]
-    if not starts:
-        return phases
-    origin = min(starts)
-    span = (max(ends) - origin).total_seconds() or 1.0
-    for phase in phases:
-        if phase["started_at"] is None:
-            phase["offset"], phase["width"] = 0, 0
-            continue
-        end = phase["finished_at"] or timezone.now()
-        phase["offset"] = round(100 * (phase["started_at"] - origin).total_seconds() / span, 1)
-        phase["width"] = max(round(100 * (end - phase["started_at"]).total_seconds() / span, 1), 1)
-    return phases
 
 
 def restore_url(backup: Backup) -> str | None:

@@ -22,7 +22,7 @@ from destinations.services import (
     destination_update,
 )
 from organizations.models import Role
-from organizations.views import TenantAction, TenantPage
+from organizations.pages import TenantAction, TenantPage
 
 
 def destinations_with_usage(*, organisation):

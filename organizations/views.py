@@ -1,8 +1,6 @@
 """Organisation pages: sign-in helpers, the dashboard, environments and API tokens.
 
-``TenantPage`` is the base of every HTML page of every app: signed in, acting in one
-organisation (``request.tenant``) with a role at least ``required_role``. Selectors
-and services raise the application errors; they become a 404 or a 403 here, once.
+The base of every page (``TenantPage``, ``TenantAction``) is ``organizations.pages``.
 """
 
 from __future__ import annotations
@@ -11,11 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django import forms
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.mixins import LoginRequiredMixin
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.http import Http404
 from django.shortcuts import redirect
@@ -23,111 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
-from django.views.generic import TemplateView, View
+from django.views.generic import TemplateView
 
-from config.errors import ApplicationError, Forbidden, NotFound
 from organizations.models import ApiToken, Environment, Organisation, Role
+from organizations.pages import TenantAction, TenantPage
 from organizations.selectors import projects_with_environments
 from organizations.services import api_token_create, api_token_revoke
-from organizations.tenancy import SESSION_KEY, TenantViewMixin, memberships_of
-
-# --- the base of every organisation page ------------------------------------------------
-
-
-class _TenantRequired:
-    """Runs after ``TenantViewMixin`` has set ``request.tenant``."""
-
-    needs_tenant = True
-
-    def dispatch(self, request, *args, **kwargs):
-        if self.needs_tenant and getattr(request, "tenant", None) is None:
-            messages.info(request, "You are not a member of any organisation yet.")
-            return redirect("dashboard")
-        return super().dispatch(request, *args, **kwargs)
-
-
-class TenantPage(LoginRequiredMixin, TenantViewMixin, _TenantRequired):
-    """Signed in, in one organisation, with at least ``required_role``.
-
-    A user without an organisation is sent to the dashboard (which explains why).
-    The organisation in use is remembered in the session so the API endpoints the
-    page's scripts call (the SSE progress streams) act in the same one.
-    """
-
-    def dispatch(self, request, *args, **kwargs):
-        try:
-            response = super().dispatch(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from exc
-        except Forbidden as exc:
-            raise PermissionDenied(exc.message) from exc
-        tenant = getattr(request, "tenant", None)
-        if tenant is not None and request.session.get(SESSION_KEY) != str(tenant.organisation.id):
-            request.session[SESSION_KEY] = str(tenant.organisation.id)
-        return response
-
-    @property
-    def tenant(self):
-        return self.request.tenant
-
-    @property
-    def organisation(self) -> Organisation:
-        return self.request.tenant.organisation
-
-    def environment(self, environment_id) -> Environment:
-        """One environment of the organisation (another organisation's is a 404)."""
-        environment = (
-            self.restrict(Environment.objects.select_related("project__organisation"))
-            .filter(pk=environment_id)
-            .first()
-        )
-        if environment is None:
-            raise Http404("Environment not found.")
-        return environment
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        tenant = self.request.tenant
-        context["can_operate"] = bool(tenant and tenant.can(Role.OPERATOR))
-        context["can_admin"] = bool(tenant and tenant.can(Role.ADMIN))
-        return context
-
-
-class TenantAction(TenantPage, View):
-    """A POST-only action: call one service, report its outcome, go back.
-
-    ``perform()`` returns the success message; an ``ApplicationError`` from the
-    service (a conflict, invalid input) is shown as an error message instead.
-    """
-
-    http_method_names = ["post"]
-
-    def perform(self, request, **kwargs) -> str:
-        raise NotImplementedError
-
-    def success_url(self, **kwargs) -> str:
-        raise NotImplementedError
-
-    def post(self, request, **kwargs):
-        try:
-            message = self.perform(request, **kwargs)
-        except (NotFound, Forbidden):
-            raise
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-        else:
-            if message:
-                messages.success(request, message)
-        return redirect(self.success_url(**kwargs))
-
-
-def paginate(request, queryset, per_page: int = 20):
-    """A page of ``queryset`` and the query string to keep the other parameters."""
-    page = Paginator(queryset, per_page).get_page(request.GET.get("page"))
-    params = request.GET.copy()
-    params.pop("page", None)
-    return page, params.urlencode()
-
+from organizations.tenancy import SESSION_KEY, memberships_of
 
 # --- reads for the dashboard (no selector offers them yet) ------------------------------
 

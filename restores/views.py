@@ -13,10 +13,9 @@ from django.views.generic import TemplateView
 
 from backups import selectors as backup_selectors
 from backups.models import BackupStatus
-from backups.views import phase_timeline
 from config.errors import ApplicationError
 from organizations.models import Role
-from organizations.views import TenantAction, TenantPage, paginate
+from organizations.pages import TenantAction, TenantPage, paginate, phase_timeline
 from restores import selectors
 from restores.forms import RestoreForm
 from restores.plan import PITR_KINDS

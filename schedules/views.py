@@ -16,7 +16,7 @@ from django.views.generic import TemplateView
 
 from config.errors import InvalidInput
 from organizations.models import Role
-from organizations.views import TenantPage
+from organizations.pages import TenantPage
 from schedules import selectors
 from schedules.forms import RULES, RetentionForm, ScheduleForm
 from schedules.models import RETENTION_FIELDS
