@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q, Sum
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -19,13 +19,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
+from alerts import selectors as alert_selectors
+from backups import selectors as backup_selectors
+from backups.views import environment_backups_context
 from organizations.models import ApiToken, Environment, Organisation, Role
 from organizations.pages import TenantAction, TenantPage
 from organizations.selectors import projects_with_environments
 from organizations.services import api_token_create, api_token_revoke
 from organizations.tenancy import SESSION_KEY, memberships_of
+from restores import selectors as restore_selectors
+from schedules import selectors as schedule_selectors
 
-# --- reads for the dashboard (no selector offers them yet) ------------------------------
+# --- reads for the dashboard -----------------------------------------------------------
 
 
 @dataclass
@@ -42,38 +47,13 @@ def environment_summaries(*, organisation: Organisation) -> dict:
 
     A few grouped queries for the whole organisation, whatever its size.
     """
-    from alerts.models import Alert
-    from backups.models import Backup, BackupCopy, CopyStatus
-    from schedules.models import Schedule
-
     environments = Environment.objects.filter(project__organisation=organisation)
-    last = {}
-    for backup in (
-        Backup.objects.filter(organisation=organisation)
-        .exclude(status__in=["deleting", "deleted"])
-        .order_by("environment_id", "-created_at")
-        .only("id", "environment_id", "status", "created_at", "completed_at", "name", "kind")
-    ):
-        last.setdefault(backup.environment_id, backup)
-    alerts = dict(
-        Alert.objects.filter(
-            organisation=organisation, resolved_at__isnull=True, dismissed_at__isnull=True
-        )
-        .exclude(environment=None)
-        .values_list("environment_id")
-        .annotate(n=Count("id"))
+    last = backup_selectors.last_backup_by_environment(organisation=organisation)
+    alerts = alert_selectors.open_alert_count_by_environment(organisation=organisation)
+    storage = backup_selectors.stored_bytes_by_environment(organisation=organisation)
+    next_run = schedule_selectors.next_run_by_environment(
+        organisation=organisation, now=timezone.now()
     )
-    storage = dict(
-        BackupCopy.objects.filter(backup__organisation=organisation, status=CopyStatus.STORED)
-        .values_list("backup__environment_id")
-        .annotate(total=Sum("size"))
-    )
-    now = timezone.now()
-    next_run = {}
-    for schedule in Schedule.objects.filter(
-        environment__in=environments, enabled=True, paused=False
-    ).prefetch_related("interval_rules"):
-        next_run[schedule.environment_id] = schedule_next_run(schedule, now)
     return {
         env_id: EnvironmentSummary(
             environment=None,
@@ -84,49 +64,6 @@ def environment_summaries(*, organisation: Organisation) -> dict:
         )
         for env_id in environments.values_list("id", flat=True)
     }
-
-
-def selectors_schedule(environment):
-    from schedules.selectors import schedule_find
-
-    return schedule_find(environment=environment)
-
-
-def schedule_crons(schedule) -> list[str]:
-    """Every cron expression a schedule runs on (its crons, frequencies and rules)."""
-    from schedules.timing import (
-        FREQUENCY_PRESETS,
-        interval_rule_to_cron,
-        validate_interval_rule,
-    )
-
-    crons = []
-    for cron, frequency in (
-        (schedule.db_cron, schedule.db_frequency),
-        (schedule.full_cron, schedule.full_frequency),
-    ):
-        if cron:
-            crons.append(cron)
-        elif frequency in FREQUENCY_PRESETS:
-            crons.append(FREQUENCY_PRESETS[frequency])
-    for rule in schedule.interval_rules.all():
-        try:
-            crons.append(interval_rule_to_cron(validate_interval_rule(rule.as_seed())))
-        except ValueError:
-            continue
-    return crons
-
-
-def schedule_next_run(schedule, now: datetime) -> datetime | None:
-    from schedules.timing import next_runs
-
-    runs = []
-    for cron in schedule_crons(schedule):
-        try:
-            runs.extend(next_runs(cron, schedule.timezone, now, 1))
-        except ValueError:
-            continue
-    return min(runs) if runs else None
 
 
 # --- pages -------------------------------------------------------------------------------
@@ -161,19 +98,16 @@ class EnvironmentDetailView(TenantPage, TemplateView):
     template_name = "environment_detail.html"
 
     def get_context_data(self, **kwargs):
-        from backups.views import environment_backups_context
-        from restores.views import pitr_timeline
-
         context = super().get_context_data(**kwargs)
         environment = self.environment(self.kwargs["pk"])
         if str(environment.project_id) != str(self.kwargs["project_id"]):
             raise Http404("Environment not found.")
         context["environment"] = environment
         context.update(environment_backups_context(self.request, environment))
-        schedule = selectors_schedule(environment)
+        schedule = schedule_selectors.schedule_find(environment=environment)
         context["schedule"] = schedule
-        context["next_run"] = schedule_next_run(schedule, timezone.now()) if schedule else None
-        context["timeline"] = pitr_timeline(environment)
+        context["next_run"] = schedule.next_run(timezone.now()) if schedule else None
+        context["timeline"] = restore_selectors.pitr_timeline(environment)
         return context
 
 
