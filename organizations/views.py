@@ -1,12 +1,10 @@
-"""Organisation pages: sign-in helpers, the dashboard, environments and API tokens.
+"""Organisation pages: switching organisation and API tokens.
 
-The base of every page (``TenantPage``, ``TenantAction``) is ``organizations.pages``.
+The base of every page (``TenantPage``, ``TenantAction``) is ``organizations.pages``;
+the dashboard and the environment page, composed of several apps, are ``front``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import datetime
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -14,101 +12,14 @@ from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
-from alerts import selectors as alert_selectors
-from backups import selectors as backup_selectors
-from backups.views import environment_backups_context
-from organizations.models import ApiToken, Environment, Organisation, Role
+from organizations.models import ApiToken, Role
 from organizations.pages import TenantAction, TenantPage
-from organizations.selectors import projects_with_environments
 from organizations.services import api_token_create, api_token_revoke
 from organizations.tenancy import SESSION_KEY, memberships_of
-from restores import selectors as restore_selectors
-from schedules import selectors as schedule_selectors
-
-# --- reads for the dashboard -----------------------------------------------------------
-
-
-@dataclass
-class EnvironmentSummary:
-    environment: Environment
-    last_backup: object | None
-    next_run: datetime | None
-    open_alerts: int
-    storage_bytes: int
-
-
-def environment_summaries(*, organisation: Organisation) -> dict:
-    """Per environment: last backup, next scheduled run, open alerts and storage used.
-
-    A few grouped queries for the whole organisation, whatever its size.
-    """
-    environments = Environment.objects.filter(project__organisation=organisation)
-    last = backup_selectors.last_backup_by_environment(organisation=organisation)
-    alerts = alert_selectors.open_alert_count_by_environment(organisation=organisation)
-    storage = backup_selectors.stored_bytes_by_environment(organisation=organisation)
-    next_run = schedule_selectors.next_run_by_environment(
-        organisation=organisation, now=timezone.now()
-    )
-    return {
-        env_id: EnvironmentSummary(
-            environment=None,
-            last_backup=last.get(env_id),
-            next_run=next_run.get(env_id),
-            open_alerts=alerts.get(env_id, 0),
-            storage_bytes=storage.get(env_id) or 0,
-        )
-        for env_id in environments.values_list("id", flat=True)
-    }
-
-
-# --- pages -------------------------------------------------------------------------------
-
-
-class DashboardView(TenantPage, TemplateView):
-    template_name = "dashboard.html"
-    needs_tenant = False
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        tenant = self.request.tenant
-        if tenant is None:
-            context["projects"] = []
-            return context
-        projects = list(projects_with_environments(organisation=tenant.organisation))
-        summaries = environment_summaries(organisation=tenant.organisation)
-        for project in projects:
-            project.rows = []
-            for env in project.environments.all():
-                summary = summaries.get(env.id)
-                if summary is not None:
-                    summary.environment = env
-                    project.rows.append(summary)
-        context["projects"] = projects
-        return context
-
-
-class EnvironmentDetailView(TenantPage, TemplateView):
-    """The environment page: its backups (filtered, paged), a size chart, a trigger."""
-
-    template_name = "environment_detail.html"
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        environment = self.environment(self.kwargs["pk"])
-        if str(environment.project_id) != str(self.kwargs["project_id"]):
-            raise Http404("Environment not found.")
-        context["environment"] = environment
-        context.update(environment_backups_context(self.request, environment))
-        schedule = schedule_selectors.schedule_find(environment=environment)
-        context["schedule"] = schedule
-        context["next_run"] = schedule.next_run(timezone.now()) if schedule else None
-        context["timeline"] = restore_selectors.pitr_timeline(environment)
-        return context
 
 
 @login_required

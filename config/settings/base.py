@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "schedules",
     "alerts",
     "restores",
+    "front",
 ]
 
 MIDDLEWARE = [
