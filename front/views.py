@@ -39,28 +39,29 @@ class EnvironmentSummary:
     storage_bytes: int
 
 
-def environment_summaries(*, organisation: Organisation) -> dict:
+def environment_summaries(
+    *, organisation: Organisation, environments: list[Environment]
+) -> list[EnvironmentSummary]:
     """Per environment: last backup, next scheduled run, open alerts and storage used.
 
     A few grouped queries for the whole organisation, whatever its size.
     """
-    environments = Environment.objects.filter(project__organisation=organisation)
     last = backup_selectors.last_backup_by_environment(organisation=organisation)
     alerts = alert_selectors.open_alert_count_by_environment(organisation=organisation)
     storage = backup_selectors.stored_bytes_by_environment(organisation=organisation)
     next_run = schedule_selectors.next_run_by_environment(
         organisation=organisation, now=timezone.now()
     )
-    return {
-        env_id: EnvironmentSummary(
-            environment=None,
-            last_backup=last.get(env_id),
-            next_run=next_run.get(env_id),
-            open_alerts=alerts.get(env_id, 0),
-            storage_bytes=storage.get(env_id) or 0,
+    return [
+        EnvironmentSummary(
+            environment=environment,
+            last_backup=last.get(environment.id),
+            next_run=next_run.get(environment.id),
+            open_alerts=alerts.get(environment.id, 0),
+            storage_bytes=storage.get(environment.id) or 0,
         )
-        for env_id in environments.values_list("id", flat=True)
-    }
+        for environment in environments
+    ]
 
 
 # --- pages -------------------------------------------------------------------------------
@@ -77,14 +78,13 @@ class DashboardView(TenantPage, TemplateView):
             context["projects"] = []
             return context
         projects = list(projects_with_environments(organisation=tenant.organisation))
-        summaries = environment_summaries(organisation=tenant.organisation)
+        environments = [env for project in projects for env in project.environments.all()]
+        summaries = environment_summaries(
+            organisation=tenant.organisation, environments=environments
+        )
+        by_environment = {summary.environment.id: summary for summary in summaries}
         for project in projects:
-            project.rows = []
-            for env in project.environments.all():
-                summary = summaries.get(env.id)
-                if summary is not None:
-                    summary.environment = env
-                    project.rows.append(summary)
+            project.rows = [by_environment[env.id] for env in project.environments.all()]
         context["projects"] = projects
         return context
 
