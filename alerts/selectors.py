@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from alerts.models import Alert
 from config.errors import NotFound
@@ -26,6 +26,18 @@ def alert_unread_count(*, organisation: Organisation) -> int:
     return Alert.objects.filter(
         organisation=organisation, read_at__isnull=True, dismissed_at__isnull=True
     ).count()
+
+
+def open_alert_count_by_environment(*, organisation: Organisation) -> dict:
+    """Environment id -> how many of its alerts are neither resolved nor dismissed."""
+    return dict(
+        Alert.objects.filter(
+            organisation=organisation, resolved_at__isnull=True, dismissed_at__isnull=True
+        )
+        .exclude(environment=None)
+        .values_list("environment_id")
+        .annotate(n=Count("id"))
+    )
 
 
 def alert_get(*, organisation: Organisation, alert_id) -> Alert:

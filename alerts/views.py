@@ -9,7 +9,7 @@ from django.views.generic import TemplateView
 from alerts.selectors import alert_get, alerts_for_organisation
 from alerts.services import alert_dismiss, alert_mark_read
 from organizations.models import Role
-from organizations.views import TenantAction, TenantPage, paginate
+from organizations.pages import TenantAction, TenantPage, paginate
 
 FILTERS = {
     "open": "Open",

@@ -7,11 +7,11 @@ reported exactly like one that does not exist: ``config.errors.NotFound``.
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from api.base.pagination import Listing
 from api.base.routes import parse_uuid
-from backups.models import Backup, BackupCopy
+from backups.models import Backup, BackupCopy, BackupStatus, CopyStatus
 from config.errors import NotFound
 from destinations.models import Destination
 from organizations.models import Database, Environment, Organisation, Project
@@ -128,6 +128,15 @@ def destination_get(*, organisation: Organisation, reference) -> Destination:
     return destination
 
 
+def destinations_with_usage(*, organisation: Organisation) -> QuerySet[Destination]:
+    """The organisation's destinations with how many stored copies and bytes each holds."""
+    stored = Q(copies__status=CopyStatus.STORED)
+    return Destination.objects.filter(organisation=organisation).annotate(
+        stored_copies=Count("copies", filter=stored),
+        stored_bytes=Sum("copies__size", filter=stored),
+    )
+
+
 def backups_for_project(*, organisation: Organisation, project: Project) -> QuerySet[Backup]:
     return backups_for_organisation(organisation=organisation).filter(environment__project=project)
 
@@ -147,6 +156,28 @@ def backups_for_environment(
     if foreign is not None:
         return foreign
     return _with_relations(Backup.objects.filter(environment=environment))
+
+
+def last_backup_by_environment(*, organisation: Organisation) -> dict:
+    """Environment id -> its newest backup that is not being deleted, in one query."""
+    last: dict = {}
+    for backup in (
+        Backup.objects.filter(organisation=organisation)
+        .exclude(status__in=[BackupStatus.DELETING, BackupStatus.DELETED])
+        .order_by("environment_id", "-created_at")
+        .only("id", "environment_id", "status", "created_at", "completed_at", "name", "kind")
+    ):
+        last.setdefault(backup.environment_id, backup)
+    return last
+
+
+def stored_bytes_by_environment(*, organisation: Organisation) -> dict:
+    """Environment id -> the bytes its stored copies take in every destination."""
+    return dict(
+        BackupCopy.objects.filter(backup__organisation=organisation, status=CopyStatus.STORED)
+        .values_list("backup__environment_id")
+        .annotate(total=Sum("size"))
+    )
 
 
 def backups_for_database(*, organisation: Organisation, database: Database) -> QuerySet[Backup]:

@@ -292,13 +292,12 @@ def backup_abort(*, backup: Backup) -> Backup:
 
 def backup_delete(*, backup: Backup) -> Backup:
     """Mark for deletion and clean every destination asynchronously; the row stays for audit."""
-    from restores.models import Restore
-
     if backup.status in (BackupStatus.DELETING, BackupStatus.DELETED):
         return backup
     if backup.status in ACTIVE_STATUSES:
         raise Conflict("This backup is still running: abort it before deleting it.")
-    if Restore.objects.filter(backup=backup, status__in=["scheduled", "in-progress"]).exists():
+    # Through the reverse relation restores adds to Backup: backups does not import restores.
+    if backup.restores.filter(status__in=["scheduled", "in-progress"]).exists():
         raise Conflict("This backup is being restored; delete it when the restore has finished.")
     updated = Backup.objects.filter(pk=backup.pk, status=backup.status).update(
         status=BackupStatus.DELETING, updated_at=timezone.now()

@@ -1,137 +1,21 @@
-"""Backup pages: the environment's backup list and chart, a backup's detail, and the
-trigger, abort and delete actions. Reads go through ``backups.selectors`` and the
-shared ``BackupFilterSet``; every write is one call of ``backups.services``."""
+"""Backup pages: a backup's detail, and the trigger, abort and delete actions (the
+environment's backup list is on the environment page, ``front``). Reads go through
+``backups.selectors``; every write is one call of ``backups.services``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from django.contrib import messages
 from django.shortcuts import redirect
-from django.template.defaultfilters import filesizeformat
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.views.generic import TemplateView
 
 from backups import selectors, services
-from backups.filters import BackupFilterSet
-from backups.forms import BackupListFilterForm, BackupTriggerForm
+from backups.forms import BackupTriggerForm
 from backups.models import Backup, BackupStatus
 from backups.progress import backup_progress_event
 from config.errors import Conflict, InvalidInput
 from organizations.models import Role
-from organizations.views import TenantAction, TenantPage, paginate
-
-CHART_POINTS = 60
-
-
-# --- the environment's backups ------------------------------------------------------------
-
-
-def environment_backups_context(request, environment) -> dict:
-    """The backup list, its filter form, the size chart and the trigger form."""
-    organisation = environment.project.organisation
-    backups = selectors.backups_for_environment(organisation=organisation, environment=environment)
-    form = BackupListFilterForm(request.GET or None)
-    filtered = backups
-    if form.is_bound and form.is_valid():
-        filterset = BackupFilterSet(data=form.filter_params(), queryset=backups)
-        if filterset.is_valid():
-            filtered = filterset.qs
-        else:  # pragma: no cover - the form only produces values the filterset accepts
-            for name, errors in filterset.errors.items():
-                form.add_error(None, f"{name}: {' '.join(errors)}")
-    elif form.is_bound:
-        filtered = backups.none()
-    page, query = paginate(request, filtered)
-    completed = list(
-        backups.filter(status=BackupStatus.COMPLETED, size__isnull=False)
-        .order_by("-created_at")
-        .values_list("created_at", "size", "name")[:CHART_POINTS]
-    )
-    return {
-        "filter_form": form,
-        "page": page,
-        "query": query,
-        "chart": size_chart(list(reversed(completed))),
-        "trigger_form": BackupTriggerForm(environment=environment),
-    }
-
-
-@dataclass
-class Chart:
-    width: int
-    height: int
-    points: list[dict]
-    polyline: str
-    y_ticks: list[dict]
-    x_labels: list[dict]
-    summary: str
-
-
-def human_bytes(value: float | None) -> str:
-    return "—" if value is None else filesizeformat(value).replace("\xa0", " ")
-
-
-def _when(value: datetime, fmt: str) -> str:
-    return date_format(timezone.localtime(value), fmt)
-
-
-def size_chart(rows: list[tuple[datetime, int, str]], width=640, height=180) -> Chart | None:
-    """Server-rendered SVG geometry of backup size over time (oldest left)."""
-    if not rows:
-        return None
-    left, right, top, bottom = 64, 12, 10, 26
-    plot_w, plot_h = width - left - right, height - top - bottom
-    first, last = rows[0][0], rows[-1][0]
-    span = (last - first).total_seconds() or 1.0
-    peak = max(size for _, size, _ in rows) or 1
-    points = []
-    for created, size, name in rows:
-        x = left + (
-            plot_w * (created - first).total_seconds() / span if len(rows) > 1 else plot_w / 2
-        )
-        y = top + plot_h * (1 - size / peak)
-        points.append(
-            {
-                "x": round(x, 1),
-                "y": round(y, 1),
-                "label": f"{name}: {human_bytes(size)}, {_when(created, 'j M Y H:i')}",
-            }
-        )
-    y_ticks = [
-        {"y": round(top + plot_h * (1 - fraction), 1), "label": human_bytes(peak * fraction)}
-        for fraction in (0, 0.5, 1)
-    ]
-    x_labels = [
-        {"x": left, "label": date_format(timezone.localtime(first), "j M"), "anchor": "start"}
-    ]
-    if len(rows) > 1:
-        x_labels.append(
-            {
-                "x": left + plot_w,
-                "label": date_format(timezone.localtime(last), "j M"),
-                "anchor": "end",
-            }
-        )
-    sizes = [size for _, size, _ in rows]
-    summary = (
-        f"{len(rows)} completed backup{'s' if len(rows) != 1 else ''} "
-        f"from {_when(first, 'j M Y')} to {_when(last, 'j M Y')}; "
-        f"smallest {human_bytes(min(sizes))}, largest {human_bytes(max(sizes))}, "
-        f"latest {human_bytes(sizes[-1])}."
-    )
-    return Chart(
-        width=width,
-        height=height,
-        points=points,
-        polyline=" ".join(f"{p['x']},{p['y']}" for p in points),
-        y_ticks=y_ticks,
-        x_labels=x_labels,
-        summary=summary,
-    )
+from organizations.pages import TenantAction, TenantPage, phase_timeline
 
 
 class BackupTriggerView(TenantAction):
@@ -158,32 +42,6 @@ class BackupTriggerView(TenantAction):
 
 
 # --- one backup ---------------------------------------------------------------------------
-
-
-def phase_timeline(backup: Backup) -> list[dict]:
-    """The phases as Gantt bars: offset and width in % of the whole run (phases overlap:
-    compression and upload run while the dump streams)."""
-    phases = [dict(p) for p in backup.phases or []]
-    for phase in phases:
-        for key in ("started_at", "finished_at"):
-            try:
-                phase[key] = datetime.fromisoformat(phase[key]) if phase.get(key) else None
-            except ValueError:
-                phase[key] = None
-    starts = [p["started_at"] for p in phases if p["started_at"]]
-    ends = [p["finished_at"] or timezone.now() for p in phases if p["started_at"]]
-    if not starts:
-        return phases
-    origin = min(starts)
-    span = (max(ends) - origin).total_seconds() or 1.0
-    for phase in phases:
-        if phase["started_at"] is None:
-            phase["offset"], phase["width"] = 0, 0
-            continue
-        end = phase["finished_at"] or timezone.now()
-        phase["offset"] = round(100 * (phase["started_at"] - origin).total_seconds() / span, 1)
-        phase["width"] = max(round(100 * (end - phase["started_at"]).total_seconds() / span, 1), 1)
-    return phases
 
 
 def restore_url(backup: Backup) -> str | None:

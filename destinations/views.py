@@ -4,17 +4,14 @@ and delete (admins). Every write is one call of ``destinations.services``."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import Count, Q, Sum
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from backups.models import CopyStatus
-from backups.selectors import destination_get
+from backups.selectors import destination_get, destinations_with_usage
 from config.errors import InvalidInput
 from destinations.backends import backend_for
 from destinations.forms import DestinationForm
-from destinations.models import Destination
 from destinations.services import (
     destination_create,
     destination_delete,
@@ -22,19 +19,7 @@ from destinations.services import (
     destination_update,
 )
 from organizations.models import Role
-from organizations.views import TenantAction, TenantPage
-
-
-def destinations_with_usage(*, organisation):
-    """The organisation's destinations with how many stored copies and bytes each holds.
-
-    (No selector offers this yet.)
-    """
-    stored = Q(copies__status=CopyStatus.STORED)
-    return Destination.objects.filter(organisation=organisation).annotate(
-        stored_copies=Count("copies", filter=stored),
-        stored_bytes=Sum("copies__size", filter=stored),
-    )
+from organizations.pages import TenantAction, TenantPage
 
 
 class DestinationListView(TenantPage, TemplateView):

@@ -6,13 +6,7 @@ from organizations import views
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", views.DashboardView.as_view(), name="dashboard"),
     path("organisations/switch/", views.switch_organisation, name="switch-organisation"),
-    path(
-        "projects/<uuid:project_id>/environments/<uuid:pk>/",
-        views.EnvironmentDetailView.as_view(),
-        name="environment-detail",
-    ),
     path("settings/tokens/", views.ApiTokensView.as_view(), name="api-tokens"),
     path(
         "settings/tokens/<uuid:pk>/revoke/",

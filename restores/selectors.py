@@ -12,7 +12,7 @@ from backups.models import Backup, BackupStatus
 from backups.progress import progress_event
 from config.errors import InvalidInput, NotFound, Unprocessable
 from organizations.models import Database, Environment, Organisation
-from pitr.coverage import pitr_validate_timestamp
+from pitr.coverage import pitr_coverage, pitr_validate_timestamp
 from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestoreStatus
 from restores.plan import PITR_KINDS, RestorePlan, family, restore_plan_for
 
@@ -193,3 +193,66 @@ def _check_pitr(*, backup: Backup, pitr_timestamp: datetime) -> None:
     pitr_validate_timestamp(
         environment=backup.environment, timestamp=pitr_timestamp, database=database
     )
+
+
+def pitr_timeline(environment, width: int = 640) -> dict | None:
+    """The recoverable window of the environment's PostgreSQL databases, drawn as bars
+    (windows), ticks (base backups) and red marks (WAL gaps); None without WAL archiving.
+
+    For the restore form and the environment page."""
+    schedule = getattr(environment, "schedule", None)
+    if schedule is None or not schedule.wal_enabled:
+        return None  # every environment page asks: no coverage work without WAL archiving
+    coverage = pitr_coverage(environment=environment)
+    if coverage["status"] == "no-postgresql-database":
+        return None
+
+    def parse(value):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    rows, times = [], []
+    for database in coverage["databases"]:
+        windows = [(parse(w["from"]), parse(w["to"])) for w in database["windows"]]
+        bases = [(parse(b["startTime"] or b["completedAt"]), b) for b in database["baseBackups"]]
+        times += [t for w in windows for t in w] + [t for t, _ in bases if t]
+        rows.append(
+            {
+                "name": database["databaseName"],
+                "windows": windows,
+                "bases": bases,
+                "gaps": database["gaps"],
+                "archiving": database["archiving"],
+            }
+        )
+    if not times:
+        return {"coverage": coverage, "rows": rows, "drawable": False}
+    start, end = min(times), max(times)
+    span = (end - start).total_seconds() or 1.0
+
+    def x(moment):
+        return round(8 + (width - 16) * (moment - start).total_seconds() / span, 1)
+
+    for row in rows:
+        row["bars"] = [
+            {
+                "x": x(a),
+                "w": max(x(b) - x(a), 2),
+                "label": f"{a:%Y-%m-%d %H:%M:%S} – {b:%Y-%m-%d %H:%M:%S} UTC",
+            }
+            for a, b in row["windows"]
+        ]
+        row["ticks"] = [
+            {"x": x(t), "label": f"Base backup {b['name']} at {t:%Y-%m-%d %H:%M} UTC"}
+            for t, b in row["bases"]
+            if t
+        ]
+    return {
+        "coverage": coverage,
+        "rows": rows,
+        "drawable": True,
+        "width": width,
+        "start": start,
+        "end": end,
+        "earliest": parse(coverage["earliestRecoverableTime"]),
+        "latest": parse(coverage["latestRecoverableTime"]),
+    }

@@ -1,10 +1,10 @@
 """Restore pages: the restore form (with the PITR timeline), restore logs with live
 progress, and the undo action. Writes are ``restores.services``; reads
-``restores.selectors`` and ``pitr.coverage``."""
+``restores.selectors`` (the PITR timeline too)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 from django.contrib import messages
 from django.shortcuts import redirect
@@ -13,77 +13,13 @@ from django.views.generic import TemplateView
 
 from backups import selectors as backup_selectors
 from backups.models import BackupStatus
-from backups.views import phase_timeline
 from config.errors import ApplicationError
 from organizations.models import Role
-from organizations.views import TenantAction, TenantPage, paginate
+from organizations.pages import TenantAction, TenantPage, paginate, phase_timeline
 from restores import selectors
 from restores.forms import RestoreForm
 from restores.plan import PITR_KINDS
 from restores.services import restore_request, restore_undo
-
-
-def pitr_timeline(environment, width: int = 640) -> dict | None:
-    """The recoverable window of the environment's PostgreSQL databases, drawn as bars
-    (windows), ticks (base backups) and red marks (WAL gaps); None without WAL archiving."""
-    from pitr.coverage import pitr_coverage
-
-    schedule = getattr(environment, "schedule", None)
-    if schedule is None or not schedule.wal_enabled:
-        return None  # every environment page asks: no coverage work without WAL archiving
-    coverage = pitr_coverage(environment=environment)
-    if coverage["status"] == "no-postgresql-database":
-        return None
-
-    def parse(value):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-    rows, times = [], []
-    for database in coverage["databases"]:
-        windows = [(parse(w["from"]), parse(w["to"])) for w in database["windows"]]
-        bases = [(parse(b["startTime"] or b["completedAt"]), b) for b in database["baseBackups"]]
-        times += [t for w in windows for t in w] + [t for t, _ in bases if t]
-        rows.append(
-            {
-                "name": database["databaseName"],
-                "windows": windows,
-                "bases": bases,
-                "gaps": database["gaps"],
-                "archiving": database["archiving"],
-            }
-        )
-    if not times:
-        return {"coverage": coverage, "rows": rows, "drawable": False}
-    start, end = min(times), max(times)
-    span = (end - start).total_seconds() or 1.0
-
-    def x(moment):
-        return round(8 + (width - 16) * (moment - start).total_seconds() / span, 1)
-
-    for row in rows:
-        row["bars"] = [
-            {
-                "x": x(a),
-                "w": max(x(b) - x(a), 2),
-                "label": f"{a:%Y-%m-%d %H:%M:%S} – {b:%Y-%m-%d %H:%M:%S} UTC",
-            }
-            for a, b in row["windows"]
-        ]
-        row["ticks"] = [
-            {"x": x(t), "label": f"Base backup {b['name']} at {t:%Y-%m-%d %H:%M} UTC"}
-            for t, b in row["bases"]
-            if t
-        ]
-    return {
-        "coverage": coverage,
-        "rows": rows,
-        "drawable": True,
-        "width": width,
-        "start": start,
-        "end": end,
-        "earliest": parse(coverage["earliestRecoverableTime"]),
-        "latest": parse(coverage["latestRecoverableTime"]),
-    }
 
 
 class RestoreNewView(TenantPage, TemplateView):
@@ -100,7 +36,7 @@ class RestoreNewView(TenantPage, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         backup = kwargs.get("backup") or self.backup()
-        timeline = pitr_timeline(backup.environment)
+        timeline = selectors.pitr_timeline(backup.environment)
         restorable = backup.status == BackupStatus.COMPLETED
         context.update(
             backup=backup,
@@ -115,7 +51,7 @@ class RestoreNewView(TenantPage, TemplateView):
 
     def post(self, request, *args, **kwargs):
         backup = self.backup()
-        timeline = pitr_timeline(backup.environment)
+        timeline = selectors.pitr_timeline(backup.environment)
         form = RestoreForm(
             request.POST, backup=backup, pitr_available=_pitr_available(backup, timeline)
         )

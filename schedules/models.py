@@ -149,6 +149,32 @@ class Schedule(models.Model):
         }
         return sorted(runs)[:count]
 
+    def next_run(self, now: datetime) -> datetime | None:
+        """The earliest run of either kind after ``now`` (UTC), or None.
+
+        For pages: a cron that cannot run (invalid stored value) is skipped, so the page
+        shows the runs the other crons give instead of failing.
+        """
+        crons = []
+        for kind in self.KINDS:
+            try:
+                own = self.cron_for(kind)
+            except ValueError:
+                own = None
+            crons += [own] if own else []
+            for rule in self.rules_for(kind):
+                try:
+                    crons.append(rule.cron())
+                except ValueError:
+                    continue
+        runs = []
+        for cron in crons:
+            try:
+                runs += timing.next_runs(cron, self.timezone, now, 1)
+            except ValueError:
+                continue
+        return min(runs, default=None)
+
     def retention_policy(self) -> RetentionPolicy:
         """The ``retain*`` fields and the floor as the pure retention module takes them."""
         return RetentionPolicy(

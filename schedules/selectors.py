@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from backups.selectors import backups_for_environment
 from config.errors import InvalidInput, NotFound
-from organizations.models import Database, Environment
+from organizations.models import Database, Environment, Organisation
 from schedules import timing
 from schedules.enforcement import retention_plan_for
 from schedules.models import RETENTION_FIELDS, Schedule
@@ -58,6 +58,15 @@ def schedule_next_runs(
     for api_kind, model_kind in (("db", "database"), ("full", "full")):
         runs[api_kind] = schedule.next_runs(model_kind, count, now)
     return runs
+
+
+def next_run_by_environment(*, organisation: Organisation, now: datetime) -> dict:
+    """Environment id -> the next run of its schedule, for the enabled, unpaused schedules
+    of the organisation's environments."""
+    schedules = Schedule.objects.filter(
+        environment__project__organisation=organisation, enabled=True, paused=False
+    ).prefetch_related("interval_rules")
+    return {schedule.environment_id: schedule.next_run(now) for schedule in schedules}
 
 
 def policy_of(schedule: Schedule | None) -> RetentionPolicy:

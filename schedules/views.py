@@ -16,8 +16,9 @@ from django.views.generic import TemplateView
 
 from config.errors import InvalidInput
 from organizations.models import Role
-from organizations.views import TenantPage
+from organizations.pages import TenantPage
 from schedules import selectors
+from schedules.enforcement import retention_enforce
 from schedules.forms import RULES, RetentionForm, ScheduleForm
 from schedules.models import RETENTION_FIELDS
 from schedules.services import api_name, schedule_upsert
@@ -261,8 +262,6 @@ class RetentionApplyView(_EnvironmentPage, TemplateView):
         return context
 
     def post(self, request, *args, **kwargs):
-        from schedules.enforcement import retention_enforce
-
         form = RetentionForm(request.POST)
         if not form.is_valid() or request.POST.get("confirm") != "yes":
             return self.render_to_response(self.get_context_data(form=form), status=400)

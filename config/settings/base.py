@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "alerts",
     "restores",
     "pitr",
+    "front",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from front import views
+
+urlpatterns = [
+    path("", views.DashboardView.as_view(), name="dashboard"),
+    path(
+        "projects/<uuid:project_id>/environments/<uuid:pk>/",
+        views.EnvironmentDetailView.as_view(),
+        name="environment-detail",
+    ),
+]
