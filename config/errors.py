@@ -50,11 +50,6 @@ class Unprocessable(ApplicationError):
     code = "unprocessable"
 
 
-class NotImplementedYet(ApplicationError):
-    status_code = 501
-    code = "not_implemented"
-
-
 _DRF_CODES = {
     400: "invalid_input",
     401: "unauthenticated",
