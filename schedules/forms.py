@@ -119,16 +119,8 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
     wal_enabled = forms.BooleanField(label="Archive WAL (PostgreSQL)", required=False)
     wal_retention_days = forms.IntegerField(label="Keep WAL for days", min_value=1, required=False)
 
-    # The service names fields as the API spells them; where they go in this form.
-    SERVICE_FIELDS = {
-        "dbCron": "db_cron",
-        "dbFrequency": "db_frequency",
-        "fullCron": "full_cron",
-        "fullFrequency": "full_frequency",
-        "timezone": "timezone",
-        "destinationIds": "destinations",
-        "walRetentionDays": "wal_retention_days",
-    }
+    # The service's field names where this form names them otherwise.
+    SERVICE_FIELDS = {"destination_ids": "destinations"}
 
     def __init__(self, *args, organisation, **kwargs):
         super().__init__(*args, **kwargs)
@@ -237,12 +229,11 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
         }
 
     def add_service_errors(self, fields: dict) -> None:
-        """Put the service's errors (API field names) next to this form's fields."""
+        """Put the service's errors next to this form's fields (the rest above the form)."""
         for name, messages in fields.items():
-            target = self.SERVICE_FIELDS.get(name) if name else None
-            if target is None and name and not name.startswith("schedules["):
-                snake = "".join("_" + c.lower() if c.isupper() else c for c in name)
-                target = snake if snake in self.fields else None
+            target = self.SERVICE_FIELDS.get(name, name)
+            if target not in self.fields:
+                target = None
             for message in messages:
                 self.add_error(target, message)
 

@@ -1,8 +1,9 @@
 """Writes to schedules: create or update an environment's schedule, fully validated.
 
 Validation lives here, not in a serializer, so the API, the UI and the admin share
-it. Every error is an ``InvalidInput`` naming the field as seed 003 spells it
-(``dbCron``, ``timezone``, ``destinationIds``, ``schedules[0].hour``…).
+it. Every error is an ``InvalidInput`` naming the field as the domain does (``db_cron``,
+``timezone``, ``destination_ids``, ``interval_rules[0].hour``…); the seed 003 view spells
+them its way (``dbCron``…).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from schedules import timing
 from schedules.enforcement import retention_update_expiry
 from schedules.models import RETENTION_FIELDS, IntervalRule, Schedule
 
-# What ``dbFrequency``/``fullFrequency`` accept besides the preset names: ``custom``
+# What ``db_frequency``/``full_frequency`` accept besides the preset names: ``custom``
 # (the cron field says when) and an empty value (not scheduled).
 EXTRA_FREQUENCIES = ("custom", "")
 
@@ -53,9 +54,9 @@ def _destinations(environment: Environment, ids: list) -> list[Destination]:
             found.append(destination)
     if unknown:
         raise InvalidInput(
-            f"destinationIds: unknown destination(s): {', '.join(unknown)}.",
+            f"destination_ids: unknown destination(s): {', '.join(unknown)}.",
             fields={
-                "destinationIds": [f"No destination {u!r} in this organisation." for u in unknown]
+                "destination_ids": [f"No destination {u!r} in this organisation." for u in unknown]
             },
         )
     return found
@@ -87,15 +88,15 @@ def schedule_upsert(
         raise TypeError(f"schedule_upsert() got unexpected fields: {', '.join(sorted(unknown))}")
     try:
         crons = {
-            "db_cron": timing.validate_cron(db_cron, field="dbCron") if db_cron else db_cron,
+            "db_cron": timing.validate_cron(db_cron, field="db_cron") if db_cron else db_cron,
             "full_cron": (
-                timing.validate_cron(full_cron, field="fullCron") if full_cron else full_cron
+                timing.validate_cron(full_cron, field="full_cron") if full_cron else full_cron
             ),
         }
         if timezone is not None:
             timezone = timing.validate_timezone(timezone).key
         rules = (
-            timing.validate_interval_rules(interval_rules, path="schedules")
+            timing.validate_interval_rules(interval_rules, path="interval_rules")
             if interval_rules is not None
             else None
         )
@@ -103,10 +104,10 @@ def schedule_upsert(
         raise _invalid(exc.field, exc.message) from None
     frequencies = {
         "db_frequency": (
-            _check_frequency(db_frequency, "dbFrequency") if db_frequency is not None else None
+            _check_frequency(db_frequency, "db_frequency") if db_frequency is not None else None
         ),
         "full_frequency": (
-            _check_frequency(full_frequency, "fullFrequency")
+            _check_frequency(full_frequency, "full_frequency")
             if full_frequency is not None
             else None
         ),
@@ -125,7 +126,7 @@ def schedule_upsert(
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):
-            raise _invalid(api_name(name), "Must be a non-negative integer or null.")
+            raise _invalid(name, "Must be a non-negative integer or null.")
     destinations = (
         _destinations(environment, destination_ids) if destination_ids is not None else None
     )
@@ -147,11 +148,11 @@ def schedule_upsert(
                 continue
             setattr(schedule, name, value)
         if schedule.wal_enabled and not schedule.wal_retention_days:
-            raise _invalid("walRetentionDays", "Required (at least 1) when walEnabled is true.")
+            raise _invalid("wal_retention_days", "Required (at least 1) when walEnabled is true.")
         for kind in ("db", "full"):
             frequency = getattr(schedule, f"{kind}_frequency")
             if frequency == "custom" and not getattr(schedule, f"{kind}_cron"):
-                raise _invalid(f"{kind}Cron", f"Required when {kind}Frequency is custom.")
+                raise _invalid(f"{kind}_cron", f"Required when {kind}Frequency is custom.")
         schedule.save()
         if created or (schedule.retention_policy(), schedule.timezone) != retention_before:
             # In the same transaction, so ``expiredBy`` never shows the old policy's dates.

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 
 from backups.api.dialects.seed003 import TYPE_OF_KIND
 from backups.selectors import environment_get
+from config.errors import ApplicationError
 from organizations.api.common import TenantViewSet, errors, uuid_path
 from organizations.models import Role
 from schedules import selectors, services
@@ -30,6 +31,14 @@ SCHEDULE_EXAMPLE = {
     "walEnabled": False,
     "walRetentionDays": None,
 }
+
+
+def seed003_field(name: str) -> str:
+    """Seed 003's name of a schedule field: camelCase (``db_cron`` → ``dbCron``), and the
+    interval rules are ``schedules`` (``interval_rules[0].hour`` → ``schedules[0].hour``)."""
+    if name.startswith("interval_rules"):
+        return "schedules" + name.removeprefix("interval_rules")
+    return services.api_name(name)
 
 
 class ScheduleViewSet(TenantViewSet):
@@ -94,19 +103,22 @@ class ScheduleViewSet(TenantViewSet):
         ):
             if api_field in data:
                 fields[name] = data.pop(api_field)
-        schedule, _ = services.schedule_upsert(
-            environment=environment,
-            db_cron=data.get("dbCron"),
-            db_frequency=data.get("dbFrequency"),
-            full_cron=data.get("fullCron"),
-            full_frequency=data.get("fullFrequency"),
-            timezone=data.get("timezone"),
-            destination_ids=data.get("destinationIds"),
-            interval_rules=(
-                [dict(rule) for rule in data["schedules"]] if "schedules" in data else None
-            ),
-            **fields,
-        )
+        try:
+            schedule, _ = services.schedule_upsert(
+                environment=environment,
+                db_cron=data.get("dbCron"),
+                db_frequency=data.get("dbFrequency"),
+                full_cron=data.get("fullCron"),
+                full_frequency=data.get("fullFrequency"),
+                timezone=data.get("timezone"),
+                destination_ids=data.get("destinationIds"),
+                interval_rules=(
+                    [dict(rule) for rule in data["schedules"]] if "schedules" in data else None
+                ),
+                **fields,
+            )
+        except ApplicationError as exc:
+            raise exc.spelled(seed003_field) from None
         schedule = selectors.schedule_get(environment=environment)
         return Response(self._render(schedule))
 
