@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from backups import selectors as backup_selectors
 from backups.pitr import pitr_coverage
-from config.errors import InvalidInput, NotFound
+from config.errors import ApplicationError, InvalidInput, NotFound
 from organizations.api.common import (
     OFFSET_PARAM,
     TenantViewSet,
@@ -35,6 +35,17 @@ from restores.api.serializers import (
 
 TAGS = ["seed 003: restores"]
 NEW_DISABLED = "targetType 'new' is disabled until orchestration exists"
+# The services name the request's fields as the domain does; seed 003 spells them so.
+SEED003_FIELDS = {
+    "target_type": "targetType",
+    "target_environment": "targetEnvironmentId",
+    "target_database": "targetDatabaseId",
+    "pitr_timestamp": "pitrTimestamp",
+}
+
+
+def seed003_field(name: str) -> str:
+    return SEED003_FIELDS.get(name, name)
 
 
 class RestoreViewSet(TenantViewSet):
@@ -95,14 +106,17 @@ class RestoreViewSet(TenantViewSet):
     )
     def create(self, request, id):  # noqa: A002 - the documented name
         backup, data = self._restore_body(request, id)
-        restore = restore_services.restore_request(
-            backup=backup,
-            target_type=data["targetType"],
-            target_environment=data.get("targetEnvironmentId"),
-            target_database=data.get("targetDatabaseId"),
-            pitr_timestamp=data.get("pitrTimestamp"),
-            user=self.tenant.user,
-        )
+        try:
+            restore = restore_services.restore_request(
+                backup=backup,
+                target_type=data["targetType"],
+                target_environment=data.get("targetEnvironmentId"),
+                target_database=data.get("targetDatabaseId"),
+                pitr_timestamp=data.get("pitrTimestamp"),
+                user=self.tenant.user,
+            )
+        except ApplicationError as exc:
+            raise exc.spelled(seed003_field) from None
         restore = restore_selectors.restore_get(
             organisation=self.tenant.organisation, restore_id=restore.pk
         )
@@ -167,13 +181,16 @@ class RestoreViewSet(TenantViewSet):
     )
     def plan(self, request, id):  # noqa: A002 - the documented name
         backup, data = self._restore_body(request, id)
-        plan = restore_selectors.restore_plan(
-            backup=backup,
-            target_type=data["targetType"],
-            target_environment=data.get("targetEnvironmentId"),
-            target_database=data.get("targetDatabaseId"),
-            pitr_timestamp=data.get("pitrTimestamp"),
-        )
+        try:
+            plan = restore_selectors.restore_plan(
+                backup=backup,
+                target_type=data["targetType"],
+                target_environment=data.get("targetEnvironmentId"),
+                target_database=data.get("targetDatabaseId"),
+                pitr_timestamp=data.get("pitrTimestamp"),
+            )
+        except ApplicationError as exc:
+            raise exc.spelled(seed003_field) from None
         return Response(
             Seed003RestorePlanSerializer(
                 {"members": plan.records(), "warnings": plan.warnings}
