@@ -8,8 +8,9 @@ views), the default being seed 003's ``{"error": {"code", "message", "fields"}}`
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
@@ -68,6 +69,16 @@ class Conflict(ApplicationError):
 class Unprocessable(ApplicationError):
     status_code = 422
     code = "unprocessable"
+
+
+@contextlib.contextmanager
+def fields_spelled(name: Callable[[str], str]) -> Iterator[None]:
+    """An ApplicationError raised in the block leaves it with its fields spelled by ``name``
+    (a dialect's view wraps the service call it answers for)."""
+    try:
+        yield
+    except ApplicationError as exc:
+        raise exc.spelled(name) from None
 
 
 _DRF_CODES = {

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from backups import selectors as backup_selectors
 from backups.pitr import pitr_coverage
-from config.errors import ApplicationError, InvalidInput, NotFound
+from config.errors import InvalidInput, NotFound, fields_spelled
 from organizations.api.common import (
     OFFSET_PARAM,
     TenantViewSet,
@@ -46,6 +46,16 @@ SEED003_FIELDS = {
 
 def seed003_field(name: str) -> str:
     return SEED003_FIELDS.get(name, name)
+
+
+def _request_arguments(data: dict) -> dict:
+    """The restore (and plan) arguments a validated seed 003 body gives."""
+    return {
+        "target_type": data["targetType"],
+        "target_environment": data.get("targetEnvironmentId"),
+        "target_database": data.get("targetDatabaseId"),
+        "pitr_timestamp": data.get("pitrTimestamp"),
+    }
 
 
 class RestoreViewSet(TenantViewSet):
@@ -106,17 +116,10 @@ class RestoreViewSet(TenantViewSet):
     )
     def create(self, request, id):  # noqa: A002 - the documented name
         backup, data = self._restore_body(request, id)
-        try:
+        with fields_spelled(seed003_field):
             restore = restore_services.restore_request(
-                backup=backup,
-                target_type=data["targetType"],
-                target_environment=data.get("targetEnvironmentId"),
-                target_database=data.get("targetDatabaseId"),
-                pitr_timestamp=data.get("pitrTimestamp"),
-                user=self.tenant.user,
+                backup=backup, **_request_arguments(data), user=self.tenant.user
             )
-        except ApplicationError as exc:
-            raise exc.spelled(seed003_field) from None
         restore = restore_selectors.restore_get(
             organisation=self.tenant.organisation, restore_id=restore.pk
         )
@@ -181,16 +184,8 @@ class RestoreViewSet(TenantViewSet):
     )
     def plan(self, request, id):  # noqa: A002 - the documented name
         backup, data = self._restore_body(request, id)
-        try:
-            plan = restore_selectors.restore_plan(
-                backup=backup,
-                target_type=data["targetType"],
-                target_environment=data.get("targetEnvironmentId"),
-                target_database=data.get("targetDatabaseId"),
-                pitr_timestamp=data.get("pitrTimestamp"),
-            )
-        except ApplicationError as exc:
-            raise exc.spelled(seed003_field) from None
+        with fields_spelled(seed003_field):
+            plan = restore_selectors.restore_plan(backup=backup, **_request_arguments(data))
         return Response(
             Seed003RestorePlanSerializer(
                 {"members": plan.records(), "warnings": plan.warnings}

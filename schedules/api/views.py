@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from backups.api.dialects.seed003 import TYPE_OF_KIND
 from backups.selectors import environment_get
-from config.errors import ApplicationError
+from config.errors import fields_spelled
 from organizations.api.common import TenantViewSet, errors, uuid_path
 from organizations.models import Role
 from schedules import selectors, services
@@ -103,7 +103,7 @@ class ScheduleViewSet(TenantViewSet):
         ):
             if api_field in data:
                 fields[name] = data.pop(api_field)
-        try:
+        with fields_spelled(seed003_field):
             schedule, _ = services.schedule_upsert(
                 environment=environment,
                 db_cron=data.get("dbCron"),
@@ -117,8 +117,6 @@ class ScheduleViewSet(TenantViewSet):
                 ),
                 **fields,
             )
-        except ApplicationError as exc:
-            raise exc.spelled(seed003_field) from None
         schedule = selectors.schedule_get(environment=environment)
         return Response(self._render(schedule))
 
