@@ -1,11 +1,16 @@
 """One family of application errors, mapped to HTTP once.
 
-Services raise these; they know nothing of HTTP bodies. Each API dialect renders
-them in its own documented error shape (see ``render_error`` and the dialect
+Services raise these; they know nothing of HTTP bodies, and name fields as the domain does
+(``spelled`` gives an API's names). Each API dialect renders them in its own documented
+error shape (see ``render_error`` and the dialect
 views), the default being seed 003's ``{"error": {"code", "message", "fields"}}``.
 """
 
 from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
@@ -23,6 +28,22 @@ class ApplicationError(Exception):
         self.fields = fields or {}
         if code:
             self.code = code
+
+    def spelled(self, name: Callable[[str], str]) -> ApplicationError:
+        """This error with its field names as an API spells them.
+
+        Services name fields as the domain does (``db_cron``); each dialect respells them
+        with ``name`` (seed 003: ``dbCron``). A message that starts with a field's name and a
+        colon ("db_cron: …") names it the dialect's way too.
+        """
+        error = copy.copy(self)
+        error.fields = {name(field): messages for field, messages in self.fields.items()}
+        for field in self.fields:
+            if self.message.startswith(f"{field}: "):
+                error.message = name(field) + self.message[len(field) :]
+                error.args = (error.message,)
+                break
+        return error
 
 
 class InvalidInput(ApplicationError):
@@ -50,9 +71,14 @@ class Unprocessable(ApplicationError):
     code = "unprocessable"
 
 
-class NotImplementedYet(ApplicationError):
-    status_code = 501
-    code = "not_implemented"
+@contextlib.contextmanager
+def fields_spelled(name: Callable[[str], str]) -> Iterator[None]:
+    """An ApplicationError raised in the block leaves it with its fields spelled by ``name``
+    (a dialect's view wraps the service call it answers for)."""
+    try:
+        yield
+    except ApplicationError as exc:
+        raise exc.spelled(name) from None
 
 
 _DRF_CODES = {

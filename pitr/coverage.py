@@ -277,7 +277,7 @@ def pitr_validate_timestamp(
     replayed (the backup's); ``database`` narrows it to one PostgreSQL database."""
     if timezone.is_naive(timestamp):
         raise InvalidInput(
-            "pitrTimestamp needs a time zone.", fields={"pitrTimestamp": ["No time zone."]}
+            "pitrTimestamp needs a time zone.", fields={"pitr_timestamp": ["No time zone."]}
         )
     if database is not None:
         window = pitr_check_target(database=database, target=timestamp)
@@ -292,7 +292,7 @@ def pitr_validate_timestamp(
         raise Unprocessable(
             f"pitrTimestamp {iso(timestamp)} is outside the point-in-time recovery coverage "
             f"of {environment.name}: {where}.",
-            fields={"pitrTimestamp": ["Outside the recoverable window."]},
+            fields={"pitr_timestamp": ["Outside the recoverable window."]},
         )
     return window
 
@@ -301,7 +301,7 @@ def pitr_check_target(*, database: Database, target: datetime) -> Window:
     """The window (so the base backup) to recover ``target`` from; Unprocessable outside."""
     if timezone.is_naive(target):
         raise InvalidInput(
-            "The recovery target needs a time zone.", fields={"pitrTimestamp": ["No time zone."]}
+            "The recovery target needs a time zone.", fields={"pitr_timestamp": ["No time zone."]}
         )
     windows = database_windows(database)
     inside = [w for w in windows if w.earliest <= target <= w.latest]
@@ -309,7 +309,7 @@ def pitr_check_target(*, database: Database, target: datetime) -> Window:
         raise Unprocessable(
             f"{iso(target)} is outside the point-in-time recovery coverage of {database.name}: "
             f"{_window_text(windows)}.",
-            fields={"pitrTimestamp": ["Outside the recoverable window."]},
+            fields={"pitr_timestamp": ["Outside the recoverable window."]},
         )
     # The latest base that still ends before the target: the least WAL to replay.
     return max(inside, key=lambda w: w.earliest)

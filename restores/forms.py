@@ -41,12 +41,8 @@ class RestoreForm(forms.Form):
         error_messages={"required": "Tick this to confirm the restore."},
     )
 
-    SERVICE_FIELDS = {
-        "targetEnvironmentId": "target_environment",
-        "targetType": "target_environment",
-        "pitrTimestamp": "pitr_timestamp",
-        "targetDatabaseId": "target_database",
-    }
+    # The service's field names where this form names them otherwise.
+    SERVICE_FIELDS = {"target_type": "target_environment"}
 
     def __init__(self, *args, backup, pitr_available: bool, **kwargs):
         super().__init__(*args, **kwargs)
@@ -79,7 +75,7 @@ class RestoreForm(forms.Form):
     def add_service_errors(self, fields: dict, message: str) -> None:
         placed = False
         for name, messages in fields.items():
-            target = self.SERVICE_FIELDS.get(name)
+            target = self.SERVICE_FIELDS.get(name, name)
             if target in self.fields:
                 for text in messages:
                     self.add_error(target, text)

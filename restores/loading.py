@@ -41,7 +41,6 @@ import errno
 import os
 import shutil
 import stat
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,7 +50,7 @@ import psycopg
 from psycopg import sql
 
 from backups.engines import ConnectionSpec, EngineError, RestoreFailed, get_engine
-from backups.engines.base import COPY_CHUNK, describe_exit, enlarge_pipe, spawn
+from backups.engines.base import run_restore
 from backups.engines.mysql import CLIENT_TOOLS, MySQLEngine, write_defaults_file
 from backups.engines.postgresql import USER_TABLES, PostgreSQLEngine
 from backups.engines.sqlite import SIDE_FILES
@@ -99,62 +98,6 @@ def scratch_spec(
     where = directory or os.path.dirname(path)
     leaf = f".{os.path.basename(path)}.sbx-{purpose}-{tag}"
     return replace(target, name=os.path.join(where, leaf))
-
-
-# --- tools ---------------------------------------------------------------------------------
-
-
-def run_tool(
-    argv: list[str],
-    stream: BinaryIO | None,
-    *,
-    env: dict[str, str] | None = None,
-    tick: Tick = _noop,
-) -> None:
-    """Run a restore tool fed from ``stream`` (or not), calling ``tick`` while it works.
-
-    Like ``backups.engines.base.run_restore`` but the calling thread never blocks for long
-    without calling ``tick``, so the caller can keep its heartbeat fresh during the tool's
-    final steps (index builds, the commit), which can outlast a heartbeat timeout.
-    """
-    tool = os.path.basename(argv[0])
-    proc, collector = spawn(
-        argv,
-        env=env,
-        stdin=subprocess.PIPE if stream is not None else subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        error_class=RestoreFailed,
-        loader=True,
-    )
-    broken = False
-    try:
-        if stream is not None:
-            assert proc.stdin is not None  # noqa: S101 - stdin=PIPE above
-            enlarge_pipe(proc.stdin)
-            try:
-                while chunk := stream.read(COPY_CHUNK):
-                    proc.stdin.write(chunk)
-                    tick()
-            except BrokenPipeError:
-                broken = True  # the tool quit early; its status and stderr say why
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-        while True:
-            try:
-                returncode = proc.wait(timeout=1)
-                break
-            except subprocess.TimeoutExpired:
-                tick()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    errors = collector.text()
-    if returncode != 0:
-        raise RestoreFailed(f"{tool} {describe_exit(returncode)}: {errors}")
-    if broken:
-        raise RestoreFailed(f"{tool} stopped reading its input early: {errors}")
 
 
 # --- prepare, load, count, discard ---------------------------------------------------------
@@ -264,7 +207,7 @@ def load(
         defaults_file = write_defaults_file(scratch, directory=tmp_dir)
         try:
             argv = engine.restore_argv(scratch, tool=tool, defaults_file=defaults_file)
-            run_tool(argv, stream, tick=tick)
+            run_restore(argv, stream, tick=tick)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(defaults_file)
@@ -297,7 +240,7 @@ def _load_postgresql(
         access = pg_access.decide(scratch, roles)
         argv = engine.restore_argv(scratch, owners=access.owners, privileges=access.privileges)
         try:
-            run_tool(argv, pg_access.Rejoined(head.reader(), stream), env=env, tick=tick)
+            run_restore(argv, pg_access.Rejoined(head.reader(), stream), env=env, tick=tick)
             return access.notes
         except RestoreFailed as exc:
             refusal = access.refused(str(exc))
@@ -312,7 +255,7 @@ def _load_postgresql(
     # until the dump's GRANTs run): read the dump again and load it without them.
     _recreate_postgresql(scratch)
     with reopen() as again:
-        run_tool(engine.restore_argv(scratch), again, env=env, tick=tick)
+        run_restore(engine.restore_argv(scratch), again, env=env, tick=tick)
     return access.without(refusal).notes
 
 

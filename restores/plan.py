@@ -97,7 +97,7 @@ def plan_restore(
         raise Unprocessable(f"A {backup.get_kind_display()} cannot be restored by Strongbox yet.")
     if target_database is not None:
         message = ONE_DATABASE_ONLY.format(kind=backup.get_kind_display().lower())
-        raise Unprocessable(message, fields={"targetDatabaseId": [message]})
+        raise Unprocessable(message, fields={"target_database": [message]})
     if backup.kind == BackupKind.FILESYSTEM:
         return [files_member(environment, dict(backup.row_counts), slot="")]
     members = []
@@ -154,7 +154,7 @@ def plan_pitr_restore(
     come from the recovered copy (nothing recorded them at the target time)."""
     source = backup.database
     if backup.kind not in PITR_KINDS or source is None or family(source.engine) != "postgresql":
-        raise Unprocessable(PITR_ONE_DATABASE, fields={"pitrTimestamp": [PITR_ONE_DATABASE]})
+        raise Unprocessable(PITR_ONE_DATABASE, fields={"pitr_timestamp": [PITR_ONE_DATABASE]})
     return [
         database_member(
             backup, environment, engine=source.engine, expected={}, target_database=target_database
@@ -174,12 +174,12 @@ def database_member(
     one, else the backup's own database in its own environment, else the target
     environment's matching one."""
     source = backup.database
-    field_name = "targetEnvironmentId"
+    field_name = "target_environment"
     if target_database is not None:
         if target_database.environment_id != environment.pk:
             message = f"{target_database.name} is not a database of {environment}."
-            raise InvalidInput(message, fields={"targetDatabaseId": [message]})
-        database, chosen_by, field_name = target_database, "request", "targetDatabaseId"
+            raise InvalidInput(message, fields={"target_database": [message]})
+        database, chosen_by, field_name = target_database, "request", "target_database"
     elif environment.pk == backup.environment_id and source is not None:
         database, chosen_by = source, "own"
     else:
@@ -209,7 +209,7 @@ def files_member(environment: Environment, expected: dict, *, slot: str) -> Memb
     if not environment.files_path:
         raise Unprocessable(
             f"The target environment {environment} has no files directory to restore into.",
-            fields={"targetEnvironmentId": ["The environment has no files directory."]},
+            fields={"target_environment": ["The environment has no files directory."]},
         )
     return Member(
         slot=slot,
@@ -244,13 +244,13 @@ def matching_database(
         detail = f" named {slug!r}" if exact and slug else ""
         raise Unprocessable(
             f"The target environment {environment} has no {what}{detail} to restore into.",
-            fields={"targetEnvironmentId": [f"No compatible {what}{detail}."]},
+            fields={"target_environment": [f"No compatible {what}{detail}."]},
         )
     raise Unprocessable(
         f"The target environment {environment} has several {what}s and none is named "
         f"{slug!r}; Strongbox cannot tell which one to overwrite. Choose one with "
         "targetDatabaseId.",
-        fields={"targetEnvironmentId": ["Ambiguous target database: choose one."]},
+        fields={"target_environment": ["Ambiguous target database: choose one."]},
     )
 
 
@@ -270,7 +270,7 @@ def check_engine(
     database: Database,
     *,
     target_version: str | None = None,
-    field: str = "targetEnvironmentId",
+    field: str = "target_environment",
 ) -> None:
     if source_engine and family(source_engine) != family(database.engine):
         raise Unprocessable(
@@ -290,7 +290,7 @@ def check_version(
     *,
     live: bool = False,
     target_version: str | None = None,
-    field: str = "targetEnvironmentId",
+    field: str = "target_environment",
 ) -> None:
     """A PostgreSQL dump from a newer major version than the target server is refused."""
     if family(source_engine) != "postgresql" or not source_version:

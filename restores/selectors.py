@@ -90,11 +90,11 @@ def restore_plan(
     """
     target_type = (target_type or "").strip().lower()
     if target_type == "new":
-        raise Unprocessable(NEW_TARGET_DISABLED, fields={"targetType": [NEW_TARGET_DISABLED]})
+        raise Unprocessable(NEW_TARGET_DISABLED, fields={"target_type": [NEW_TARGET_DISABLED]})
     if target_type not in Restore.TargetType.values:
         raise InvalidInput(
             f"Unknown targetType {target_type!r}: use 'same' or 'other'.",
-            fields={"targetType": ["Must be 'same' or 'other'."]},
+            fields={"target_type": ["Must be 'same' or 'other'."]},
         )
     if backup.status != BackupStatus.COMPLETED:
         raise Unprocessable(
@@ -128,13 +128,13 @@ def _target_environment(backup: Backup, target_type: str, target_environment) ->
         ) != str(backup.environment_id):
             raise InvalidInput(
                 "targetEnvironmentId is only for targetType 'other'.",
-                fields={"targetEnvironmentId": ["Leave it out, or use targetType 'other'."]},
+                fields={"target_environment": ["Leave it out, or use targetType 'other'."]},
             )
         return backup.environment
     if target_environment in (None, ""):
         raise InvalidInput(
             "targetEnvironmentId is required when targetType is 'other'.",
-            fields={"targetEnvironmentId": ["This field is required when targetType is 'other'."]},
+            fields={"target_environment": ["This field is required when targetType is 'other'."]},
         )
     reference = getattr(target_environment, "pk", target_environment)
     pk = parse_uuid(reference)
@@ -170,13 +170,13 @@ def _target_database(backup: Backup, environment: Environment, target_database):
     )
     if found is None:
         message = f"No database {reference} in this organisation."
-        raise InvalidInput(message, fields={"targetDatabaseId": [message]})
+        raise InvalidInput(message, fields={"target_database": [message]})
     if found.environment_id != environment.pk:
         message = (
             f"{found.name} is a database of {found.environment}, not of the target "
             f"environment {environment}."
         )
-        raise InvalidInput(message, fields={"targetDatabaseId": [message]})
+        raise InvalidInput(message, fields={"target_database": [message]})
     return found
 
 
@@ -189,7 +189,7 @@ def _check_pitr(*, backup: Backup, pitr_timestamp: datetime) -> None:
             "Point-in-time recovery needs a PostgreSQL database whose WAL Strongbox archives; "
             f"{database.name} is a {database.get_engine_display()} database."
         )
-        raise Unprocessable(message, fields={"pitrTimestamp": [message]})
+        raise Unprocessable(message, fields={"pitr_timestamp": [message]})
     pitr_validate_timestamp(
         environment=backup.environment, timestamp=pitr_timestamp, database=database
     )

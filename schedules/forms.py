@@ -119,16 +119,8 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
     wal_enabled = forms.BooleanField(label="Archive WAL (PostgreSQL)", required=False)
     wal_retention_days = forms.IntegerField(label="Keep WAL for days", min_value=1, required=False)
 
-    # The service names fields as the API spells them; where they go in this form.
-    SERVICE_FIELDS = {
-        "dbCron": "db_cron",
-        "dbFrequency": "db_frequency",
-        "fullCron": "full_cron",
-        "fullFrequency": "full_frequency",
-        "timezone": "timezone",
-        "destinationIds": "destinations",
-        "walRetentionDays": "wal_retention_days",
-    }
+    # The service's field names where this form names them otherwise.
+    SERVICE_FIELDS = {"destination_ids": "destinations"}
 
     def __init__(self, *args, organisation, **kwargs):
         super().__init__(*args, **kwargs)
@@ -171,40 +163,50 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
     def clean(self):
         cleaned = super().clean()
         for kind in ("db", "full"):
-            cron = cleaned.get(f"{kind}_cron", "")
-            if cleaned.get(f"{kind}_frequency") == "custom":
-                if not cron:
-                    self.add_error(f"{kind}_cron", "Enter a cron expression, or pick a preset.")
-                    continue
-                try:
-                    cleaned[f"{kind}_cron"] = timing.validate_cron(cron)
-                except timing.ScheduleError as exc:
-                    self.add_error(f"{kind}_cron", exc.message)
+            self._clean_custom_cron(cleaned, kind)
         self.rules = []
         for interval in ("hourly", "daily", "weekly"):
-            if not cleaned.get(f"{interval}_enabled"):
-                continue
-            data: dict = {"interval": interval}
-            try:
-                data["minute"] = _int_list(cleaned.get(f"{interval}_minute", ""))
-                if interval != "hourly":
-                    data["hour"] = _int_list(cleaned.get(f"{interval}_hour", ""))
-            except ValueError:
-                self.add_error(f"{interval}_minute", "Use whole numbers separated by commas.")
-                continue
-            if interval == "weekly":
-                data["day"] = cleaned.get("weekly_day") or None
-            try:
-                timing.validate_interval_rule(data, path=interval)
-            except timing.ScheduleError as exc:
-                part = exc.field.rsplit(".", 1)[-1]
-                name = f"{interval}_{part}"
-                self.add_error(name if name in self.fields else None, exc.message)
-                continue
-            self.rules.append({k: v for k, v in data.items() if v is not None})
+            if cleaned.get(f"{interval}_enabled"):
+                rule = self._interval_rule(cleaned, interval)
+                if rule is not None:
+                    self.rules.append(rule)
         if cleaned.get("wal_enabled") and not cleaned.get("wal_retention_days"):
             self.add_error("wal_retention_days", "Required when WAL archiving is on.")
         return cleaned
+
+    def _clean_custom_cron(self, cleaned: dict, kind: str) -> None:
+        """A custom frequency needs a valid cron (normalised in ``cleaned``)."""
+        cron = cleaned.get(f"{kind}_cron", "")
+        if cleaned.get(f"{kind}_frequency") != "custom":
+            return
+        if not cron:
+            self.add_error(f"{kind}_cron", "Enter a cron expression, or pick a preset.")
+            return
+        try:
+            cleaned[f"{kind}_cron"] = timing.validate_cron(cron)
+        except timing.ScheduleError as exc:
+            self.add_error(f"{kind}_cron", exc.message)
+
+    def _interval_rule(self, cleaned: dict, interval: str) -> dict | None:
+        """The enabled ``interval``'s rule, or None after adding its errors to the form."""
+        data: dict = {"interval": interval}
+        try:
+            data["minute"] = _int_list(cleaned.get(f"{interval}_minute", ""))
+            if interval != "hourly":
+                data["hour"] = _int_list(cleaned.get(f"{interval}_hour", ""))
+        except ValueError:
+            self.add_error(f"{interval}_minute", "Use whole numbers separated by commas.")
+            return None
+        if interval == "weekly":
+            data["day"] = cleaned.get("weekly_day") or None
+        try:
+            timing.validate_interval_rule(data, path=interval)
+        except timing.ScheduleError as exc:
+            part = exc.field.rsplit(".", 1)[-1]
+            name = f"{interval}_{part}"
+            self.add_error(name if name in self.fields else None, exc.message)
+            return None
+        return {k: v for k, v in data.items() if v is not None}
 
     def crons(self) -> dict[str, str]:
         """The cron of each kind as the form stands (presets resolved); "" if none."""
@@ -237,12 +239,11 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
         }
 
     def add_service_errors(self, fields: dict) -> None:
-        """Put the service's errors (API field names) next to this form's fields."""
+        """Put the service's errors next to this form's fields (the rest above the form)."""
         for name, messages in fields.items():
-            target = self.SERVICE_FIELDS.get(name) if name else None
-            if target is None and name and not name.startswith("schedules["):
-                snake = "".join("_" + c.lower() if c.isupper() else c for c in name)
-                target = snake if snake in self.fields else None
+            target = self.SERVICE_FIELDS.get(name, name)
+            if target not in self.fields:
+                target = None
             for message in messages:
                 self.add_error(target, message)
 

@@ -102,10 +102,10 @@ class Schedule(models.Model):
         prefix = {"database": "db", "full": "full"}[kind]
         cron = getattr(self, f"{prefix}_cron")
         if cron:
-            return timing.validate_cron(cron, field=f"{prefix}Cron")
+            return timing.validate_cron(cron, field=f"{prefix}_cron")
         frequency = getattr(self, f"{prefix}_frequency")
         if frequency:
-            return timing.frequency_to_cron(frequency, field=f"{prefix}Frequency")
+            return timing.frequency_to_cron(frequency, field=f"{prefix}_frequency")
         return None
 
     def rules_for(self, kind: str) -> list["IntervalRule"]:

@@ -349,37 +349,55 @@ def plan_retention(
     # and the time bound of each reason (None: no bound) for the expiry estimate.
     reasons: dict[int, list[str]] = {}
     bounds: dict[int, list[datetime | None]] = {}
+    sorted_series = _SortedSeries(ordered)
+    _keep_by_rules(sorted_series, policy, zone, reasons, bounds)
+    return _decide(ordered, sorted_series, policy, now, reasons, bounds)
 
-    # One pass sorts every backup into its series (still newest first) and records each
-    # backup's series, as an index into ``all_series``, for the totals below. Series are
-    # looked up by source and counted by index: a tuple built or hashed per backup costs
-    # a third of the plan at 100,000 backups.
-    all_series: list[Series] = [Series(kind) for kind in KINDS if kind != "database"]
-    environment_series = {series.kind: index for index, series in enumerate(all_series)}
-    database_series: dict[Hashable | None, int] = {}
-    series_of: list[int] = []
-    completed_of: dict[int, list[BackupInfo]] = {}
-    for backup in ordered:
-        if backup.kind == "database":
-            index = database_series.get(backup.source)
-            if index is None:
-                index = database_series[backup.source] = len(all_series)
-                all_series.append(Series("database", backup.source))
-        else:
-            index = environment_series[backup.kind]
-        series_of.append(index)
-        if backup.status == "completed":
-            completed_of.setdefault(index, []).append(backup)
 
+class _SortedSeries:
+    """Every backup sorted into its series (still newest first), in one pass.
+
+    ``series_of`` gives each backup's series, as an index into ``all``, for the totals.
+    Series are looked up by source and counted by index: a tuple built or hashed per
+    backup costs a third of the plan at 100,000 backups.
+    """
+
+    def __init__(self, ordered: list[BackupInfo]) -> None:
+        self.all: list[Series] = [Series(kind) for kind in KINDS if kind != "database"]
+        environment_series = {series.kind: index for index, series in enumerate(self.all)}
+        database_series: dict[Hashable | None, int] = {}
+        self.series_of: list[int] = []
+        self.completed_of: dict[int, list[BackupInfo]] = {}
+        for backup in ordered:
+            if backup.kind == "database":
+                index = database_series.get(backup.source)
+                if index is None:
+                    index = database_series[backup.source] = len(self.all)
+                    self.all.append(Series("database", backup.source))
+            else:
+                index = environment_series[backup.kind]
+            self.series_of.append(index)
+            if backup.status == "completed":
+                self.completed_of.setdefault(index, []).append(backup)
+
+
+def _keep_by_rules(
+    sorted_series: _SortedSeries,
+    policy: RetentionPolicy,
+    zone: ZoneInfo,
+    reasons: dict[int, list[str]],
+    bounds: dict[int, list[datetime | None]],
+) -> None:
+    """The reasons the rules, the newest and the floor give completed backups, per series."""
     active_of: dict[str, list[tuple[str, int | None, int | None]]] = {}
     for kind in KINDS:
         rules = [(rule, *policy.rule(kind, rule)) for rule in RULES]
         active_of[kind] = [
             (rule, count, days) for rule, count, days in rules if (count, days) != (None, None)
         ]
-    for index, completed in completed_of.items():
+    for index, completed in sorted_series.completed_of.items():
         scheduled = [b for b in completed if not b.manual]
-        active = active_of[all_series[index].kind]
+        active = active_of[sorted_series.all[index].kind]
         if not active:
             for backup in scheduled:
                 reasons.setdefault(id(backup), []).append("no retention policy")
@@ -389,42 +407,25 @@ def plan_retention(
         for position, backup in enumerate(completed[: max(policy.floor, 1)]):
             reasons.setdefault(id(backup), []).append("newest" if position == 0 else "floor")
 
+
+def _decide(
+    ordered: list[BackupInfo],
+    sorted_series: _SortedSeries,
+    policy: RetentionPolicy,
+    now: datetime,
+    reasons: dict[int, list[str]],
+    bounds: dict[int, list[datetime | None]],
+) -> RetentionPlan:
+    """Keep every backup with a reason (its status may add one), delete the rest."""
     failed_cutoff = now - timedelta(days=policy.failed_keep_days)
     decisions: list[Decision] = []
     bytes_freed = 0
-    kept_in = [0] * len(all_series)
-    deleted_in = [0] * len(all_series)
-    freed_in = [0] * len(all_series)
-    for backup, index in zip(ordered, series_of, strict=True):
+    count = len(sorted_series.all)
+    kept_in, deleted_in, freed_in = [0] * count, [0] * count, [0] * count
+    for backup, index in zip(ordered, sorted_series.series_of, strict=True):
         mine = reasons.get(id(backup), [])
         mine_bounds = bounds.get(id(backup), [])
-        delete_reason = "not kept by any rule"
-        status = backup.status
-        if status == "completed":
-            if backup.manual:
-                if backup.expires_at is None or backup.expires_at > now:
-                    mine.append("manual")
-                    mine_bounds.append(backup.expires_at)
-                else:
-                    delete_reason = "expired"
-        elif status in FAILED_STATUSES:
-            days = policy.failed_keep_days
-            if backup.created_at > failed_cutoff:
-                mine.append(f"{status} less than {days} days ago")
-                mine_bounds.append(backup.created_at + timedelta(days=days))
-            else:
-                delete_reason = f"{status} more than {days} days ago"
-        elif status in RUNNING_STATUSES:
-            mine.append("in progress")
-            mine_bounds.append(None)
-        else:
-            # A status this module does not know: keeping is the safe mistake.
-            mine.append(f"status {status}")
-            mine_bounds.append(None)
-        if backup.protected:
-            mine.append(backup.protected)
-            mine_bounds.append(None)
-
+        delete_reason = _add_status_reasons(backup, policy, now, failed_cutoff, mine, mine_bounds)
         if mine:
             # newest/floor carry no bound: they lapse once newer backups arrive, so
             # only the other reasons say how long the backup stays.
@@ -447,7 +448,46 @@ def plan_retention(
         deleted_count=deleted_count,
         by_series={
             series: SeriesTotals(kept_in[index], deleted_in[index], freed_in[index])
-            for index, series in enumerate(all_series)
+            for index, series in enumerate(sorted_series.all)
             if kept_in[index] or deleted_in[index]
         },
     )
+
+
+def _add_status_reasons(
+    backup: BackupInfo,
+    policy: RetentionPolicy,
+    now: datetime,
+    failed_cutoff: datetime,
+    mine: list[str],
+    mine_bounds: list[datetime | None],
+) -> str:
+    """Add the reasons to keep that ``backup``'s status, manual flag and protection give;
+    returns the reason to delete it should it have none."""
+    delete_reason = "not kept by any rule"
+    status = backup.status
+    if status == "completed":
+        if backup.manual:
+            if backup.expires_at is None or backup.expires_at > now:
+                mine.append("manual")
+                mine_bounds.append(backup.expires_at)
+            else:
+                delete_reason = "expired"
+    elif status in FAILED_STATUSES:
+        days = policy.failed_keep_days
+        if backup.created_at > failed_cutoff:
+            mine.append(f"{status} less than {days} days ago")
+            mine_bounds.append(backup.created_at + timedelta(days=days))
+        else:
+            delete_reason = f"{status} more than {days} days ago"
+    elif status in RUNNING_STATUSES:
+        mine.append("in progress")
+        mine_bounds.append(None)
+    else:
+        # A status this module does not know: keeping is the safe mistake.
+        mine.append(f"status {status}")
+        mine_bounds.append(None)
+    if backup.protected:
+        mine.append(backup.protected)
+        mine_bounds.append(None)
+    return delete_reason

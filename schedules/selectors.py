@@ -35,17 +35,6 @@ def schedule_get(*, environment: Environment) -> Schedule:
     return schedule
 
 
-def schedule_cron(schedule: Schedule, kind: str) -> str:
-    """The effective cron of ``db`` or ``full`` backups: the cron, else the frequency's."""
-    cron = getattr(schedule, f"{kind}_cron")
-    frequency = getattr(schedule, f"{kind}_frequency")
-    if cron:
-        return cron
-    if frequency in timing.FREQUENCY_PRESETS:
-        return timing.FREQUENCY_PRESETS[frequency]
-    return ""
-
-
 def schedule_next_runs(
     schedule: Schedule, *, now: datetime | None = None, count: int = 1
 ) -> dict[str, list[datetime]]:

@@ -1,13 +1,16 @@
 """Writes to schedules: create or update an environment's schedule, fully validated.
 
 Validation lives here, not in a serializer, so the API, the UI and the admin share
-it. Every error is an ``InvalidInput`` naming the field as seed 003 spells it
-(``dbCron``, ``timezone``, ``destinationIds``, ``schedules[0].hour``…).
+it. Every error is an ``InvalidInput`` naming the field as the domain does (``db_cron``,
+``timezone``, ``destination_ids``, ``interval_rules[0].hour``…); the seed 003 view spells
+them its way (``dbCron``…).
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
 from django.db import transaction
 
@@ -18,7 +21,7 @@ from schedules import timing
 from schedules.enforcement import retention_update_expiry
 from schedules.models import RETENTION_FIELDS, IntervalRule, Schedule
 
-# What ``dbFrequency``/``fullFrequency`` accept besides the preset names: ``custom``
+# What ``db_frequency``/``full_frequency`` accept besides the preset names: ``custom``
 # (the cron field says when) and an empty value (not scheduled).
 EXTRA_FREQUENCIES = ("custom", "")
 
@@ -53,9 +56,9 @@ def _destinations(environment: Environment, ids: list) -> list[Destination]:
             found.append(destination)
     if unknown:
         raise InvalidInput(
-            f"destinationIds: unknown destination(s): {', '.join(unknown)}.",
+            f"destination_ids: unknown destination(s): {', '.join(unknown)}.",
             fields={
-                "destinationIds": [f"No destination {u!r} in this organisation." for u in unknown]
+                "destination_ids": [f"No destination {u!r} in this organisation." for u in unknown]
             },
         )
     return found
@@ -85,47 +88,27 @@ def schedule_upsert(
     unknown = set(fields) - set(_PLAIN_FIELDS)
     if unknown:
         raise TypeError(f"schedule_upsert() got unexpected fields: {', '.join(sorted(unknown))}")
-    try:
+    # Everything that can be checked without the row, in the order errors are reported.
+    with _naming_the_field():
         crons = {
-            "db_cron": timing.validate_cron(db_cron, field="dbCron") if db_cron else db_cron,
+            "db_cron": timing.validate_cron(db_cron, field="db_cron") if db_cron else db_cron,
             "full_cron": (
-                timing.validate_cron(full_cron, field="fullCron") if full_cron else full_cron
+                timing.validate_cron(full_cron, field="full_cron") if full_cron else full_cron
             ),
         }
         if timezone is not None:
             timezone = timing.validate_timezone(timezone).key
         rules = (
-            timing.validate_interval_rules(interval_rules, path="schedules")
+            timing.validate_interval_rules(interval_rules, path="interval_rules")
             if interval_rules is not None
             else None
         )
-    except timing.ScheduleError as exc:
-        raise _invalid(exc.field, exc.message) from None
     frequencies = {
-        "db_frequency": (
-            _check_frequency(db_frequency, "dbFrequency") if db_frequency is not None else None
-        ),
-        "full_frequency": (
-            _check_frequency(full_frequency, "fullFrequency")
-            if full_frequency is not None
-            else None
-        ),
+        "db_frequency": _frequency_or_none(db_frequency, "db_frequency"),
+        "full_frequency": _frequency_or_none(full_frequency, "full_frequency"),
     }
-    # A preset frequency sent without a cron (or with an empty one) sets the cron it
-    # stands for, so the stored cron is always the one that runs; an empty frequency
-    # without a cron unschedules the kind.
-    for kind in ("db", "full"):
-        frequency = frequencies[f"{kind}_frequency"]
-        if frequency in timing.FREQUENCY_PRESETS and not crons[f"{kind}_cron"]:
-            crons[f"{kind}_cron"] = timing.FREQUENCY_PRESETS[frequency]
-        elif frequency == "" and crons[f"{kind}_cron"] is None:
-            crons[f"{kind}_cron"] = ""
-    for name in RETENTION_FIELDS + ("wal_retention_days",):
-        value = fields.get(name)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 0
-        ):
-            raise _invalid(api_name(name), "Must be a non-negative integer or null.")
+    _fill_crons_of_presets(crons, frequencies)
+    _check_counts(fields)
     destinations = (
         _destinations(environment, destination_ids) if destination_ids is not None else None
     )
@@ -137,21 +120,8 @@ def schedule_upsert(
             schedule = Schedule(environment=environment)
         # What the expiry estimates depend on: the policy and the timezone of its buckets.
         retention_before = (schedule.retention_policy(), schedule.timezone)
-        for name, value in {**crons, **frequencies}.items():
-            if value is not None:
-                setattr(schedule, name, value)
-        if timezone is not None:
-            schedule.timezone = timezone
-        for name, value in fields.items():
-            if name in ("enabled", "paused", "wal_enabled") and value is None:
-                continue
-            setattr(schedule, name, value)
-        if schedule.wal_enabled and not schedule.wal_retention_days:
-            raise _invalid("walRetentionDays", "Required (at least 1) when walEnabled is true.")
-        for kind in ("db", "full"):
-            frequency = getattr(schedule, f"{kind}_frequency")
-            if frequency == "custom" and not getattr(schedule, f"{kind}_cron"):
-                raise _invalid(f"{kind}Cron", f"Required when {kind}Frequency is custom.")
+        _assign(schedule, {**crons, **frequencies, "timezone": timezone}, fields)
+        _check_complete(schedule)
         schedule.save()
         if created or (schedule.retention_policy(), schedule.timezone) != retention_before:
             # In the same transaction, so ``expiredBy`` never shows the old policy's dates.
@@ -159,18 +129,78 @@ def schedule_upsert(
         if destinations is not None:
             schedule.destinations.set(destinations)
         if rules is not None:
-            schedule.interval_rules.all().delete()
-            IntervalRule.objects.bulk_create(
-                IntervalRule(
-                    schedule=schedule,
-                    interval=rule.interval,
-                    minute=rule.minute,
-                    hour=rule.hour,
-                    day=rule.day,
-                )
-                for rule in rules
-            )
+            _replace_interval_rules(schedule, rules)
     return schedule, created
+
+
+@contextlib.contextmanager
+def _naming_the_field() -> Iterator[None]:
+    """A ``timing.ScheduleError`` becomes the ``InvalidInput`` naming its field."""
+    try:
+        yield
+    except timing.ScheduleError as exc:
+        raise _invalid(exc.field, exc.message) from None
+
+
+def _frequency_or_none(value: str | None, field: str) -> str | None:
+    return _check_frequency(value, field) if value is not None else None
+
+
+def _fill_crons_of_presets(crons: dict, frequencies: dict) -> None:
+    """A preset frequency sent without a cron (or with an empty one) sets the cron it
+    stands for, so the stored cron is always the one that runs; an empty frequency
+    without a cron unschedules the kind."""
+    for kind in ("db", "full"):
+        frequency = frequencies[f"{kind}_frequency"]
+        if frequency in timing.FREQUENCY_PRESETS and not crons[f"{kind}_cron"]:
+            crons[f"{kind}_cron"] = timing.FREQUENCY_PRESETS[frequency]
+        elif frequency == "" and crons[f"{kind}_cron"] is None:
+            crons[f"{kind}_cron"] = ""
+
+
+def _check_counts(fields: dict) -> None:
+    for name in RETENTION_FIELDS + ("wal_retention_days",):
+        value = fields.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise _invalid(name, "Must be a non-negative integer or null.")
+
+
+def _assign(schedule: Schedule, timing_values: dict, fields: dict) -> None:
+    """Set what was given: None keeps the current value (``fields`` may set a count to
+    None, clearing it, but not the booleans)."""
+    for name, value in timing_values.items():
+        if value is not None:
+            setattr(schedule, name, value)
+    for name, value in fields.items():
+        if name in ("enabled", "paused", "wal_enabled") and value is None:
+            continue
+        setattr(schedule, name, value)
+
+
+def _check_complete(schedule: Schedule) -> None:
+    """What only the schedule as it will be saved can tell (a field may come from the row)."""
+    if schedule.wal_enabled and not schedule.wal_retention_days:
+        raise _invalid("wal_retention_days", "Required (at least 1) when walEnabled is true.")
+    for kind in ("db", "full"):
+        frequency = getattr(schedule, f"{kind}_frequency")
+        if frequency == "custom" and not getattr(schedule, f"{kind}_cron"):
+            raise _invalid(f"{kind}_cron", f"Required when {kind}Frequency is custom.")
+
+
+def _replace_interval_rules(schedule: Schedule, rules: list[timing.IntervalRule]) -> None:
+    schedule.interval_rules.all().delete()
+    IntervalRule.objects.bulk_create(
+        IntervalRule(
+            schedule=schedule,
+            interval=rule.interval,
+            minute=rule.minute,
+            hour=rule.hour,
+            day=rule.day,
+        )
+        for rule in rules
+    )
 
 
 def api_name(name: str) -> str:

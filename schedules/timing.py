@@ -389,15 +389,20 @@ def describe_cron(expr: str) -> str:
         minute, hour, dom, month, dow = validate_cron(expr).split(" ")
     except ScheduleError:
         return expr
-    minutes = _expand(minute, 0, 59)
     if month != "*":
         return expr
+    return _describe_fields(minute, hour, dom, dow) or expr
+
+
+def _describe_fields(minute: str, hour: str, dom: str, dow: str) -> str | None:
+    """The text for a cron of every month; None for a shape without one."""
     if (minute, hour, dom, dow) == ("*", "*", "*", "*"):
         return "Every minute"
     if (step := re.fullmatch(r"\*/(\d+)", minute)) and (hour, dom, dow) == ("*", "*", "*"):
         return f"Every {step[1]} minutes"
+    minutes = _expand(minute, 0, 59)
     if minutes is None:
-        return expr
+        return None
     at_minutes = "on the hour" if minutes == [0] else "at minute " + _and([str(m) for m in minutes])
     if (hour, dom, dow) == ("*", "*", "*"):
         return f"Every hour, {at_minutes}" if minutes == [0] else f"Every hour {at_minutes}"
@@ -406,14 +411,18 @@ def describe_cron(expr: str) -> str:
         return f"Every {step[1]} hours{sep}{at_minutes}"
     hours = _expand(hour, 0, 23)
     if hours is None:
-        return expr
-    times = _and([f"{h:02d}:{m:02d}" for h in hours for m in minutes])
+        return None
+    return _describe_days(dom, dow, _and([f"{h:02d}:{m:02d}" for h in hours for m in minutes]))
+
+
+def _describe_days(dom: str, dow: str, times: str) -> str | None:
+    """The text for a cron running at ``times`` on the days ``dom`` and ``dow`` name."""
     if (dom, dow) == ("*", "*"):
         return f"Every day at {times}"
     if dom == "*":
         days = _expand(dow, 0, 7)  # cron allows 7 for Sunday too
         if days is None:
-            return expr
+            return None
         days = sorted({d % 7 for d in days})
         if days == [1, 2, 3, 4, 5]:
             return f"Every weekday at {times}"
@@ -423,6 +432,6 @@ def describe_cron(expr: str) -> str:
     if dow == "*":
         dates = _expand(dom, 1, 31)
         if dates is None:
-            return expr
+            return None
         return f"On the {_and([_ordinal(d) for d in dates])} of every month at {times}"
-    return expr
+    return None

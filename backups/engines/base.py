@@ -255,13 +255,23 @@ class ProcessDump:
         self.kill()
 
 
+def _noop() -> None:
+    return None
+
+
 def run_restore(
     argv: Sequence[str],
     stream: BinaryIO | None,
     *,
     env: Mapping[str, str] | None = None,
+    tick: Callable[[], None] = _noop,
 ) -> None:
-    """Run a restore tool, feeding it `stream` on stdin (or nothing when the argv names a file)."""
+    """Run a restore tool, feeding it `stream` on stdin (or nothing when the argv names a file).
+
+    The calling thread never blocks for long without calling `tick`, so a caller can keep its
+    heartbeat fresh during the tool's final steps (index builds, the commit), which can
+    outlast a heartbeat timeout.
+    """
     tool = os.path.basename(argv[0])
     proc, collector = spawn(
         argv,
@@ -275,16 +285,18 @@ def run_restore(
     try:
         if stream is not None:
             assert proc.stdin is not None  # noqa: S101 - stdin=PIPE above
+            enlarge_pipe(proc.stdin)
             try:
                 while chunk := stream.read(COPY_CHUNK):
                     proc.stdin.write(chunk)
+                    tick()
             except BrokenPipeError:
                 # The tool quit early; its exit status and stderr say why.
                 broken = True
             finally:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
-        returncode = proc.wait()
+        returncode = _wait_ticking(proc, tick)
     except BaseException:
         proc.kill()
         proc.wait()
@@ -294,6 +306,14 @@ def run_restore(
         raise RestoreFailed(f"{tool} {describe_exit(returncode)}: {errors}")
     if broken:
         raise RestoreFailed(f"{tool} stopped reading its input early: {errors}")
+
+
+def _wait_ticking(proc: subprocess.Popen[bytes], tick: Callable[[], None]) -> int:
+    while True:
+        try:
+            return proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            tick()
 
 
 class Engine:
@@ -325,6 +345,10 @@ class Engine:
         raise NotImplementedError
 
     def restore(self, spec: ConnectionSpec, stream: BinaryIO, *, jobs: int = 1) -> None:
+        """Load a dump into `spec` (SQLite, files, MongoDB; `restores.loading` calls it).
+
+        PostgreSQL and MySQL have none: `restores.loading` loads them itself, with the role
+        scan and the swap those need."""
         raise NotImplementedError
 
     def create_database(self, spec: ConnectionSpec) -> None:

@@ -1,4 +1,5 @@
-"""MySQL and MariaDB: mariadb-dump (or mysqldump) in one transaction, restored by the client.
+"""MySQL and MariaDB: mariadb-dump (or mysqldump) in one transaction, restored by the client
+(``restores.loading`` runs it with ``restore_argv``).
 
 Row counts are taken in a consistent snapshot (START TRANSACTION WITH CONSISTENT SNAPSHOT)
 just before the dump starts its own. The server cannot share one snapshot between two
@@ -12,7 +13,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import BinaryIO
 
 import pymysql
 
@@ -25,7 +25,6 @@ from .base import (
     EngineUnavailable,
     ProcessDump,
     resolved,
-    run_restore,
 )
 
 DUMP_TOOLS = ("mariadb-dump", "mysqldump")
@@ -237,20 +236,6 @@ class MySQLEngine(Engine):
             row_counts=counts,
             cleanups=[lambda: _remove(defaults_file)],
         )
-
-    def restore(self, spec: ConnectionSpec, stream: BinaryIO, *, jobs: int = 1) -> None:
-        """Pipe an SQL dump into the client. The dump is one stream, so `jobs` is ignored."""
-        tool = _first_available(CLIENT_TOOLS)
-        if tool is None:
-            raise EngineUnavailable(
-                "neither the mariadb nor the mysql client is installed on this worker"
-            )
-        spec = resolved(spec)
-        defaults_file = write_defaults_file(spec)
-        try:
-            run_restore(self.restore_argv(spec, tool=tool, defaults_file=defaults_file), stream)
-        finally:
-            _remove(defaults_file)
 
     def create_database(self, spec: ConnectionSpec) -> None:
         self._server_command(

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
@@ -19,7 +18,6 @@ from .base import (
     EngineError,
     ProcessDump,
     resolved,
-    run_restore,
 )
 
 logger = logging.getLogger(__name__)
@@ -233,16 +231,6 @@ class PostgreSQLEngine(Engine):
             raise
         counter.start()
         return dump
-
-    def restore(self, spec: ConnectionSpec, stream: BinaryIO, *, jobs: int = 1) -> None:
-        """Load a custom-format dump from `stream` into the existing, empty database `spec`.
-
-        One pg_restore reading stdin, whatever `jobs` says: --jobs needs the dump as a
-        seekable plaintext file, and a decrypted dump is never written to disk.
-        """
-        self.require_tools()
-        spec = resolved(spec)
-        run_restore(self.restore_argv(spec), stream, env=self.tool_env(spec))
 
     def create_database(self, spec: ConnectionSpec) -> None:
         self._maintenance(spec, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.name)))

@@ -14,7 +14,7 @@ from api.base import sse
 from api.base.pagination import offset_page, paged_body
 from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from backups import selectors as backup_selectors
-from config.errors import InvalidInput, NotFound
+from config.errors import InvalidInput, NotFound, fields_spelled
 from organizations.models import Role
 from organizations.tenancy import TenantViewSet, TenantViewSetMixin
 from pitr.coverage import pitr_coverage
@@ -30,6 +30,27 @@ from restores.models import Restore
 
 TAGS = ["seed 003: restores"]
 NEW_DISABLED = "targetType 'new' is disabled until orchestration exists"
+# The services name the request's fields as the domain does; seed 003 spells them so.
+SEED003_FIELDS = {
+    "target_type": "targetType",
+    "target_environment": "targetEnvironmentId",
+    "target_database": "targetDatabaseId",
+    "pitr_timestamp": "pitrTimestamp",
+}
+
+
+def seed003_field(name: str) -> str:
+    return SEED003_FIELDS.get(name, name)
+
+
+def _request_arguments(data: dict) -> dict:
+    """The restore (and plan) arguments a validated seed 003 body gives."""
+    return {
+        "target_type": data["targetType"],
+        "target_environment": data.get("targetEnvironmentId"),
+        "target_database": data.get("targetDatabaseId"),
+        "pitr_timestamp": data.get("pitrTimestamp"),
+    }
 
 
 class RestoreViewSet(TenantViewSet):
@@ -90,14 +111,10 @@ class RestoreViewSet(TenantViewSet):
     )
     def create(self, request, id):  # noqa: A002 - the documented name
         backup, data = self._restore_body(request, id)
-        restore = restore_services.restore_request(
-            backup=backup,
-            target_type=data["targetType"],
-            target_environment=data.get("targetEnvironmentId"),
-            target_database=data.get("targetDatabaseId"),
-            pitr_timestamp=data.get("pitrTimestamp"),
-            user=self.tenant.user,
-        )
+        with fields_spelled(seed003_field):
+            restore = restore_services.restore_request(
+                backup=backup, **_request_arguments(data), user=self.tenant.user
+            )
         restore = restore_selectors.restore_get(
             organisation=self.tenant.organisation, restore_id=restore.pk
         )
@@ -162,13 +179,8 @@ class RestoreViewSet(TenantViewSet):
     )
     def plan(self, request, id):  # noqa: A002 - the documented name
         backup, data = self._restore_body(request, id)
-        plan = restore_selectors.restore_plan(
-            backup=backup,
-            target_type=data["targetType"],
-            target_environment=data.get("targetEnvironmentId"),
-            target_database=data.get("targetDatabaseId"),
-            pitr_timestamp=data.get("pitrTimestamp"),
-        )
+        with fields_spelled(seed003_field):
+            plan = restore_selectors.restore_plan(backup=backup, **_request_arguments(data))
         return Response(
             Seed003RestorePlanSerializer(
                 {"members": plan.records(), "warnings": plan.warnings}

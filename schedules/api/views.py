@@ -9,7 +9,7 @@ from api.base.pagination import paged_body
 from api.base.schema import errors, page_of, uuid_path
 from backups.api.serializers import TYPE_OF_KIND
 from backups.selectors import environment_get
-from config.errors import InvalidInput
+from config.errors import InvalidInput, fields_spelled
 from organizations.models import Role
 from organizations.tenancy import TenantViewSet
 from schedules import selectors, services, timing
@@ -34,6 +34,14 @@ SCHEDULE_EXAMPLE = {
     "walEnabled": False,
     "walRetentionDays": None,
 }
+
+
+def seed003_field(name: str) -> str:
+    """Seed 003's name of a schedule field: camelCase (``db_cron`` → ``dbCron``), and the
+    interval rules are ``schedules`` (``interval_rules[0].hour`` → ``schedules[0].hour``)."""
+    if name.startswith("interval_rules"):
+        return "schedules" + name.removeprefix("interval_rules")
+    return services.api_name(name)
 
 
 class ScheduleViewSet(TenantViewSet):
@@ -98,19 +106,20 @@ class ScheduleViewSet(TenantViewSet):
         ):
             if api_field in data:
                 fields[name] = data.pop(api_field)
-        schedule, _ = services.schedule_upsert(
-            environment=environment,
-            db_cron=data.get("dbCron"),
-            db_frequency=data.get("dbFrequency"),
-            full_cron=data.get("fullCron"),
-            full_frequency=data.get("fullFrequency"),
-            timezone=data.get("timezone"),
-            destination_ids=data.get("destinationIds"),
-            interval_rules=(
-                [dict(rule) for rule in data["schedules"]] if "schedules" in data else None
-            ),
-            **fields,
-        )
+        with fields_spelled(seed003_field):
+            schedule, _ = services.schedule_upsert(
+                environment=environment,
+                db_cron=data.get("dbCron"),
+                db_frequency=data.get("dbFrequency"),
+                full_cron=data.get("fullCron"),
+                full_frequency=data.get("fullFrequency"),
+                timezone=data.get("timezone"),
+                destination_ids=data.get("destinationIds"),
+                interval_rules=(
+                    [dict(rule) for rule in data["schedules"]] if "schedules" in data else None
+                ),
+                **fields,
+            )
         schedule = selectors.schedule_get(environment=environment)
         return Response(self._render(schedule))
 

@@ -11,13 +11,14 @@ from pathlib import Path
 from django.db import connection
 
 from backups.container import iter_container
-from backups.engines import ConnectionSpec, get_engine
+from backups.engines import ConnectionSpec
 from backups.keys import key_for_id
 from backups.models import Backup, CopyStatus
 from backups.pipeline import open_artifact
 from backups.services import backup_claim, backup_execute, backup_request
 from destinations.backends import backend_for
 from destinations.storage import open_artifact_stream
+from restores import loading
 from tests import factories
 
 
@@ -75,8 +76,9 @@ def plaintext_stream(backup: Backup, copy=None):
 
 
 def restore_database_artifact(backup: Backup, target: ConnectionSpec, copy=None) -> None:
+    """Load an artifact into an existing, empty target, through the restores' loading code."""
     with plaintext_stream(backup, copy) as plain:
-        get_engine(target.engine).restore(target, plain)
+        loading.load(target, plain)
 
 
 def restore_full_artifact(backup: Backup, targets: dict[str, ConnectionSpec], files_dir: Path):
@@ -86,12 +88,10 @@ def restore_full_artifact(backup: Backup, targets: dict[str, ConnectionSpec], fi
         for name, member in iter_container(plain):
             seen.append(name)
             if name == "files.tar":
-                get_engine("files").restore(
-                    ConnectionSpec(engine="files", name=str(files_dir)), member
-                )
+                loading.load(ConnectionSpec(engine="files", name=str(files_dir)), member)
             else:
                 slug = name.split("/", 1)[1].rsplit(".", 1)[0]
-                get_engine(targets[slug].engine).restore(targets[slug], member)
+                loading.load(targets[slug], member)
     return seen
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from backups.engines import ConnectionSpec, DumpFailed, EngineError, RestoreFailed, get_engine
 from backups.engines.mysql import MySQLEngine, write_defaults_file
+from restores import loading
 from tests.fixtures.databases import dump_to_bytes, fill_mariadb, table_checksums
 
 pytest_plugins = ["tests.fixtures.databases"]
@@ -111,7 +112,7 @@ def test_a_dump_restores_into_a_fresh_database_with_identical_content(
     )
 
     data, recorded = dump_to_bytes(source)
-    engine.restore(target, io.BytesIO(data))
+    loading.load(target, io.BytesIO(data))
 
     assert recorded == expected
     assert engine.row_counts(target) == expected
@@ -146,7 +147,7 @@ def test_a_password_with_metacharacters_works_through_the_defaults_file(
 
     assert recorded == expected
     target = make_mariadb_database()
-    engine.restore(target, io.BytesIO(data))
+    loading.load(target, io.BytesIO(data))
     assert engine.row_counts(target) == expected
 
 
@@ -205,7 +206,7 @@ def test_killing_the_dump_midway_makes_finish_raise(mariadb_spec: ConnectionSpec
 @pytest.mark.mariadb
 def test_restoring_garbage_fails_with_the_clients_stderr(mariadb_spec: ConnectionSpec) -> None:
     with pytest.raises(RestoreFailed, match=r"(?s)mariadb exited with status 1: .*ERROR 1064"):
-        engine.restore(mariadb_spec, io.BytesIO(b"this is not SQL;\n"))
+        loading.load(mariadb_spec, io.BytesIO(b"this is not SQL;\n"))
 
 
 def test_a_server_that_is_down_is_reported_clearly() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from backups.engines import ConnectionSpec, DumpFailed, EngineError, RestoreFailed
 from backups.engines.postgresql import PostgreSQLEngine
+from restores import loading
 from tests.fixtures.databases import (
     dump_to_bytes,
     fill_postgres,
@@ -113,7 +114,7 @@ def test_a_dump_restores_into_a_fresh_database_with_identical_content(
 
     data, recorded = dump_to_bytes(source)
     assert data[:5] == b"PGDMP"
-    engine.restore(target, io.BytesIO(data))
+    loading.load(target, io.BytesIO(data))
 
     assert recorded == expected
     assert engine.row_counts(target) == expected
@@ -121,7 +122,7 @@ def test_a_dump_restores_into_a_fresh_database_with_identical_content(
 
 
 @pytest.mark.postgres
-def test_a_restore_asked_for_several_jobs_streams_into_one_pg_restore_without_a_spool(
+def test_a_load_streams_into_one_pg_restore_leaving_nothing_on_disk(
     make_postgres_database: Callable[[], ConnectionSpec],
     tmp_path: os.PathLike[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -131,7 +132,7 @@ def test_a_restore_asked_for_several_jobs_streams_into_one_pg_restore_without_a_
     data, _ = dump_to_bytes(source)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
 
-    engine.restore(target, io.BytesIO(data), jobs=3)
+    loading.load(target, io.BytesIO(data))
 
     assert engine.row_counts(target) == expected
     assert table_checksums(target) == table_checksums(source)
@@ -174,7 +175,7 @@ def test_row_counts_match_the_dump_while_rows_are_inserted_concurrently(
         stop.set()
         writer.join()
 
-    engine.restore(target, io.BytesIO(b"".join(chunks)))
+    loading.load(target, io.BytesIO(b"".join(chunks)))
     restored = engine.row_counts(target)
     assert restored == dump.row_counts
     assert engine.row_counts(source)["public.events"] > dump.row_counts["public.events"]
@@ -251,5 +252,7 @@ def test_a_server_that_is_down_is_reported_clearly() -> None:
 
 @pytest.mark.postgres
 def test_restoring_garbage_fails_with_pg_restore_stderr(postgres_spec: ConnectionSpec) -> None:
-    with pytest.raises(RestoreFailed, match="pg_restore exited with status 1: .*valid archive"):
-        engine.restore(postgres_spec, io.BytesIO(b"this is not a dump" * 100))
+    # The load reads the table of contents first (the role scan): that is where garbage stops.
+    refused = "pg_restore could not read the dump's table of contents: .*valid archive"
+    with pytest.raises(RestoreFailed, match=refused):
+        loading.load(postgres_spec, io.BytesIO(b"this is not a dump" * 100))

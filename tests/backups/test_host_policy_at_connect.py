@@ -12,6 +12,7 @@ from backups.engines import EngineError, get_engine
 from backups.execution import connection_spec_for
 from backups.models import BackupStatus
 from organizations.services import host_policy_set
+from restores import loading
 from tests import factories
 from tests.backups.helpers import database_for, restore_database_artifact, run_backup_now
 from tests.fixtures.databases import dump_to_bytes, fill_mariadb, fill_postgres, table_checksums
@@ -110,7 +111,7 @@ def test_mariadb_dump_and_pymysql_connect_to_the_checked_address_not_to_the_name
     assert b"CREATE TABLE `customers`" in data
 
     target = make_mariadb_database()
-    get_engine("mariadb").restore(_pinned_to(target, target.host), io.BytesIO(data))
+    loading.load(_pinned_to(target, target.host), io.BytesIO(data))
     assert table_checksums(target) == table_checksums(mariadb_spec)
 
 

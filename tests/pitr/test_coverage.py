@@ -102,7 +102,7 @@ def test_a_target_outside_the_window_is_refused_with_the_window(pg_database, his
             environment=pg_database.environment, timestamp=T0 - timedelta(hours=1)
         )
     assert "2026-11-01T00:00:01Z to 2026-11-01T07:30:00Z" in refused.value.message
-    assert "pitrTimestamp" in refused.value.fields
+    assert "pitr_timestamp" in refused.value.fields
     with pytest.raises(Unprocessable, match="outside"):
         pitr_check_target(database=pg_database, target=T0 + timedelta(hours=8))
 

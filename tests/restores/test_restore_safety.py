@@ -194,13 +194,13 @@ def test_requests_are_validated_with_messages_naming_the_field(project, environm
         restore_request(backup=backup, target_type="new")
     with pytest.raises(InvalidInput) as caught:
         restore_request(backup=backup, target_type="other")
-    assert "targetEnvironmentId" in caught.value.fields
+    assert "target_environment" in caught.value.fields
     with pytest.raises(InvalidInput) as caught:
         restore_request(backup=backup, target_type="sideways")
-    assert "targetType" in caught.value.fields
+    assert "target_type" in caught.value.fields
     with pytest.raises(Unprocessable) as caught:
         restore_request(backup=backup, target_type="same", pitr_timestamp=timezone.now())
-    assert "pitrTimestamp" in caught.value.fields
+    assert "pitr_timestamp" in caught.value.fields
     with pytest.raises(Unprocessable, match="no files directory"):
         restore_request(backup=backup, target_type="same")
     running = factories.BackupFactory(environment=environment, status=BackupStatus.IN_PROGRESS)
