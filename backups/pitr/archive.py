@@ -35,6 +35,7 @@ from config.errors import ApplicationError, Conflict, InvalidInput
 from destinations.models import Destination
 from destinations.storage import ArtifactMissing, artifact_size, open_artifact_stream, open_sink
 from organizations.models import Database
+from organizations.validators import require_destination_paths
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ def _store(path: Path, destinations, key, options, problems: list[str]) -> tuple
     sinks = []
     for destination in destinations:
         try:
+            require_destination_paths(destination)  # a link swapped in since it was saved
             sinks.append(open_sink(destination, key, name=str(destination.id)))
         except Exception as exc:  # noqa: BLE001 - reported with the others
             problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")

@@ -184,10 +184,10 @@ def test_signing_in_shows_the_organisation_project_and_environment(client, owner
     assert "Quant Gov" in page and "Dashboard" in page and "Staging" in page
 
 
-def test_tenants_cannot_point_strongbox_outside_the_allowed_directories(
-    settings, client_for, organisation, project, environment, tmp_path
+def test_tenants_cannot_point_strongbox_outside_their_own_directories(
+    client_for, organisation, project, environment, organisation_dir
 ):
-    settings.STRONGBOX_ALLOWED_PATHS = [str(tmp_path)]
+    tmp_path = organisation_dir
     client = client_for(organisation, Role.ADMIN)
     (tmp_path / "inside").mkdir()
     (tmp_path / "escape").symlink_to("/etc")
