@@ -1,5 +1,7 @@
 """Tokens, JWTs, tenancy and secrets at rest."""
 
+from pathlib import Path
+
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -143,6 +145,10 @@ def test_the_demo_seed_creates_an_organisation_with_a_real_database(settings, tm
     with sqlite3.connect(database.database_name) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 5000
     assert database.environment.files_path
+    # In the demo organisation's own directory of the tenant root.
+    demo_root = Path(settings.STRONGBOX_TENANT_ROOT) / "demo"
+    assert Path(database.database_name).parent == demo_root
+    assert Path(database.environment.files_path).parent == demo_root
 
 
 def test_the_admin_lists_every_model(client, django_user_model):
@@ -155,6 +161,7 @@ def test_the_admin_lists_every_model(client, django_user_model):
         "organizations/project",
         "organizations/environment",
         "organizations/database",
+        "organizations/pathgrant",
         "destinations/destination",
         "backups/backup",
         "backups/backupcopy",
