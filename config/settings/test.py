@@ -18,9 +18,13 @@ STRONGBOX_MASTER_KEY = env_str("STRONGBOX_MASTER_KEY", "test-master-key")
 # STRONGBOX_TENANT_ROOT: tests empty it); exported so that the worker processes a test starts
 # use the same one. Tests put every path they register inside their organisation's root
 # (tests/fixtures/tenants.py ``tenant_path``).
-if "STRONGBOX_TEST_TENANT_ROOT" not in os.environ:
-    os.environ["STRONGBOX_TEST_TENANT_ROOT"] = tempfile.mkdtemp(prefix="strongbox-tenants-")
-STRONGBOX_TENANT_ROOT = Path(os.environ["STRONGBOX_TEST_TENANT_ROOT"])
+# Not created here (a manage.py command would leave it behind): tests create what they use.
+STRONGBOX_TENANT_ROOT = Path(
+    os.environ.setdefault(
+        "STRONGBOX_TEST_TENANT_ROOT",
+        str(Path(tempfile.gettempdir()) / f"strongbox-tenants-{os.getpid()}"),
+    )
+)
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # One file per test run (several may run at once); exported so that a worker process a
