@@ -59,6 +59,11 @@ from destinations.storage import (
 )
 from organizations.hostpolicy import HostRules, host_rules, pinned_address
 from organizations.models import Database, Environment
+from organizations.validators import (
+    PathNotAllowed,
+    require_backup_paths,
+    require_destination_paths,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +265,27 @@ def source_plan_for(backup: Backup) -> SourcePlan:
     if backup.environment.files_path:
         parts.append(("files.tar", "files", files_spec_for(backup.environment), ""))
     return DumpPlan(backup.kind, parts)
+
+
+def require_run_paths(backup: Backup) -> None:
+    """PathNotAllowed unless the organisation may still use every server path this backup
+    reads or writes: checked again as it starts, since a symlink may have been swapped in
+    (or a grant revoked) since the rows were saved. Nothing has been touched yet then."""
+    if backup.kind in (BackupKind.DATABASE, BackupKind.BASE):
+        if backup.database is not None:
+            require_backup_paths(backup.database)
+    else:
+        require_backup_paths(
+            backup.environment, with_databases=backup.kind != BackupKind.FILESYSTEM
+        )
+    for destination in backup.destinations.all():
+        require_destination_paths(destination)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, PathNotAllowed):  # which field, as the API names it at save time
+        return f"{', '.join(exc.fields)}: {exc.message}"
+    return str(exc)
 
 
 def artifact_key(backup: Backup, source_extension: str, options: PipelineOptions) -> str:
@@ -513,9 +539,10 @@ class _Execution:
         dump_phase = phases.start(Phase.DUMP)
         try:
             self.plan = plan = source_plan_for(backup)
-        except EngineError as exc:
+            require_run_paths(backup)
+        except (EngineError, PathNotAllowed) as exc:
             phases.finish(dump_phase, "ERROR")
-            self.end(BackupStatus.FAILED, f"The dump could not start: {exc}")
+            self.end(BackupStatus.FAILED, f"The dump could not start: {_reason(exc)}")
             return
         options = pipeline_options_for(backup)
         key = artifact_key(backup, plan.extension, options)

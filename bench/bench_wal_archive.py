@@ -43,7 +43,7 @@ SEGMENTS: dict[str, bytes] = {}  # name -> its random half, to check what comes 
 def setup(var: Path) -> None:
     os.environ.update(
         STRONGBOX_VAR_DIR=str(var),
-        STRONGBOX_ALLOWED_PATHS=str(var),
+        STRONGBOX_TENANT_ROOT=str(var / "tenants"),
         DJANGO_SETTINGS_MODULE="config.settings.local",
         STRONGBOX_LOG_LEVEL="WARNING",
     )
@@ -55,8 +55,13 @@ def setup(var: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
+def archive_dir(var: Path) -> Path:
+    """The bench organisation's local destination, inside its directory of the tenant root."""
+    return var / "tenants" / "bench" / "archive"
+
+
 def make_database(var: Path, label: str, **fields):
-    """A PostgreSQL database row ``label`` whose WAL goes to ``var/archive``."""
+    """A PostgreSQL database row ``label`` whose WAL goes to ``archive_dir(var)``."""
     from destinations.models import Destination
     from organizations.models import Database, Environment, Organisation, Project
 
@@ -70,7 +75,7 @@ def make_database(var: Path, label: str, **fields):
     Destination.objects.get_or_create(
         organisation=organisation,
         name="Archive disk",
-        defaults={"kind": "local", "config": {"path": str(var / "archive")}, "is_default": True},
+        defaults={"kind": "local", "config": {"path": str(archive_dir(var))}, "is_default": True},
     )
     return Database.objects.create(
         environment=environment,
@@ -155,7 +160,7 @@ def run(var: Path, label: str, ahead: int, count: int) -> float:
     stored = WalSegment.objects.filter(database=database).count()
     assert stored == count, f"{label}: {stored} of {count} segments recorded"
     for segment in WalSegment.objects.filter(database=database):
-        assert (var / "archive" / segment.key).is_file(), segment.key
+        assert (archive_dir(var) / segment.key).is_file(), segment.key
     mb = count * SEGMENT / 1e6
     print(
         f"{label}: {count} segments ({mb:.0f} MB) in {seconds:.1f} s, {calls} calls, "

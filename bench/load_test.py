@@ -269,7 +269,10 @@ def create_sources(setup: Setup, workdir: Path, count: int, rows: int, tag: str)
     databases = []
     for i in range(count):
         if i % 2 == 0:
-            spec = ConnectionSpec(engine="sqlite", name=str(workdir / f"source-{i:03d}.sqlite3"))
+            # Inside the organisation's own directory under the tenant root.
+            own = workdir / "tenants" / org.slug
+            own.mkdir(parents=True, exist_ok=True)
+            spec = ConnectionSpec(engine="sqlite", name=str(own / f"source-{i:03d}.sqlite3"))
             get_engine("sqlite").create_database(spec)
             fill_sqlite(spec, rows=rows)
         else:
@@ -342,7 +345,7 @@ def main() -> int:  # noqa: C901 - one straight script, top to bottom
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
         "STRONGBOX_MASTER_KEY": secrets.token_urlsafe(32),
         "STRONGBOX_VAR_DIR": str(workdir / "var"),
-        "STRONGBOX_ALLOWED_PATHS": str(workdir),
+        "STRONGBOX_TENANT_ROOT": str(workdir / "tenants"),
         "STRONGBOX_WORKERS": "1",
         "STRONGBOX_LOG_LEVEL": "WARNING",
         "STRONGBOX_LOG_JSON": "0",

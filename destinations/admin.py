@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from destinations.backends import BACKENDS
 from destinations.models import Destination
+from organizations.validators import PathNotAllowed, require_destination_values
 
 
 class DestinationAdminForm(forms.ModelForm):
@@ -42,6 +43,12 @@ class DestinationAdminForm(forms.ModelForm):
             problems = BACKENDS[kind].validate(cleaned.get("config") or {}, secrets)
             if problems:
                 raise forms.ValidationError(list(problems.values()))
+        organisation = cleaned.get("organisation")
+        if kind and organisation is not None:
+            try:  # the same directory rule as the API's (organizations/validators.py)
+                require_destination_values(organisation, kind, cleaned.get("config") or {})
+            except PathNotAllowed as exc:
+                self.add_error("config", exc.message)
         return cleaned
 
     def save(self, commit=True):

@@ -22,7 +22,11 @@ from destinations.backends import BACKENDS, DestinationBackend, backend_for
 from destinations.models import Destination, DestinationKind
 from organizations.hostpolicy import HostNotAllowed, url_problem
 from organizations.models import Organisation
-from organizations.validators import server_path_problem
+from organizations.validators import (
+    PathNotAllowed,
+    require_destination_paths,
+    require_destination_values,
+)
 
 PROBE_PREFIX = ".strongbox-probe"
 
@@ -61,8 +65,11 @@ def _validate(kind: str, config: dict, secrets: dict, organisation: Organisation
     if kind == DestinationKind.LOCAL and path:
         if not PurePosixPath(path).is_absolute():
             problems["path"] = "path must be an absolute directory, e.g. /srv/backups."
-        elif problem := server_path_problem(path):
-            problems["path"] = problem
+        else:
+            try:
+                require_destination_values(organisation, kind, config, field="path")
+            except PathNotAllowed as exc:
+                problems["path"] = exc.message
     if problems:
         fields = {f"parameters.{name}": [problem] for name, problem in sorted(problems.items())}
         message = " ".join(problem for _, problem in sorted(problems.items()))
@@ -186,6 +193,7 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
     error = ""
     backend = None
     try:
+        require_destination_paths(destination)  # a link swapped in since it was saved
         backend = backend_for(destination)
         storage = backend.probe_storage(
             connect_timeout=PROBE_CONNECT_TIMEOUT, read_timeout=PROBE_READ_TIMEOUT

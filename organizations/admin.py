@@ -12,8 +12,10 @@ from organizations.models import (
     HostPolicy,
     Membership,
     Organisation,
+    PathGrant,
     Project,
 )
+from organizations.validators import organisation_root, slug_problem
 
 
 class MembershipInline(admin.TabularInline):
@@ -22,12 +24,31 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class OrganisationAdminForm(forms.ModelForm):
+    class Meta:
+        model = Organisation
+        fields = ["name", "slug"]
+
+    def clean_slug(self):
+        # The slug names the organisation's directory under the tenant root: one that
+        # already holds files (another or a deleted organisation's) must not become its own.
+        slug = self.cleaned_data["slug"]
+        if problem := slug_problem(self.instance, slug):
+            raise forms.ValidationError(problem)
+        return slug
+
+
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "created_at"]
+    form = OrganisationAdminForm
+    list_display = ["name", "slug", "tenant_directory", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    @admin.display(description="Directory")
+    def tenant_directory(self, obj) -> str:
+        return str(organisation_root(obj) or "")
 
 
 @admin.register(Membership)
@@ -160,7 +181,11 @@ class EnvironmentAdminForm(_ServiceForm):
         fields = ["project", "name", "slug", "files_path"]
 
     def check(self, cleaned: dict) -> None:
-        services.check_server_path("files_path", cleaned.get("files_path") or "")
+        project = cleaned.get("project") or getattr(self.instance, "project", None)
+        if project is not None:
+            services.check_server_path(
+                project.organisation, "files_path", cleaned.get("files_path") or ""
+            )
 
 
 @admin.register(Environment)
@@ -220,9 +245,14 @@ class DatabaseAdminForm(_ServiceForm):
         return value
 
     def check(self, cleaned: dict) -> None:
-        if cleaned.get("engine") and cleaned.get("database_name"):
-            services.check_database_path(cleaned["engine"], cleaned["database_name"])
         environment = cleaned.get("environment") or getattr(self.instance, "environment", None)
+        if cleaned.get("engine") and cleaned.get("database_name") and environment is not None:
+            services.check_database_path(
+                environment.organisation,
+                cleaned["engine"],
+                cleaned["database_name"],
+                cleaned.get("options") or {},
+            )
         if cleaned.get("engine") and environment is not None:
             services.check_database_host(
                 environment.organisation,
@@ -328,3 +358,43 @@ class HostPolicyAdmin(admin.ModelAdmin):
             organisation=obj.organisation, allowed_hosts=form.cleaned_data["allowed_hosts"]
         )
         obj.pk = saved.pk
+
+
+class _SuperuserOnlyAdmin(admin.ModelAdmin):
+    """Only superusers see or change these: they bound what tenants may reach."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+
+@admin.register(PathGrant)
+class PathGrantAdmin(_SuperuserOnlyAdmin):
+    """Server directories granted to one organisation besides its own root; the model's
+    ``clean`` refuses overlaps with other organisations and the app's data."""
+
+    list_display = ["path", "organisation", "note", "created_by", "created_at"]
+    list_filter = ["organisation"]
+    search_fields = ["path", "note", "organisation__name", "organisation__slug"]
+    autocomplete_fields = ["organisation"]
+    fields = ["organisation", "path", "note"]
+
+    def save_model(self, request, obj, form, change):
+        if change:  # the form's clean() checked the new path against the same rules
+            super().save_model(request, obj, form, change)
+            return
+        grant = services.path_grant_create(
+            organisation=obj.organisation, path=obj.path, note=obj.note, created_by=request.user
+        )
+        obj.pk = grant.pk

@@ -8,6 +8,9 @@ class OrganizationsConfig(AppConfig):
     def ready(self):
         from django.core import checks
 
+        from organizations.checks import check_tenant_paths, check_tenant_root
         from organizations.hostpolicy import check_default_setting
 
         checks.register(check_default_setting)
+        checks.register(check_tenant_root)
+        checks.register(check_tenant_paths, checks.Tags.database)

@@ -228,3 +228,41 @@ class HostPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"Host policy of {self.organisation}: {', '.join(self.allowed_hosts) or 'default'}"
+
+
+class PathGrant(models.Model):
+    """A server directory the operator grants one organisation, besides its own root under
+    ``STRONGBOX_TENANT_ROOT``. Set by the operator (Django admin for superusers,
+    ``manage.py grant_path``), never by the tenant; rules in ``organizations/validators.py``:
+    no grant overlaps another organisation's root or grant, nor the app's own data."""
+
+    organisation_lookup = "organisation"
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="path_grants"
+    )
+    path = models.CharField(max_length=1000, help_text="An absolute directory on the server.")
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["organisation__name", "path"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "path"], name="unique_path_grant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.path} for {self.organisation}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from organizations.validators import grant_problem
+
+        if self.organisation_id and self.path:
+            problem = grant_problem(self.organisation, self.path, exclude=self)
+            if problem:
+                raise ValidationError({"path": problem})

@@ -3,8 +3,9 @@
 Every interface (the API, the admin, management commands) creates, changes and deletes
 projects, environments and databases through these functions, so the rules live here
 once: a slug is unique among its siblings (derived from the name when left out), server
-paths stay inside STRONGBOX_ALLOWED_PATHS (``validators.server_path_problem``) and do not
-look like a restore's own copies (``validators.reserved_name_problem``), and
+paths stay inside the organisation's own roots and out of the app's data
+(``validators.require_path``) and do not look like a restore's own copies
+(``validators.reserved_name_problem``), and
 nothing that still has backups is deleted. Stored secrets are re-encrypted under the
 newest key by ``secrets_rotate`` (``manage.py rotate_keys``). A problem is an ``InvalidInput`` whose
 ``fields`` name the model field at fault (``files_path``, ``database_name``…); each
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -46,10 +48,17 @@ from organizations.models import (
     Environment,
     HostPolicy,
     Organisation,
+    PathGrant,
     Project,
     hash_token,
 )
-from organizations.validators import reserved_name_problem, server_path_problem
+from organizations.validators import (
+    PathNotAllowed,
+    grant_problem,
+    require_database_values,
+    require_path,
+    reserved_name_problem,
+)
 
 # --- API tokens -----------------------------------------------------------------------------
 
@@ -110,11 +119,10 @@ def _slug_for(siblings: QuerySet, slug: str | None, name: str) -> str:
     return slug
 
 
-def check_server_path(field: str, value: str) -> None:
-    """InvalidInput naming ``field`` when ``value`` is set and outside the allowed paths."""
-    problem = value and (server_path_problem(value) or reserved_name_problem(value))
-    if problem:
-        raise InvalidInput(problem, fields={field: [problem]})
+def check_server_path(organisation: Organisation, field: str, value: str) -> None:
+    """PathNotAllowed naming ``field`` when ``value`` is set and ``organisation`` may not use
+    it (outside its roots, app data, or named like a restore's copies)."""
+    require_path(organisation, field, value)
 
 
 def _save(obj: Model, siblings: QuerySet, *, creating: bool) -> None:
@@ -197,8 +205,8 @@ def project_delete(*, project: Project) -> None:
 def environment_create(
     *, project: Project, name: str, slug: str | None = None, files_path: str = ""
 ) -> Environment:
-    """An environment of ``project``; ``files_path`` must be an allowed directory."""
-    check_server_path("files_path", files_path)
+    """An environment of ``project``; ``files_path`` must be a directory of its organisation."""
+    check_server_path(project.organisation, "files_path", files_path)
     siblings = Environment.objects.filter(project=project)
     slug = _slug_for(siblings, slug, name)
     environment = Environment(project=project, name=name, slug=slug, files_path=files_path)
@@ -216,7 +224,7 @@ def environment_update(
     """Change an environment (arguments left out keep their value; ``files_path=""``
     removes the files directory)."""
     if files_path is not None:
-        check_server_path("files_path", files_path)
+        check_server_path(environment.organisation, "files_path", files_path)
         environment.files_path = files_path
     siblings = Environment.objects.filter(project_id=environment.project_id).exclude(
         pk=environment.pk
@@ -243,11 +251,13 @@ def environment_delete(*, environment: Environment) -> None:
 # --- databases ------------------------------------------------------------------------------
 
 
-def check_database_path(engine: str, database_name: str) -> None:
-    # A SQLite "database name" is a file the workers read and replace: an allowed path only.
-    if engine == Engine.SQLITE:
-        check_server_path("database_name", database_name)
-    elif problem := reserved_name_problem(database_name):
+def check_database_path(
+    organisation: Organisation, engine: str, database_name: str, options: dict | None = None
+) -> None:
+    """A SQLite "database name" is a file the workers read and replace, and libpq's sslcert,
+    sslkey and sslrootcert are files they read: paths of the organisation only."""
+    require_database_values(organisation, engine, database_name, options)
+    if engine != Engine.SQLITE and (problem := reserved_name_problem(database_name)):
         raise InvalidInput(problem, fields={"database_name": [problem]})
 
 
@@ -279,7 +289,7 @@ def database_create(
     for SQLite, ``database_name`` is a file path that must be allowed."""
     siblings = Database.objects.filter(environment=environment)
     slug = _slug_for(siblings, slug, name)
-    check_database_path(engine, database_name)
+    check_database_path(environment.project.organisation, engine, database_name, options)
     check_database_host(environment.project.organisation, engine, host, port)
     database = Database(
         environment=environment,
@@ -319,7 +329,12 @@ def database_update(
     )
     if slug is not None:
         _check_slug_free(siblings, slug)
-    check_database_path(engine or database.engine, database_name or database.database_name)
+    check_database_path(
+        database.organisation,
+        engine or database.engine,
+        database_name or database.database_name,
+        database.options if options is None else options,
+    )
     if host is not None or engine is not None or port is not KEEP:
         check_database_host(
             database.organisation,
@@ -465,3 +480,35 @@ def host_policy_set(*, organisation: Organisation, allowed_hosts: list[str]) -> 
         organisation=organisation, defaults={"allowed_hosts": entries}
     )
     return policy
+
+
+# --- path grants (set by the server operator, never by a tenant) -----------------------------
+
+
+def path_grant_create(
+    *, organisation: Organisation, path: str, note: str = "", created_by=None
+) -> PathGrant:
+    """Grant ``organisation`` the directory ``path`` (stored resolved). Refused (naming
+    ``path``) when it overlaps the tenant root, another organisation's root or grant, or
+    the app's own data (``validators.grant_problem``). Granting it again changes nothing."""
+    if problem := grant_problem(organisation, path):
+        raise PathNotAllowed(problem, fields={"path": [problem]})
+    resolved = str(Path(path).expanduser().resolve(strict=False))
+    grant, _ = PathGrant.objects.get_or_create(
+        organisation=organisation,
+        path=resolved,
+        defaults={
+            "note": note,
+            "created_by": created_by if getattr(created_by, "pk", None) else None,
+        },
+    )
+    return grant
+
+
+def path_grant_revoke(*, organisation: Organisation, path: str) -> int:
+    """Remove the grant of ``path`` (as given or resolved); how many were removed."""
+    resolved = str(Path(path).expanduser().resolve(strict=False))
+    deleted, _ = PathGrant.objects.filter(
+        organisation=organisation, path__in={path, resolved}
+    ).delete()
+    return deleted

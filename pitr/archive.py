@@ -34,6 +34,7 @@ from destinations.backends import DestinationBackend, DestinationBackends
 from destinations.models import Destination
 from destinations.storage import ArtifactMissing, artifact_size, open_artifact_stream, open_sink
 from organizations.models import Database
+from organizations.validators import require_destination_paths
 from pitr import physical, wal_spool
 
 logger = logging.getLogger(__name__)
@@ -294,6 +295,7 @@ def _store(
     sinks = []
     for destination in destinations:
         try:
+            require_destination_paths(destination)  # a link swapped in since it was saved
             sinks.append(open_sink(backends[destination], key, name=str(destination.id)))
         except Exception as exc:  # noqa: BLE001 - reported with the others
             problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")

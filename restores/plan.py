@@ -24,6 +24,7 @@ from backups.services import files_spec_for as environment_files_spec
 from config.errors import InvalidInput, Unprocessable
 from organizations.hostpolicy import host_rules
 from organizations.models import Database, Engine, Environment
+from organizations.validators import require_restore_paths
 from restores import loading
 
 # Engines whose dumps load into each other.
@@ -498,4 +499,12 @@ def plan_restore_members(
     pitr: bool = False,
 ) -> list[Member]:
     plan = plan_pitr_restore if pitr else plan_restore
-    return plan(backup, environment, target_database=target_database)
+    members = plan(backup, environment, target_database=target_database)
+    # The targets' server paths, for the plan, the request and again when the restore runs
+    # (a symlink swapped in after the target was saved leads elsewhere now).
+    require_restore_paths(
+        environment,
+        databases=[m.database for m in members if m.database is not None],
+        files=any(m.database is None for m in members),
+    )
+    return members

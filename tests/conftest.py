@@ -9,6 +9,7 @@ from organizations.services import api_token_create
 from tests import factories
 
 pytest_plugins = [
+    "tests.fixtures.tenants",
     "tests.fixtures.databases",
     "tests.fixtures.s3",
     "tests.fixtures.worker",

@@ -12,6 +12,13 @@ from restores.models import Restore
 from schedules.models import IntervalRule, Schedule
 
 
+def _tenant_path(organisation, *parts):
+    # Imported late: that module is a pytest plugin, which pytest must import (and rewrite) first.
+    from tests.fixtures.tenants import tenant_path
+
+    return tenant_path(organisation, *parts)
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
@@ -65,7 +72,10 @@ class DatabaseFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Database {n}")
     slug = factory.Sequence(lambda n: f"db-{n}")
     engine = "sqlite"
-    database_name = factory.Sequence(lambda n: f"/tmp/strongbox-factory-{n}.sqlite3")
+    # Inside the organisation's own directory of the tenant root, as the path rules require.
+    database_name = factory.LazyAttributeSequence(
+        lambda d, n: str(_tenant_path(d.environment.project.organisation, f"factory-{n}.sqlite3"))
+    )
 
 
 class DestinationFactory(factory.django.DjangoModelFactory):

@@ -155,8 +155,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "strongbox@localhost")
 
-# Directories tenants may point files backups, SQLite databases and local destinations at.
-STRONGBOX_ALLOWED_PATHS = env_list("STRONGBOX_ALLOWED_PATHS", [str(VAR_DIR)])
+# Each organisation may point files backups, SQLite databases and local destinations at
+# <tenant root>/<organisation slug>/ and at the roots the operator grants it alone
+# (organizations/validators.py; ``manage.py grant_path``).
+STRONGBOX_TENANT_ROOT = Path(env_str("STRONGBOX_TENANT_ROOT", str(VAR_DIR / "tenants")))
 
 Q_CLUSTER = {
     "name": "strongbox",

@@ -4,6 +4,7 @@ test can share it with the test process."""
 
 import os
 import tempfile
+from pathlib import Path
 
 from config.env import env_str
 
@@ -13,8 +14,17 @@ from .local import DATABASES, VAR_DIR
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Fixed unless given: worker processes a test starts may be handed other keys (rotation).
 STRONGBOX_MASTER_KEY = env_str("STRONGBOX_MASTER_KEY", "test-master-key")
-# Tests keep their databases and files under the system temporary directory.
-STRONGBOX_ALLOWED_PATHS = [str(VAR_DIR), tempfile.gettempdir(), "/srv"]
+# One tenant root per test run, under the system temporary directory (never the operator's
+# STRONGBOX_TENANT_ROOT: tests empty it); exported so that the worker processes a test starts
+# use the same one. Tests put every path they register inside their organisation's root
+# (tests/fixtures/tenants.py ``tenant_path``).
+# Not created here (a manage.py command would leave it behind): tests create what they use.
+STRONGBOX_TENANT_ROOT = Path(
+    os.environ.setdefault(
+        "STRONGBOX_TEST_TENANT_ROOT",
+        str(Path(tempfile.gettempdir()) / f"strongbox-tenants-{os.getpid()}"),
+    )
+)
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # One file per test run (several may run at once); exported so that a worker process a

@@ -75,7 +75,8 @@ class EnvironmentWriteSerializer(_SluggedWriteSerializer):
         required=False,
         allow_blank=True,
         help_text="Directory whose files are backed up (filesystem and full backups); it "
-        "must be inside the server's allowed directories (STRONGBOX_ALLOWED_PATHS).",
+        "must be inside the organisation's directory under STRONGBOX_TENANT_ROOT or a "
+        "directory the operator granted it.",
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from organizations.models import Role
 from tests import factories
+from tests.fixtures.tenants import DEFAULT_SLUG, tenant_root
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +34,9 @@ class Endpoint:
         return f"{self.method} {self.path}"
 
 
+# Inside the organisation's own directory, as a SQLite path must be.
+NEW_SQLITE = str(tenant_root() / DEFAULT_SLUG / "new.sqlite3")
+
 ENDPOINTS = [
     # --- Strongbox's own resources ---
     Endpoint("GET", "/api/organizations", scoped=False),
@@ -51,7 +55,7 @@ ENDPOINTS = [
         "POST",
         "/api/environments/{environment}/databases",
         ADMIN,
-        {"name": "New", "engine": "sqlite", "databaseName": "/tmp/new.sqlite3"},
+        {"name": "New", "engine": "sqlite", "databaseName": NEW_SQLITE},
         (201,),
     ),
     Endpoint("GET", "/api/databases/{database}"),

@@ -106,19 +106,20 @@ def test_an_operator_cannot_create_a_project(client_for, organisation):
 
 
 def test_environments_are_listed_and_created_under_their_project(
-    client_for, organisation, project, environment
+    client_for, organisation, project, environment, organisation_dir
 ):
+    uploads = str(organisation_dir / "uploads")
     client = client_for(organisation)
     listed = client.get(f"/api/projects/{project.id}/environments").json()
     assert [e["slug"] for e in listed["results"]] == ["staging"]
     created = client.post(
         f"/api/projects/{project.id}/environments",
-        {"name": "Production", "filesPath": "/srv/app/uploads"},
+        {"name": "Production", "filesPath": uploads},
         format="json",
     )
     assert created.status_code == 201
     env = Environment.objects.get(pk=created.json()["id"])
-    assert env.project == project and env.files_path == "/srv/app/uploads"
+    assert env.project == project and env.files_path == uploads
     patched = client.patch(f"/api/environments/{env.id}", {"filesPath": ""}, format="json")
     assert patched.json()["filesPath"] == ""
 
@@ -279,8 +280,10 @@ def test_a_destination_holding_copies_cannot_be_deleted(client_for, organisation
     )
 
 
-def test_the_connection_test_writes_reads_and_deletes_a_probe(client_for, organisation, tmp_path):
-    root = tmp_path / "dest"
+def test_the_connection_test_writes_reads_and_deletes_a_probe(
+    client_for, organisation, organisation_dir
+):
+    root = organisation_dir / "dest"
     destination = factories.DestinationFactory(
         organisation=organisation, config={"path": str(root)}
     )
@@ -292,8 +295,8 @@ def test_the_connection_test_writes_reads_and_deletes_a_probe(client_for, organi
     assert [p for p in root.rglob("*") if p.is_file()] == []  # the probe is gone
 
 
-def test_a_failing_connection_test_names_the_step(client_for, organisation, tmp_path):
-    blocker = tmp_path / "not-a-directory"
+def test_a_failing_connection_test_names_the_step(client_for, organisation, organisation_dir):
+    blocker = organisation_dir / "not-a-directory"
     blocker.write_text("x")
     destination = factories.DestinationFactory(
         organisation=organisation, config={"path": str(blocker)}

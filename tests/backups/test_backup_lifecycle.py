@@ -128,9 +128,9 @@ def test_a_backup_builds_each_destinations_storage_once(
 
 
 def test_it_backs_up_the_files_directory_as_a_byte_identical_tree(
-    environment, destination, tmp_path
+    environment, destination, tmp_path, organisation_dir
 ):
-    source = make_files_tree(tmp_path / "files")
+    source = make_files_tree(organisation_dir / "files")
     environment.files_path = str(source)
     environment.save()
 
@@ -153,13 +153,14 @@ def test_a_full_backup_holds_every_database_and_the_files(
     sqlite_spec,
     make_postgres_database,
     make_sqlite_database,
+    organisation_dir,
     tmp_path,
 ):
     fill_postgres(postgres_spec, rows=50)
     fill_sqlite(sqlite_spec, rows=50)
     pg = database_for(environment, postgres_spec, slug="main-pg")
     lite = database_for(environment, sqlite_spec, slug="cache-lite")
-    source_files = make_files_tree(tmp_path / "files")
+    source_files = make_files_tree(organisation_dir / "files")
     environment.files_path = str(source_files)
     environment.save()
 
@@ -311,8 +312,8 @@ def test_mongodb_without_its_tools_ends_not_supported_with_a_message(environment
     assert "mongodump" in backup.message
 
 
-def test_a_files_backup_records_how_many_files_it_holds(environment, destination, tmp_path):
-    source = make_files_tree(tmp_path / "files")
+def test_a_files_backup_records_how_many_files_it_holds(environment, destination, organisation_dir):
+    source = make_files_tree(organisation_dir / "files")
     environment.files_path = str(source)
     environment.save()
 

@@ -309,7 +309,7 @@ def test_each_organisations_backups_record_and_use_their_own_key_id(
     factories.DestinationFactory(organisation=other_organisation, name="Their disk")
     backups = []
     for env in (environment, other_environment):
-        spec = make_sqlite_database()
+        spec = make_sqlite_database(env.project.organisation)
         fill_sqlite(spec, rows=30)
         backups.append(
             run_backup_now(environment=env, kind="database", database=database_for(env, spec))

@@ -15,20 +15,19 @@ def root(client, django_user_model):
     return client
 
 
-def test_the_admin_refuses_a_files_directory_outside_the_allowed_ones(
-    root, settings, project, tmp_path
+def test_the_admin_refuses_a_files_directory_outside_the_organisations_roots(
+    root, project, organisation_dir
 ):
-    settings.STRONGBOX_ALLOWED_PATHS = [str(tmp_path)]
     url = "/admin/organizations/environment/add/"
     form = {"project": project.pk, "name": "Prod", "slug": "prod"}
     refused = root.post(url, {**form, "files_path": "/etc"})
     assert refused.status_code == 200
-    assert "STRONGBOX_ALLOWED_PATHS" in refused.content.decode()
+    assert "outside the directories Quant Gov may use" in refused.content.decode()
     assert not Environment.objects.filter(slug="prod").exists()
 
-    accepted = root.post(url, {**form, "files_path": str(tmp_path)})
+    accepted = root.post(url, {**form, "files_path": str(organisation_dir)})
     assert accepted.status_code == 302
-    assert Environment.objects.get(slug="prod").files_path == str(tmp_path)
+    assert Environment.objects.get(slug="prod").files_path == str(organisation_dir)
 
 
 def test_the_admin_creates_a_database_with_an_encrypted_password(root, environment):

@@ -297,9 +297,11 @@ def test_changing_a_database_host_is_checked_and_unrelated_changes_are_not(
 
 
 @pytest.mark.django_db
-def test_a_sqlite_database_has_no_host_to_check(client_for, organisation, environment, tmp_path):
+def test_a_sqlite_database_has_no_host_to_check(
+    client_for, organisation, environment, organisation_dir
+):
     host_policy_set(organisation=organisation, allowed_hosts=["10.0.0.0/8"])
-    body = {"name": "Local", "engine": "sqlite", "databaseName": str(tmp_path / "a.sqlite3")}
+    body = {"name": "Local", "engine": "sqlite", "databaseName": str(organisation_dir / "a.db")}
     url = f"/api/environments/{environment.id}/databases"
     assert client_for(organisation).post(url, body, format="json").status_code == 201
 

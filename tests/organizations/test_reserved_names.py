@@ -17,10 +17,9 @@ pytestmark = pytest.mark.django_db
     ],
 )
 def test_a_database_named_like_a_kept_or_scratch_copy_is_refused(
-    environment, settings, tmp_path, engine, name
+    environment, organisation_dir, engine, name
 ):
-    settings.STRONGBOX_ALLOWED_PATHS = [str(tmp_path)]
-    name = name.format(allowed=tmp_path)
+    name = name.format(allowed=organisation_dir)
     with pytest.raises(InvalidInput, match="ends like the copies Strongbox keeps") as raised:
         services.database_create(
             environment=environment, name="Sneaky", engine=engine, database_name=name
@@ -34,8 +33,8 @@ def test_a_database_named_like_a_kept_or_scratch_copy_is_refused(
         services.database_update(database=ordinary, database_name="app_sbx_verify_deadbeef")
 
 
-def test_a_files_directory_named_like_a_kept_tree_is_refused(project, settings, tmp_path):
-    settings.STRONGBOX_ALLOWED_PATHS = [str(tmp_path)]
+def test_a_files_directory_named_like_a_kept_tree_is_refused(project, organisation_dir):
+    tmp_path = organisation_dir
     with pytest.raises(InvalidInput) as raised:
         services.environment_create(
             project=project, name="Prod", files_path=str(tmp_path / ".site.sbx-prev-0a1b2c3d/")

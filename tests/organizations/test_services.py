@@ -18,12 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def allowed(settings, tmp_path):
-    """The server allows only ``tmp_path/allowed``."""
-    root = tmp_path / "allowed"
-    root.mkdir()
-    settings.STRONGBOX_ALLOWED_PATHS = [str(root)]
-    return root
+def allowed(organisation_dir):
+    """A directory the organisation may use (inside its own root)."""
+    return organisation_dir
 
 
 # --- slugs ------------------------------------------------------------------------------------
@@ -76,7 +73,7 @@ def test_an_environment_files_directory_must_be_allowed(project, environment, al
     with pytest.raises(InvalidInput) as raised:
         services.environment_create(project=project, name="Prod", files_path="/etc")
     assert list(raised.value.fields) == ["files_path"]
-    assert "STRONGBOX_ALLOWED_PATHS" in raised.value.message
+    assert "outside the directories Quant Gov may use" in raised.value.message
     with pytest.raises(InvalidInput):
         services.environment_update(environment=environment, files_path="relative/dir")
 

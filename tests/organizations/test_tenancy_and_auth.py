@@ -1,5 +1,7 @@
 """Tokens, JWTs, tenancy and secrets at rest."""
 
+from pathlib import Path
+
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -143,6 +145,10 @@ def test_the_demo_seed_creates_an_organisation_with_a_real_database(settings, tm
     with sqlite3.connect(database.database_name) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 5000
     assert database.environment.files_path
+    # In the demo organisation's own directory of the tenant root.
+    demo_root = Path(settings.STRONGBOX_TENANT_ROOT) / "demo"
+    assert Path(database.database_name).parent == demo_root
+    assert Path(database.environment.files_path).parent == demo_root
 
 
 def test_the_admin_lists_every_model(client, django_user_model):
@@ -155,6 +161,7 @@ def test_the_admin_lists_every_model(client, django_user_model):
         "organizations/project",
         "organizations/environment",
         "organizations/database",
+        "organizations/pathgrant",
         "destinations/destination",
         "backups/backup",
         "backups/backupcopy",
@@ -184,10 +191,10 @@ def test_signing_in_shows_the_organisation_project_and_environment(client, owner
     assert "Quant Gov" in page and "Dashboard" in page and "Staging" in page
 
 
-def test_tenants_cannot_point_strongbox_outside_the_allowed_directories(
-    settings, client_for, organisation, project, environment, tmp_path
+def test_tenants_cannot_point_strongbox_outside_their_own_directories(
+    client_for, organisation, project, environment, organisation_dir
 ):
-    settings.STRONGBOX_ALLOWED_PATHS = [str(tmp_path)]
+    tmp_path = organisation_dir
     client = client_for(organisation, Role.ADMIN)
     (tmp_path / "inside").mkdir()
     (tmp_path / "escape").symlink_to("/etc")

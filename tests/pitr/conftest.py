@@ -25,6 +25,7 @@ from pitr import physical
 from tests import factories
 from tests.fixtures.databases import unavailable
 from tests.fixtures.s3 import free_port
+from tests.fixtures.tenants import DEFAULT_SLUG, unique_tenant_dir
 from tests.fixtures.worker import child_database_env, wait_for
 
 PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -183,11 +184,10 @@ def clusters(tmp_path, pg_launcher):
 
 
 @pytest.fixture
-def archive_dir(tmp_path):
-    """The local destination's directory, where archived WAL lands."""
-    path = tmp_path / "archive"
-    path.mkdir()
-    return path
+def archive_dir():
+    """The local destination's directory, where archived WAL lands: inside the directory of
+    the conftest's organisation, as every tenant path must be."""
+    return unique_tenant_dir(DEFAULT_SLUG, "archive")
 
 
 def switch_and_wait(cluster: Cluster, database) -> str:

@@ -11,6 +11,7 @@ from backups.models import WalArchiver, WalSegment
 from pitr.archive import WalArchiveFailed, WalConflict, wal_archive, wal_fetch
 from tests import factories
 from tests.fixtures.s3 import MotoServer, free_port, s3_destination_config
+from tests.fixtures.tenants import DEFAULT_SLUG, tenant_path
 
 NAME = "000000010000000000000007"
 
@@ -20,7 +21,7 @@ def local_destination(environment, tmp_path):
     return factories.DestinationFactory(
         organisation=environment.project.organisation,
         name="A local disk",
-        config={"path": str(tmp_path / "local")},
+        config={"path": str(tenant_path(DEFAULT_SLUG, "local"))},
         is_default=True,
     )
 
@@ -50,7 +51,7 @@ def test_a_wal_file_is_stored_compressed_encrypted_and_fetched_back_identical(
     assert segment.encrypted and segment.compression == "zstd"
     assert segment.stored_size < segment.size
     assert list(segment.destinations.all()) == [local_destination]
-    stored = tmp_path / "local" / segment.key
+    stored = tenant_path(DEFAULT_SLUG, "local") / segment.key
     assert b"WAL" not in stored.read_bytes()
 
     target = tmp_path / "restore" / NAME
@@ -78,13 +79,13 @@ def test_archiving_the_same_file_twice_is_harmless_and_a_different_one_is_refuse
 def test_repeated_failures_make_one_alert_that_success_resolves(
     pg_database, local_destination, wal_file, tmp_path
 ):
-    (tmp_path / "local").write_text("a file where the directory should be")
+    (tenant_path(DEFAULT_SLUG, "local")).write_text("a file where the directory should be")
     for _ in range(3):
         with pytest.raises(WalArchiveFailed):
             wal_archive(database=pg_database, path=wal_file, name=NAME)
     alert = Alert.objects.get(kind=AlertKind.WAL_ARCHIVING_FAILED)
     assert alert.occurrences == 3
-    (tmp_path / "local").unlink()
+    (tenant_path(DEFAULT_SLUG, "local")).unlink()
     wal_archive(database=pg_database, path=wal_file, name=NAME)
     alert.refresh_from_db()
     assert alert.resolved_at is not None
@@ -107,7 +108,7 @@ def test_fetch_wal_exits_1_when_absent_and_2_when_no_copy_is_intact(
     call_command("fetch_wal", "--database", str(pg_database.id), NAME, str(target))
     assert target.read_bytes() == wal_file.read_bytes()
 
-    stored = tmp_path / "local" / segment.key
+    stored = tenant_path(DEFAULT_SLUG, "local") / segment.key
     data = bytearray(stored.read_bytes())
     data[-10] ^= 0xFF
     stored.write_bytes(bytes(data))
@@ -143,7 +144,7 @@ def test_a_file_stored_in_only_some_destinations_is_completed_on_retry(
         assert "B bucket" in str(failed.value)
         assert not WalSegment.objects.filter(database=pg_database).exists()
         # The local copy landed; the retry must accept it rather than refuse to overwrite.
-        assert any((tmp_path / "local").rglob(f"{NAME}.zst.enc"))
+        assert any((tenant_path(DEFAULT_SLUG, "local")).rglob(f"{NAME}.zst.enc"))
 
         server.start()
         server.client().create_bucket(Bucket="wal")
@@ -152,7 +153,7 @@ def test_a_file_stored_in_only_some_destinations_is_completed_on_retry(
         listed = server.client().list_objects_v2(Bucket="wal")["Contents"]
         assert [o["Key"] for o in listed] == [f"strongbox/{segment.key}"]
 
-        (tmp_path / "local" / segment.key).unlink()
+        (tenant_path(DEFAULT_SLUG, "local") / segment.key).unlink()
         target = tmp_path / "fetched"
         assert wal_fetch(database=pg_database, name=NAME, target=target)
         assert target.read_bytes() == wal_file.read_bytes()
@@ -167,7 +168,7 @@ def test_the_wal_of_a_deleted_database_is_purged_from_its_destinations(
     from pitr.tasks import run_pitr_housekeeping
 
     segment = wal_archive(database=pg_database, path=wal_file, name=NAME).segment
-    stored = tmp_path / "local" / segment.key
+    stored = tenant_path(DEFAULT_SLUG, "local") / segment.key
     assert stored.is_file()
 
     database_delete(database=pg_database)

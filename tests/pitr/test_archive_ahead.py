@@ -15,6 +15,7 @@ from django.conf import settings
 from backups.models import WalSegment
 from pitr import wal_spool
 from tests import factories
+from tests.fixtures.tenants import DEFAULT_SLUG, tenant_path
 from tests.pitr.conftest import child_env
 
 NAMES = [f"0000000100000000000000{n:02X}" for n in (7, 8, 9, 10)]
@@ -25,7 +26,7 @@ def pg_database(environment, tmp_path):
     factories.DestinationFactory(
         organisation=environment.project.organisation,
         name="A local disk",
-        config={"path": str(tmp_path / "archive")},
+        config={"path": str(tenant_path(DEFAULT_SLUG, "archive"))},
         is_default=True,
     )
     return factories.DatabaseFactory(

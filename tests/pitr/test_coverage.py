@@ -16,6 +16,7 @@ from pitr.base import base_backup_request
 from pitr.coverage import pitr_check_target, pitr_coverage, pitr_validate_timestamp, pitr_window
 from pitr.retention import pitr_protected_backup_ids, wal_retention_apply
 from tests import factories
+from tests.fixtures.tenants import DEFAULT_SLUG, tenant_path
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -25,7 +26,7 @@ def pg_database(environment, tmp_path):
     factories.DestinationFactory(
         organisation=environment.project.organisation,
         name="Disk",
-        config={"path": str(tmp_path / "archive")},
+        config={"path": str(tenant_path(DEFAULT_SLUG, "archive"))},
     )
     return factories.DatabaseFactory(
         environment=environment, name="Orders", slug="orders", engine="postgresql"
@@ -145,7 +146,7 @@ def test_retention_removes_old_wal_no_kept_base_backup_needs(pg_database, histor
     assert a.status == BackupStatus.DELETING
     left = WalSegment.objects.filter(database=pg_database).order_by("segment_number")
     assert [s.segment_number for s in left] == [6, 7, 8]
-    stored = sorted(p.name for p in (tmp_path / "archive").rglob("*.zst.enc"))
+    stored = sorted(p.name for p in (tenant_path(DEFAULT_SLUG, "archive")).rglob("*.zst.enc"))
     assert stored == [f"{physical.segment_name(1, n)}.zst.enc" for n in (6, 7, 8)]
 
 

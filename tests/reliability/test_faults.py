@@ -27,6 +27,7 @@ from backups.services import (
 )
 from tests.backups.helpers import database_for, run_in_thread
 from tests.fixtures.databases import ConnectionSpec, fill_sqlite
+from tests.fixtures.tenants import unique_tenant_dir
 from tests.fixtures.worker import child_database_env as database_env
 from tests.fixtures.worker import wait_for
 from tests.reliability.helpers import (
@@ -47,7 +48,7 @@ SOURCE_MIB = 24
 
 
 def _big_sqlite_database(environment, tmp_path):
-    path = tmp_path / "big.sqlite3"
+    path = unique_tenant_dir(environment.organisation) / "big.sqlite3"
     make_big_sqlite(path, SOURCE_MIB)
     return database_for(environment, ConnectionSpec(engine="sqlite", name=str(path)))
 
@@ -276,7 +277,7 @@ def _source_of_kind(kind: str, environment, tmp_path):
     and a files tree together."""
     if kind == "database":
         return _big_sqlite_database(environment, tmp_path)
-    files = tmp_path / "files"
+    files = unique_tenant_dir(environment.organisation, "files")
     (files / "uploads").mkdir(parents=True)
     share = SOURCE_MIB if kind == "filesystem" else SOURCE_MIB // 3
     (files / "uploads" / "video.bin").write_bytes(os.urandom(share * MiB))
@@ -284,7 +285,7 @@ def _source_of_kind(kind: str, environment, tmp_path):
     environment.save(update_fields=["files_path"])
     if kind == "full":
         for slug in ("orders", "ledger"):
-            path = tmp_path / f"{slug}.sqlite3"
+            path = files.parent / f"{slug}.sqlite3"
             make_big_sqlite(path, share)
             database_for(environment, ConnectionSpec(engine="sqlite", name=str(path)), slug=slug)
     return None

@@ -92,14 +92,14 @@ class Shop:
 
 
 @pytest.fixture
-def shop(environment, destination, tmp_path, make_postgres_database, make_mariadb_database):
-    lite = ConnectionSpec(engine="sqlite", name=str(tmp_path / "cache.sqlite3"))
+def shop(environment, destination, organisation_dir, make_postgres_database, make_mariadb_database):
+    lite = ConnectionSpec(engine="sqlite", name=str(organisation_dir / "cache.sqlite3"))
     shop = Shop(
         environment,
         make_postgres_database(),
         make_mariadb_database(),
         lite,
-        make_files_tree(tmp_path / "site" / "files"),
+        make_files_tree(organisation_dir / "site" / "files"),
     )
     fill_postgres(shop.specs["pg"], rows=150)
     fill_mariadb(shop.specs["maria"], rows=120)

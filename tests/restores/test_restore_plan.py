@@ -37,7 +37,7 @@ def estate(
     destination,
     make_sqlite_database,
     make_postgres_database,
-    tmp_path,
+    organisation_dir,
 ):
     """Staging: Main and Cache (SQLite), Reports (PostgreSQL) and a files directory.
     Production: Main and Analytics (SQLite), Warehouse (PostgreSQL), each holding data.
@@ -50,7 +50,8 @@ def estate(
 
     def add(env, name, engine, rows):
         make, fill = makers[engine]
-        spec = make()
+        # A SQLite file lies in its own organisation's directory.
+        spec = make(env.project.organisation) if engine == "sqlite" else make()
         fill(spec, rows=rows)
         slug = name.lower()
         specs[(env.slug, slug)] = spec
@@ -61,7 +62,7 @@ def estate(
         project=factories.ProjectFactory(organisation=other_organisation), name="Theirs"
     )
     factories.DestinationFactory(organisation=other_organisation, name="Their disk")
-    files = make_files_tree(tmp_path / "staging-files")
+    files = make_files_tree(organisation_dir / "staging-files")
     environment.files_path = str(files)
     environment.save()
     return SimpleNamespace(

@@ -125,8 +125,10 @@ def test_it_restores_a_database_into_another_environment_of_the_organisation(
     assert leftovers(target) == []
 
 
-def test_it_restores_files_by_swapping_the_directory(project, environment, destination, tmp_path):
-    source = make_files_tree(tmp_path / "files")
+def test_it_restores_files_by_swapping_the_directory(
+    project, environment, destination, tmp_path, organisation_dir
+):
+    source = make_files_tree(organisation_dir / "files")
     environment.files_path = str(source)
     environment.save()
     original = tree_fingerprint(source)
@@ -139,9 +141,10 @@ def test_it_restores_files_by_swapping_the_directory(project, environment, desti
     _assert_completed(restore)
     assert tree_fingerprint(source) == original
     assert restore.safety_backup.kind == "filesystem"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "files", "tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "tmp"]
+    assert sorted(p.name for p in organisation_dir.iterdir()) == ["files"]
 
-    other_dir = tmp_path / "other"
+    other_dir = organisation_dir / "other"
     other_dir.mkdir()
     other = factories.EnvironmentFactory(project=project, files_path=str(other_dir))
     restore = run_restore_now(backup=backup, target_type="other", target_environment=other)
@@ -153,7 +156,7 @@ def test_it_restores_a_full_backup_into_the_same_and_another_environment(
     project,
     environment,
     destination,
-    tmp_path,
+    organisation_dir,
     make_postgres_database,
     make_sqlite_database,
 ):
@@ -162,7 +165,7 @@ def test_it_restores_a_full_backup_into_the_same_and_another_environment(
     fill_sqlite(lite, rows=100)
     database_for(environment, pg, slug="main")
     database_for(environment, lite, slug="cache")
-    files = make_files_tree(tmp_path / "files")
+    files = make_files_tree(organisation_dir / "files")
     environment.files_path = str(files)
     environment.save()
     expected = (table_checksums(pg), table_checksums(lite), tree_fingerprint(files))
@@ -178,7 +181,7 @@ def test_it_restores_a_full_backup_into_the_same_and_another_environment(
     assert restore.safety_backup.kind == "full"
     assert leftovers(pg) == [] and leftovers(lite) == []
 
-    other_files = tmp_path / "other-files"
+    other_files = organisation_dir / "other-files"
     other = factories.EnvironmentFactory(project=project, files_path=str(other_files))
     other_pg, other_lite = make_postgres_database(), make_sqlite_database()
     database_for(other, other_pg, slug="main")

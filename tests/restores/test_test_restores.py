@@ -39,12 +39,12 @@ def test_a_test_restore_records_verified_by_restore_and_drops_the_scratch_databa
 
 
 def test_a_test_restore_of_a_full_backup_uses_scratch_copies_in_the_temporary_directory(
-    environment, destination, postgres_spec, sqlite_spec, tmp_path, settings
+    environment, destination, postgres_spec, sqlite_spec, organisation_dir, tmp_path, settings
 ):
     fill_postgres(postgres_spec, rows=20)
     database_for(environment, postgres_spec, slug="main")
     database_for(environment, sqlite_spec, slug="lite")
-    environment.files_path = str(make_files_tree(tmp_path / "files"))
+    environment.files_path = str(make_files_tree(organisation_dir / "files"))
     environment.save()
     backup = run_backup_now(environment=environment, kind="full")
 

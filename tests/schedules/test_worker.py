@@ -98,14 +98,14 @@ def stop(worker) -> None:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_workers_scheduler_runs_a_due_slot_once_and_picks_up_a_change(
-    environment, tmp_path, sqlite_spec, start_worker, worker_settings
+    environment, organisation_dir, sqlite_spec, start_worker, worker_settings
 ):
     fill_sqlite(sqlite_spec, rows=50)
     database_for(environment, sqlite_spec)
     destination = factories.DestinationFactory(
         organisation=environment.project.organisation,
         name="Scratch",
-        config={"path": str(tmp_path / "destination")},
+        config={"path": str(organisation_dir / "destination")},
     )
     now = timezone.now()
     slot = previous_run("0 2 * * *", "UTC", now)
@@ -131,7 +131,7 @@ def test_the_workers_scheduler_runs_a_due_slot_once_and_picks_up_a_change(
         copy = backup.copies.get()
         assert copy.status == CopyStatus.STORED
         assert copy.destination == destination
-        assert (tmp_path / "destination" / copy.key).stat().st_size == backup.size
+        assert (organisation_dir / "destination" / copy.key).stat().st_size == backup.size
         schedule.refresh_from_db()
         assert schedule.last_db_slot_at == slot
         tick = Task.objects.filter(func=TICK[1]).latest("started")

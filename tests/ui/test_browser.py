@@ -14,6 +14,7 @@ from alerts.models import Alert
 from backups.models import Backup, BackupStatus
 from organizations.models import ApiToken, Role
 from tests import factories
+from tests.fixtures.tenants import tenant_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,9 +52,7 @@ def test_a_member_signs_in_and_sees_the_dashboard(page, ui_org, sign_in, screens
     screenshot(page, "02-dashboard-phone", phone=True)
 
 
-def test_an_operator_triggers_a_backup_and_watches_it_complete(
-    page, ui_org, sign_in, screenshot, tmp_path
-):
+def test_an_operator_triggers_a_backup_and_watches_it_complete(page, ui_org, sign_in, screenshot):
     organisation, people = ui_org
     project = factories.ProjectFactory(organisation=organisation, name="Website", slug="website")
     environment = factories.EnvironmentFactory(project=project, name="Staging", slug="staging")
@@ -62,7 +61,7 @@ def test_an_operator_triggers_a_backup_and_watches_it_complete(
         name="Orders",
         slug="orders",
         engine="sqlite",
-        database_name=make_sqlite_database(tmp_path / "orders.sqlite3"),
+        database_name=make_sqlite_database(tenant_path(organisation, "orders.sqlite3")),
     )
     factories.DestinationFactory(organisation=organisation, name="Local disk")
 
@@ -221,20 +220,22 @@ def test_an_admin_previews_retention_and_sees_the_delete_marks(page, ui_org, sig
 
 
 def test_an_operator_restores_a_backup_watches_the_log_and_undoes_it(
-    page, ui_org, sign_in, screenshot, tmp_path
+    page, ui_org, sign_in, screenshot
 ):
     from tests.backups.helpers import run_backup_now
 
     organisation, people = ui_org
     project = factories.ProjectFactory(organisation=organisation, name="Website", slug="website")
     environment = factories.EnvironmentFactory(project=project, name="Staging", slug="staging")
-    path = make_sqlite_database(tmp_path / "orders.sqlite3", rows=500)
+    path = make_sqlite_database(tenant_path(organisation, "orders.sqlite3"), rows=500)
     database = factories.DatabaseFactory(
         environment=environment, name="Orders", slug="orders", engine="sqlite", database_name=path
     )
     # The worker and this process share the artifacts through an explicit directory.
     factories.DestinationFactory(
-        organisation=organisation, name="Shared disk", config={"path": str(tmp_path / "store")}
+        organisation=organisation,
+        name="Shared disk",
+        config={"path": str(tenant_path(organisation, "store"))},
     )
     backup = run_backup_now(environment=environment, kind="database", database=database)
     assert backup.status == BackupStatus.COMPLETED, backup.message

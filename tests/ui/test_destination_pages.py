@@ -19,9 +19,9 @@ def test_a_viewer_lists_destinations_without_actions(client, viewer, destination
 
 
 def test_an_operator_tests_a_connection_and_sees_the_outcome(
-    client, operator, destination, tmp_path
+    client, operator, destination, organisation_dir
 ):
-    destination.config = {"path": str(tmp_path)}
+    destination.config = {"path": str(organisation_dir)}
     destination.save()
     client.force_login(operator)
     response = client.post(reverse("destination-test", args=[destination.id]), follow=True)
@@ -31,8 +31,8 @@ def test_an_operator_tests_a_connection_and_sees_the_outcome(
     assert destination.last_checked_at is not None and destination.last_check_error == ""
 
 
-def test_a_failed_connection_test_is_reported(client, operator, destination, tmp_path):
-    blocker = tmp_path / "file"
+def test_a_failed_connection_test_is_reported(client, operator, destination, organisation_dir):
+    blocker = organisation_dir / "file"
     blocker.write_text("not a directory")
     destination.config = {"path": str(blocker / "sub")}
     destination.save()

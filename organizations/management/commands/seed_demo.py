@@ -1,7 +1,6 @@
 import sqlite3
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -18,6 +17,7 @@ from organizations.models import (
     Role,
 )
 from organizations.services import database_create, environment_create, project_create
+from organizations.validators import organisation_root
 
 DEMO_PASSWORD = "strongbox-demo"  # noqa: S105 - printed for the demo on purpose
 
@@ -32,18 +32,11 @@ class Command(BaseCommand):
     def handle(self, *args, username, password, **options):
         try:
             self._seed(username=username, password=password)
-        except ApplicationError as exc:  # e.g. VAR_DIR outside STRONGBOX_ALLOWED_PATHS
+        except ApplicationError as exc:  # e.g. a tenant root inside the app's own data
             raise CommandError(exc.message) from exc
 
     @transaction.atomic
     def _seed(self, *, username: str, password: str) -> None:
-        demo_dir = Path(settings.VAR_DIR) / "demo"
-        files_dir = demo_dir / "files"
-        files_dir.mkdir(parents=True, exist_ok=True)
-        db_path = demo_dir / "shop.sqlite3"
-        _fill_demo_database(db_path)
-        _fill_demo_files(files_dir)
-
         user_model = get_user_model()
         user, created = user_model.objects.get_or_create(
             username=username, defaults={"is_staff": True, "is_superuser": True}
@@ -52,8 +45,15 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
         org, _ = Organisation.objects.get_or_create(slug="demo", defaults={"name": "Demo Org"})
+        # The demo's database and files live in its own directory under the tenant root.
+        demo_dir = organisation_root(org)
+        files_dir = demo_dir / "files"
+        files_dir.mkdir(parents=True, exist_ok=True)
+        db_path = demo_dir / "shop.sqlite3"
+        _fill_demo_database(db_path)
+        _fill_demo_files(files_dir)
         Membership.objects.get_or_create(user=user, organisation=org, defaults={"role": Role.ADMIN})
-        # Created through the services (so the allowed-path rules apply), found by slug
+        # Created through the services (so the tenant path rules apply), found by slug
         # when they already exist so the command stays idempotent.
         project = Project.objects.filter(organisation=org, slug="shop").first()
         if project is None:
