@@ -238,12 +238,19 @@ class DumpPlan(SourcePlan):
         )
 
 
-def source_plan_for(backup: Backup) -> SourcePlan:
-    if backup.kind == BackupKind.BASE:
-        # pg_basebackup and the WAL position it records live with point-in-time recovery.
-        from pitr.base import BaseBackupPlan
+# Kinds whose plan another app provides, registered from its AppConfig.ready(): base
+# backups (pg_basebackup and the WAL position it records) live with point-in-time recovery,
+# which builds on this module, so this module cannot import it.
+_PLANS_FROM_APPS: dict[str, Callable[[Backup], SourcePlan]] = {}
 
-        return BaseBackupPlan.for_backup(backup)
+
+def register_source_plan(kind: str, plan_for: Callable[[Backup], SourcePlan]) -> None:
+    _PLANS_FROM_APPS[kind] = plan_for
+
+
+def source_plan_for(backup: Backup) -> SourcePlan:
+    if plan_for := _PLANS_FROM_APPS.get(backup.kind):
+        return plan_for(backup)
     if backup.kind == BackupKind.DATABASE:
         if backup.database is None:
             raise EngineError("The database of this backup no longer exists.")

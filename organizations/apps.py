@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class OrganizationsConfig(AppConfig):
@@ -6,8 +7,7 @@ class OrganizationsConfig(AppConfig):
     name = "organizations"
 
     def ready(self):
-        from django.core import checks
-
-        from organizations.hostpolicy import check_default_setting
+        # Here, not at the top: it reads the models, which load after the app configs.
+        from organizations.hostpolicy import check_default_setting  # noqa: PLC0415
 
         checks.register(check_default_setting)
