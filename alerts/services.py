@@ -14,6 +14,8 @@ from functools import partial
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task, schedule
 
 from alerts import notifiers
 from alerts.models import Alert, AlertKind, NotificationChannel, NotificationDelivery, Severity
@@ -184,8 +186,6 @@ def alert_mark_read(*, alert: Alert, user=None) -> Alert:
 
 def _enqueue_notifications(alert_id) -> None:
     """One delivery task per enabled channel. Runs on commit; never raises."""
-    from django_q.tasks import async_task
-
     try:
         alert = Alert.objects.get(pk=alert_id)
         channel_ids = list(
@@ -210,9 +210,6 @@ def delivery_retry_delay(attempt: int) -> timedelta:
 
 def _schedule_retry(*, channel: NotificationChannel, alert: Alert, attempt: int) -> None:
     """Run ``attempt`` later, as a one-off django-q2 schedule (no worker sleeps meanwhile)."""
-    from django_q.models import Schedule
-    from django_q.tasks import schedule
-
     try:
         schedule(
             DELIVERY_TASK,

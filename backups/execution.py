@@ -243,12 +243,19 @@ class DumpPlan(SourcePlan):
         )
 
 
-def source_plan_for(backup: Backup) -> SourcePlan:
-    if backup.kind == BackupKind.BASE:
-        # pg_basebackup and the WAL position it records live with point-in-time recovery.
-        from pitr.base import BaseBackupPlan
+# Kinds whose plan another app provides, registered from its AppConfig.ready(): base
+# backups (pg_basebackup and the WAL position it records) live with point-in-time recovery,
+# which builds on this module, so this module cannot import it.
+_PLANS_FROM_APPS: dict[str, Callable[[Backup], SourcePlan]] = {}
 
-        return BaseBackupPlan.for_backup(backup)
+
+def register_source_plan(kind: str, plan_for: Callable[[Backup], SourcePlan]) -> None:
+    _PLANS_FROM_APPS[kind] = plan_for
+
+
+def source_plan_for(backup: Backup) -> SourcePlan:
+    if plan_for := _PLANS_FROM_APPS.get(backup.kind):
+        return plan_for(backup)
     if backup.kind == BackupKind.DATABASE:
         if backup.database is None:
             raise EngineError("The database of this backup no longer exists.")
@@ -484,6 +491,7 @@ class _Execution:
         self.phases = Phases()
         self.plan: SourcePlan | None = None
         self.source: RunningSource | None = None
+        self.stream_phases: tuple[dict, dict] | None = None  # COMPRESS and UPLOAD, while running
         self.copies: dict[str, BackupCopy] = {}
         self.backends = DestinationBackends()  # one per destination for the whole run
 
@@ -544,28 +552,28 @@ class _Execution:
             phases.finish(dump_phase, "ERROR")
             self.end(BackupStatus.FAILED, f"The dump could not start: {_reason(exc)}")
             return
+        run = self._stream(plan)
+        if run.error is not None:
+            phases.fail_running()
+            self._end_unfinished(run.error)
+            return
+        self._close_stream_phases(dump_phase, run.result)
+        verify_phase = self._verify_copies(run.result)
+        self._end_verified(run.result, verify_phase)
+
+    def _stream(self, plan: SourcePlan) -> _Run:
+        """A copy row per destination, then the source streamed into all of them."""
+        backup, phases = self.backup, self.phases
         options = pipeline_options_for(backup)
         key = artifact_key(backup, plan.extension, options)
-        copies = self.copies
         for destination in backup.destinations.all():
             copy, _ = BackupCopy.objects.update_or_create(
                 backup=backup,
                 destination=destination,
                 defaults={"key": key, "status": CopyStatus.UPLOADING, "error": ""},
             )
-            copies[str(destination.id)] = copy
-
-        def open_sinks() -> list:
-            sinks = []
-            for name, copy in copies.items():
-                try:
-                    sinks.append(open_sink(self.backends[copy.destination], key, name=name))
-                except Exception as exc:  # noqa: BLE001 - a destination we cannot even open
-                    copy.error = f"could not start the upload: {exc}"
-            return sinks
-
-        compress_phase = phases.start(Phase.COMPRESS)
-        upload_phase = phases.start(Phase.UPLOAD)
+            self.copies[str(destination.id)] = copy
+        self.stream_phases = (phases.start(Phase.COMPRESS), phases.start(Phase.UPLOAD))
         update_backup(
             backup,
             phase=Phase.DUMP,
@@ -574,48 +582,64 @@ class _Execution:
             encrypted=bool(options.encryption_key),
             key_id=options.key_id,
         )
-        run = _Run(plan=plan, options=options, sinks_for=open_sinks)
-        self.source = source = run.source
+        run = _Run(plan=plan, options=options, sinks_for=lambda: self._open_sinks(key))
+        self.source = run.source
         _follow(backup, run)
+        return run
 
-        if run.error is not None:
-            phases.fail_running()
-            info = {"engine_version": source.engine_version, "row_counts": source.row_counts}
-            if isinstance(run.error, PipelineCancelled):
-                self.end(
-                    BackupStatus.ABORTED,
-                    "Aborted on request; partial artifacts were removed.",
-                    copy_error="aborted",
-                    **info,
-                )
-            elif isinstance(run.error, EngineUnavailable):
-                self.end(BackupStatus.NOT_SUPPORTED, str(run.error), copy_error="not supported")
-            else:
-                self.end(
-                    BackupStatus.FAILED,
-                    f"The backup failed: {_named(run.error, copies)}",
-                    copy_error=str(run.error),
-                    **info,
-                )
-            return
+    def _open_sinks(self, key: str) -> list:
+        sinks = []
+        for name, copy in self.copies.items():
+            try:
+                sinks.append(open_sink(self.backends[copy.destination], key, name=name))
+            except Exception as exc:  # noqa: BLE001 - a destination we cannot even open
+                copy.error = f"could not start the upload: {exc}"
+        return sinks
 
-        result = run.result
+    def _end_unfinished(self, error: BaseException) -> None:
+        """The stream stopped before its end: aborted, unsupported or failed."""
+        source = self.source
+        info = {"engine_version": source.engine_version, "row_counts": source.row_counts}
+        if isinstance(error, PipelineCancelled):
+            self.end(
+                BackupStatus.ABORTED,
+                "Aborted on request; partial artifacts were removed.",
+                copy_error="aborted",
+                **info,
+            )
+        elif isinstance(error, EngineUnavailable):
+            self.end(BackupStatus.NOT_SUPPORTED, str(error), copy_error="not supported")
+        else:
+            self.end(
+                BackupStatus.FAILED,
+                f"The backup failed: {_named(error, self.copies)}",
+                copy_error=str(error),
+                **info,
+            )
+
+    def _close_stream_phases(self, dump_phase: dict, result: PipelineResult) -> None:
+        # The dump ended when the tool did, a little before the upload's last bytes.
         ended = timezone.now()
         dump_end = ended
-        if source.dump_ended_at is not None:
-            dump_end = ended - timedelta(seconds=max(0.0, time.monotonic() - source.dump_ended_at))
-        phases.finish(dump_phase, ended=dump_end)
-        phases.finish(compress_phase, ended=ended)
-        phases.finish(upload_phase, "ERROR" if result.failed else "SUCCESS", ended=ended)
+        if self.source.dump_ended_at is not None:
+            behind = max(0.0, time.monotonic() - self.source.dump_ended_at)
+            dump_end = ended - timedelta(seconds=behind)
+        compress_phase, upload_phase = self.stream_phases
+        self.phases.finish(dump_phase, ended=dump_end)
+        self.phases.finish(compress_phase, ended=ended)
+        self.phases.finish(upload_phase, "ERROR" if result.failed else "SUCCESS", ended=ended)
 
-        verify_phase = phases.start(Phase.VERIFY)
+    def _verify_copies(self, result: PipelineResult) -> dict:
+        """Each committed copy checked where it is stored; returns the running VERIFY phase."""
+        verify_phase = self.phases.start(Phase.VERIFY)
         update_backup(
-            backup,
+            self.backup,
             phase=Phase.VERIFY,
-            phases=phases.items,
+            phases=self.phases.items,
             bytes_done=result.bytes_in,
-            bytes_total=source.estimate or None,
+            bytes_total=self.source.estimate or None,
         )
+        copies = self.copies
         for name, error in result.failed.items():
             mark_copy(copies[name], CopyStatus.FAILED, error=error)
         for name in result.committed:
@@ -623,10 +647,13 @@ class _Execution:
         for copy in copies.values():
             if copy.status == CopyStatus.UPLOADING:
                 mark_copy(copy, CopyStatus.FAILED, error=copy.error or "the upload did not start")
+        return verify_phase
 
+    def _end_verified(self, result: PipelineResult, verify_phase: dict) -> None:
+        backup, source, copies = self.backup, self.source, self.copies
         if Backup.objects.filter(pk=backup.pk, status=BackupStatus.ABORTING).exists():
             # The abort came after the last chunk: honour it rather than keep what was asked away.
-            phases.finish(verify_phase, "ERROR")
+            self.phases.finish(verify_phase, "ERROR")
             self.end(
                 BackupStatus.ABORTED,
                 "Aborted on request; the artifacts were removed.",
@@ -635,7 +662,7 @@ class _Execution:
             )
             return
         failed = [c for c in copies.values() if c.status != CopyStatus.STORED]
-        phases.finish(verify_phase, "ERROR" if failed else "SUCCESS")
+        self.phases.finish(verify_phase, "ERROR" if failed else "SUCCESS")
         common = {
             "size": result.bytes_out,
             "checksum_sha256": result.sha256,
@@ -651,7 +678,7 @@ class _Execution:
         if backup.database_id and source.engine_version:
             Database.objects.filter(pk=backup.database_id).update(version=source.engine_version)
         try:
-            plan.after_completed(backup, source)
+            self.plan.after_completed(backup, source)
         except Exception:
             logger.exception("follow-up of the completed backup %s failed", backup.id)
         alert_resolve(organisation=backup.organisation, kind=AlertKind.BACKUP_FAILED, backup=backup)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db.models import Count
 
+from backups.models import Backup, BackupStatus, WalSegment
 from config.errors import ApplicationError
 from config.keyring import configured_fingerprints, key_fingerprint, master_key, master_keys
 
@@ -144,8 +145,6 @@ def keys_needed() -> list[KeyNeed]:
     """Which keys the kept encrypted artifacts (completed backups and archived WAL) need.
     Artifacts are never re-encrypted, so an older master key must stay configured while
     one of these still names it."""
-    from backups.models import Backup, BackupStatus, WalSegment
-
     counts: dict[str, list[int]] = {}
     kept = {
         0: Backup.objects.filter(status=BackupStatus.COMPLETED, encrypted=True),

@@ -60,6 +60,19 @@ class Phase(models.TextChoices):
     VERIFY = "VERIFY"
 
 
+class BackupQuerySet(models.QuerySet):
+    """Questions other apps ask of an object's backups through its reverse relation
+    (``environment.backups.live()``), so they need not import this app."""
+
+    def live(self):
+        """Not deleted: their artifacts are still stored."""
+        return self.exclude(status=BackupStatus.DELETED)
+
+    def active(self):
+        """Scheduled, running or aborting."""
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+
 class Backup(models.Model):
     """One backup of a database, of an environment's files, or of both (``full``).
 
@@ -132,6 +145,8 @@ class Backup(models.Model):
     verified_by_restore_at = models.DateTimeField(null=True, blank=True)
     verification_message = models.TextField(blank=True)
 
+    objects = BackupQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -191,6 +206,12 @@ class CopyStatus(models.TextChoices):
     DELETED = "deleted", "Deleted"
 
 
+class BackupCopyQuerySet(models.QuerySet):
+    def held(self):
+        """Copies whose artifact is (or may still be) in the destination."""
+        return self.exclude(status=CopyStatus.DELETED)
+
+
 class BackupCopy(models.Model):
     """One copy of a backup's artifact in one destination.
 
@@ -215,6 +236,8 @@ class BackupCopy(models.Model):
     last_verified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     backup_created_at = models.DateTimeField(editable=False)
+
+    objects = BackupCopyQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at"]

@@ -330,6 +330,83 @@ class _SinkWorker:
 # --- run_pipeline ----------------------------------------------------------------------------
 
 
+class _Output:
+    """What leaves the compressor: sealed into envelope chunks when encrypting, then hashed,
+    counted and queued to every live sink, each item within ``chunk_size``."""
+
+    def __init__(self, run: _Run, workers: list[_SinkWorker], options: PipelineOptions):
+        self.run = run
+        self.workers = workers
+        self.chunk_size = options.chunk_size
+        self.digest = hashlib.sha256()
+        self.bytes_out = 0
+        self.envelope = (
+            EnvelopeWriter(options.encryption_key, options.key_id, options.chunk_size)
+            if options.encryption_key is not None
+            else None
+        )
+        self.sealed = bytearray()  # compressed bytes waiting to fill an envelope chunk
+
+    def start(self) -> None:
+        if self.envelope is not None:
+            self.emit(self.envelope.header)
+
+    def write(self, data: bytes, *, final: bool) -> None:
+        if self.envelope is None:
+            # zstd's worker threads return output in bursts of several MiB; split them so
+            # every queued item stays within chunk_size.
+            if len(data) <= self.chunk_size:
+                self.emit(data)
+                return
+            view = memoryview(data)
+            for start in range(0, len(data), self.chunk_size):
+                self.emit(bytes(view[start : start + self.chunk_size]))
+            return
+        sealed = self.sealed
+        sealed.extend(data)
+        # Keep at least one byte back until EOF: only then do we know which chunk is final.
+        size = self.envelope.chunk_size
+        while len(sealed) > size:
+            self.emit(self.envelope.seal(bytes(sealed[:size]), final=False))
+            del sealed[:size]
+        if final:
+            self.emit(self.envelope.seal(bytes(sealed), final=True))
+            sealed.clear()
+
+    def emit(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.digest.update(chunk)
+        self.bytes_out += len(chunk)
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise _all_failed(self.workers)
+        for worker in live:
+            self.run.put(worker.queue, chunk)
+
+
+class _Reporter:
+    """Calls ``progress`` at most every _PROGRESS_INTERVAL, and once more at the end; an
+    exception in it is logged, never fatal."""
+
+    def __init__(self, progress: Callable[[Progress], None] | None, started: float):
+        self.progress = progress
+        self.started = started
+        self.last = started
+
+    def __call__(self, bytes_in: int, bytes_out: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.progress is None or (not force and now - self.last < _PROGRESS_INTERVAL):
+            return
+        self.last = now
+        try:
+            self.progress(
+                Progress(bytes_in=bytes_in, bytes_out=bytes_out, elapsed=now - self.started)
+            )
+        except Exception:
+            logger.exception("progress callback failed")
+
+
 def run_pipeline(
     source: BinaryIO,
     sinks: Sequence[Sink],
@@ -354,7 +431,7 @@ def run_pipeline(
         raise ValueError("sink names must be unique")
 
     run = _Run(cancel)
-    started = time.monotonic()
+    report = _Reporter(progress, time.monotonic())
     raw: queue.Queue[object] = queue.Queue(maxsize=options.queue_depth)
     reader = threading.Thread(
         target=_reader,
@@ -363,85 +440,15 @@ def run_pipeline(
         daemon=True,
     )
     workers = [_SinkWorker(run, sink, options.queue_depth) for sink in sinks]
-    digest = hashlib.sha256()
-    bytes_in = bytes_out = 0
-    last_report = started
-
-    def emit(chunk: bytes) -> None:
-        nonlocal bytes_out
-        if not chunk:
-            return
-        digest.update(chunk)
-        bytes_out += len(chunk)
-        live = [w for w in workers if w.alive]
-        if not live:
-            raise _all_failed(workers)
-        for worker in live:
-            run.put(worker.queue, chunk)
-
-    def report(force: bool = False) -> None:
-        nonlocal last_report
-        now = time.monotonic()
-        if progress is None or (not force and now - last_report < _PROGRESS_INTERVAL):
-            return
-        last_report = now
-        try:
-            progress(Progress(bytes_in=bytes_in, bytes_out=bytes_out, elapsed=now - started))
-        except Exception:
-            logger.exception("progress callback failed")
-
+    output = _Output(run, workers, options)
     compressor = _compressor(options)
-    envelope = (
-        EnvelopeWriter(options.encryption_key, options.key_id, options.chunk_size)
-        if options.encryption_key is not None
-        else None
-    )
-    sealed = bytearray()  # compressed bytes waiting to fill an envelope chunk
-
-    def encrypt(data: bytes, *, final: bool) -> None:
-        if envelope is None:
-            # zstd's worker threads return output in bursts of several MiB; split them so
-            # every queued item stays within chunk_size.
-            size = options.chunk_size
-            if len(data) <= size:
-                emit(data)
-            else:
-                view = memoryview(data)
-                for start in range(0, len(data), size):
-                    emit(bytes(view[start : start + size]))
-            return
-        sealed.extend(data)
-        # Keep at least one byte back until EOF: only then do we know which chunk is final.
-        size = envelope.chunk_size
-        while len(sealed) > size:
-            emit(envelope.seal(bytes(sealed[:size]), final=False))
-            del sealed[:size]
-        if final:
-            emit(envelope.seal(bytes(sealed), final=True))
-            sealed.clear()
 
     reader.start()
     for worker in workers:
         worker.thread.start()
     try:
-        if envelope is not None:
-            emit(envelope.header)
-        while True:
-            item = run.get(raw)
-            if item is _EOF:
-                break
-            if isinstance(item, BaseException):
-                raise PipelineError(f"source failed: {_error_text(item)}") from item
-            chunk: bytes = item  # type: ignore[assignment]
-            bytes_in += len(chunk)
-            encrypt(compressor.compress(chunk), final=False)
-            report()
-        encrypt(compressor.flush(), final=True)
-        if source_done is not None:
-            try:
-                source_done()
-            except Exception as exc:
-                raise PipelineError(f"source failed: {_error_text(exc)}") from exc
+        bytes_in = _pump(run, raw, compressor, output, report)
+        _finish_source(source_done)
         if cancel is not None and cancel.is_set():
             raise _Halt
         if not any(w.alive for w in workers):
@@ -461,17 +468,46 @@ def run_pipeline(
     for worker in workers:
         worker.finish(_COMMIT)
     _join(reader, workers)
-    report(force=True)
+    report(bytes_in, output.bytes_out, force=True)
     result = PipelineResult(
         bytes_in=bytes_in,
-        bytes_out=bytes_out,
-        sha256=digest.hexdigest(),
+        bytes_out=output.bytes_out,
+        sha256=output.digest.hexdigest(),
         committed=[w.sink.name for w in workers if w.committed],
         failed={w.sink.name: w.error for w in workers if w.error is not None},
     )
     if not result.committed:
         raise _all_failed(workers)
     return result
+
+
+def _pump(run: _Run, raw: queue.Queue, compressor, output: _Output, report: _Reporter) -> int:
+    """Move the source's chunks through the compressor into the output until EOF; returns
+    the bytes read."""
+    bytes_in = 0
+    output.start()
+    while True:
+        item = run.get(raw)
+        if item is _EOF:
+            break
+        if isinstance(item, BaseException):
+            raise PipelineError(f"source failed: {_error_text(item)}") from item
+        chunk: bytes = item  # type: ignore[assignment]
+        bytes_in += len(chunk)
+        output.write(compressor.compress(chunk), final=False)
+        report(bytes_in, output.bytes_out)
+    output.write(compressor.flush(), final=True)
+    return bytes_in
+
+
+def _finish_source(source_done: Callable[[], None] | None) -> None:
+    """The source's own end check (a dump tool's exit status): its failure fails the run."""
+    if source_done is None:
+        return
+    try:
+        source_done()
+    except Exception as exc:
+        raise PipelineError(f"source failed: {_error_text(exc)}") from exc
 
 
 def _all_failed(workers: list[_SinkWorker]) -> PipelineError:

@@ -38,10 +38,16 @@ from backups.models import (
     BackupTrigger,
     CopyStatus,
 )
+from backups.pipeline import sha256_of
 from config.errors import Conflict, InvalidInput
 from destinations.backends import BACKENDS, DestinationBackends
 from destinations.models import Destination
-from destinations.storage import delete_artifact, discard_partial_artifacts
+from destinations.storage import (
+    ArtifactMissing,
+    delete_artifact,
+    discard_partial_artifacts,
+    open_artifact_stream,
+)
 from organizations.models import Database, Environment
 from organizations.services import environment_lock
 
@@ -336,9 +342,6 @@ def backup_delete_artifacts(*, backup: Backup) -> Backup:
 
 def backup_verify(*, backup: Backup) -> bool:
     """Re-read every stored copy and compare its size and checksum with the recorded ones."""
-    from backups.pipeline import sha256_of
-    from destinations.storage import ArtifactMissing, open_artifact_stream
-
     problems = []
     now = timezone.now()
     backends = DestinationBackends()

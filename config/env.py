@@ -6,6 +6,7 @@ which keeps secrets out of process listings and container specs.
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -36,8 +37,6 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 
 def database_from_url(url: str) -> dict:
     """A Django DATABASES entry from ``postgres://user:pass@host:port/name?sslmode=…``."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, not {parts.scheme!r}")

@@ -138,9 +138,7 @@ def destination_update(
 
 def destination_delete(*, destination: Destination) -> None:
     """Refuse while artifacts or schedules still depend on the destination."""
-    from backups.models import CopyStatus
-
-    held = destination.copies.exclude(status=CopyStatus.DELETED).count()
+    held = destination.copies.held().count()
     if held:
         raise Conflict(
             f"{destination.name} still holds {held} backup copy(ies); delete those backups first."

@@ -15,7 +15,7 @@ from organizations.models import (
     PathGrant,
     Project,
 )
-from organizations.validators import organisation_root, slug_problem
+from organizations.validators import grant_problem, organisation_root, slug_problem
 
 
 class MembershipInline(admin.TabularInline):
@@ -379,10 +379,27 @@ class _SuperuserOnlyAdmin(admin.ModelAdmin):
         return self.has_module_permission(request)
 
 
+class PathGrantForm(forms.ModelForm):
+    class Meta:
+        model = PathGrant
+        fields = ["organisation", "path", "note"]
+
+    def clean(self):
+        cleaned = super().clean()
+        organisation, path = cleaned.get("organisation"), cleaned.get("path")
+        if organisation and path:
+            exclude = self.instance if self.instance.pk else None
+            if problem := grant_problem(organisation, path, exclude=exclude):
+                self.add_error("path", problem)
+        return cleaned
+
+
 @admin.register(PathGrant)
 class PathGrantAdmin(_SuperuserOnlyAdmin):
-    """Server directories granted to one organisation besides its own root; the model's
-    ``clean`` refuses overlaps with other organisations and the app's data."""
+    """Server directories granted to one organisation besides its own root; the form
+    refuses overlaps with other organisations and the app's data."""
+
+    form = PathGrantForm
 
     list_display = ["path", "organisation", "note", "created_by", "created_at"]
     list_filter = ["organisation"]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class OrganizationsConfig(AppConfig):
@@ -6,10 +7,9 @@ class OrganizationsConfig(AppConfig):
     name = "organizations"
 
     def ready(self):
-        from django.core import checks
-
-        from organizations.checks import check_tenant_paths, check_tenant_root
-        from organizations.hostpolicy import check_default_setting
+        # Here, not at the top: they read the models, which load after the app configs.
+        from organizations.checks import check_tenant_paths, check_tenant_root  # noqa: PLC0415
+        from organizations.hostpolicy import check_default_setting  # noqa: PLC0415
 
         checks.register(check_default_setting)
         checks.register(check_tenant_root)

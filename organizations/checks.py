@@ -11,12 +11,12 @@ from __future__ import annotations
 from django.core.checks import Error, Warning
 from django.db import DatabaseError
 
+from organizations.models import Database, Engine, Environment
 from organizations.validators import (
     PathNotAllowed,
     app_data_paths,
     app_directories,
     require_database_paths,
-    require_destination_paths,
     require_environment_paths,
     tenant_root,
 )
@@ -27,35 +27,34 @@ HINT = (
 )
 
 
-def _problems():
-    from destinations.models import Destination, DestinationKind
-    from organizations.models import Database, Engine, Environment
-
-    rows = [
-        (
-            Database,
-            require_database_paths,
-            Database.objects.filter(engine__in=[Engine.SQLITE, Engine.POSTGRESQL]).select_related(
-                "environment__project__organisation"
-            ),
-        ),
-        (
-            Environment,
-            require_environment_paths,
-            Environment.objects.exclude(files_path="").select_related("project__organisation"),
-        ),
-        (
-            Destination,
-            require_destination_paths,
-            Destination.objects.filter(kind=DestinationKind.LOCAL).select_related("organisation"),
-        ),
-    ]
+def _problems(rows):
     for model, require, queryset in rows:
         for row in queryset.order_by("pk"):
             try:
                 require(row)
             except PathNotAllowed as exc:
                 yield model, row, exc
+
+
+def path_warnings(rows, databases=None) -> list[Warning]:
+    """strongbox.W120 for each row of ``rows`` ((model, require_…_paths, queryset) triples)
+    whose server paths its organisation may not use. Other apps with path-bearing rows (local
+    destinations) register a check of their own that calls this."""
+    if databases is not None and "default" not in databases:
+        return []
+    try:
+        return [
+            Warning(
+                f"{model._meta.verbose_name.capitalize()} {row} ({row.pk}) of "
+                f"{row.organisation.name}: {', '.join(exc.fields)}: {exc.message}",
+                hint=HINT,
+                obj=row,
+                id="strongbox.W120",
+            )
+            for model, row, exc in _problems(rows)
+        ]
+    except DatabaseError:  # not migrated yet (a first ``migrate`` runs the checks too)
+        return []
 
 
 def check_tenant_root(app_configs=None, **kwargs):
@@ -84,20 +83,20 @@ def check_tenant_root(app_configs=None, **kwargs):
 
 
 def check_tenant_paths(app_configs=None, databases=None, **kwargs):
-    """Warnings for databases, environments and local destinations whose server paths
-    their organisation may not use (strongbox.W120)."""
-    if databases is not None and "default" not in databases:
-        return []
-    try:
-        return [
-            Warning(
-                f"{model._meta.verbose_name.capitalize()} {row} ({row.pk}) of "
-                f"{row.organisation.name}: {', '.join(exc.fields)}: {exc.message}",
-                hint=HINT,
-                obj=row,
-                id="strongbox.W120",
-            )
-            for model, row, exc in _problems()
-        ]
-    except DatabaseError:  # not migrated yet (a first ``migrate`` runs the checks too)
-        return []
+    """Warnings for databases and environments whose server paths their organisation may
+    not use (strongbox.W120); local destinations: ``destinations.checks``."""
+    rows = [
+        (
+            Database,
+            require_database_paths,
+            Database.objects.filter(engine__in=[Engine.SQLITE, Engine.POSTGRESQL]).select_related(
+                "environment__project__organisation"
+            ),
+        ),
+        (
+            Environment,
+            require_environment_paths,
+            Environment.objects.exclude(files_path="").select_related("project__organisation"),
+        ),
+    ]
+    return path_warnings(rows, databases)

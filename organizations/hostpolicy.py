@@ -46,6 +46,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.checks import Error
+
+from organizations.models import HostPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +246,6 @@ def rules_from(entries: Iterable[str] | None) -> HostRules:
 
 def host_rules(organisation_id) -> HostRules:
     """The rules of an organisation (one query)."""
-    from organizations.models import HostPolicy
-
     entries = (
         HostPolicy.objects.filter(organisation_id=organisation_id)
         .values_list("allowed_hosts", flat=True)
@@ -358,8 +359,6 @@ def check_url(rules: HostRules, url: str) -> list[str]:
 
 def check_default_setting(app_configs=None, **kwargs):
     """System check: STRONGBOX_DEFAULT_ALLOWED_HOSTS must parse."""
-    from django.core.checks import Error
-
     try:
         default_rules()
     except ValueError as exc:

@@ -256,13 +256,3 @@ class PathGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path} for {self.organisation}"
-
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from organizations.validators import grant_problem
-
-        if self.organisation_id and self.path:
-            problem = grant_problem(self.organisation, self.path, exclude=self)
-            if problem:
-                raise ValidationError({"path": problem})

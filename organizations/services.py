@@ -151,9 +151,7 @@ def environment_lock(*, environment: Environment) -> None:
 
 def _refuse_if_backups(backups: QuerySet, what: str) -> None:
     """Deleting the rows would orphan stored artifacts: make people delete backups first."""
-    from backups.models import BackupStatus
-
-    live = backups.exclude(status=BackupStatus.DELETED).count()
+    live = backups.live().count()
     if live:
         raise Conflict(
             f"This {what} still has {live} backup(s); delete them first so their "
@@ -191,11 +189,10 @@ def project_update(
 
 def project_delete(*, project: Project) -> None:
     """Refused (409) while any of its environments still has backups."""
-    from backups.models import Backup
-
     with transaction.atomic():
         environments_lock(Environment.objects.filter(project=project))
-        _refuse_if_backups(Backup.objects.filter(environment__project=project), "project")
+        backups = project.organisation.backups.filter(environment__project=project)
+        _refuse_if_backups(backups, "project")
         project.delete()
 
 
@@ -240,11 +237,9 @@ def environment_update(
 
 def environment_delete(*, environment: Environment) -> None:
     """Refused (409) while the environment still has backups."""
-    from backups.models import Backup
-
     with transaction.atomic():
         environment_lock(environment=environment)
-        _refuse_if_backups(Backup.objects.filter(environment=environment), "environment")
+        _refuse_if_backups(environment.backups.all(), "environment")
         environment.delete()
 
 
@@ -363,11 +358,9 @@ def database_update(
 
 def database_delete(*, database: Database) -> None:
     """Refused (409) while a backup of it runs. Its finished backups stay (without it)."""
-    from backups.models import ACTIVE_STATUSES, Backup
-
     with transaction.atomic():
         environments_lock(Environment.objects.filter(pk=database.environment_id))
-        if Backup.objects.filter(database=database, status__in=ACTIVE_STATUSES).exists():
+        if database.backups.active().exists():
             raise Conflict("A backup of this database is running; wait for it or abort it.")
         database.delete()
 

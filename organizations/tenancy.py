@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 
 from api.base.views import APIViewSet
 from config.errors import Forbidden, InvalidInput
+from organizations.authentication import TokenPrincipal
 from organizations.models import ApiToken, Membership, Organisation, Role, role_at_least
 
 ORGANISATION_HEADER = "HTTP_X_ORGANIZATION"
@@ -87,8 +88,6 @@ def organisation_by_reference(reference: str) -> Organisation | None:
 
 
 def tenant_for_request(request) -> Tenant:
-    from organizations.authentication import TokenPrincipal
-
     cached = getattr(request, "_strongbox_tenant", None)
     if cached is not None:
         return cached

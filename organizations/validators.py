@@ -33,10 +33,10 @@ from django.conf import settings
 from django.core.validators import slug_re
 
 from config.errors import InvalidInput
+from organizations.models import Database, Environment, Organisation, PathGrant
 
 if TYPE_CHECKING:
     from destinations.models import Destination
-    from organizations.models import Database, Environment, Organisation, PathGrant
 
 # The names restores give their scratch and kept copies beside a target
 # (``restores.loading.scratch_spec``): a tenant's database or path must not look like one,
@@ -81,8 +81,6 @@ def organisation_root(organisation: Organisation) -> Path | None:
 
 
 def granted_roots(organisation: Organisation) -> list[Path]:
-    from organizations.models import PathGrant
-
     paths = PathGrant.objects.filter(organisation=organisation).values_list("path", flat=True)
     return [_resolved(path) for path in paths]
 
@@ -240,8 +238,6 @@ def require_destination_paths(destination: Destination) -> None:
 def require_backup_paths(target: Database | Environment, *, with_databases: bool = True) -> None:
     """Before a backup reads ``target``: a database's paths, or an environment's files
     directory and (for a full backup) each of its databases'."""
-    from organizations.models import Database
-
     if isinstance(target, Database):
         require_database_paths(target)
         return
@@ -273,8 +269,6 @@ def grant_problem(
     organisation: Organisation, value: str, *, exclude: PathGrant | None = None
 ) -> str | None:
     """None when ``value`` may be granted to ``organisation``; otherwise why not."""
-    from organizations.models import Organisation, PathGrant
-
     if not Path(value).is_absolute():
         return f"Give an absolute directory, not {value!r}."
     path = _resolved(value)

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backups.engines import EngineError
+from backups.engines.postgresql import PostgreSQLEngine
 from backups.execution import RunningSource, SourcePlan
 from backups.models import (
     Backup,
@@ -165,8 +166,6 @@ class BaseBackupPlan(SourcePlan):
 
 
 def _server_version(spec) -> str:
-    from backups.engines.postgresql import PostgreSQLEngine
-
     try:
         return PostgreSQLEngine().server_version(spec)
     except EngineError:

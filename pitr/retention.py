@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
+from backups.engines.postgresql import PostgreSQLEngine
 from backups.models import Backup, WalArchiver, WalKind, WalSegment
 from backups.services import backup_delete, connection_spec_for
 from config.errors import ApplicationError
@@ -161,8 +162,6 @@ def pitr_monitor(*, environment: Environment, now: datetime | None = None) -> li
 
 def _segments_behind(database: Database) -> int | None:
     """How many segments the server's current WAL position is past our last archived one."""
-    from backups.engines.postgresql import PostgreSQLEngine
-
     archiver = WalArchiver.objects.filter(database=database).first()
     try:
         with PostgreSQLEngine().connect(connection_spec_for(database)) as conn:

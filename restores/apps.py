@@ -6,8 +6,9 @@ class RestoresConfig(AppConfig):
     name = "restores"
 
     def ready(self) -> None:
-        from django_q.signals import post_spawn
+        # Here, not at the top: both read models, which load after the app configs.
+        from django_q.signals import post_spawn  # noqa: PLC0415
 
-        from restores.tasks import clean_up_at_worker_start
+        from restores.tasks import clean_up_at_worker_start  # noqa: PLC0415
 
         post_spawn.connect(clean_up_at_worker_start, dispatch_uid="strongbox-worker-clean-up")

@@ -30,6 +30,12 @@ class RestorePhase(models.TextChoices):
     SWAP = "SWAP"  # put the scratch copies in place of the target
 
 
+class RestoreQuerySet(models.QuerySet):
+    def active(self):
+        """Scheduled or running: what retention must not delete from under them."""
+        return self.filter(status__in=ACTIVE_RESTORE_STATUSES)
+
+
 class Restore(models.Model):
     """A restore of one backup into an environment, and its log."""
 
@@ -83,6 +89,8 @@ class Restore(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RestoreQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

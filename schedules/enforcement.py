@@ -49,7 +49,6 @@ from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.services import backup_delete
 from config.errors import Conflict
 from organizations.models import Environment
-from restores.models import Restore, RestoreStatus
 from schedules.models import Schedule
 from schedules.retention import BackupInfo, RetentionPlan, RetentionPolicy, plan_retention
 
@@ -57,7 +56,6 @@ logger = logging.getLogger(__name__)
 
 BEING_RESTORED = "being restored"
 PITR_WINDOW = "PITR window"
-_ACTIVE_RESTORE_STATUSES = (RestoreStatus.SCHEDULED, RestoreStatus.IN_PROGRESS)
 _CHUNK = 500
 _missing = object()
 
@@ -184,7 +182,8 @@ def _plan(
     reasons = {str(k): v for k, v in pitr_protected(environment=environment, now=now).items()}
     reasons.update({str(k): v for k, v in (protected or {}).items()})
     restored = (
-        Restore.objects.filter(backup__environment=environment, status__in=_ACTIVE_RESTORE_STATUSES)
+        environment.organisation.restores.active()
+        .filter(backup__environment=environment)
         .values_list("backup_id", flat=True)
         .distinct()
     )

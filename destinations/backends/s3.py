@@ -1,5 +1,6 @@
 from typing import BinaryIO
 
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from storages.backends.s3 import S3Storage
@@ -39,8 +40,6 @@ class S3Backend(DestinationBackend):
         again when it connects, moments later: the endpoint is checked before each Storage
         is built (once per operation), not pinned (S3's TLS and virtual-host addressing need
         the name)."""
-        from boto3.s3.transfer import TransferConfig
-
         endpoint = self.config.get("endpoint_url")
         if endpoint and self.host_rules is not None:
             check_url(self.host_rules(), endpoint)

@@ -19,6 +19,7 @@ from config.errors import ApplicationError
 from restores.artifacts import Progress, fetch_verified, tmp_dir
 from restores.plan import Member, plan_restore
 from restores.services.steps import count_problems, discard_scratches, load_all, member_notes
+from schedules.models import Schedule
 
 TEST_RESTORE_FAILED = "Restore test failed"
 
@@ -99,8 +100,6 @@ def _record_test(backup: Backup, *, ok: bool, detail: str) -> bool:
 def backups_due_for_test_restore() -> Iterator[Backup]:
     """Per environment whose schedule asks for it: the latest completed backup of each
     database, and of the files/full kinds, not yet tested."""
-    from schedules.models import Schedule
-
     environments = Schedule.objects.filter(verify_by_restore=True).values_list(
         "environment_id", flat=True
     )

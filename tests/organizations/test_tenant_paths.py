@@ -24,6 +24,7 @@ from django.db import connection
 
 from backups.models import BackupStatus, CopyStatus
 from config.errors import InvalidInput
+from destinations.checks import check_destination_paths
 from organizations import services
 from organizations.checks import check_tenant_paths, check_tenant_root
 from organizations.models import Organisation, PathGrant, Role
@@ -467,7 +468,9 @@ def test_the_check_names_each_saved_row_that_breaks_the_rules(
     )
     factories.DestinationFactory(organisation=organisation, name="Built-in")
 
-    warnings = check_tenant_paths(databases=["default"])
+    warnings = check_tenant_paths(databases=["default"]) + check_destination_paths(
+        databases=["default"]
+    )
 
     texts = sorted(warning.msg for warning in warnings)
     assert len(texts) == 3, texts

@@ -1,4 +1,5 @@
-"""Liveness, readiness and Prometheus metrics for operators and orchestrators."""
+"""Liveness, readiness and Prometheus metrics for operators and orchestrators. They read
+several apps, so they live with the composed pages rather than in ``config``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, Sum
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+from django_q.brokers import get_broker
+
+from backups.models import Backup, BackupStatus, WalSegment
+from config.keyring import master_keys
+from destinations.models import Destination
 
 
 @require_GET
@@ -30,8 +36,6 @@ def _check_database() -> str | None:
 
 
 def _check_broker() -> str | None:
-    from django_q.brokers import get_broker
-
     try:
         return None if get_broker().ping() else "the broker did not answer"
     except Exception as exc:  # noqa: BLE001
@@ -49,8 +53,6 @@ def _check_local_destination() -> str | None:
 
 def _encryption() -> dict:
     """Whether new backups are encrypted: unencrypted ones are allowed, never silent."""
-    from config.keyring import master_keys
-
     count = len(master_keys())
     return {"backups": "encrypted" if count else "unencrypted", "masterKeys": count}
 
@@ -60,8 +62,6 @@ def ready(request):
     """Database and broker reachable, the local artifact root writable; destinations whose
     last connection test failed are listed, and whether backups are stored unencrypted
     (neither makes the process unready)."""
-    from destinations.models import Destination
-
     checks = {
         "database": _check_database(),
         "broker": _check_broker(),
@@ -96,10 +96,6 @@ def _metrics_allowed(request) -> bool:
 @require_GET
 def metrics(request):
     """Prometheus text exposition (no client library needed for these few series)."""
-    from django_q.brokers import get_broker
-
-    from backups.models import Backup, BackupStatus
-
     if not _metrics_allowed(request):
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
     lines = [
@@ -142,12 +138,6 @@ def metrics(request):
 
 def _wal_lag_lines() -> list[str]:
     """WAL archiving lag per database, when PITR archiving is in use."""
-    try:
-        from backups.models import WalSegment
-    except ImportError:
-        return []
-    from django.db.models import Max
-
     lines = [
         "# HELP strongbox_wal_archive_age_seconds Seconds since the newest archived segment.",
         "# TYPE strongbox_wal_archive_age_seconds gauge",

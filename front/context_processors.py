@@ -1,3 +1,7 @@
+"""What every page's layout shows: it reads several apps, so it lives with the composed pages."""
+
+from alerts.selectors import alert_unread_count
+from backups.keys import backups_encrypted
 from organizations.tenancy import memberships_of
 
 
@@ -9,11 +13,7 @@ def tenancy(request):
     tenant = getattr(request, "tenant", None)
     unread = 0
     if tenant is not None:
-        from alerts.selectors import alert_unread_count
-
         unread = alert_unread_count(organisation=tenant.organisation)
-    from backups.keys import backups_encrypted
-
     return {
         "tenant": tenant,
         "memberships": memberships_of(request.user),
