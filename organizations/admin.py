@@ -329,37 +329,6 @@ class HostPolicyAdminForm(forms.ModelForm):
         return entries
 
 
-@admin.register(HostPolicy)
-class HostPolicyAdmin(admin.ModelAdmin):
-    """Only superusers see or change host policies: they bound what tenants may reach."""
-
-    form = HostPolicyAdminForm
-    list_display = ["organisation", "allowed_hosts", "updated_at"]
-    search_fields = ["organisation__name", "organisation__slug"]
-    autocomplete_fields = ["organisation"]
-
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
-    def has_add_permission(self, request):
-        return self.has_module_permission(request)
-
-    def has_change_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return self.has_module_permission(request)
-
-    def save_model(self, request, obj, form, change):
-        saved = services.host_policy_set(
-            organisation=obj.organisation, allowed_hosts=form.cleaned_data["allowed_hosts"]
-        )
-        obj.pk = saved.pk
-
-
 class _SuperuserOnlyAdmin(admin.ModelAdmin):
     """Only superusers see or change these: they bound what tenants may reach."""
 
@@ -377,6 +346,22 @@ class _SuperuserOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return self.has_module_permission(request)
+
+
+@admin.register(HostPolicy)
+class HostPolicyAdmin(_SuperuserOnlyAdmin):
+    """Host policies bound what tenants may reach."""
+
+    form = HostPolicyAdminForm
+    list_display = ["organisation", "allowed_hosts", "updated_at"]
+    search_fields = ["organisation__name", "organisation__slug"]
+    autocomplete_fields = ["organisation"]
+
+    def save_model(self, request, obj, form, change):
+        saved = services.host_policy_set(
+            organisation=obj.organisation, allowed_hosts=form.cleaned_data["allowed_hosts"]
+        )
+        obj.pk = saved.pk
 
 
 class PathGrantForm(forms.ModelForm):
