@@ -78,18 +78,25 @@ def test_the_deepest_page_and_offset_allowed_are_an_empty_page(
         assert response.status_code == 200, (url, response.content[:300])
 
 
-@pytest.mark.parametrize(("url", "error_of"), [(SEED000, seed000_error), (SEED002, seed002_error)])
 @pytest.mark.parametrize("value", [HUGE, "-1", ""])
-def test_a_huge_negative_or_empty_limit_is_clamped_or_a_400(
-    viewer, environment, url, error_of, value
+def test_a_huge_negative_or_empty_page_size_is_clamped_or_a_400(
+    viewer, environment, destination, database, value
 ):
-    # Huge is clamped to the maximum, empty means the default: both documented.
-    response = viewer.get(url, {"limit": value})
-    if value in (HUGE, ""):
-        assert response.status_code == 200
-    else:
-        assert response.status_code == 400
-        assert "limit" in error_of(response.json())
+    sizes = [
+        (SEED000, "limit", seed000_error),
+        (f"/v1/backup-destinations/{destination.id}/backups", "per_page", default_error),
+        (SEED002, "limit", seed002_error),
+        (f"/database/{database.id}/backup", "page_size", default_error),
+        (f"/api/environments/{environment.id}/backups", "limit", default_error),
+    ]
+    for url, param, error_of in sizes:
+        response = viewer.get(url, {param: value})
+        # Huge is clamped to the maximum, empty means the default: both documented.
+        if value in (HUGE, ""):
+            assert response.status_code == 200, (url, response.content[:300])
+        else:
+            assert response.status_code == 400, (url, response.content[:300])
+            assert param in error_of(response.json()), url
 
 
 def test_the_schema_bounds_pages_and_offsets(api_client, db):
