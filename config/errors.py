@@ -12,7 +12,9 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -71,6 +73,11 @@ class Unprocessable(ApplicationError):
     code = "unprocessable"
 
 
+class PayloadTooLarge(ApplicationError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 @contextlib.contextmanager
 def fields_spelled(name: Callable[[str], str]) -> Iterator[None]:
     """An ApplicationError raised in the block leaves it with its fields spelled by ``name``
@@ -109,6 +116,9 @@ def as_application_error(exc: Exception) -> ApplicationError | None:
         return NotFound("Not found.")
     if isinstance(exc, DjangoPermissionDenied):
         return Forbidden("You do not have permission to perform this action.")
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     if isinstance(exc, drf_exceptions.ValidationError):
         detail = exc.detail
         fields = {}

@@ -33,6 +33,9 @@ from config.errors import InvalidInput
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# Deeper pages and offsets are refused: past 2**63 the database cannot take them (a 500),
+# and no list here is anywhere near a billion rows.
+MAX_PAGE = MAX_OFFSET = 10**9
 
 Order = Literal["asc", "desc"]
 
@@ -57,13 +60,17 @@ def _invalid(param: str, message: str) -> InvalidInput:
     return InvalidInput(f"{param}: {message}", fields={param: [message]})
 
 
-def _integer(value, *, param: str, minimum: int) -> int:
+def _integer(value, *, param: str, minimum: int, maximum: int | None = None) -> int:
+    """An integer of at least ``minimum`` (and at most ``maximum``, when given)."""
+    wanted = f"Enter an integer of at least {minimum}."
+    if maximum is not None:
+        wanted = f"Enter an integer from {minimum} to {maximum}."
     try:
         number = int(str(value).strip())
     except (TypeError, ValueError):
-        raise _invalid(param, f"Enter an integer of at least {minimum}.") from None
-    if number < minimum:
-        raise _invalid(param, f"Enter an integer of at least {minimum}.")
+        raise _invalid(param, wanted) from None
+    if number < minimum or (maximum is not None and number > maximum):
+        raise _invalid(param, wanted)
     return number
 
 
@@ -80,13 +87,13 @@ def parse_page(value, *, param: str = "page") -> int:
     """A 1-based page number, 1 when absent."""
     if value is None or value == "":
         return 1
-    return _integer(value, param=param, minimum=1)
+    return _integer(value, param=param, minimum=1, maximum=MAX_PAGE)
 
 
 def parse_offset(value, *, param: str = "offset") -> int:
     if value is None or value == "":
         return 0
-    return _integer(value, param=param, minimum=0)
+    return _integer(value, param=param, minimum=0, maximum=MAX_OFFSET)
 
 
 # -- keyset ------------------------------------------------------------------------------

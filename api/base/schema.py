@@ -19,6 +19,8 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
+from api.base.pagination import MAX_OFFSET
+
 # --- parameters ----------------------------------------------------------------------------
 
 
@@ -37,7 +39,7 @@ def limit_param(default: int, maximum: int = 100) -> OpenApiParameter:
 
 OFFSET_PARAM = OpenApiParameter(
     "offset",
-    {"type": "integer", "minimum": 0},
+    {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
     OpenApiParameter.QUERY,
     description="Offset for pagination",
 )

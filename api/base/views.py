@@ -17,8 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import auth  # noqa: F401 - registers the bearer scheme with drf-spectacular
-from config.errors import ApplicationError, as_application_error, render_error
-from config.parsers import StrictJSONParser
+from config.errors import ApplicationError, InvalidInput, as_application_error, render_error
+from config.middleware import has_nul
+from config.parsers import NUL_MESSAGE, StrictJSONParser
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,14 @@ class DialectAPIView(APIView):
     seed 003's shape by default)."""
 
     error_body: ErrorRenderer = staticmethod(render_error)
+    # NUL characters in the path or query are refused here, in the dialect's body
+    # (``config.middleware.RejectNulMiddleware`` answers for every other view).
+    refuses_nul_itself = True
+
+    def initial(self, request, *args, **kwargs):
+        if has_nul(request):
+            raise InvalidInput(NUL_MESSAGE)
+        super().initial(request, *args, **kwargs)
 
     def get_exception_handler(self):
         render = type(self).error_body

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from api.base.formats import iso_millis_z
 from api.base.pagination import (
     MAX_LIMIT,
+    MAX_PAGE,
     Cursor,
     Keyset,
     decode_cursor,
@@ -39,7 +40,9 @@ class Seed001Query(serializers.Serializer):
         default=20,
         help_text=f"Results per request (at most {MAX_LIMIT}; larger is clamped).",
     )
-    page = serializers.IntegerField(min_value=1, default=1, help_text="The page number to access.")
+    page = serializers.IntegerField(
+        min_value=1, max_value=MAX_PAGE, default=1, help_text="The page number to access."
+    )
     cursor = serializers.CharField(
         required=False,
         help_text="The cursor returned by the previous page; when given it wins over `page`.",

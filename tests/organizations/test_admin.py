@@ -82,3 +82,26 @@ def test_the_admin_does_not_move_an_environment_to_another_organisation(
     environment.refresh_from_db()
     assert (environment.name, environment.project_id) == ("Renamed", environment.project.pk)
     assert environment.project.organisation != other_organisation
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_the_admin_creates_a_database_with_a_blank_password(
+    root, environment, organisation_dir, engine
+):
+    # SQLite needs none, and neither does a server with trust authentication.
+    database_name = str(organisation_dir / "local.sqlite3") if engine == "sqlite" else "local"
+    response = root.post(
+        "/admin/organizations/database/add/",
+        {
+            "environment": environment.pk,
+            "name": "Local",
+            "slug": "local",
+            "engine": engine,
+            "host": "" if engine == "sqlite" else "127.0.0.1",
+            "password": "",
+            "database_name": database_name,
+            "options": "{}",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Database.objects.get(slug="local").password == ""
