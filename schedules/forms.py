@@ -29,7 +29,7 @@ def _frequency_choices():
 
 
 def _timezones():
-    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+    return [(name, name) for name in sorted(timing.iana_timezone_names())]
 
 
 def _int_list(value: str) -> list[int] | None:
