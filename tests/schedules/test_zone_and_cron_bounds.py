@@ -5,6 +5,7 @@ timezone to compute with."""
 import pytest
 from croniter import croniter
 from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
 
 from organizations.models import Role
 from schedules import timing
@@ -175,3 +176,9 @@ def test_the_admin_refuses_a_non_iana_zone_or_a_bad_cron(root, environment, over
     errors = response.context["adminform"].form.errors
     assert list(errors) == [field], errors
     assert not Schedule.objects.exists()
+
+
+def test_the_schema_gives_the_cron_bound():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    body = schema["components"]["schemas"]["Seed003ScheduleInputRequest"]["properties"]
+    assert body["dbCron"]["maxLength"] == body["fullCron"]["maxLength"] == timing.CRON_MAX_LENGTH
