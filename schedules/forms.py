@@ -183,7 +183,7 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
             self.add_error(f"{kind}_cron", "Enter a cron expression, or pick a preset.")
             return
         try:
-            cleaned[f"{kind}_cron"] = timing.validate_cron(cron)
+            cleaned[f"{kind}_cron"] = timing.validate_cron(cron, max_length=timing.CRON_MAX_LENGTH)
         except timing.ScheduleError as exc:
             self.add_error(f"{kind}_cron", exc.message)
 

@@ -92,7 +92,11 @@ class Schedule(models.Model):
         """The checks ``schedule_upsert`` makes of the cron and timezone, for writers that
         go through model validation (the admin)."""
         errors = {}
-        checks = [(timing.validate_cron, name) for name in ("db_cron", "full_cron")]
+
+        def check_cron(value, field):
+            return timing.validate_cron(value, field=field, max_length=timing.CRON_MAX_LENGTH)
+
+        checks = [(check_cron, name) for name in ("db_cron", "full_cron")]
         for check, name in [*checks, (timing.validate_timezone, "timezone")]:
             value = getattr(self, name)
             if not value and name != "timezone":

@@ -75,19 +75,19 @@ _CRON_MACROS = {
 }
 
 
-# The schedule's cron columns hold this many characters; no real five-field cron comes
-# near it, and croniter's work on a long list grows with its length.
+# The schedule's cron columns hold this many characters; a cron someone types comes nowhere
+# near it. Writers pass it as ``max_length``; crons built from interval rules may be longer.
 CRON_MAX_LENGTH = 100
 
 
-def validate_cron(expr: str, *, field: str = "cron") -> str:
+def validate_cron(expr: str, *, field: str = "cron", max_length: int | None = None) -> str:
     """Return the normalised five-field cron expression, or raise ScheduleError."""
     if not isinstance(expr, str) or not expr.strip():
         raise ScheduleError(field, "A cron expression is required.")
-    if len(expr) > CRON_MAX_LENGTH:
+    if max_length is not None and len(expr) > max_length:
         raise ScheduleError(
             field,
-            f"A cron expression has at most {CRON_MAX_LENGTH} characters ({len(expr)} given).",
+            f"A cron expression has at most {max_length} characters ({len(expr)} given).",
         )
     normalised = " ".join(expr.split())
     normalised = _CRON_MACROS.get(normalised.lower(), normalised)

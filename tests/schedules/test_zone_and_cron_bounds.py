@@ -41,9 +41,11 @@ def test_timing_takes_every_name_the_form_offers():
 
 def test_a_cron_over_the_bound_is_refused_naming_its_field():
     with pytest.raises(timing.ScheduleError) as caught:
-        timing.validate_cron(TOO_LONG_CRON, field="db_cron")
+        timing.validate_cron(TOO_LONG_CRON, field="db_cron", max_length=timing.CRON_MAX_LENGTH)
     assert caught.value.field == "db_cron"
     assert "at most 100 characters" in caught.value.message
+    # Crons built from interval rules (every minute of an hour) are longer, and still run.
+    assert timing.validate_cron(TOO_LONG_CRON) == TOO_LONG_CRON
 
 
 # --- seed 003 API ----------------------------------------------------------------------
