@@ -59,8 +59,10 @@ def _split(kind: str, parameters: Mapping) -> tuple[dict, dict]:
 def _validate(kind: str, config: dict, secrets: dict, organisation: Organisation) -> None:
     problems = _backend_class(kind).validate(config, secrets)
     endpoint = config.get("endpoint_url")
-    if kind == DestinationKind.S3 and endpoint and (problem := url_problem(organisation, endpoint)):
-        problems["endpoint_url"] = problem
+    # The host policy, for an endpoint whose syntax the backend took.
+    if kind == DestinationKind.S3 and endpoint and "endpoint_url" not in problems:
+        if problem := url_problem(organisation, endpoint):
+            problems["endpoint_url"] = problem
     path = config.get("path")
     if kind == DestinationKind.LOCAL and path:
         if not PurePosixPath(path).is_absolute():

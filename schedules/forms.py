@@ -29,7 +29,7 @@ def _frequency_choices():
 
 
 def _timezones():
-    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+    return [(name, name) for name in sorted(timing.iana_timezone_names())]
 
 
 def _int_list(value: str) -> list[int] | None:
@@ -183,7 +183,7 @@ class ScheduleForm(RetentionFieldsMixin, forms.Form):
             self.add_error(f"{kind}_cron", "Enter a cron expression, or pick a preset.")
             return
         try:
-            cleaned[f"{kind}_cron"] = timing.validate_cron(cron)
+            cleaned[f"{kind}_cron"] = timing.validate_cron(cron, max_length=timing.CRON_MAX_LENGTH)
         except timing.ScheduleError as exc:
             self.add_error(f"{kind}_cron", exc.message)
 

@@ -3,6 +3,7 @@
 import uuid
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone as django_timezone
 
@@ -86,6 +87,26 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"Schedule of {self.environment}"
+
+    def clean(self) -> None:
+        """The checks ``schedule_upsert`` makes of the cron and timezone, for writers that
+        go through model validation (the admin)."""
+        errors = {}
+
+        def check_cron(value, field):
+            return timing.validate_cron(value, field=field, max_length=timing.CRON_MAX_LENGTH)
+
+        checks = [(check_cron, name) for name in ("db_cron", "full_cron")]
+        for check, name in [*checks, (timing.validate_timezone, "timezone")]:
+            value = getattr(self, name)
+            if not value and name != "timezone":
+                continue  # an empty cron: that kind is not scheduled
+            try:
+                check(value, field=name)
+            except timing.ScheduleError as exc:
+                errors[name] = exc.message
+        if errors:
+            raise ValidationError(errors)
 
     # --- schedule arithmetic ---------------------------------------------------------
     # ``kind`` is a backup kind the schedule produces: "database" or "full".

@@ -64,6 +64,9 @@ def _destinations(environment: Environment, ids: list) -> list[Destination]:
     return found
 
 
+_CRON_MAX = timing.CRON_MAX_LENGTH
+
+
 def schedule_upsert(
     *,
     environment: Environment,
@@ -91,9 +94,13 @@ def schedule_upsert(
     # Everything that can be checked without the row, in the order errors are reported.
     with _naming_the_field():
         crons = {
-            "db_cron": timing.validate_cron(db_cron, field="db_cron") if db_cron else db_cron,
+            "db_cron": timing.validate_cron(db_cron, field="db_cron", max_length=_CRON_MAX)
+            if db_cron
+            else db_cron,
             "full_cron": (
-                timing.validate_cron(full_cron, field="full_cron") if full_cron else full_cron
+                timing.validate_cron(full_cron, field="full_cron", max_length=_CRON_MAX)
+                if full_cron
+                else full_cron
             ),
         }
         if timezone is not None:

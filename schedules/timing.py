@@ -15,7 +15,9 @@ datetimes. Daylight saving time is handled explicitly rather than left to cronit
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 __all__ = [
+    "CRON_MAX_LENGTH",
     "CRON_PRESETS",
     "FREQUENCY_PRESETS",
     "CronPreset",
@@ -32,6 +35,7 @@ __all__ = [
     "describe",
     "describe_cron",
     "frequency_to_cron",
+    "iana_timezone_names",
     "interval_rule_to_cron",
     "next_runs",
     "presets_with_next_runs",
@@ -71,10 +75,20 @@ _CRON_MACROS = {
 }
 
 
-def validate_cron(expr: str, *, field: str = "cron") -> str:
+# The schedule's cron columns hold this many characters; a cron someone types comes nowhere
+# near it. Writers pass it as ``max_length``; crons built from interval rules may be longer.
+CRON_MAX_LENGTH = 100
+
+
+def validate_cron(expr: str, *, field: str = "cron", max_length: int | None = None) -> str:
     """Return the normalised five-field cron expression, or raise ScheduleError."""
     if not isinstance(expr, str) or not expr.strip():
         raise ScheduleError(field, "A cron expression is required.")
+    if max_length is not None and len(expr) > max_length:
+        raise ScheduleError(
+            field,
+            f"A cron expression has at most {max_length} characters ({len(expr)} given).",
+        )
     normalised = " ".join(expr.split())
     normalised = _CRON_MACROS.get(normalised.lower(), normalised)
     fields = normalised.split(" ")
@@ -99,15 +113,40 @@ def validate_cron(expr: str, *, field: str = "cron") -> str:
     return normalised
 
 
+# Files of the zoneinfo directory that ZoneInfo() loads but that are no IANA zone names:
+# the host's own zone (``localtime``), the default rules file, tzdata's placeholder
+# ``Factory`` ("-00"), and the ``posix/`` and ``right/`` (leap seconds) copies. Some of them
+# are listed by available_timezones() when it walks the system directory.
+_NOT_ZONE_NAMES = frozenset({"localtime", "posixrules", "Factory"})
+_NOT_ZONE_PREFIXES = ("posix/", "right/")
+
+
+@functools.cache
+def iana_timezone_names() -> frozenset[str]:
+    """The timezones a schedule may use: the IANA database's zone names."""
+    return frozenset(
+        name
+        for name in zoneinfo.available_timezones()
+        if name not in _NOT_ZONE_NAMES and not name.startswith(_NOT_ZONE_PREFIXES)
+    )
+
+
 def validate_timezone(name: str, *, field: str = "timezone") -> ZoneInfo:
-    """Return the IANA zone called ``name``, or raise ScheduleError."""
+    """Return the IANA zone called ``name``, or raise ScheduleError.
+
+    Only names of the IANA database are taken, so what is stored means the same on every
+    machine (``localtime`` would follow the worker's host)."""
     if not isinstance(name, str) or not name.strip():
         raise ScheduleError(field, "A timezone is required, e.g. 'Europe/London' or 'UTC'.")
+    if name.strip() not in iana_timezone_names():
+        raise ScheduleError(
+            field, f"'{name[:64]}' is not a known IANA timezone, e.g. 'Europe/London'."
+        )
     try:
         return ZoneInfo(name.strip())
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ScheduleError(
-            field, f"'{name}' is not a known IANA timezone, e.g. 'Europe/London'."
+            field, f"'{name[:64]}' is not a known IANA timezone, e.g. 'Europe/London'."
         ) from exc
 
 

@@ -42,6 +42,7 @@ def _parameters_help() -> str:
     for kind, backend in sorted(BACKENDS.items()):
         names = ", ".join(
             p.name
+            + (f" ({p.syntax})" if p.syntax else "")
             + (" (required)" if p.required else "")
             + (" (secret)" if p.name in backend.sensitive_parameters else "")
             for p in backend.parameters

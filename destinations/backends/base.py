@@ -17,6 +17,8 @@ class Parameter:
     name: str
     required: bool = False
     help: str = ""
+    # What the backend's ``validate`` takes, when more than any text (the API schema says it).
+    syntax: str = ""
 
 
 class DestinationBackend:

@@ -4,6 +4,7 @@ destinations, rules) in ``schedules.services``."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from schedules import timing
 from schedules.models import RETENTION_FIELDS
 from schedules.services import api_name
 
@@ -50,13 +51,19 @@ Seed003ScheduleInputSerializer = type(
         "__module__": __name__,
         "__doc__": "Every field is optional: a field left out keeps its current value.",
         "dbCron": serializers.CharField(
-            required=False, allow_blank=True, help_text="5-field cron for database backups."
+            required=False,
+            allow_blank=True,
+            max_length=timing.CRON_MAX_LENGTH,
+            help_text="5-field cron for database backups.",
         ),
         "dbFrequency": serializers.CharField(
             required=False, allow_blank=True, help_text=_FREQUENCY_HELP
         ),
         "fullCron": serializers.CharField(
-            required=False, allow_blank=True, help_text="5-field cron for full backups."
+            required=False,
+            allow_blank=True,
+            max_length=timing.CRON_MAX_LENGTH,
+            help_text="5-field cron for full backups.",
         ),
         "fullFrequency": serializers.CharField(
             required=False, allow_blank=True, help_text=_FREQUENCY_HELP

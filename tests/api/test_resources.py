@@ -220,17 +220,17 @@ def test_updating_a_destination_keeps_secrets_that_are_not_sent(client_for, orga
     destination = factories.DestinationFactory(
         organisation=organisation,
         kind="s3",
-        config={"bucket": "a"},
+        config={"bucket": "bucket-a"},
         secrets={"access_key_id": "id", "secret_access_key": "key"},
     )
     response = client_for(organisation).patch(
         f"/api/backup-destinations/{destination.id}",
-        {"parameters": {"bucket": "b"}},
+        {"parameters": {"bucket": "bucket-b"}},
         format="json",
     )
     assert response.status_code == 200
     destination.refresh_from_db()
-    assert destination.config == {"bucket": "b"}
+    assert destination.config == {"bucket": "bucket-b"}
     assert destination.secrets == {"access_key_id": "id", "secret_access_key": "key"}
 
 
