@@ -74,17 +74,17 @@ def test_editing_keeps_secrets_left_blank(client, owner, organisation):
     destination = factories.DestinationFactory(
         organisation=organisation,
         kind="s3",
-        config={"bucket": "a"},
+        config={"bucket": "bucket-a"},
         secrets={"access_key_id": "AKIA", "secret_access_key": "sekrit"},
     )
     client.force_login(owner)
     response = client.post(
         reverse("destination-edit", args=[destination.id]),
-        {"name": "Renamed", "s3__bucket": "b"},
+        {"name": "Renamed", "s3__bucket": "bucket-b"},
     )
     assert response.status_code == 302
     destination.refresh_from_db()
-    assert (destination.name, destination.config["bucket"]) == ("Renamed", "b")
+    assert (destination.name, destination.config["bucket"]) == ("Renamed", "bucket-b")
     assert destination.secrets["secret_access_key"] == "sekrit"
 
 
