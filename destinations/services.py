@@ -7,6 +7,7 @@ Every problem is an ``InvalidInput`` naming ``parameters.<name>``.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ from organizations.validators import (
     require_destination_paths,
     require_destination_values,
 )
+
+logger = logging.getLogger(__name__)
 
 PROBE_PREFIX = ".strongbox-probe"
 
@@ -150,14 +153,13 @@ def destination_delete(*, destination: Destination) -> None:
         destination.delete()
 
 
-# A person is waiting for the test: an unreachable endpoint should fail in seconds,
-# not after botocore's default minute-long connect timeout and retries. One attempt only, so
-# that a filtered port costs one connect timeout.
-PROBE_CONNECT_TIMEOUT = 5
-PROBE_READ_TIMEOUT = 20
-# Every "not reachable" answer takes at least this long, so a refused port, a host the
-# policy refuses and a filtered port (one connect timeout) cannot be told apart by timing.
-UNREACHABLE_ANSWER_SECONDS = PROBE_CONNECT_TIMEOUT
+# A person is waiting for the test: the backend's probe Storage tries each call once, with
+# the configured timeouts (STRONGBOX_S3_*), so an endpoint that does not answer fails in
+# seconds. Every "not reachable" answer takes at least as long as the longest such wait (the
+# backend's ``probe_wait_seconds``; this, when set), so a refused port, a host the policy
+# refuses, a filtered port and one that accepts and stays silent cannot be told apart by
+# timing.
+UNREACHABLE_ANSWER_SECONDS: float | None = None
 NOT_REACHABLE = "not reachable"
 
 
@@ -195,9 +197,7 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
     try:
         require_destination_paths(destination)  # a link swapped in since it was saved
         backend = backend_for(destination)
-        storage = backend.probe_storage(
-            connect_timeout=PROBE_CONNECT_TIMEOUT, read_timeout=PROBE_READ_TIMEOUT
-        )
+        storage = backend.probe_storage()
         step = "write"
         saved = storage.save(key, ContentFile(payload))
         step = "read"
@@ -216,7 +216,13 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
             # Before anything was written, not answering is a failure to connect.
             step = "connect" if saved is None else step
             error = f"{step} failed: {NOT_REACHABLE}"
-            time.sleep(max(0.0, started + UNREACHABLE_ANSWER_SECONDS - time.monotonic()))
+            # What happened, for the operator's log only (the tenant's answer stays uniform).
+            explained = backend.explain(exc) if backend is not None else exc
+            logger.info("connection test of %s: %s failed: %s", destination.pk, step, explained)
+            minimum = UNREACHABLE_ANSWER_SECONDS
+            if minimum is None:
+                minimum = backend.probe_wait_seconds() if backend is not None else 0.0
+            time.sleep(max(0.0, started + minimum - time.monotonic()))
         if saved is not None and step != "delete":
             try:
                 storage.delete(saved)

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -30,6 +31,11 @@ _EOF = object()
 
 class ArtifactMissing(Exception):
     pass
+
+
+class DestinationNotAnswering(OSError):
+    """The store did not answer a call within its timeouts and retries; the message names
+    the endpoint and what it did (refused, accepted the connection but stayed silent)."""
 
 
 class LocalSink:
@@ -104,12 +110,22 @@ class UploadAborted(Exception):
 
 
 class StorageSink:
-    """Streams into ``storage.save()`` running on its own thread (S3 multipart upload)."""
+    """Streams into ``storage.save()`` running on its own thread (S3 multipart upload).
 
-    def __init__(self, name: str, storage, key: str):
+    ``explain`` turns the upload's error into the one reported (the backend's own terms)."""
+
+    def __init__(
+        self,
+        name: str,
+        storage,
+        key: str,
+        *,
+        explain: Callable[[BaseException], BaseException] = lambda exc: exc,
+    ):
         self.name = name
         self.key = key
         self._storage = storage
+        self._explain = explain
         self._reader = _QueueReader()
         self._error: BaseException | None = None
         self._saved_as: str | None = None
@@ -122,8 +138,8 @@ class StorageSink:
             # part's end: a buffered reader returns whole parts.
             stream = io.BufferedReader(self._reader, buffer_size=1 << 20)
             self._saved_as = self._storage.save(self.key, File(stream, name=self.key))
-        except BaseException as exc:  # noqa: BLE001 - reported by commit()
-            self._error = exc
+        except BaseException as exc:  # noqa: BLE001 - reported by write() and commit()
+            self._error = self._explain(exc)
 
     def write(self, chunk: bytes) -> None:
         if self._error is not None:

@@ -123,6 +123,12 @@ STRONGBOX_SCHEDULE_GRACE_MINUTES = env_int("STRONGBOX_SCHEDULE_GRACE_MINUTES", 6
 # A progress stream closes after this long even if the work goes on (clients reconnect).
 STRONGBOX_SSE_MAX_SECONDS = env_int("STRONGBOX_SSE_MAX_SECONDS", 3600)
 STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Each S3 call's attempt waits this long to connect and this long for each read (seconds);
+# a backup's calls are tried this many times in all, the connection test's once
+# (destinations/backends/s3.py S3Timeouts).
+STRONGBOX_S3_CONNECT_TIMEOUT = env_int("STRONGBOX_S3_CONNECT_TIMEOUT", 2)
+STRONGBOX_S3_READ_TIMEOUT = env_int("STRONGBOX_S3_READ_TIMEOUT", 4)
+STRONGBOX_S3_MAX_ATTEMPTS = env_int("STRONGBOX_S3_MAX_ATTEMPTS", 3)
 # Hosts organisations without a host policy of their own may reach (networks, names,
 # *.wildcards; see organizations/hostpolicy.py). Empty: any host except the always-refused
 # link-local and cloud metadata addresses.

@@ -104,9 +104,17 @@ class DestinationBackend:
 
     # --- the connection test (``destinations.services.destination_test``)
 
-    def probe_storage(self, *, connect_timeout: float, read_timeout: float) -> Storage:
+    def probe_storage(self) -> Storage:
         """A Storage for a test a person waits on: one that fails fast where it can."""
         return self.storage()
+
+    def probe_wait_seconds(self) -> float:
+        """About the longest a call of the probe Storage waits for no answer."""
+        return 0.0
+
+    def explain(self, exc: BaseException) -> BaseException:
+        """``exc`` in this kind's own terms (S3: DestinationNotAnswering for no answer)."""
+        return exc
 
     def unreachable(self, exc: BaseException) -> bool:
         """Whether ``exc`` means the store did not answer at all (rather than refused)."""

@@ -1,15 +1,26 @@
+from __future__ import annotations
+
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from django.conf import settings
 from storages.backends.s3 import S3Storage
 
 from destinations.backends.base import DestinationBackend, Parameter
-from destinations.storage import ArtifactMissing
+from destinations.storage import ArtifactMissing, DestinationNotAnswering, Sink, StorageSink
 from organizations.hostpolicy import check_url
 
 # Multipart parts of 16 MiB, two in flight and two in memory, bound what an upload of a
@@ -23,6 +34,50 @@ PART_SIZE_MB_RANGE = range(5, 5120 + 1)
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 # botocore's own rule (it builds the endpoint's host name from the region).
 _REGION_NAME = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+# botocore's errors for a call that got no answer in S3's terms.
+_NO_ANSWER = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+
+
+@dataclass(frozen=True)
+class S3Timeouts:
+    """How long one S3 call may wait, and how often it is tried.
+
+    botocore's defaults (60 s to connect, 60 s per read, legacy retries) let an endpoint
+    that accepts TCP and never answers hold a connection test for a minute and a backup for
+    three. ``connect`` and ``read`` bound each attempt (``read``: each wait for bytes, not a
+    whole transfer, so a large part still streams); ``attempts`` counts the first try too
+    (botocore's standard retry mode, with its jittered backoff between tries).
+    """
+
+    connect: float
+    read: float
+    attempts: int
+
+    @classmethod
+    def configured(cls) -> S3Timeouts:
+        """For backups, restores and clean-up: STRONGBOX_S3_* settings."""
+        return cls(
+            connect=settings.STRONGBOX_S3_CONNECT_TIMEOUT,
+            read=settings.STRONGBOX_S3_READ_TIMEOUT,
+            attempts=max(1, settings.STRONGBOX_S3_MAX_ATTEMPTS),
+        )
+
+    @classmethod
+    def for_connection_test(cls) -> S3Timeouts:
+        """A person waits on the test: one attempt, so that no answer costs one timeout."""
+        return replace(cls.configured(), attempts=1)
+
+    def client_config(self) -> Config:
+        return Config(
+            connect_timeout=self.connect,
+            read_timeout=self.read,
+            retries={"total_max_attempts": self.attempts, "mode": "standard"},
+        )
+
+    def longest_unanswered_call(self) -> float:
+        """About the longest one attempt waits without an answer: a connect, then a read."""
+        return self.connect + self.read
 
 
 class S3Backend(DestinationBackend):
@@ -49,6 +104,8 @@ class S3Backend(DestinationBackend):
     sensitive_parameters = ("access_key_id", "secret_access_key")
     # A multipart upload the store never heard the end of stays (and is billed) until aborted.
     leaves_unfinished_uploads = True
+    # Those of the Storage built last (the store, or the connection test's), for messages.
+    timeouts: S3Timeouts | None = None
 
     @classmethod
     def validate(cls, config: Mapping, secrets: Mapping) -> dict[str, str]:
@@ -69,8 +126,9 @@ class S3Backend(DestinationBackend):
                     problems[name] = problem
         return problems
 
-    def storage(self) -> S3Storage:
-        """The bucket's Storage; HostNotAllowed (an OSError) when the organisation's host
+    def storage(self, timeouts: S3Timeouts | None = None) -> S3Storage:
+        """The bucket's Storage, its calls bounded by ``timeouts`` (the configured ones by
+        default); HostNotAllowed (an OSError) when the organisation's host
         policy refuses the endpoint's host as it resolves now. botocore resolves the name
         again when it connects, moments later: the endpoint is checked before each Storage
         is built (once per operation), not pinned (S3's TLS and virtual-host addressing need
@@ -89,6 +147,7 @@ class S3Backend(DestinationBackend):
         # A streamed (non-seekable) upload holds up to this many parts in memory; s3transfer's
         # default of 10 would let a slow store hold 160 MiB.
         transfer.max_in_memory_upload_chunks = MAX_CONCURRENT_PARTS
+        self.timeouts = timeouts or S3Timeouts.configured()
         return S3Storage(
             bucket_name=self.config["bucket"],
             location=self.config.get("prefix", "").strip("/"),
@@ -100,6 +159,7 @@ class S3Backend(DestinationBackend):
             default_acl=None,
             querystring_auth=False,
             transfer_config=transfer,
+            client_config=self.timeouts.client_config(),
         )
 
     def describe(self) -> str:
@@ -111,40 +171,79 @@ class S3Backend(DestinationBackend):
         storage = self.store
         client = storage.connection.meta.client
         try:
-            response = client.get_object(
-                Bucket=storage.bucket_name, Key=storage._normalize_name(key)
-            )
+            with self._answered():
+                response = client.get_object(
+                    Bucket=storage.bucket_name, Key=storage._normalize_name(key)
+                )
         except client.exceptions.NoSuchKey as exc:
             raise ArtifactMissing(f"{key} is missing from {self.label}") from exc
         return response["Body"]
+
+    def open_sink(self, key: str, *, name: str) -> Sink:
+        return StorageSink(name, self.store, key, explain=self.explain)
+
+    def size(self, key: str) -> int | None:
+        with self._answered():
+            return super().size(key)
+
+    def delete(self, key: str) -> None:
+        with self._answered():
+            super().delete(key)
 
     def discard_partial(self, key: str) -> int:
         """Abort the unfinished multipart uploads of ``key``."""
         storage = self.store
         client = storage.connection.meta.client
         object_key = storage._normalize_name(key)
-        listing = client.list_multipart_uploads(Bucket=storage.bucket_name, Prefix=object_key)
         removed = 0
-        for upload in listing.get("Uploads", []):
-            if upload["Key"] == object_key:
-                client.abort_multipart_upload(
-                    Bucket=storage.bucket_name, Key=object_key, UploadId=upload["UploadId"]
-                )
-                removed += 1
+        with self._answered():
+            listing = client.list_multipart_uploads(Bucket=storage.bucket_name, Prefix=object_key)
+            for upload in listing.get("Uploads", []):
+                if upload["Key"] == object_key:
+                    client.abort_multipart_upload(
+                        Bucket=storage.bucket_name, Key=object_key, UploadId=upload["UploadId"]
+                    )
+                    removed += 1
         return removed
 
-    def probe_storage(self, *, connect_timeout: float, read_timeout: float) -> S3Storage:
-        """One attempt with short timeouts, so that a filtered port costs one connect
-        timeout rather than botocore's minute-long default and retries."""
-        storage = self.storage()
-        storage.client_config = storage.client_config.merge(
-            Config(
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retries={"total_max_attempts": 1},
-            )
-        )
-        return storage
+    def probe_storage(self) -> S3Storage:
+        """One attempt per call, so that a filtered port costs one connect timeout."""
+        return self.storage(S3Timeouts.for_connection_test())
+
+    def probe_wait_seconds(self) -> float:
+        return S3Timeouts.for_connection_test().longest_unanswered_call()
+
+    def explain(self, exc: BaseException) -> BaseException:
+        """botocore's "no answer" errors as DestinationNotAnswering, which says what the
+        endpoint did (refused, accepted but silent, unreachable) and after how long."""
+        if not isinstance(exc, _NO_ANSWER):
+            return exc
+        timeouts = self.timeouts or S3Timeouts.configured()
+        endpoint = _endpoint_of(exc) or self.config.get("endpoint_url") or "the S3 endpoint"
+        tries = "once" if timeouts.attempts == 1 else f"{timeouts.attempts} times"
+        if isinstance(exc, ReadTimeoutError) or _timed_out(exc):
+            what = f"accepted the connection but did not answer within {timeouts.read:g} s"
+        elif isinstance(exc, ConnectTimeoutError):
+            what = f"could not be reached: no connection within {timeouts.connect:g} s"
+        elif isinstance(exc, ConnectionClosedError):
+            what = "closed the connection without answering"
+        elif _refused(exc):
+            what = "refused the connection"
+        else:
+            what = f"could not be reached ({_root_cause(exc)})"
+        explained = DestinationNotAnswering(f"S3 endpoint {endpoint} {what} (tried {tries}).")
+        explained.__cause__ = exc
+        return explained
+
+    @contextlib.contextmanager
+    def _answered(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            explained = self.explain(exc)
+            if explained is exc:
+                raise
+            raise explained from exc
 
     def unreachable(self, exc: BaseException) -> bool:
         """Only an answer in S3's own terms (a ClientError) is an answer: anything else
@@ -189,3 +288,35 @@ def _region_problem(value) -> str | None:
     if not _REGION_NAME.fullmatch(str(value)):
         return "region must be a region name such as eu-west-1: letters, digits and hyphens."
     return None
+
+
+def _endpoint_of(exc: BaseException) -> str:
+    """The scheme and host the failed call went to (botocore's URL also has the key)."""
+    url = getattr(exc, "kwargs", {}).get("endpoint_url") or ""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "kwargs", {}).get("error") or exc.__cause__ or exc.__context__
+
+
+def _refused(exc: BaseException) -> bool:
+    return any(isinstance(cause, ConnectionRefusedError) for cause in _causes(exc))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A connection closed by our side's read timeout while the request was still going
+    out (a store that stopped reading mid-upload): the store did not answer in time."""
+    return isinstance(exc, ConnectionClosedError) and any(
+        isinstance(cause, TimeoutError) for cause in _causes(exc)
+    )
+
+
+def _root_cause(exc: BaseException) -> str:
+    *_, last = _causes(exc)
+    return str(last)[:200]

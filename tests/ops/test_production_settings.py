@@ -1,5 +1,7 @@
-"""The production profile and keys: it refuses to start without a master key unless
-unencrypted backups are allowed, and never encrypts stored secrets with SECRET_KEY.
+"""The production profile: it refuses to start without a master key unless unencrypted
+backups are allowed, never encrypts stored secrets with SECRET_KEY, and passes
+``manage.py check --deploy`` without warnings (HTTPS only, HSTS, secure cookies, a strong
+key), with a switch for a TLS-terminating proxy that redirects itself.
 
 Each case imports the settings in a fresh interpreter with exactly the environment given,
 as a deployment would start.
@@ -14,9 +16,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 K1 = "production-master-key-5c1e"
+# Long and varied enough for Django's security.W009 (50 characters, 5 distinct).
+STRONG_SECRET_KEY = "vN3q-8zR_kT1wYb6LpXe0sJd4HuMa9Gc2FiQo7Vy5ZrWn-Ks8Bt1Dx"
 
 
-def run_production(tmp_path, code: str, **environment: str) -> subprocess.CompletedProcess:
+def _production_env(tmp_path, environment: dict[str, str]) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
@@ -31,9 +35,27 @@ def run_production(tmp_path, code: str, **environment: str) -> subprocess.Comple
         STRONGBOX_VAR_DIR=str(tmp_path / "var"),
     )
     env.update(environment)
+    return env
+
+
+def run_production(tmp_path, code: str, **environment: str) -> subprocess.CompletedProcess:
     program = "import django\ndjango.setup()\n" + code
     return subprocess.run(  # noqa: S603 - our own interpreter, a fixed program
-        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env=_production_env(tmp_path, environment),
+        capture_output=True,
+        text=True,
+    )
+
+
+def check_deploy(tmp_path, **environment: str) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: S603 - our own interpreter, a fixed argv
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=_production_env(tmp_path, environment),
+        capture_output=True,
+        text=True,
     )
 
 
@@ -87,3 +109,73 @@ def test_stored_secrets_survive_a_secret_key_rotation_in_production(tmp_path, ke
 
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == "db-password"
+
+
+# --- HTTPS only -----------------------------------------------------------------------------
+
+DEPLOYED = {"DJANGO_SECRET_KEY": STRONG_SECRET_KEY, "STRONGBOX_MASTER_KEY": K1}
+
+
+@pytest.mark.parametrize("redirect", ["1", "0"], ids=["tls-redirect", "proxy-redirects"])
+def test_check_deploy_passes_without_warnings(tmp_path, redirect):
+    result = check_deploy(tmp_path, STRONGBOX_TLS_REDIRECT=redirect, **DEPLOYED)
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (" in result.stdout, result.stdout
+
+
+def test_check_deploy_fails_on_a_weak_secret_key(tmp_path):
+    result = check_deploy(tmp_path, **{**DEPLOYED, "DJANGO_SECRET_KEY": "short-but-not-insecure"})
+
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr
+
+
+# A plain-HTTP request (and one a proxy says came over HTTPS) through the whole middleware
+# stack and URL map, as Django's test client makes it: status and headers, one line each.
+REQUESTS = """
+from django.test import Client
+
+client = Client(raise_request_exception=False)
+for path, extra in [
+    ("/health/live", {}),
+    ("/health/ready", {}),
+    ("/metrics", {}),
+    ("/login/", {}),
+    ("/login/", {"HTTP_X_FORWARDED_PROTO": "https"}),
+]:
+    response = client.get(path, **extra)
+    hsts = response.headers.get("Strict-Transport-Security", "-")
+    proto = extra.get("HTTP_X_FORWARDED_PROTO", "http")
+    print(proto, path, response.status_code, response.headers.get("Location", "-"), hsts, sep="|")
+"""
+HSTS = "max-age=31536000; includeSubDomains; preload"
+
+
+def _answers(tmp_path, **environment) -> dict[tuple[str, str], tuple[str, str, str]]:
+    result = run_production(
+        tmp_path, REQUESTS, DJANGO_ALLOWED_HOSTS="testserver", **DEPLOYED, **environment
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.strip().splitlines()]
+    return {(proto, path): (status, location, hsts) for proto, path, status, location, hsts in rows}
+
+
+def test_plain_http_is_redirected_to_https_except_the_health_and_metrics_probes(tmp_path):
+    answers = _answers(tmp_path)
+
+    assert answers["http", "/login/"] == ("301", "https://testserver/login/", "-")
+    for probe in ("/health/live", "/health/ready", "/metrics"):
+        status, location, _ = answers["http", probe]
+        assert location == "-" and not status.startswith("3"), (probe, status)
+    assert answers["http", "/health/live"][0] == "200"
+    # Forwarded by a TLS-terminating proxy: secure, not redirected, and told to stay on HTTPS.
+    status, location, hsts = answers["https", "/login/"]
+    assert (status, location, hsts) == ("200", "-", HSTS)
+
+
+def test_with_the_proxy_switch_plain_http_is_not_redirected(tmp_path):
+    answers = _answers(tmp_path, STRONGBOX_TLS_REDIRECT="0")
+
+    assert answers["http", "/login/"] == ("200", "-", "-")
+    assert answers["https", "/login/"] == ("200", "-", HSTS)
