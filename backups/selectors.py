@@ -11,7 +11,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from api.base.pagination import Listing
 from api.base.routes import parse_uuid
-from backups.models import Backup, BackupCopy, BackupStatus, CopyStatus
+from backups.models import Backup, BackupCopy, BackupKind, BackupStatus, CopyStatus
 from config.errors import NotFound
 from destinations.models import Destination
 from organizations.models import Database, Environment, Organisation, Project
@@ -25,6 +25,16 @@ def backups_for_organisation(*, organisation: Organisation) -> QuerySet[Backup]:
     number of queries whatever its size.
     """
     return _with_relations(Backup.objects.filter(organisation=organisation))
+
+
+def database_backups_for_organisation(*, organisation: Organisation) -> QuerySet[Backup]:
+    """The organisation's backups of one database each (dumps and base backups), newest
+    first: what a per-database list shows. A files archive or a ``full`` backup (the
+    environment's whole restore point) belongs to no one database, nor does a backup whose
+    database row is gone."""
+    return backups_for_organisation(organisation=organisation).filter(
+        kind__in=(BackupKind.DATABASE, BackupKind.BASE), database__isnull=False
+    )
 
 
 def _with_relations(queryset: QuerySet[Backup]) -> QuerySet[Backup]:
