@@ -25,6 +25,8 @@ class BackupStatus(models.TextChoices):
 
 
 ACTIVE_STATUSES = (BackupStatus.SCHEDULED, BackupStatus.IN_PROGRESS, BackupStatus.ABORTING)
+# Being removed from its destinations, or removed: the row stays for audit.
+DELETION_STATUSES = (BackupStatus.DELETING, BackupStatus.DELETED)
 FINAL_STATUSES = (
     BackupStatus.COMPLETED,
     BackupStatus.ABORTED,
@@ -243,10 +245,12 @@ class BackupCopy(models.Model):
         ordering = ["created_at"]
         indexes = [
             # A destination's backups newest first, in the backups' own (created_at, id)
-            # order: a deep page is an index-only walk of this table.
+            # order: a deep page is an index-only walk of this table. Partial: the list
+            # leaves deleted copies out, and skipping them must not cost a row visit each.
             models.Index(
                 fields=["destination", "-backup_created_at", "-backup"],
-                name="copy_dest_backup_created",
+                condition=~models.Q(status="deleted"),
+                name="copy_dest_held_created",
             ),
         ]
         constraints = [

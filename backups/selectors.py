@@ -11,7 +11,14 @@ from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from api.base.pagination import Listing
 from api.base.routes import parse_uuid
-from backups.models import Backup, BackupCopy, BackupStatus, CopyStatus
+from backups.models import (
+    DELETION_STATUSES,
+    Backup,
+    BackupCopy,
+    BackupKind,
+    BackupStatus,
+    CopyStatus,
+)
 from config.errors import NotFound
 from destinations.models import Destination
 from organizations.models import Database, Environment, Organisation, Project
@@ -25,6 +32,16 @@ def backups_for_organisation(*, organisation: Organisation) -> QuerySet[Backup]:
     number of queries whatever its size.
     """
     return _with_relations(Backup.objects.filter(organisation=organisation))
+
+
+def database_backups_for_organisation(*, organisation: Organisation) -> QuerySet[Backup]:
+    """The organisation's backups of one database each (dumps and base backups), newest
+    first: what a per-database list shows. A files archive or a ``full`` backup (the
+    environment's whole restore point) belongs to no one database, nor does a backup whose
+    database row is gone."""
+    return backups_for_organisation(organisation=organisation).filter(
+        kind__in=(BackupKind.DATABASE, BackupKind.BASE), database__isnull=False
+    )
 
 
 def _with_relations(queryset: QuerySet[Backup]) -> QuerySet[Backup]:
@@ -163,7 +180,7 @@ def last_backup_by_environment(*, organisation: Organisation) -> dict:
     last: dict = {}
     for backup in (
         Backup.objects.filter(organisation=organisation)
-        .exclude(status__in=[BackupStatus.DELETING, BackupStatus.DELETED])
+        .exclude(status__in=DELETION_STATUSES)
         .order_by("environment_id", "-created_at")
         .only("id", "environment_id", "status", "created_at", "completed_at", "name", "kind")
     ):
@@ -189,16 +206,25 @@ def backups_for_database(*, organisation: Organisation, database: Database) -> Q
 
 
 def backups_for_destination(*, organisation: Organisation, destination: Destination) -> Listing:
-    """Backups with a copy in ``destination`` (one copy per destination, so no duplicates),
-    newest first.
+    """Backups held in ``destination`` (one copy per destination, so no duplicates), newest
+    first. A deleted copy, and a backup being deleted or deleted, are not held there (or
+    soon not): they are left out.
 
     Ordered through the copies, which repeat their backup's created_at: a page deep in a
-    large destination is a walk of the copies' (destination, backup_created_at, backup)
-    index alone, where a join walked the backups and probed a copy for each skipped row.
-    The rows stay scoped to the organisation.
+    large destination is a walk of the copies' partial (destination, backup_created_at,
+    backup) index of held copies alone, where a join walked the backups and probed a copy
+    for each skipped row. A deleted backup's copies are all deleted (``backup_delete_artifacts``
+    marks them before the backup), so only the few backups still being deleted are left out
+    by id. The rows stay scoped to the organisation.
     """
-    copies = BackupCopy.objects.filter(destination=destination).order_by(
-        "-backup_created_at", "-backup_id"
+    being_deleted = Backup.objects.filter(
+        organisation=organisation, status=BackupStatus.DELETING
+    ).values("pk")
+    copies = (
+        BackupCopy.objects.filter(destination=destination)
+        .held()
+        .exclude(backup_id__in=being_deleted)
+        .order_by("-backup_created_at", "-backup_id")
     )
     return Listing(
         rows=backups_for_organisation(organisation=organisation),

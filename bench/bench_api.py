@@ -236,7 +236,9 @@ def main() -> None:
         )
         token000 = encode_cursor(Cursor(Keyset.of(deep_row(env_db_rows, DEEP_PAGE, PAGE))))
         org_rows = Backup.objects.filter(organisation=org)
-        marker = deep_row(org_rows, DEEP_PAGE, PAGE).id
+        # Seed 002 lists database backups only (no full ones): its marker is one of those.
+        org_db_rows = org_rows.filter(kind__in=["database", "base"], database__isnull=False)
+        marker = deep_row(org_db_rows, DEEP_PAGE, PAGE).id
         token001 = encode_cursor(Cursor(Keyset.of(deep_row(org_rows, DEEP_PAGE, PAGE))))
         seed001 = f"/v1/backup-destinations/{destination.id}/backups"
         seed004 = f"/database/{database.id}/backup"

@@ -39,9 +39,9 @@ FILTERS = FilterDialect(
 SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
 
 
-def size_formatted(size: int | None) -> str:
+def size_formatted(size: int) -> str:
     """1024-based with two decimals: 1945663 -> ``1.86 MB``."""
-    value = float(size or 0)
+    value = float(size)
     unit = 0
     while value >= 1024 and unit < len(SIZE_UNITS) - 1:
         value /= 1024
@@ -83,13 +83,14 @@ class Seed000Backup(serializers.Serializer):
     taskArn = serializers.CharField(help_text="The worker task id.")  # noqa: N815
     s3Key = serializers.CharField(allow_null=True, help_text="The artifact key.")  # noqa: N815
     bucketName = serializers.CharField(allow_null=True)  # noqa: N815
-    size = serializers.IntegerField(allow_null=True, help_text="Bytes.")
+    size = serializers.IntegerField(help_text="Bytes; 0 when nothing was stored.")
     sizeFormatted = serializers.CharField()  # noqa: N815
     fileExists = serializers.BooleanField()  # noqa: N815
 
     def to_representation(self, backup: Backup) -> dict:
         copy = primary_copy(backup)
         destination = copy.destination if copy is not None else None
+        size = backup.size or 0  # a backup that stored nothing (yet) has no size: 0, not null
         return {
             "backupId": backup.name,
             "status": backup.status,
@@ -101,8 +102,8 @@ class Seed000Backup(serializers.Serializer):
             "taskArn": backup.task_id,
             "s3Key": copy.key if copy is not None else None,
             "bucketName": (destination.bucket_name or destination.name) if destination else None,
-            "size": backup.size,
-            "sizeFormatted": size_formatted(backup.size),
+            "size": size,
+            "sizeFormatted": size_formatted(size),
             "fileExists": bool(copy is not None and copy.file_exists),
         }
 

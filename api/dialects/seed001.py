@@ -26,12 +26,18 @@ from api.base.pagination import (
 )
 from api.base.schema import DefaultErrorSerializer, enum_field
 from api.base.views import DialectAPIView
-from backups.models import Backup, BackupStatus
+from backups.filters import ENGINE_VALUES
+from backups.models import DELETION_STATUSES, Backup, BackupKind, BackupStatus
 from backups.selectors import backups_for_destination, destination_get
 from organizations.models import Role
 from organizations.tenancy import TenantViewSetMixin
 
 RULE_KEYS = ("interval", "minute", "hour", "day")
+# The seed's closed status enum: a backup being deleted is not listed (the selector).
+STATUSES = [status for status in BackupStatus.values if status not in DELETION_STATUSES]
+# A backup of no one database (no addon) names its kind as its addon type.
+KIND_ADDON_TYPES = {BackupKind.FULL: "full", BackupKind.FILESYSTEM: "filesystem"}
+ADDON_TYPES = [name for name in ENGINE_VALUES if name != "files"] + list(KIND_ADDON_TYPES.values())
 
 
 class Seed001Query(serializers.Serializer):
@@ -62,8 +68,16 @@ class Seed001Source(serializers.Serializer):
 
 
 class Seed001Config(serializers.Serializer):
-    addonVersion = serializers.CharField()  # noqa: N815
-    addonType = serializers.CharField()  # noqa: N815
+    addonVersion = serializers.CharField(  # noqa: N815
+        allow_null=True,
+        help_text="The database engine's version; null for a full or files backup, "
+        "or when the version is not known.",
+    )
+    addonType = enum_field(  # noqa: N815
+        "Seed001AddonType",
+        ADDON_TYPES,
+        help_text="The database engine; `full` or `filesystem` for a backup of no one database.",
+    )
     source = Seed001Source()
     size = serializers.CharField(help_text="The size of the backup, in bytes.")
 
@@ -84,9 +98,9 @@ class Seed001Schedule(serializers.Serializer):
 class Seed001Backup(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
-    status = enum_field("BackupStatus", BackupStatus.values)
+    status = enum_field("Seed001BackupStatus", STATUSES)
     project = Seed001Ref()
-    addon = Seed001Ref(allow_null=True, help_text="The database; null for a files backup.")
+    addon = Seed001Ref(allow_null=True, help_text="The database; null for a full or files backup.")
     config = Seed001Config()
     schedules = Seed001Schedule(many=True)
     expiredBy = serializers.FloatField(  # noqa: N815
@@ -98,15 +112,21 @@ class Seed001Backup(serializers.Serializer):
     def to_representation(self, backup: Backup) -> dict:
         project = backup.environment.project
         database = backup.database
+        kind_type = KIND_ADDON_TYPES.get(backup.kind)
         return {
             "id": str(backup.id),
             "name": backup.name,
             "status": backup.status,
             "project": {"id": str(project.id), "name": project.name},
-            "addon": {"id": str(database.id), "name": database.name} if database else None,
+            "addon": (
+                {"id": str(database.id), "name": database.name}
+                if database and kind_type is None
+                else None
+            ),
             "config": {
-                "addonVersion": backup.engine_version,
-                "addonType": backup.engine,
+                # A full backup's engine_version lists every database's; the seed's is one.
+                "addonVersion": (backup.engine_version or None) if kind_type is None else None,
+                "addonType": kind_type or backup.engine,
                 "source": {"type": "global"},
                 "size": str(backup.size or 0),
             },

@@ -30,12 +30,15 @@ from api.base.views import DialectAPIView
 from api.dialects.filters import filter_parameters
 from backups.filters import FilterDialect, backups_filter
 from backups.models import Backup, BackupStatus
-from backups.selectors import backups_for_organisation, primary_copy
+from backups.selectors import database_backups_for_organisation, primary_copy
 from config.errors import ApplicationError
 from organizations.tenancy import TenantViewSetMixin
 
 # seed 002's status words, one per canonical status.
 STATUSES = {status.upper().replace("-", "_"): status for status in BackupStatus.values}
+# The seed's own example filter value: a usable backup, a synonym of COMPLETED (filters only;
+# a backup's status is always one of STATUSES).
+FILTER_STATUSES = {**STATUSES, "ACTIVE": BackupStatus.COMPLETED}
 
 FILTERS = FilterDialect(
     params={
@@ -44,7 +47,7 @@ FILTERS = FilterDialect(
         "database": "instance_id",
         "engine": "datastore_type",
     },
-    statuses=STATUSES,
+    statuses=FILTER_STATUSES,
 )
 
 # A stable id per (engine, version): the document has one, Strongbox has no table of versions.
@@ -92,7 +95,7 @@ class Seed002DatabaseBackup(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     status = enum_field("Seed002BackupStatus", STATUSES)
-    instance_id = serializers.UUIDField(allow_null=True)
+    instance_id = serializers.UUIDField(help_text="The database this backup is of.")
     parent_id = serializers.UUIDField(
         allow_null=True, help_text="The base backup of an incremental chain, else null."
     )
@@ -110,7 +113,7 @@ class Seed002DatabaseBackup(serializers.Serializer):
             "name": backup.name,
             "description": backup.description,
             "status": backup.status.upper().replace("-", "_"),
-            "instance_id": str(backup.database_id) if backup.database_id else None,
+            "instance_id": str(backup.database_id),
             "parent_id": str(backup.parent_id) if backup.parent_id else None,
             "size": backup.size or 0,
             "datastore": {
@@ -223,7 +226,10 @@ class Seed002DatabaseBackupListView(TenantViewSetMixin, DialectAPIView):
     @extend_schema(
         operation_id="seed002_list_database_backups",
         summary="List database backups",
-        description="List all database backups in the current organization, newest first.",
+        description=(
+            "List all database backups in the current organization, newest first: one item "
+            "per backup of one database (files archives and `full` backups are not listed)."
+        ),
         tags=["seed 002: database backups"],
         parameters=[Seed002Query, *filter_parameters(FILTERS)],
         responses={
@@ -235,7 +241,7 @@ class Seed002DatabaseBackupListView(TenantViewSetMixin, DialectAPIView):
             400: _error(
                 "Invalid query parameter",
                 "invalid_input",
-                "status: Unknown value 'ACTIVE'; allowed values: SCHEDULED, IN_PROGRESS, ….",
+                "status: Unknown value 'DONE'; allowed values: SCHEDULED, IN_PROGRESS, ….",
             ),
             401: _error(
                 "Authentication required or token invalid",
@@ -252,7 +258,7 @@ class Seed002DatabaseBackupListView(TenantViewSetMixin, DialectAPIView):
         query.is_valid(raise_exception=True)
         limit = query.validated_data["limit"]
         marker = request.query_params.get("marker") or None
-        scope = backups_for_organisation(organisation=organisation)
+        scope = database_backups_for_organisation(organisation=organisation)
         queryset = backups_filter(queryset=scope, params=request.query_params, dialect=FILTERS)
         cursor = marker_cursor(scope, marker) if marker else None
         page = keyset_paginate(queryset, limit=limit, cursor=cursor)

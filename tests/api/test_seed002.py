@@ -50,10 +50,20 @@ URL = "/v1/database-backups"
 T0 = datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
 
 
-def _backups(environment, count, **kwargs):
+@pytest.fixture
+def database(environment):
+    return factories.DatabaseFactory(environment=environment, engine="postgresql")
+
+
+def _backups(environment, count, *, database=None, **kwargs):
+    # Seed 002 lists backups of a database: each has one.
+    database = database or factories.DatabaseFactory(environment=environment)
     return [
         factories.BackupFactory(
-            environment=environment, created_at=T0 + timedelta(minutes=i), **kwargs
+            environment=environment,
+            database=database,
+            created_at=T0 + timedelta(minutes=i),
+            **kwargs,
         )
         for i in range(count)
     ]
@@ -112,13 +122,15 @@ def test_markers_walk_the_list_and_links_go_back(client_for, organisation, envir
     assert "marker" not in client.get(second["links"]["previous"]).request["QUERY_STRING"]
 
 
-def test_it_filters_by_name_status_instance_and_datastore(client_for, organisation, environment):
-    database = factories.DatabaseFactory(environment=environment, engine="mysql")
+def test_it_filters_by_name_status_instance_and_datastore(
+    client_for, organisation, environment, database
+):
+    mysql = factories.DatabaseFactory(environment=environment, engine="mysql")
+    factories.BackupFactory(environment=environment, name="web-1", engine="mysql", database=mysql)
     factories.BackupFactory(
-        environment=environment, name="web-1", engine="mysql", database=database
+        environment=environment, name="web-2", status=BackupStatus.FAILED, database=database
     )
-    factories.BackupFactory(environment=environment, name="web-2", status=BackupStatus.FAILED)
-    factories.BackupFactory(environment=environment, name="api-1")
+    factories.BackupFactory(environment=environment, name="api-1", database=database)
     client = client_for(organisation, Role.VIEWER)
 
     def names(**params):
@@ -129,7 +141,7 @@ def test_it_filters_by_name_status_instance_and_datastore(client_for, organisati
     assert names(name="web") == []
     assert names(status="FAILED") == ["web-2"]
     assert names(status="in_progress") == []
-    assert names(instance_id=str(database.id)) == ["web-1"]
+    assert names(instance_id=str(mysql.id)) == ["web-1"]
     assert names(datastore_type="mysql") == ["web-1"]
     assert client.get(URL, {"status": "FAILED"}).json()["meta"]["total"] == 1
 
@@ -137,7 +149,7 @@ def test_it_filters_by_name_status_instance_and_datastore(client_for, organisati
 @pytest.mark.parametrize(
     ("params", "named"),
     [
-        ({"status": "ACTIVE"}, "status"),
+        ({"status": "DONE"}, "status"),
         ({"instance_id": "db-1"}, "instance_id"),
         ({"datastore_type": "oracle"}, "datastore_type"),
         ({"limit": "-1"}, "limit"),
@@ -154,13 +166,15 @@ def test_a_bad_query_value_is_a_400_in_the_documented_body(client_for, organisat
 
 
 def test_an_unknown_status_lists_the_upper_case_values(client_for, organisation):
-    message = client_for(organisation).get(URL, {"status": "ACTIVE"}).json()["error"]["message"]
+    message = client_for(organisation).get(URL, {"status": "DONE"}).json()["error"]["message"]
     assert "IN_PROGRESS" in message
     assert "NOT_SUPPORTED" in message
 
 
-def test_the_limit_defaults_to_20_and_is_clamped_to_100(client_for, organisation, environment):
-    factories.BackupFactory.create_batch(105, environment=environment)
+def test_the_limit_defaults_to_20_and_is_clamped_to_100(
+    client_for, organisation, environment, database
+):
+    factories.BackupFactory.create_batch(105, environment=environment, database=database)
     client = client_for(organisation, Role.VIEWER)
     assert len(client.get(URL).json()["database_backups"]) == 20
     body = client.get(URL, {"limit": 1000}).json()
@@ -169,9 +183,9 @@ def test_the_limit_defaults_to_20_and_is_clamped_to_100(client_for, organisation
 
 
 def test_another_organisations_backups_are_invisible(
-    client_for, organisation, other_organisation, environment
+    client_for, organisation, other_organisation, environment, database
 ):
-    backup = factories.BackupFactory(environment=environment)
+    backup = factories.BackupFactory(environment=environment, database=database)
     body = client_for(other_organisation).get(URL).json()
     assert body["database_backups"] == []
     response = client_for(other_organisation).get(URL, {"marker": str(backup.id)})

@@ -107,7 +107,7 @@ def test_dialects_use_their_own_parameter_names_and_status_words(organisation, b
 
 def test_a_dialects_errors_use_its_spelling(organisation):
     with pytest.raises(InvalidInput) as raised:
-        run(organisation, {"status": "ACTIVE"}, SEED002)
+        run(organisation, {"status": "DONE"}, SEED002)
     assert raised.value.message.startswith("status:")
     assert "NOT_SUPPORTED" in raised.value.message
     assert "not-supported" not in raised.value.message
