@@ -1,0 +1,117 @@
+"""Retention's side of S3 Object Lock: which backups are locked, and extending locks.
+
+An artifact is locked when it is uploaded (``backups.execution``) until the date the
+retention plan then gives it, at least the destination's minimum. Two things follow here:
+
+- the plan must not delete a locked backup before its date: ``locked_until_by_backup``
+  gives the plan each backup's latest lock (``BackupInfo.locked_until``), read from
+  ``BackupCopy.locked_until`` (no S3 call per backup);
+- when a later plan keeps a backup longer (a policy change, a count rule that became a
+  days rule), ``locks_extend`` moves each copy's retain-until date to the plan's expiry.
+  A lock is never shortened: S3 refuses that in compliance mode, and a shorter plan only
+  means the backup goes when its lock ends.
+
+The database work is batched: one query for the candidates, one UPDATE per batch of
+changed copies; the S3 calls (one PutObjectRetention per object: S3 has no batch form
+outside S3 Batch Operations) run on a few threads sharing each destination's client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import NamedTuple
+
+from django.db.models import Max
+
+from backups.models import BackupCopy, CopyStatus
+from destinations.backends import DestinationBackends
+from destinations.models import Destination
+from organizations.models import Environment
+from schedules.retention import RetentionPlan
+
+logger = logging.getLogger(__name__)
+
+# PutObjectRetention calls in flight at once; each is a short request, so a few threads
+# keep the store busy without a pool per destination.
+EXTEND_THREADS = 8
+_BATCH = 1000
+
+
+def locked_until_by_backup(*, environment: Environment, now: datetime) -> dict[str, datetime]:
+    """``{str(backup id): latest lock date}`` of the environment's backups locked now."""
+    rows = (
+        BackupCopy.objects.locked(now)
+        .filter(backup__environment=environment)
+        .values("backup_id")
+        .annotate(until=Max("locked_until"))
+        .values_list("backup_id", "until")
+    )
+    return {str(backup_id): until for backup_id, until in rows}
+
+
+def _locked_copies(environment: Environment):
+    return BackupCopy.objects.filter(
+        backup__environment=environment, status=CopyStatus.STORED, locked_until__isnull=False
+    )
+
+
+def has_locks(*, environment: Environment) -> bool:
+    """Whether any stored copy of the environment's backups was ever locked."""
+    return _locked_copies(environment).exists()
+
+
+class _Extension(NamedTuple):
+    copy_id: object
+    destination_id: object
+    key: str
+    until: datetime
+
+
+def _extensions(environment: Environment, plan: RetentionPlan) -> list[_Extension]:
+    """The stored, locked copies whose plan expiry is later than their lock."""
+    expiries = {d.backup_id: d.expires_at for d in plan.decisions if d.expires_at is not None}
+    if not expiries:
+        return []
+    rows = (
+        _locked_copies(environment)
+        .values_list("id", "backup_id", "destination_id", "key", "locked_until")
+        .iterator(chunk_size=5000)
+    )
+    found = []
+    for copy_id, backup_id, destination_id, key, locked_until in rows:
+        planned = expiries.get(str(backup_id))
+        if planned is not None and planned > locked_until:
+            found.append(_Extension(copy_id, destination_id, key, planned))
+    return found
+
+
+def locks_extend(*, environment: Environment, plan: RetentionPlan) -> int:
+    """Extend every lock the plan outlasts to the plan's expiry; returns how many changed.
+
+    A copy whose store refused (unreachable, lock disabled since) keeps its recorded date
+    and is tried again on the next run."""
+    pending = _extensions(environment, plan)
+    if not pending:
+        return 0
+    destinations: Mapping = Destination.objects.in_bulk({e.destination_id for e in pending})
+    backends = DestinationBackends()
+    for destination in destinations.values():
+        backends[destination].store  # noqa: B018 - built once here, shared by the threads
+
+    def extend(extension: _Extension) -> _Extension | None:
+        backend = backends[destinations[extension.destination_id]]
+        try:
+            backend.extend_lock(extension.key, extension.until)
+        except Exception:  # noqa: BLE001 - retried on the next run
+            logger.exception("could not extend the lock of %s", extension.key)
+            return None
+        return extension
+
+    with ThreadPoolExecutor(max_workers=EXTEND_THREADS) as pool:
+        done = [e for e in pool.map(extend, pending) if e is not None]
+    changed = [BackupCopy(pk=e.copy_id, locked_until=e.until) for e in done]
+    BackupCopy.objects.bulk_update(changed, ["locked_until"], batch_size=_BATCH)
+    return len(changed)
