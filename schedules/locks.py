@@ -11,9 +11,10 @@ retention plan then gives it, at least the destination's minimum. Two things fol
   A lock is never shortened: S3 refuses that in compliance mode, and a shorter plan only
   means the backup goes when its lock ends.
 
-The database work is batched: one query for the candidates, one UPDATE per batch of
-changed copies; the S3 calls (one PutObjectRetention per object: S3 has no batch form
-outside S3 Batch Operations) run on a few threads sharing each destination's client.
+The database work is batched: one query for the candidates, one UPDATE per 1,000
+changed copies (``write_locked_until``); the S3 calls (one PutObjectRetention per object:
+S3 has no batch form outside S3 Batch Operations) run on a few threads sharing each
+destination's client.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import NamedTuple
 
+from django.db import connection
 from django.db.models import Max
 
 from backups.models import BackupCopy, CopyStatus
@@ -112,6 +114,41 @@ def locks_extend(*, environment: Environment, plan: RetentionPlan) -> int:
 
     with ThreadPoolExecutor(max_workers=EXTEND_THREADS) as pool:
         done = [e for e in pool.map(extend, pending) if e is not None]
-    changed = [BackupCopy(pk=e.copy_id, locked_until=e.until) for e in done]
-    BackupCopy.objects.bulk_update(changed, ["locked_until"], batch_size=_BATCH)
-    return len(changed)
+    write_locked_until([(e.copy_id, e.until) for e in done])
+    return len(done)
+
+
+def write_locked_until(changes: list[tuple[object, datetime]]) -> None:
+    """Set each copy's ``locked_until``: one ``UPDATE … FROM (VALUES …)`` per batch.
+
+    Each copy has a date of its own (its backup's ``created_at`` + days), so no shared
+    value groups them; ``bulk_update``'s ``CASE WHEN`` per row took 0.9 s per 2,000 copies
+    on SQLite, a join on a VALUES list takes a fraction of that (``bench_lock_extension``).
+    """
+    if connection.vendor not in ("postgresql", "sqlite"):
+        objs = [BackupCopy(pk=pk, locked_until=until) for pk, until in changes]
+        BackupCopy.objects.bulk_update(objs, ["locked_until"], batch_size=_BATCH)
+        return
+    meta = BackupCopy._meta
+    table = connection.ops.quote_name(meta.db_table)
+    id_field, until_field = meta.get_field("id"), meta.get_field("locked_until")
+    with connection.cursor() as cursor:
+        for start in range(0, len(changes), _BATCH):
+            batch = changes[start : start + _BATCH]
+            params = []
+            for pk, until in batch:
+                params.append(id_field.get_db_prep_value(pk, connection))
+                params.append(until_field.get_db_prep_value(until, connection))
+            if connection.vendor == "postgresql":
+                values = ", ".join(["(%s::uuid, %s::timestamptz)"] * len(batch))
+                sql = (
+                    f"UPDATE {table} AS c SET locked_until = v.until "  # noqa: S608 - no input
+                    f"FROM (VALUES {values}) AS v(id, until) WHERE c.id = v.id"
+                )
+            else:
+                values = ", ".join(["(%s, %s)"] * len(batch))
+                sql = (
+                    f"UPDATE {table} SET locked_until = v.column2 "  # noqa: S608 - no input
+                    f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1"
+                )
+            cursor.execute(sql, params)
