@@ -5,6 +5,7 @@ change, and buckets without lock refused. Also local destinations' read-only art
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import uuid
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from django.urls import reverse
 from django.utils import timezone
 
 from backups.models import Backup, BackupStatus, BackupTrigger, CopyStatus
 from backups.services import backup_delete, backup_delete_artifacts
 from config.errors import Conflict, InvalidInput
+from destinations.admin import DestinationAdminForm
 from destinations.backends import backend_for
 from destinations.models import Destination
 from destinations.services import destination_create, destination_test, destination_update
@@ -282,6 +285,52 @@ def test_the_connection_test_says_when_the_bucket_cannot_lock(
 
     vault = _lock_destination(organisation, s3_server, locked_bucket)
     assert destination_test(destination=vault).ok
+
+
+def _form_data(s3_server, bucket, **extra) -> dict:
+    config, secrets = s3_destination_config(s3_server, bucket)
+    fields = {**config, **secrets, **extra}
+    return {"name": f"Vault {bucket}", "kind": "s3"} | {f"s3__{k}": v for k, v in fields.items()}
+
+
+def test_the_destination_form_takes_a_lock_and_shows_a_bucket_without_lock_next_to_the_field(
+    client, owner, organisation, s3_server, s3_bucket, locked_bucket
+):
+    host_policy_set(organisation=organisation, allowed_hosts=LOOPBACK)
+    client.force_login(owner)
+    refused = client.post(
+        reverse("destination-new"),
+        _form_data(s3_server, s3_bucket, object_lock_mode="governance"),
+    )
+    assert refused.status_code == 400
+    assert 'id="id_s3__object_lock_mode_error_1"' in refused.content.decode()
+
+    created = client.post(
+        reverse("destination-new"),
+        _form_data(
+            s3_server, locked_bucket, object_lock_mode="compliance", object_lock_min_days="7"
+        ),
+    )
+    assert created.status_code == 302
+    vault = Destination.objects.get(name=f"Vault {locked_bucket}")
+    assert vault.config["object_lock_mode"] == "compliance"
+    assert vault.config["object_lock_min_days"] == "7"
+
+
+def test_the_admin_refuses_a_lock_on_a_bucket_without_it(organisation, s3_server, s3_bucket):
+    host_policy_set(organisation=organisation, allowed_hosts=LOOPBACK)
+    config, secrets = s3_destination_config(s3_server, s3_bucket)
+    form = DestinationAdminForm(
+        data={
+            "organisation": organisation.pk,
+            "name": "Vault",
+            "kind": "s3",
+            "config": json.dumps({**config, "object_lock_mode": "governance"}),
+            "secrets_input": json.dumps(secrets),
+        }
+    )
+    assert not form.is_valid()
+    assert "has none" in " ".join(form.errors["config"])
 
 
 @pytest.mark.parametrize(
