@@ -807,7 +807,8 @@ def _verify_fresh_copy(
         locked_until=locked_until,
     )
     try:
-        backends[copy.destination].seal(copy.key)
-    except OSError:
-        # The copy is stored and verified; it stays writable, which the log says.
-        logger.exception("could not make the copy %s read-only", copy.key)
+        backends[copy.destination].seal(copy.key, locked_until=locked_until)
+    except Exception:
+        # The copy is stored and verified (and a lock set when the upload began); what
+        # could not be added is in the log.
+        logger.exception("could not seal the copy %s", copy.key)

@@ -86,8 +86,9 @@ class DestinationBackend:
     def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> Sink:
         return StorageSink(name, self.store, key)
 
-    def seal(self, key: str) -> None:
-        """Protect a complete, verified artifact as the kind can (local: read-only)."""
+    def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
+        """Protect a complete, verified artifact as the kind can (local: read-only; S3:
+        its lock, set again)."""
 
     # --- immutability: S3 Object Lock (``S3Backend``); other kinds lock nothing
 

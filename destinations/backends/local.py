@@ -54,7 +54,7 @@ class LocalBackend(DestinationBackend):
     def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> LocalSink:
         return LocalSink(name, self.artifact_path(key), key)
 
-    def seal(self, key: str) -> None:
+    def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
         """With ``read_only``: no write bit for anyone. Deleting needs write access to the
         directory, not the file, so retention (and anyone with the worker's rights) still can."""
         if self.read_only:

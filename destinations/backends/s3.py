@@ -163,6 +163,12 @@ class S3Backend(DestinationBackend):
         }
         return StorageSink(name, storage, key)
 
+    def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
+        """The lock once more, on the finished object: S3 sets it when a multipart upload
+        is created, but stores that ignore it there (moto's server does) lock nothing."""
+        if locked_until is not None:
+            self.extend_lock(key, locked_until)
+
     def extend_lock(self, key: str, until: datetime) -> None:
         """Move the artifact's retain-until date to ``until`` (S3 refuses a shorter one in
         compliance mode; callers only ever extend)."""

@@ -24,7 +24,7 @@ from destinations.admin import DestinationAdminForm
 from destinations.backends import backend_for
 from destinations.models import Destination
 from destinations.services import destination_create, destination_test, destination_update
-from destinations.storage import delete_artifact
+from destinations.storage import delete_artifact, open_sink
 from organizations.services import host_policy_set
 from schedules.enforcement import retention_enforce, retention_plan_for
 from schedules.retention import BackupInfo, RetentionPolicy, plan_retention
@@ -139,6 +139,26 @@ def test_the_lock_is_at_least_the_destinations_minimum(
     assert before + timedelta(days=10) <= copy.locked_until <= timezone.now() + timedelta(days=10)
     retention = _retention_in_s3(s3_server, vault, copy)
     assert _seconds(retention["RetainUntilDate"]) == _seconds(copy.locked_until)
+
+
+def test_a_multipart_artifact_is_locked_once_sealed(organisation, s3_server, locked_bucket):
+    vault = _lock_destination(organisation, s3_server, locked_bucket, part_size_mb="5")
+    backend = backend_for(vault)
+    until = (timezone.now() + timedelta(days=5)).replace(microsecond=0)
+    sink = open_sink(backend, "big/artifact.zst", locked_until=until)
+    payload = os.urandom(1024 * 1024)
+    for _ in range(12):  # three 5 MiB parts
+        sink.write(payload)
+    sink.commit()
+    # As the backup run does once the copy is verified: moto's server ignores the lock of a
+    # CreateMultipartUpload (S3 honours it), so this is what locks it there.
+    backend.seal("big/artifact.zst", locked_until=until)
+
+    key = backend.store._normalize_name("big/artifact.zst")
+    head = s3_server.client().head_object(Bucket=locked_bucket, Key=key)
+    assert head["ContentLength"] == 12 * len(payload)
+    assert "-" in head["ETag"]  # a multipart upload's ETag
+    assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"]) == ("GOVERNANCE", until)
 
 
 def test_a_delete_before_the_date_fails_in_the_store_the_service_and_the_api(
