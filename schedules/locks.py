@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Max
+from django.utils import timezone
 
 from backups.models import BackupCopy, CopyStatus
 from destinations.backends import DestinationBackends
@@ -100,8 +101,14 @@ def locks_extend(*, environment: Environment, plan: RetentionPlan) -> int:
         return 0
     destinations: Mapping = Destination.objects.in_bulk({e.destination_id for e in pending})
     backends = DestinationBackends()
-    for destination in destinations.values():
+    now = timezone.now()
+    for destination in list(destinations.values()):
+        if backends[destination].lock_until(planned=None, now=now) is None:
+            # Lock turned off since: its copies keep the dates they were stored with.
+            del destinations[destination.pk]
+            continue
         backends[destination].store  # noqa: B018 - built once here, shared by the threads
+    pending = [e for e in pending if e.destination_id in destinations]
 
     def extend(extension: _Extension) -> _Extension | None:
         backend = backends[destinations[extension.destination_id]]
