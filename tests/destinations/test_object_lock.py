@@ -448,3 +448,15 @@ def test_the_plan_keeps_a_locked_backup_until_its_date_only():
     assert (kept.keep, kept.expires_at) == (True, until)
     gone = plan_retention(backups, policy, "UTC", until + timedelta(seconds=1)).decision("old")
     assert not gone.keep
+
+
+def test_the_admin_shows_each_copys_lock_date(client, destination, environment):
+    until = datetime(2027, 3, 4, 5, 6, tzinfo=UTC)
+    backup = factories.BackupFactory(environment=environment, status=BackupStatus.COMPLETED)
+    factories.BackupCopyFactory(
+        backup=backup, destination=destination, status=CopyStatus.STORED, locked_until=until
+    )
+    client.force_login(factories.UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(reverse("admin:backups_backup_change", args=[backup.pk]))
+    assert page.status_code == 200
+    assert "Locked until" in page.content.decode()
