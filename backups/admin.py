@@ -17,7 +17,16 @@ class BackupCopyInline(admin.TabularInline):
     model = BackupCopy
     extra = 0
     can_delete = False
-    fields = ["destination", "key", "status", "size", "file_exists", "last_verified_at", "error"]
+    fields = [
+        "destination",
+        "key",
+        "status",
+        "size",
+        "file_exists",
+        "last_verified_at",
+        "locked_until",
+        "error",
+    ]
     readonly_fields = fields
 
 

@@ -42,7 +42,15 @@ from alerts.services import alert_raise, alert_resolve
 from backups.container import container_source
 from backups.engines import ConnectionSpec, EngineError, EngineUnavailable, get_engine
 from backups.keys import organisation_key
-from backups.models import Backup, BackupCopy, BackupKind, BackupStatus, CopyStatus, Phase
+from backups.models import (
+    Backup,
+    BackupCopy,
+    BackupKind,
+    BackupStatus,
+    BackupTrigger,
+    CopyStatus,
+    Phase,
+)
 from backups.pipeline import (
     PipelineCancelled,
     PipelineError,
@@ -493,6 +501,8 @@ class _Execution:
         self.source: RunningSource | None = None
         self.stream_phases: tuple[dict, dict] | None = None  # COMPRESS and UPLOAD, while running
         self.copies: dict[str, BackupCopy] = {}
+        # Per copy: the date its artifact is locked until (S3 Object Lock), None: unlocked.
+        self.locks: dict[str, datetime | None] = {}
         self.backends = DestinationBackends()  # one per destination for the whole run
 
     def end(
@@ -573,6 +583,11 @@ class _Execution:
                 defaults={"key": key, "status": CopyStatus.UPLOADING, "error": ""},
             )
             self.copies[str(destination.id)] = copy
+        # Decided here, on the task thread: the streaming thread that opens the sinks
+        # makes no queries.
+        planned, now = planned_expiry(backup), timezone.now()
+        for name, copy in self.copies.items():
+            self.locks[name] = self.backends[copy.destination].lock_until(planned=planned, now=now)
         self.stream_phases = (phases.start(Phase.COMPRESS), phases.start(Phase.UPLOAD))
         update_backup(
             backup,
@@ -591,7 +606,8 @@ class _Execution:
         sinks = []
         for name, copy in self.copies.items():
             try:
-                sinks.append(open_sink(self.backends[copy.destination], key, name=name))
+                backend = self.backends[copy.destination]
+                sinks.append(open_sink(backend, key, name=name, locked_until=self.locks[name]))
             except Exception as exc:  # noqa: BLE001 - a destination we cannot even open
                 copy.error = f"could not start the upload: {exc}"
         return sinks
@@ -643,7 +659,13 @@ class _Execution:
         for name, error in result.failed.items():
             mark_copy(copies[name], CopyStatus.FAILED, error=error)
         for name in result.committed:
-            _verify_fresh_copy(copies[name], self.backends, result.bytes_out, result.sha256)
+            _verify_fresh_copy(
+                copies[name],
+                self.backends,
+                result.bytes_out,
+                result.sha256,
+                locked_until=self.locks.get(name),
+            )
         for copy in copies.values():
             if copy.status == CopyStatus.UPLOADING:
                 mark_copy(copy, CopyStatus.FAILED, error=copy.error or "the upload did not start")
@@ -742,8 +764,25 @@ def _cancel_unless_running(backup: Backup, run: _Run) -> None:
         run.source.kill()
 
 
+def planned_expiry(backup: Backup) -> datetime | None:
+    """When retention will let ``backup`` go, as far as is known before it is stored: a
+    manual backup's own expiry; for a scheduled one, the expiry its schedule's policy gives
+    the newest backup of its series. Retention (``schedules.locks``) extends the lock
+    later when a plan keeps the backup longer."""
+    if backup.trigger != BackupTrigger.SCHEDULED:
+        return backup.expires_at
+    if backup.schedule is None:
+        return None
+    return backup.schedule.retention_policy().newest_expiry(backup.kind, backup.created_at)
+
+
 def _verify_fresh_copy(
-    copy: BackupCopy, backends: DestinationBackends, expected_size: int, checksum: str
+    copy: BackupCopy,
+    backends: DestinationBackends,
+    expected_size: int,
+    checksum: str,
+    *,
+    locked_until: datetime | None = None,
 ) -> None:
     try:
         stored = artifact_size(backends[copy.destination], copy.key)
@@ -765,4 +804,11 @@ def _verify_fresh_copy(
         checksum_sha256=checksum,
         file_exists=True,
         last_verified_at=timezone.now(),
+        locked_until=locked_until,
     )
+    try:
+        backends[copy.destination].seal(copy.key, locked_until=locked_until)
+    except Exception:
+        # The copy is stored and verified (and a lock set when the upload began); what
+        # could not be added is in the log.
+        logger.exception("could not seal the copy %s", copy.key)

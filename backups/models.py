@@ -193,6 +193,17 @@ class Backup(models.Model):
         return self.status in FINAL_STATUSES
 
     @property
+    def locked_until(self):
+        """The latest object lock date of its held copies (None: unlocked); reads the
+        prefetched copies when the selectors prefetched them."""
+        dates = [
+            c.locked_until
+            for c in self.copies.all()
+            if c.locked_until is not None and c.status != CopyStatus.DELETED
+        ]
+        return max(dates, default=None)
+
+    @property
     def percent(self) -> float | None:
         if self.status == BackupStatus.COMPLETED:
             return 100.0
@@ -212,6 +223,10 @@ class BackupCopyQuerySet(models.QuerySet):
     def held(self):
         """Copies whose artifact is (or may still be) in the destination."""
         return self.exclude(status=CopyStatus.DELETED)
+
+    def locked(self, now):
+        """Held copies whose artifact a store refuses to delete before their date."""
+        return self.held().filter(locked_until__gt=now)
 
 
 class BackupCopy(models.Model):
@@ -236,6 +251,9 @@ class BackupCopy(models.Model):
     error = models.TextField(blank=True)
     file_exists = models.BooleanField(default=False)
     last_verified_at = models.DateTimeField(null=True, blank=True)
+    # The stored artifact's S3 Object Lock retain-until date, as last set: retention and
+    # the pages read it here rather than ask S3 per backup. Indexed for "locked now".
+    locked_until = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     backup_created_at = models.DateTimeField(editable=False)
 

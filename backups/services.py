@@ -305,6 +305,13 @@ def backup_delete(*, backup: Backup) -> Backup:
     # Through the reverse relation restores adds to Backup: backups does not import restores.
     if backup.restores.filter(status__in=["scheduled", "in-progress"]).exists():
         raise Conflict("This backup is being restored; delete it when the restore has finished.")
+    locked = backup.copies.locked(timezone.now()).order_by("-locked_until").first()
+    if locked is not None:
+        # The store would refuse: say when it will not, rather than leave it "deleting".
+        raise Conflict(
+            f"This backup is locked until {locked.locked_until.isoformat(timespec='seconds')} "
+            f"(object lock on {locked.destination.name}); it cannot be deleted before then."
+        )
     updated = Backup.objects.filter(pk=backup.pk, status=backup.status).update(
         status=BackupStatus.DELETING, updated_at=timezone.now()
     )

@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from destinations.backends import BACKENDS
 from destinations.models import Destination
+from destinations.services import destination_object_lock_problem
 from organizations.validators import PathNotAllowed, require_destination_values
 
 
@@ -49,6 +50,16 @@ class DestinationAdminForm(forms.ModelForm):
                 require_destination_values(organisation, kind, cleaned.get("config") or {})
             except PathNotAllowed as exc:
                 self.add_error("config", exc.message)
+        if kind in BACKENDS and organisation is not None and not self.errors:
+            # The API's check too: a bucket without object lock refuses what is asked.
+            problem = destination_object_lock_problem(
+                organisation=organisation,
+                kind=kind,
+                config=cleaned.get("config") or {},
+                secrets=cleaned.get("secrets_input") or self.instance.secrets or {},
+            )
+            if problem:
+                self.add_error("config", problem)
         return cleaned
 
     def save(self, commit=True):

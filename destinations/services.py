@@ -21,7 +21,7 @@ from django.utils import timezone
 from config.errors import Conflict, InvalidInput
 from destinations.backends import BACKENDS, DestinationBackend, backend_for
 from destinations.models import Destination, DestinationKind
-from organizations.hostpolicy import HostNotAllowed, url_problem
+from organizations.hostpolicy import HostNotAllowed, host_rules, url_problem
 from organizations.models import Organisation
 from organizations.validators import (
     PathNotAllowed,
@@ -75,10 +75,46 @@ def _validate(kind: str, config: dict, secrets: dict, organisation: Organisation
                 require_destination_values(organisation, kind, config, field="path")
             except PathNotAllowed as exc:
                 problems["path"] = exc.message
+    _raise_problems(problems)
+
+
+def _raise_problems(problems: dict[str, str]) -> None:
     if problems:
         fields = {f"parameters.{name}": [problem] for name, problem in sorted(problems.items())}
         message = " ".join(problem for _, problem in sorted(problems.items()))
         raise InvalidInput(message, fields=fields)
+
+
+def destination_object_lock_problem(
+    *, organisation: Organisation, kind: str, config: Mapping, secrets: Mapping
+) -> str | None:
+    """Why the store cannot take the object lock the parameters ask for, or None: the
+    bucket is asked (GetObjectLockConfiguration) with the connection test's short timeouts;
+    an endpoint that does not answer is "not reachable", after the same minimum time."""
+    backend = _backend_class(kind)(
+        config=config, secrets=secrets, host_rules=lambda: host_rules(organisation.pk)
+    )
+    if backend.lock_until(planned=None, now=timezone.now()) is None:
+        return None  # no lock asked for: nothing to check
+    started = time.monotonic()
+    try:
+        storage = backend.probe_storage()
+        return backend.object_lock_problem(storage)
+    except Exception as exc:  # noqa: BLE001 - any failure to answer is the answer
+        if not _unreachable(backend, exc):
+            return f"could not check the bucket's object lock: {type(exc).__name__}: {exc}"
+        minimum = UNREACHABLE_ANSWER_SECONDS
+        if minimum is None:
+            minimum = backend.probe_wait_seconds()
+        time.sleep(max(0.0, started + minimum - time.monotonic()))
+        return f"could not check the bucket's object lock: {NOT_REACHABLE}"
+
+
+def _require_object_lock(kind: str, config: dict, secrets: dict, organisation) -> None:
+    problem = destination_object_lock_problem(
+        organisation=organisation, kind=kind, config=config, secrets=secrets
+    )
+    _raise_problems({"object_lock_mode": problem} if problem else {})
 
 
 def _check_name(organisation: Organisation, name: str, exclude=None) -> None:
@@ -101,6 +137,7 @@ def destination_create(
     config, secrets = _split(kind, parameters)
     _validate(kind, config, secrets, organisation)
     _check_name(organisation, name)
+    _require_object_lock(kind, config, secrets, organisation)
     return Destination.objects.create(
         organisation=organisation,
         name=name,
@@ -134,6 +171,7 @@ def destination_update(
         config.update(new_config)
         secrets.update(new_secrets)
         _validate(destination.kind, config, secrets, destination.organisation)
+        _require_object_lock(destination.kind, config, secrets, destination.organisation)
         destination.config, destination.secrets = config, secrets
     if is_default is not None:
         destination.is_default = is_default
@@ -163,6 +201,10 @@ UNREACHABLE_ANSWER_SECONDS: float | None = None
 NOT_REACHABLE = "not reachable"
 
 
+class ObjectLockUnavailable(Exception):
+    """The destination asks for object lock; its bucket cannot lock."""
+
+
 def _unreachable(backend: DestinationBackend | None, exc: BaseException) -> bool:
     """Did the endpoint fail to answer at all (policy, DNS, refused, filtered, reset, or a
     service that does not speak HTTP)? Only an answer in the store's own terms is shown:
@@ -176,7 +218,7 @@ def _unreachable(backend: DestinationBackend | None, exc: BaseException) -> bool
 class DestinationTestResult:
     ok: bool
     message: str
-    step: str | None  # where it failed: connect, write, read, compare or delete
+    step: str | None  # where it failed: connect, object lock, write, read, compare or delete
     duration_ms: int
 
 
@@ -198,6 +240,9 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
         require_destination_paths(destination)  # a link swapped in since it was saved
         backend = backend_for(destination)
         storage = backend.probe_storage()
+        step = "object lock"
+        if problem := backend.object_lock_problem(storage):
+            raise ObjectLockUnavailable(problem)
         step = "write"
         saved = storage.save(key, ContentFile(payload))
         step = "read"
@@ -210,7 +255,9 @@ def destination_test(*, destination: Destination) -> DestinationTestResult:
         storage.delete(saved)
         saved = None
     except Exception as exc:  # noqa: BLE001 - any backend failure is the test's answer
-        if step == "compare" or not _unreachable(backend, exc):
+        if isinstance(exc, ObjectLockUnavailable):
+            error = f"{step} failed: {exc}"
+        elif step == "compare" or not _unreachable(backend, exc):
             error = f"{step} failed: {type(exc).__name__}: {exc}"
         else:
             # Before anything was written, not answering is a failure to connect.

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from django.core.files import File
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from destinations.backends.base import DestinationBackend
 
 _EOF = object()
@@ -183,9 +185,12 @@ class StorageSink:
 Sink = LocalSink | StorageSink
 
 
-def open_sink(backend: DestinationBackend, key: str, *, name: str = "") -> Sink:
-    """A sink writing ``key``, named ``name`` in the pipeline (else by its destination)."""
-    return backend.open_sink(key, name=name or backend.label)
+def open_sink(
+    backend: DestinationBackend, key: str, *, name: str = "", locked_until: datetime | None = None
+) -> Sink:
+    """A sink writing ``key``, named ``name`` in the pipeline (else by its destination),
+    the artifact locked until ``locked_until`` (S3 Object Lock) when given."""
+    return backend.open_sink(key, name=name or backend.label, locked_until=locked_until)
 
 
 def open_artifact_stream(backend: DestinationBackend, key: str) -> BinaryIO:

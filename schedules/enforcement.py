@@ -20,6 +20,8 @@ Mapping decisions:
 - ``manual``: every backup not made by a schedule (manual and safety backups);
 - ``protected``: a backup with an active restore (``being restored``), plus whatever
   the ``protected`` argument and the PITR hook (``pitr_protected``) name;
+- ``locked_until``: the latest S3 Object Lock date of the backup's copies
+  (``schedules.locks``): the plan keeps a locked backup until then;
 - PostgreSQL base backups (kind ``base``) are not in the plan at all: they belong to
   the WAL archive and its own retention (``walRetentionDays``), not to GFS buckets.
 
@@ -42,6 +44,7 @@ from django.db import connection, transaction
 from django.db.models import CharField, Value
 from django.db.models.functions import Cast, Concat, Substr
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from alerts.models import AlertKind, Severity
 from alerts.services import alert_raise
@@ -49,6 +52,7 @@ from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.services import backup_delete
 from config.errors import Conflict
 from organizations.models import Environment
+from schedules.locks import has_locks, locked_until_by_backup, locks_extend
 from schedules.models import Schedule
 from schedules.retention import BackupInfo, RetentionPlan, RetentionPolicy, plan_retention
 
@@ -189,6 +193,7 @@ def _plan(
     )
     for backup_id in restored:
         reasons[str(backup_id)] = BEING_RESTORED
+    locks = locked_until_by_backup(environment=environment, now=now)
 
     infos: list[BackupInfo] = []
     meta: list[_Row] = []
@@ -208,6 +213,7 @@ def _plan(
                     expires_at=expires_at if manual else None,
                     protected=reasons.get(pk),
                     source=database_id,
+                    locked_until=locks.get(pk),
                 )
             )
             if with_rows:
@@ -269,7 +275,30 @@ def retention_update_expiry(*, environment: Environment, now: datetime | None = 
     plan, rows = _plan(
         environment=environment, policy=None, now=now or timezone.now(), protected=None
     )
-    return _write_expiry(plan, rows)
+    changed = _write_expiry(plan, rows)
+    if has_locks(environment=environment):
+        # Locks follow on a worker: one S3 call per locked artifact has no place in a request.
+        transaction.on_commit(
+            lambda: async_task(
+                "schedules.tasks.extend_locks",
+                str(environment.pk),
+                task_name=f"extend locks of {environment}",
+            )
+        )
+    return changed
+
+
+def retention_extend_locks(*, environment: Environment, now: datetime | None = None) -> int:
+    """Extend the object locks of ``environment``'s backups that the current plan keeps
+    longer than they are locked; returns how many copies changed."""
+    plan, _ = _plan(
+        environment=environment,
+        policy=None,
+        now=now or timezone.now(),
+        protected=None,
+        with_rows=False,
+    )
+    return locks_extend(environment=environment, plan=plan)
 
 
 def retention_enforce(*, environment: Environment, now: datetime | None = None) -> list[Backup]:
@@ -305,6 +334,11 @@ def retention_enforce(*, environment: Environment, now: datetime | None = None) 
             )
             removed.append(backup)
     _write_expiry(plan, rows)
+    try:
+        locks_extend(environment=environment, plan=plan)
+    except Exception:
+        # Deletions are done; the locks are tried again on the next run.
+        logger.exception("retention: extending the locks of %s failed", environment)
     if removed:
         _raise_summary(environment, plan, removed)
     return removed

@@ -49,6 +49,9 @@ Safety rules, applied on top (a backup kept by any rule or safety rule is kept):
 - failed, aborted and not-supported backups are kept for ``failed_keep_days``
   after creation (``failed less than 7 days ago``), then deleted
   (``failed more than 7 days ago``);
+- ``locked until <date>``: a backup the rules would delete whose artifact is locked
+  (S3 Object Lock, ``locked_until``) until after ``now`` is kept until that date, which
+  is then its expiry: retention never asks a store to delete what it must refuse;
 - deleted backups are ignored (not in the plan);
 - ``no retention policy``: a series whose policy has no active rule keeps every
   scheduled backup; an empty policy never deletes everything (a manual backup
@@ -139,6 +142,7 @@ class BackupInfo:
     expires_at: datetime | None = None
     protected: str | None = None
     source: Hashable | None = None
+    locked_until: datetime | None = None
 
     @property
     def series(self) -> Series:
@@ -220,6 +224,24 @@ class RetentionPolicy:
         if count is None:
             count = getattr(self, f"retain_{rule}")
         return count, getattr(self, f"retain_{rule}_days")
+
+    def newest_expiry(self, kind: str, created_at: datetime) -> datetime | None:
+        """The expiry a plan gives a new completed scheduled backup of ``kind`` made at
+        ``created_at``, the newest of its series: every active rule keeps the newest backup,
+        so the latest ``created_at + days`` of those rules, or None when one of them (or no
+        rule at all) keeps it without a time bound. What an artifact is locked until when it
+        is uploaded, before any plan includes it."""
+        if kind not in _KIND_PREFIX:
+            return None
+        bounds = []
+        for rule in RULES:
+            count, days = self.rule(kind, rule)
+            if (count, days) == (None, None) or count == 0:
+                continue
+            if days is None:
+                return None
+            bounds.append(created_at + timedelta(days=days))
+        return max(bounds, default=None)
 
 
 @dataclass(slots=True)
@@ -426,6 +448,9 @@ def _decide(
         mine = reasons.get(id(backup), [])
         mine_bounds = bounds.get(id(backup), [])
         delete_reason = _add_status_reasons(backup, policy, now, failed_cutoff, mine, mine_bounds)
+        if not mine and backup.locked_until is not None and backup.locked_until > now:
+            mine.append(f"locked until {backup.locked_until.isoformat(timespec='seconds')}")
+            mine_bounds.append(backup.locked_until)
         if mine:
             # newest/floor carry no bound: they lapse once newer backups arrive, so
             # only the other reasons say how long the backup stays.

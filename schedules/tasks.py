@@ -5,7 +5,12 @@ Registered as periodic tasks by ``schedules/migrations/0002_periodic_tasks.py``.
 
 import logging
 
-from schedules.enforcement import environments_with_schedule, retention_enforce
+from organizations.models import Environment
+from schedules.enforcement import (
+    environments_with_schedule,
+    retention_enforce,
+    retention_extend_locks,
+)
 from schedules.runs import detect_missed_runs, schedules_run_due
 
 logger = logging.getLogger(__name__)
@@ -36,3 +41,8 @@ def enforce_retention() -> int:
             # stop retention for every other environment.
             logger.exception("retention of %s failed", environment)
     return removed
+
+
+def extend_locks(environment_id: str) -> int:
+    """After a policy change: extend the object locks the new plan outlasts."""
+    return retention_extend_locks(environment=Environment.objects.get(pk=environment_id))

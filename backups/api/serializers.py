@@ -41,6 +41,11 @@ class Seed003BackupDestinationSerializer(serializers.Serializer):
     fileExists = serializers.BooleanField(source="file_exists")  # noqa: N815
     error = serializers.CharField()
     lastVerifiedAt = serializers.DateTimeField(source="last_verified_at", allow_null=True)  # noqa: N815
+    lockedUntil = serializers.DateTimeField(  # noqa: N815
+        source="locked_until",
+        allow_null=True,
+        help_text="S3 Object Lock: the store refuses to delete this copy before this date.",
+    )
 
 
 class Seed003BackupSerializer(serializers.Serializer):
@@ -71,6 +76,12 @@ class Seed003BackupSerializer(serializers.Serializer):
     completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)  # noqa: N815
     expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)  # noqa: N815
     verifiedAt = serializers.DateTimeField(source="verified_at", allow_null=True)  # noqa: N815
+    lockedUntil = serializers.DateTimeField(  # noqa: N815
+        source="locked_until",
+        allow_null=True,
+        read_only=True,
+        help_text="The latest object lock date of its copies: it cannot be deleted before.",
+    )
 
     @extend_schema_field(serializers.ChoiceField(choices=["db", "full", "filesystem"]))
     def get_type(self, backup: Backup) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
@@ -82,8 +83,25 @@ class DestinationBackend:
         read again without a download); None for a remote store."""
         return None
 
-    def open_sink(self, key: str, *, name: str) -> Sink:
+    def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> Sink:
         return StorageSink(name, self.store, key)
+
+    def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
+        """Protect a complete, verified artifact as the kind can (local: read-only; S3:
+        its lock, set again)."""
+
+    # --- immutability: S3 Object Lock (``S3Backend``); other kinds lock nothing
+
+    def lock_until(self, *, planned: datetime | None, now: datetime) -> datetime | None:
+        """The date an artifact uploaded ``now`` is locked until; None: not locked."""
+        return None
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        raise NotImplementedError(f"a {self.kind} destination locks nothing")
+
+    def object_lock_problem(self, storage: Storage | None = None) -> str | None:
+        """Why the store cannot lock what the configuration asks to lock, or None."""
+        return None
 
     def open_reader(self, key: str) -> BinaryIO:
         if not self.store.exists(key):

@@ -1,4 +1,6 @@
 import contextlib
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -8,12 +10,33 @@ from django.core.files.storage import FileSystemStorage
 from destinations.backends.base import DestinationBackend, Parameter
 from destinations.storage import ArtifactMissing, LocalSink
 
+READ_ONLY_VALUES = {"true": True, "false": False}
+
 
 class LocalBackend(DestinationBackend):
     kind = "local"
     parameters = (
         Parameter("path", help="Directory on the worker; defaults to the built-in artifact root."),
+        Parameter(
+            "read_only",
+            help="true: each artifact is made read-only (0444) once complete and verified. It "
+            "guards against overwriting, not deletion: the worker's user, root and whoever "
+            "can write the directory can still delete it.",
+            syntax="true or false",
+        ),
     )
+
+    @classmethod
+    def validate(cls, config: Mapping, secrets: Mapping) -> dict[str, str]:
+        problems = super().validate(config, secrets)
+        value = config.get("read_only")
+        if value not in (None, "") and str(value).lower() not in READ_ONLY_VALUES:
+            problems["read_only"] = f"read_only must be true or false, not {str(value)[:40]!r}."
+        return problems
+
+    @property
+    def read_only(self) -> bool:
+        return READ_ONLY_VALUES.get(str(self.config.get("read_only") or "").lower(), False)
 
     @property
     def root(self) -> Path:
@@ -28,8 +51,14 @@ class LocalBackend(DestinationBackend):
     def artifact_path(self, key: str) -> Path:
         return Path(self.store.path(key))
 
-    def open_sink(self, key: str, *, name: str) -> LocalSink:
+    def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> LocalSink:
         return LocalSink(name, self.artifact_path(key), key)
+
+    def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
+        """With ``read_only``: no write bit for anyone. Deleting needs write access to the
+        directory, not the file, so retention (and anyone with the worker's rights) still can."""
+        if self.read_only:
+            self.artifact_path(key).chmod(0o444)
 
     def open_reader(self, key: str) -> BinaryIO:
         try:

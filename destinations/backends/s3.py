@@ -4,6 +4,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
@@ -34,6 +35,11 @@ PART_SIZE_MB_RANGE = range(5, 5120 + 1)
 _BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 # botocore's own rule (it builds the endpoint's host name from the region).
 _REGION_NAME = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+# Object Lock: the modes S3 knows, and the minimum lock when the plan gives no date (a
+# backup kept by a count-only rule) or an earlier one. Up to a century, like S3's own bound.
+OBJECT_LOCK_MODES = ("governance", "compliance")
+DEFAULT_OBJECT_LOCK_MIN_DAYS = 1
+OBJECT_LOCK_MIN_DAYS_RANGE = range(1, 36500 + 1)
 
 # botocore's errors for a call that got no answer in S3's terms.
 _NO_ANSWER = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
@@ -98,6 +104,20 @@ class S3Backend(DestinationBackend):
             "larger databases.",
             syntax="an integer from 5 to 5120",
         ),
+        Parameter(
+            "object_lock_mode",
+            help="S3 Object Lock for every artifact: governance (a user with "
+            "s3:BypassGovernanceRetention may still delete early) or compliance (no one can, "
+            "root included, until the date). Empty: no lock. The bucket must have object lock "
+            "enabled.",
+            syntax="governance, compliance or empty",
+        ),
+        Parameter(
+            "object_lock_min_days",
+            help="With object lock: each artifact stays locked at least this many days from "
+            "its upload, longer when the retention plan keeps it longer (default 1).",
+            syntax="an integer from 1 to 36500",
+        ),
         Parameter("access_key_id", required=True),
         Parameter("secret_access_key", required=True),
     )
@@ -118,12 +138,19 @@ class S3Backend(DestinationBackend):
             "endpoint_url": _endpoint_problem,
             "bucket": _bucket_problem,
             "region": _region_problem,
+            "object_lock_mode": _lock_mode_problem,
+            "object_lock_min_days": _lock_min_days_problem,
         }
         for name, check in checks.items():
             value = config.get(name)
             if value not in (None, "") and name not in problems:
                 if problem := check(value):
                     problems[name] = problem
+        if config.get("object_lock_min_days") and not config.get("object_lock_mode"):
+            problems.setdefault(
+                "object_lock_min_days",
+                "object_lock_min_days needs object_lock_mode (governance or compliance).",
+            )
         return problems
 
     def storage(self, timeouts: S3Timeouts | None = None) -> S3Storage:
@@ -166,6 +193,97 @@ class S3Backend(DestinationBackend):
         prefix = self.config.get("prefix", "").strip("/")
         return f"s3://{self.config.get('bucket', '')}/{prefix}".rstrip("/")
 
+    # --- S3 Object Lock
+
+    @property
+    def lock_mode(self) -> str:
+        """``GOVERNANCE``, ``COMPLIANCE`` (S3's spelling), or "" without object lock."""
+        return str(self.config.get("object_lock_mode") or "").upper()
+
+    def lock_until(self, *, planned: datetime | None, now: datetime) -> datetime | None:
+        """The retain-until date of an artifact uploaded ``now`` whose retention plan
+        says it expires ``planned`` (None: no date): the plan's date, at least the
+        minimum. None without object lock."""
+        if not self.lock_mode:
+            return None
+        days = int(self.config.get("object_lock_min_days") or DEFAULT_OBJECT_LOCK_MIN_DAYS)
+        minimum = now + timedelta(days=days)
+        return max(planned, minimum) if planned is not None else minimum
+
+    def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> Sink:
+        if locked_until is None:
+            return StorageSink(name, self.store, key, explain=self.explain)
+        # Its own Storage: the lock is an upload parameter (of CreateMultipartUpload or
+        # PutObject), so it must not leak into the operation's other calls.
+        storage = self.storage()
+        storage.object_parameters = {
+            **storage.object_parameters,
+            "ObjectLockMode": self.lock_mode,
+            "ObjectLockRetainUntilDate": locked_until,
+        }
+        return StorageSink(name, storage, key, explain=self.explain)
+
+    def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
+        """The lock once more, on the finished object: S3 sets it when a multipart upload
+        is created, but stores that ignore it there (moto's server does) lock nothing."""
+        if locked_until is not None:
+            self.extend_lock(key, locked_until)
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        """Move the artifact's retain-until date to ``until`` (S3 refuses a shorter one in
+        compliance mode; callers only ever extend)."""
+        storage = self.store
+        storage.connection.meta.client.put_object_retention(
+            Bucket=storage.bucket_name,
+            Key=storage._normalize_name(key),
+            Retention={"Mode": self.lock_mode, "RetainUntilDate": until},
+        )
+
+    def object_lock_problem(self, storage: S3Storage | None = None) -> str | None:
+        """Why this bucket cannot take locked objects (GetObjectLockConfiguration), or None.
+        Other failures to answer (unreachable, refused by the host policy) are raised."""
+        if not self.lock_mode:
+            return None
+        storage = storage or self.store
+        bucket = storage.bucket_name
+        try:
+            answer = storage.connection.meta.client.get_object_lock_configuration(Bucket=bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ObjectLockConfigurationNotFoundError":
+                return (
+                    f"object_lock_mode needs a bucket with object lock enabled; {bucket} has "
+                    "none (S3 enables it on a bucket's creation, with "
+                    "ObjectLockEnabledForBucket, or by AWS support)."
+                )
+            return f"could not read the object lock configuration of {bucket}: {code or exc}"
+        enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        if enabled != "Enabled":
+            return f"object_lock_mode needs a bucket with object lock enabled; {bucket} has none."
+        return None
+
+    def delete(self, key: str) -> None:
+        """Without object lock: one DeleteObject. With it the bucket is versioned, where
+        DeleteObject only hides the object behind a delete marker and keeps every byte:
+        every version of the key is deleted, which S3 refuses before its lock date."""
+        if not self.lock_mode:
+            with self._answered():
+                super().delete(key)
+            return
+        storage = self.store
+        client = storage.connection.meta.client
+        object_key = storage._normalize_name(key)
+        paginator = client.get_paginator("list_object_versions")
+        with self._answered():
+            for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=object_key):
+                for version in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    if version["Key"] == object_key:
+                        client.delete_object(
+                            Bucket=storage.bucket_name,
+                            Key=object_key,
+                            VersionId=version["VersionId"],
+                        )
+
     def open_reader(self, key: str) -> BinaryIO:
         """The object's body as it streams (S3Storage.open would download it whole first)."""
         storage = self.store
@@ -179,16 +297,9 @@ class S3Backend(DestinationBackend):
             raise ArtifactMissing(f"{key} is missing from {self.label}") from exc
         return response["Body"]
 
-    def open_sink(self, key: str, *, name: str) -> Sink:
-        return StorageSink(name, self.store, key, explain=self.explain)
-
     def size(self, key: str) -> int | None:
         with self._answered():
             return super().size(key)
-
-    def delete(self, key: str) -> None:
-        with self._answered():
-            super().delete(key)
 
     def discard_partial(self, key: str) -> int:
         """Abort the unfinished multipart uploads of ``key``."""
@@ -320,3 +431,23 @@ def _timed_out(exc: BaseException) -> bool:
 def _root_cause(exc: BaseException) -> str:
     *_, last = _causes(exc)
     return str(last)[:200]
+
+
+def _lock_mode_problem(value) -> str | None:
+    if str(value).lower() not in OBJECT_LOCK_MODES:
+        return (
+            "object_lock_mode must be governance or compliance (or empty for no lock), "
+            f"not {str(value)[:40]!r}."
+        )
+    return None
+
+
+def _lock_min_days_problem(value) -> str | None:
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if not text.isdecimal() or int(text) not in OBJECT_LOCK_MIN_DAYS_RANGE:
+        return (
+            f"object_lock_min_days must be a whole number of days from "
+            f"{OBJECT_LOCK_MIN_DAYS_RANGE.start} to {OBJECT_LOCK_MIN_DAYS_RANGE.stop - 1}, "
+            f"not {str(value)[:40]!r}."
+        )
+    return None
