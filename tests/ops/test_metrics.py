@@ -3,10 +3,14 @@ prometheus_client's own parser, and a scrape whose query count does not grow wit
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import yaml
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -17,6 +21,7 @@ from alerts.models import AlertKind, Severity
 from backups.models import Backup, BackupKind, BackupMethod, BackupStatus, WalArchiver
 from restores.models import RestoreStatus
 from tests import factories
+from tests.fixtures.databases import require_tools
 
 pytestmark = pytest.mark.django_db
 
@@ -310,3 +315,120 @@ def test_a_scrape_costs_the_same_queries_at_10_and_at_10000_backups(
     counted = sum(s.value for s in families[name] if s.name == f"{name}_count")
     assert counted == 9000  # every tenth run failed
     assert value(families, "strongbox_backups", status="completed") == 9000
+
+
+# --- with Prometheus' own promtool: the exposition passes its lint, the documented rule fires -
+
+
+def promtool(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    require_tools("promtool")
+    return subprocess.run(
+        ["promtool", *args], input=stdin, capture_output=True, timeout=60, check=False
+    )
+
+
+def test_the_exposition_passes_promtools_lint(client, estate):
+    response = client.get("/metrics")
+    result = promtool("check", "metrics", stdin=response.content)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def documented_alert_rules() -> str:
+    """The YAML block of README's Metrics section, as an operator would copy it."""
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    section = readme.split("### Metrics", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_alert_rules_fire_after_26_hours_without_a_backup_or_when_wal_stops(
+    tmp_path,
+):
+    rules = tmp_path / "strongbox.rules.yml"
+    rules.write_text(documented_alert_rules())
+    checked = promtool("check", "rules", str(rules))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    # promtool's clock starts at 0: at 30 h, "fresh" succeeded 1 h ago, "stale" 27 h ago,
+    # and "never" reports 0 (never backed up). A sample a minute, as a scrape would give.
+    last_success = "strongbox_database_last_success_timestamp_seconds"
+    wal_stale = {
+        "exp_labels": {"severity": "warning", **labels_of_database("main")},
+        "exp_annotations": {"summary": "No WAL archived for main in 40m 0s"},
+    }
+    cases = tmp_path / "strongbox.test.yml"
+    cases.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [rules.name],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            {"series": series_of(last_success, "fresh"), "values": "104400+0x2400"},
+                            {"series": series_of(last_success, "stale"), "values": "10800+0x2400"},
+                            {"series": series_of(last_success, "never"), "values": "0+0x2400"},
+                        ],
+                        "alert_rule_test": [
+                            {
+                                "eval_time": "30h",
+                                "alertname": "StrongboxNoSuccessfulBackup",
+                                "exp_alerts": [
+                                    fired("stale", "1d 3h 0m 0s"),
+                                    fired("never", "1d 6h 0m 0s"),
+                                ],
+                            },
+                            {
+                                "eval_time": "20h",
+                                "alertname": "StrongboxNoSuccessfulBackup",
+                                "exp_alerts": [],
+                            },
+                        ],
+                    },
+                    {
+                        # Archiving stops: the age grows a minute a minute from 0.
+                        "interval": "1m",
+                        "input_series": [
+                            {
+                                "series": series_of("strongbox_wal_archive_age_seconds", "main"),
+                                "values": "0+60x60",
+                            },
+                        ],
+                        "alert_rule_test": [
+                            {
+                                "eval_time": "20m",
+                                "alertname": "StrongboxWalArchiveStale",
+                                "exp_alerts": [],
+                            },
+                            {
+                                "eval_time": "40m",
+                                "alertname": "StrongboxWalArchiveStale",
+                                "exp_alerts": [wal_stale],
+                            },
+                        ],
+                    },
+                ],
+            }
+        )
+    )
+    result = promtool("test", "rules", str(cases))
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def labels_of_database(database: str) -> dict:
+    return {"organization": "o", "project": "p", "environment": "e", "database": database}
+
+
+def series_of(metric: str, database: str) -> str:
+    labels = ",".join(f'{k}="{v}"' for k, v in labels_of_database(database).items())
+    return f"{metric}{{{labels}}}"
+
+
+def fired(database: str, ago: str) -> dict:
+    return {
+        "exp_labels": {"severity": "critical", **labels_of_database(database)},
+        "exp_annotations": {
+            "summary": f"No successful backup of {database} in 26 hours",
+            "description": f"o/p/e/{database}: the last successful backup finished {ago} ago.",
+        },
+    }
