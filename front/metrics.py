@@ -93,9 +93,13 @@ def catalogue() -> Catalogue:
 
 @dataclass(frozen=True)
 class LatestBackup:
+    started_at: datetime | None
     completed_at: datetime
     size: int | None
-    seconds: float | None
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.completed_at - self.started_at).total_seconds() if self.started_at else None
 
 
 class RunDuration(Func):
@@ -140,11 +144,7 @@ def latest_completed() -> dict[SeriesKey, LatestBackup]:
         .order_by()
     )
     return {
-        (environment_id, database_id, kind): LatestBackup(
-            completed_at=completed_at,
-            size=size,
-            seconds=(completed_at - started_at).total_seconds() if started_at else None,
-        )
+        (environment_id, database_id, kind): LatestBackup(started_at, completed_at, size)
         for environment_id, database_id, kind, completed_at, started_at, size in rows
     }
 
@@ -153,21 +153,24 @@ def last_success_per_database(
     catalogue: Catalogue, latest: dict[SeriesKey, LatestBackup]
 ) -> dict[uuid.UUID, datetime | None]:
     """When each database was last backed up: its own newest completed backup of any kind,
-    or its environment's newest ``full`` backup (which holds every database it had then)."""
+    or its environment's newest ``full`` backup if it started after the database was added
+    (it holds every database the environment had then)."""
     newest: dict[uuid.UUID, datetime | None] = dict.fromkeys(catalogue.databases)
-    newest_full: dict[uuid.UUID, datetime] = {}
+    newest_full: dict[uuid.UUID, LatestBackup] = {}
     for (environment_id, database_id, kind), backup in latest.items():
         if database_id in newest:
             current = newest[database_id]
             if current is None or backup.completed_at > current:
                 newest[database_id] = backup.completed_at
         elif kind == BackupKind.FULL:
-            newest_full[environment_id] = backup.completed_at
+            newest_full[environment_id] = backup
     for database_id, row in catalogue.databases.items():
         full = newest_full.get(row.environment_id)
+        if full is None or (full.started_at or full.completed_at) < row.created_at:
+            continue
         current = newest[database_id]
-        if full and full >= row.created_at and (current is None or full > current):
-            newest[database_id] = full
+        if current is None or full.completed_at > current:
+            newest[database_id] = full.completed_at
     return newest
 
 

@@ -104,6 +104,9 @@ def estate(organisation, other_organisation, environment, now):
         environment=production, slug="orders", created_at=now - timedelta(days=10)
     )
     added_later = factories.DatabaseFactory(environment=production, slug="added-later")
+    added_during = factories.DatabaseFactory(
+        environment=production, slug="added-during", created_at=now - timedelta(hours=5, seconds=1)
+    )
     factories.BackupFactory(
         environment=production,
         kind=BackupKind.FULL,
@@ -130,6 +133,7 @@ def estate(organisation, other_organisation, environment, now):
         "never": never,
         "production_orders": production_orders,
         "added_later": added_later,
+        "added_during": added_during,
         "production": production,
         "main": main,
         "shop": shop,
@@ -154,8 +158,9 @@ def test_a_database_never_backed_up_reports_zero_so_the_age_alert_fires(client, 
     families = scrape(client)
     name = "strongbox_database_last_success_timestamp_seconds"
     assert value(families, name, **database_labels(estate["never"])) == 0
-    # A full backup from before the database existed does not hold it.
+    # A full backup that started before the database existed does not hold it.
     assert value(families, name, **database_labels(estate["added_later"])) == 0
+    assert value(families, name, **database_labels(estate["added_during"])) == 0
 
 
 def test_every_database_of_both_organisations_has_one_last_success_series(client, estate):
