@@ -88,6 +88,7 @@ _ERROR_EXAMPLES = {
     404: ("not_found", "Not found.", None),
     409: ("conflict", "A backup of this database is already running.", None),
     422: ("unprocessable", "targetType 'new' is disabled until orchestration exists", None),
+    429: ("throttled", "Request was throttled. Expected available in 42 seconds.", None),
     501: ("not_implemented", "Not implemented yet.", None),
 }
 
@@ -98,6 +99,7 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found (or another organisation's)",
     409: "Conflicts with the current state",
     422: "Valid but not processable",
+    429: "Too many requests (or failed sign-ins); `Retry-After` gives the seconds to wait",
     501: "Not implemented yet",
 }
 
