@@ -286,6 +286,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.base.schema.document_rate_limits",
+    ],
 }
 
 # The embedded profile serves its own static files; behind a real web server, turn it off.

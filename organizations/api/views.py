@@ -41,7 +41,7 @@ class ObtainTokenView(APIView):
         operation_id="auth_token_create",
         summary="Obtain a JWT",
         request=s.TokenRequestSerializer,
-        responses={200: s.TokenResponseSerializer, **errors(400, 401, 429)},
+        responses={200: s.TokenResponseSerializer, **errors(400, 401)},
         tags=["auth"],
         auth=[],
     )

@@ -206,3 +206,16 @@ def test_behind_a_trusted_proxy_the_address_it_adds_is_the_client(rates):
     assert through_proxy("203.0.113.6").status_code == 400
     # A proxy that sends something else than an address: the proxy's own address counts.
     assert through_proxy("not-an-address").status_code == 400
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_429_of_every_operation_in_its_dialects_body(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert len(operations) > 40
+    for operation in operations:
+        responses = operation["responses"]
+        assert "Retry-After" in responses["429"]["headers"], operation["operationId"]
+        assert responses["429"]["content"] == {
+            media: {"schema": body["schema"]} for media, body in responses["401"]["content"].items()
+        }
