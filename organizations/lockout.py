@@ -74,7 +74,7 @@ class LockoutHandler(AxesDatabaseHandler):
         (pair_limit, of_pair, _), (address_limit, of_address, _) = self.counted(
             request, credentials
         )
-        if of_address >= address_limit:
+        if 0 < address_limit <= of_address:
             return max(of_pair, pair_limit)
         return of_pair
 
@@ -94,7 +94,7 @@ def seconds_until_unlocked(request, credentials=None) -> int | None:
     if cool_off is None:
         return None
     counted = AxesProxyHandler.get_implementation().counted(request, credentials)
-    reached = [youngest for limit, failures, youngest in counted if failures >= limit]
+    reached = [youngest for limit, failures, youngest in counted if 0 < limit <= failures]
     if not reached:
         return 0
     return max(0, math.ceil((max(reached) + cool_off - timezone.now()).total_seconds()))

@@ -216,6 +216,8 @@ STRONGBOX_LOGIN_COOLOFF_MINUTES = env_int("STRONGBOX_LOGIN_COOLOFF_MINUTES", 15)
 # Failures count per (username, address), and per address at the higher bound above; the
 # handler applies each set's own limit (AXES_FAILURE_LIMIT is the per-pair one).
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+# A limit of 0 turns the lockout off (the address bound alone: 0 turns that bound off).
+AXES_ENABLED = STRONGBOX_LOGIN_FAILURE_LIMIT > 0
 AXES_FAILURE_LIMIT = STRONGBOX_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = (
     timedelta(minutes=STRONGBOX_LOGIN_COOLOFF_MINUTES) if STRONGBOX_LOGIN_COOLOFF_MINUTES else None

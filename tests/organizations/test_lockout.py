@@ -243,3 +243,14 @@ def test_the_lockout_page_is_served_under_asgi_too(owner):
     for _ in range(LIMIT):
         async_to_sync(sign_in)("wrong")
     _assert_lockout_page(async_to_sync(sign_in)(RIGHT))
+
+
+def test_an_address_limit_of_zero_turns_only_that_bound_off(owner, member, settings):
+    settings.STRONGBOX_LOGIN_ADDRESS_FAILURE_LIMIT = 0
+    member("late")
+    for n in range(ADDRESS_LIMIT + 2):
+        form_sign_in(f"guess-{n}", "wrong")
+    assert token_sign_in("late", RIGHT).status_code == 200
+    for _ in range(LIMIT):
+        form_sign_in("owner", "wrong")
+    assert token_sign_in("owner", RIGHT).status_code == 429
