@@ -3,7 +3,7 @@
 from datetime import timedelta
 from pathlib import Path
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_str
+from config.env import database_from_url, env_bool, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("STRONGBOX_VAR_DIR", str(BASE_DIR / "var")))
@@ -216,7 +216,7 @@ STRONGBOX_LOGIN_COOLOFF_MINUTES = env_int("STRONGBOX_LOGIN_COOLOFF_MINUTES", 15)
 # Failures count per (username, address), and per address at the higher bound above; the
 # handler applies each set's own limit (AXES_FAILURE_LIMIT is the per-pair one).
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-# A limit of 0 turns the lockout off (the address bound alone: 0 turns that bound off).
+# STRONGBOX_LOGIN_FAILURE_LIMIT=0 turns the lockout off; the address limit at 0 only its bound.
 AXES_ENABLED = STRONGBOX_LOGIN_FAILURE_LIMIT > 0
 AXES_FAILURE_LIMIT = STRONGBOX_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = (
@@ -228,9 +228,9 @@ AXES_LOCKOUT_CALLABLE = "organizations.lockout.lockout_response"
 # A success forgets that user's failures from that address (the handler keeps the others);
 # tries during a lockout are not counted, so it ends when Retry-After says.
 AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # No "AXES: BEGIN" line in every management command's output (archive_wal runs per WAL file).
 AXES_VERBOSE = False
-AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 
 # Throttles count in the default cache: one Redis for every web process when there is one.
 if REDIS_URL:
@@ -266,10 +266,10 @@ REST_FRAMEWORK = {
         "api.base.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env_str("STRONGBOX_API_RATE_ANON", "600/min"),
-        "user": env_str("STRONGBOX_API_RATE_USER", "3000/min"),
+        "anon": env_rate("STRONGBOX_API_RATE_ANON", "600/min"),
+        "user": env_rate("STRONGBOX_API_RATE_USER", "3000/min"),
         # Failed bearer-token authentications per client address (organizations/authentication.py).
-        "bad_token": env_str("STRONGBOX_API_RATE_BAD_TOKEN", "1000/hour"),
+        "bad_token": env_rate("STRONGBOX_API_RATE_BAD_TOKEN", "1000/hour"),
     },
     "NUM_PROXIES": STRONGBOX_PROXY_COUNT,
 }

@@ -14,6 +14,7 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 from rest_framework.test import APIClient
 
+from config.env import env_rate
 from organizations.models import Role
 from tests import factories
 
@@ -219,3 +220,16 @@ def test_the_schema_documents_the_429_of_every_operation_in_its_dialects_body(cl
         assert responses["429"]["content"] == {
             media: {"schema": body["schema"]} for media, body in responses["401"]["content"].items()
         }
+
+
+@pytest.mark.parametrize("rate", ["600/min", "1000/hour", "5/s", "1/day", "10/minute"])
+def test_a_rate_from_the_environment_is_read_as_given(monkeypatch, rate):
+    monkeypatch.setenv("STRONGBOX_API_RATE_USER", rate)
+    assert env_rate("STRONGBOX_API_RATE_USER", "3000/min") == rate
+
+
+@pytest.mark.parametrize("rate", ["lots", "600", "600/fortnight", "-1/min", "1.5/min"])
+def test_a_malformed_rate_stops_the_settings_with_its_name(monkeypatch, rate):
+    monkeypatch.setenv("STRONGBOX_API_RATE_USER", rate)
+    with pytest.raises(ValueError, match="STRONGBOX_API_RATE_USER must be a rate"):
+        env_rate("STRONGBOX_API_RATE_USER", "3000/min")
