@@ -87,6 +87,21 @@ class LockoutHandler(AxesDatabaseHandler):
         return count
 
 
+# axes' column; the sign-in forms bound no username length before authenticating.
+_USERNAME_COLUMN = AccessAttempt._meta.get_field("username").max_length
+
+
+def attempted_username(request, credentials=None) -> str | None:
+    """The username a sign-in tried, cut to what axes can store (axes' username callable:
+    a longer one is nobody's, and stored whole it failed the insert on PostgreSQL)."""
+    field = settings.AXES_USERNAME_FORM_FIELD
+    if credentials:
+        username = credentials.get(field)
+    else:
+        username = getattr(request, "data", request.POST).get(field)
+    return username[:_USERNAME_COLUMN] if isinstance(username, str) else username
+
+
 def seconds_until_unlocked(request, credentials=None) -> int | None:
     """When the lockout surely ends: the cool-off after the youngest failure counted in it
     (None: a lockout without cool-off lasts until an administrator lifts it)."""

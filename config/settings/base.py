@@ -224,6 +224,7 @@ AXES_COOLOFF_TIME = (
 )
 AXES_HANDLER = "organizations.lockout.LockoutHandler"
 AXES_CLIENT_IP_CALLABLE = "api.base.throttling.client_address"
+AXES_USERNAME_CALLABLE = "organizations.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "organizations.lockout.lockout_response"
 # A success forgets that user's failures from that address (the handler keeps the others);
 # tries during a lockout are not counted, so it ends when Retry-After says.

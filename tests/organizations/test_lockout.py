@@ -254,3 +254,13 @@ def test_an_address_limit_of_zero_turns_only_that_bound_off(owner, member, setti
     for _ in range(LIMIT):
         form_sign_in("owner", "wrong")
     assert token_sign_in("owner", RIGHT).status_code == 429
+
+
+def test_a_username_longer_than_any_user_can_have_is_refused_without_a_500(owner):
+    response = token_sign_in("u" * 300, "wrong")
+    assert response.status_code == 400
+    assert "username" in response.json()["error"]["fields"]
+    # The forms check no length before authenticating: the failure counts, cut to fit.
+    for path in ("/login/", "/admin/login/"):
+        assert form_sign_in("u" * 300, "wrong", path=path).status_code == 200
+    assert AccessAttempt.objects.get().username == "u" * 255
