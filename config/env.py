@@ -5,6 +5,7 @@ which keeps secrets out of process listings and container specs.
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -33,6 +34,17 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if not raw:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_RATE = re.compile(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate as DRF's throttles read it: ``600/min`` (``s``, ``m``, ``h``, ``d``)."""
+    raw = os.environ.get(name) or default
+    if not _RATE.fullmatch(raw.strip()):
+        raise ValueError(f"{name} must be a rate such as 600/min or 1000/hour, not {raw!r}")
+    return raw.strip()
 
 
 def database_from_url(url: str) -> dict:

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from api.base.throttling import BadTokenThrottle
 from organizations.models import TOKEN_PREFIX, ApiToken, hash_token
 
 JWT_ALGORITHM = "HS256"
@@ -71,7 +72,11 @@ def token_from_raw(raw: str) -> ApiToken:
 
 
 class BearerAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer <token>`` with either an API token or a JWT."""
+    """``Authorization: Bearer <token>`` with either an API token or a JWT.
+
+    An address with too many failed bearer authentications is answered 429 before its
+    token is even looked at (``BadTokenThrottle``), whatever the token.
+    """
 
     keyword = "Bearer"
 
@@ -80,8 +85,18 @@ class BearerAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         parts = header.split()
-        if parts[0].lower() != self.keyword.lower():
+        if not parts or parts[0].lower() != self.keyword.lower():
             return None
+        guard = BadTokenThrottle()
+        if guard.exhausted(request):
+            raise exceptions.Throttled(wait=guard.wait())
+        try:
+            return self._credentials(parts)
+        except exceptions.AuthenticationFailed:
+            guard.record_failure(request)
+            raise
+
+    def _credentials(self, parts: list[str]):
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header.")
         raw = parts[1]
@@ -108,6 +123,8 @@ class _TokenUser:
     def __init__(self, token: ApiToken):
         self.token = token
         self.username = f"token:{token.name}"
+        # Request rates count per token (api.base.throttling.UserRateThrottle).
+        self.rate_limit_key = f"token-{token.pk}"
 
     def __str__(self) -> str:
         return self.username

@@ -88,6 +88,7 @@ _ERROR_EXAMPLES = {
     404: ("not_found", "Not found.", None),
     409: ("conflict", "A backup of this database is already running.", None),
     422: ("unprocessable", "targetType 'new' is disabled until orchestration exists", None),
+    429: ("throttled", "Request was throttled. Expected available in 42 seconds.", None),
     501: ("not_implemented", "Not implemented yet.", None),
 }
 
@@ -98,6 +99,7 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found (or another organisation's)",
     409: "Conflicts with the current state",
     422: "Valid but not processable",
+    429: "Too many requests (or failed sign-ins); `Retry-After` gives the seconds to wait",
     501: "Not implemented yet",
 }
 
@@ -173,3 +175,33 @@ DefaultErrorSerializer = inline_serializer(
         )
     },
 )
+
+
+# --- hooks ---------------------------------------------------------------------------------
+
+
+def document_rate_limits(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every operation that can answer 401 can answer
+    429 too (request rates, failed bearer authentications, a sign-in lockout), in the same
+    dialect's error body as its 401, with ``Retry-After``."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses") if isinstance(operation, dict) else None
+            if not responses or "401" not in responses or "429" in responses:
+                continue
+            content = {
+                media_type: {"schema": body["schema"]}
+                for media_type, body in responses["401"].get("content", {}).items()
+                if "schema" in body
+            }
+            responses["429"] = {
+                "description": _ERROR_DESCRIPTIONS[429],
+                "headers": {
+                    "Retry-After": {
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "Seconds to wait before trying again.",
+                    }
+                },
+                **({"content": content} if content else {}),
+            }
+    return result

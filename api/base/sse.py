@@ -245,6 +245,10 @@ class ProgressStreamView(APIView):
 
     renderer_classes = [EventStreamRenderer, JSONRenderer]
     parser_classes = [StrictJSONParser]
+    # An open stream is one request however long it lasts, and EventSource stops
+    # reconnecting after a 429: request rates leave streams alone (a bad bearer token is
+    # still throttled by the authentication).
+    throttle_classes = []
 
     def subject(self, id) -> Subject:  # noqa: A002 - the documented name
         raise NotImplementedError

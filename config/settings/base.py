@@ -1,8 +1,9 @@
 """Settings shared by every profile. Everything a deployment changes comes from the environment."""
 
+from datetime import timedelta
 from pathlib import Path
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_str
+from config.env import database_from_url, env_bool, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("STRONGBOX_VAR_DIR", str(BASE_DIR / "var")))
@@ -23,6 +24,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",
     "organizations",
     "destinations",
     "backups",
@@ -42,6 +44,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: a locked-out sign-in is refused before the password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -203,6 +213,42 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("STRONGBOX_LOG_LEVEL", "INFO")},
 }
 
+# Limits against guessing (organizations/lockout.py, api/base/throttling.py). Client
+# addresses are REMOTE_ADDR, or the X-Forwarded-For entry that many trusted proxies back.
+STRONGBOX_PROXY_COUNT = env_int("STRONGBOX_PROXY_COUNT", 0)
+STRONGBOX_LOGIN_FAILURE_LIMIT = env_int("STRONGBOX_LOGIN_FAILURE_LIMIT", 10)
+STRONGBOX_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("STRONGBOX_LOGIN_ADDRESS_FAILURE_LIMIT", 50)
+STRONGBOX_LOGIN_COOLOFF_MINUTES = env_int("STRONGBOX_LOGIN_COOLOFF_MINUTES", 15)
+# Failures count per (username, address), and per address at the higher bound above; the
+# handler applies each set's own limit (AXES_FAILURE_LIMIT is the per-pair one).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+# STRONGBOX_LOGIN_FAILURE_LIMIT=0 turns the lockout off; the address limit at 0 only its bound.
+AXES_ENABLED = STRONGBOX_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = STRONGBOX_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = (
+    timedelta(minutes=STRONGBOX_LOGIN_COOLOFF_MINUTES) if STRONGBOX_LOGIN_COOLOFF_MINUTES else None
+)
+AXES_HANDLER = "organizations.lockout.LockoutHandler"
+AXES_CLIENT_IP_CALLABLE = "api.base.throttling.client_address"
+AXES_USERNAME_CALLABLE = "organizations.lockout.attempted_username"
+AXES_LOCKOUT_CALLABLE = "organizations.lockout.lockout_response"
+# A success forgets that user's failures from that address (the handler keeps the others);
+# tries during a lockout are not counted, so it ends when Retry-After says.
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# No "AXES: BEGIN" line in every management command's output (archive_wal runs per WAL file).
+AXES_VERBOSE = False
+
+# Throttles count in the default cache: one Redis for every web process when there is one.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "strongbox",
+        }
+    }
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "organizations.authentication.BearerAuthentication",
@@ -222,6 +268,17 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "api.base.throttling.AnonRateThrottle",
+        "api.base.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("STRONGBOX_API_RATE_ANON", "600/min"),
+        "user": env_rate("STRONGBOX_API_RATE_USER", "3000/min"),
+        # Failed bearer-token authentications per client address (organizations/authentication.py).
+        "bad_token": env_rate("STRONGBOX_API_RATE_BAD_TOKEN", "1000/hour"),
+    },
+    "NUM_PROXIES": STRONGBOX_PROXY_COUNT,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -238,6 +295,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.base.schema.document_rate_limits",
+    ],
 }
 
 # The embedded profile serves its own static files; behind a real web server, turn it off.

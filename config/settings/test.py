@@ -9,7 +9,7 @@ from pathlib import Path
 from config.env import env_str
 
 from .local import *  # noqa: F403
-from .local import DATABASES, VAR_DIR
+from .local import DATABASES, REDIS_URL, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Fixed unless given: worker processes a test starts may be handed other keys (rotation).
@@ -40,3 +40,13 @@ Q_CLUSTER = {
     **Q_CLUSTER,  # noqa: F405
     "name": os.environ.setdefault("STRONGBOX_TEST_QUEUE", f"strongbox-test-{os.getpid()}"),
 }
+
+# The suite signs in and calls the API a lot from one address: rates no test reaches unless
+# it lowers them (tests/api/test_throttling.py). Throttle counts in Redis (the production
+# profile) are per test run, like the queue, so runs never see each other's.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": dict.fromkeys(("anon", "user", "bad_token"), "100000/min"),
+}
+if REDIS_URL:
+    CACHES["default"]["KEY_PREFIX"] = Q_CLUSTER["name"]  # noqa: F405

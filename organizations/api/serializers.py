@@ -12,7 +12,7 @@ from organizations.models import Engine, Role
 
 
 class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField()
+    username = serializers.CharField(max_length=150)  # the user model's
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
 

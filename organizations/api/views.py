@@ -21,6 +21,7 @@ from config.errors import ApplicationError, InvalidInput
 from organizations import services
 from organizations.api import serializers as s
 from organizations.authentication import TokenPrincipal, issue_jwt
+from organizations.lockout import login_failures_forget, login_locked_out
 from organizations.models import Database, Environment, Project
 from organizations.tenancy import TenantViewSet, memberships_of
 
@@ -47,13 +48,12 @@ class ObtainTokenView(APIView):
     def post(self, request):
         data = s.TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(
-            request,
-            username=data.validated_data["username"],
-            password=data.validated_data["password"],
-        )
+        username = data.validated_data["username"]
+        # With the request, so that django-axes counts failures and refuses a lockout.
+        user = authenticate(request, username=username, password=data.validated_data["password"])
         if user is None:
-            raise InvalidCredentials("Invalid username or password.")
+            raise login_locked_out(request) or InvalidCredentials("Invalid username or password.")
+        login_failures_forget(request, username=username)
         token, ttl = issue_jwt(user)
         return Response({"token": token, "tokenType": "Bearer", "expiresIn": ttl})
 
