@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -296,6 +299,10 @@ def backup_abort(*, backup: Backup) -> Backup:
     return backup
 
 
+# What holds a backup back from deletion while it runs or is being restored.
+_RESTORING = ("scheduled", "in-progress")
+
+
 def backup_delete(*, backup: Backup) -> Backup:
     """Mark for deletion and clean every destination asynchronously; the row stays for audit."""
     if backup.status in (BackupStatus.DELETING, BackupStatus.DELETED):
@@ -303,7 +310,7 @@ def backup_delete(*, backup: Backup) -> Backup:
     if backup.status in ACTIVE_STATUSES:
         raise Conflict("This backup is still running: abort it before deleting it.")
     # Through the reverse relation restores adds to Backup: backups does not import restores.
-    if backup.restores.filter(status__in=["scheduled", "in-progress"]).exists():
+    if backup.restores.filter(status__in=_RESTORING).exists():
         raise Conflict("This backup is being restored; delete it when the restore has finished.")
     updated = Backup.objects.filter(pk=backup.pk, status=backup.status).update(
         status=BackupStatus.DELETING, updated_at=timezone.now()
@@ -317,6 +324,60 @@ def backup_delete(*, backup: Backup) -> Backup:
     )
     backup.refresh_from_db()
     return backup
+
+
+class DeletedBackup(NamedTuple):
+    """A backup ``backups_delete_batch`` marked for deletion, as much as its caller logs."""
+
+    pk: uuid.UUID
+    name: str
+    kind: str
+    size: int
+    created_at: datetime
+
+
+def backups_delete_batch(*, backups: Mapping[str | uuid.UUID, str]) -> list[DeletedBackup]:
+    """``backup_delete`` for many backups at once: mark them ``deleting`` in one
+    transaction and queue one cleanup task for all of their copies.
+
+    ``backups`` maps each id to the status its caller read it with. As ``backup_delete``
+    would refuse, a backup that is running or being restored is left alone, and so is
+    one whose status changed since (already deleted or being deleted, say): the caller
+    decided on what it read. Returns the backups marked, in the order given; the others
+    are not in it. Keep a batch to a few hundred backups (one IN list, one task).
+    """
+    by_status: dict[str, list] = defaultdict(list)
+    for pk, status in backups.items():
+        if status not in (*ACTIVE_STATUSES, BackupStatus.DELETING, BackupStatus.DELETED):
+            by_status[status].append(pk)
+    found: dict[str, DeletedBackup] = {}
+    with transaction.atomic():
+        for status, ids in by_status.items():
+            # Locked (PostgreSQL) until the UPDATE below, which repeats the conditions, so
+            # what is returned is what was marked; a restore that starts meanwhile waits.
+            candidates = (
+                Backup.objects.select_for_update()
+                .filter(pk__in=ids, status=status)
+                .exclude(restores__status__in=_RESTORING)
+                .order_by()
+                .values_list("pk", "name", "kind", "size", "created_at")
+            )
+            marked = [
+                DeletedBackup(pk, name, kind, size or 0, at)
+                for pk, name, kind, size, at in candidates
+            ]
+            Backup.objects.filter(pk__in=[b.pk for b in marked], status=status).update(
+                status=BackupStatus.DELETING, updated_at=timezone.now()
+            )
+            found.update((str(backup.pk), backup) for backup in marked)
+        if found:
+            ids = [str(pk) for pk in found]
+            transaction.on_commit(
+                lambda: async_task(
+                    "backups.tasks.delete_backups", ids, task_name=f"delete {len(ids)} backups"
+                )
+            )
+    return [found[str(pk)] for pk in backups if str(pk) in found]
 
 
 def backup_delete_artifacts(*, backup: Backup) -> Backup:

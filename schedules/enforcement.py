@@ -1,10 +1,11 @@
 """Retention enforcement: plan from the database, delete through the backup delete path.
 
 ``schedules.retention`` decides (pure, see its docstring for the exact rules); this
-module maps an environment's Backup rows to ``BackupInfo`` values
-(``retention_plan_for``, shared with the retention preview), acts on the plan
-(``retention_enforce``) and writes each backup's ``expires_at`` from it
-(``retention_update_expiry``; seed 001 shows it as ``expiredBy``).
+module maps an environment's Backup rows to the plan's input (``PlanRow``, with
+``BackupInfo``'s attributes; ``retention_plan_for``, shared with the retention preview),
+acts on the plan (``retention_enforce``, ``_CHUNK`` backups at a time) and writes each
+backup's ``expires_at`` from it (``retention_update_expiry``; seed 001 shows it as
+``expiredBy``).
 
 Mapping decisions:
 
@@ -36,9 +37,8 @@ from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import CharField, Value
 from django.db.models.functions import Cast, Concat, Substr
 from django.utils import timezone
@@ -46,17 +46,18 @@ from django.utils import timezone
 from alerts.models import AlertKind, Severity
 from alerts.services import alert_raise
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
-from backups.services import backup_delete
-from config.errors import Conflict
+from backups.services import DeletedBackup, backups_delete_batch
 from organizations.models import Environment
 from schedules.models import Schedule
-from schedules.retention import BackupInfo, RetentionPlan, RetentionPolicy, plan_retention
+from schedules.retention import RetentionPlan, RetentionPolicy, plan_retention
 
 logger = logging.getLogger(__name__)
 
 BEING_RESTORED = "being restored"
 PITR_WINDOW = "PITR window"
+# Backups deleted per transaction and cleanup task, and per UPDATE of expires_at.
 _CHUNK = 500
+_SCHEDULED = BackupTrigger.SCHEDULED.value
 _missing = object()
 
 
@@ -91,13 +92,41 @@ def _gc_paused():
             gc.enable()
 
 
-class _Row(NamedTuple):
-    """What enforcement needs besides the plan: who set ``expires_at``."""
+class PlanRow:
+    """One backup as the plan reads it: ``plan_retention``'s input (the attributes of
+    ``BackupInfo``) plus what enforcement needs besides (``trigger``, and the stored
+    ``expires_at`` of a scheduled backup, which the plan does not take as input).
 
-    id: Hashable
-    trigger: str
-    status: str
-    expires_at: datetime | None
+    A plain class with ``__slots__``: building 100,000 frozen dataclasses (one
+    ``object.__setattr__`` per field) costs about as much as the plan itself.
+    """
+
+    __slots__ = (
+        "id",
+        "created_at",
+        "kind",
+        "status",
+        "size",
+        "manual",
+        "expires_at",
+        "protected",
+        "source",
+        "trigger",
+        "stored_expires_at",
+    )
+
+    def __init__(self, pk, created_at, kind, status, size, trigger, expires_at, source, protected):
+        self.id = pk
+        self.created_at = created_at
+        self.kind = kind
+        self.status = status
+        self.size = size or 0
+        self.trigger = trigger
+        self.manual = manual = trigger != _SCHEDULED
+        self.stored_expires_at = expires_at
+        self.expires_at = expires_at if manual else None
+        self.protected = protected
+        self.source = source
 
 
 def _sqlite_uuid_text(field: str) -> Concat:
@@ -111,24 +140,36 @@ def _sqlite_uuid_text(field: str) -> Concat:
     return Concat(*pieces, output_field=CharField())
 
 
+# The columns the plan reads besides the id, the timestamps and the database (which need
+# converting per vendor, below), in ``PlanRow``'s argument order. Only these are read:
+# never the whole row, never the copies. A further input to the plan is one more column
+# here (or beside ``expires_at`` if it is a timestamp) and one more slot in ``PlanRow``.
+_PLAIN_COLUMNS = ("kind", "status", "size", "trigger")
+
+
 def _backup_rows(environment: Environment):
     """(id, created_at, kind, status, size, trigger, expires_at, database id) of the backups
-    to plan; the ids as ``str(uuid)``, the database id None for environment backups."""
+    to plan, in no particular order (the plan sorts them itself, cheaper than the
+    database's ORDER BY over 100,000 rows); the ids as ``str(uuid)``, the database id None
+    for environment backups."""
     backups = (
         Backup.objects.filter(environment=environment)
         .exclude(status=BackupStatus.DELETED)
         .exclude(kind=BackupKind.BASE)
+        .order_by()
     )
-    columns = ("kind", "status", "size", "trigger")
+    columns = _PLAIN_COLUMNS
     if connection.vendor != "sqlite":
-        # uuid::text is str(uuid) already.
-        yield from (
-            backups.annotate(
-                id_text=Cast("id", CharField()), database_text=Cast("database_id", CharField())
-            )
-            .values_list("id_text", "created_at", *columns, "expires_at", "database_text")
-            .iterator(chunk_size=10_000)
-        )
+        # uuid::text is str(uuid) already, and psycopg parses timestamptz in C: read the
+        # ORM's SQL through a plain cursor, without the per-row iterator.
+        rows = backups.annotate(
+            id_text=Cast("id", CharField()), database_text=Cast("database_id", CharField())
+        ).values_list("id_text", "created_at", *columns, "expires_at", "database_text")
+        sql, params = rows.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while chunk := cursor.fetchmany(10_000):
+                yield from chunk
         return
     # Django's per-row SQLite converters (UUID, parse_datetime, make_aware) and its row
     # iterator cost several times the planning itself at 100,000 rows: read text through
@@ -170,9 +211,8 @@ def _plan(
     policy: RetentionPolicy | None,
     now: datetime,
     protected: Mapping[Hashable, str] | None,
-    with_rows: bool = True,
     tz: str | None = None,
-) -> tuple[RetentionPlan, list[_Row]]:
+) -> tuple[RetentionPlan, list[PlanRow]]:
     schedule = _schedule_of(environment)
     if policy is None:
         policy = schedule.retention_policy() if schedule else RetentionPolicy()
@@ -190,29 +230,16 @@ def _plan(
     for backup_id in restored:
         reasons[str(backup_id)] = BEING_RESTORED
 
-    infos: list[BackupInfo] = []
-    meta: list[_Row] = []
-    scheduled = BackupTrigger.SCHEDULED
     with _gc_paused():
-        rows = _backup_rows(environment)
-        for pk, created_at, kind, status, size, trigger, expires_at, database_id in rows:
-            manual = trigger != scheduled
-            infos.append(
-                BackupInfo(
-                    id=pk,
-                    created_at=created_at,
-                    kind=kind,
-                    status=status,
-                    size=size or 0,
-                    manual=manual,
-                    expires_at=expires_at if manual else None,
-                    protected=reasons.get(pk),
-                    source=database_id,
-                )
+        rows = [
+            PlanRow(
+                pk, created_at, kind, status, size, trigger, expires_at, database, reasons.get(pk)
             )
-            if with_rows:
-                meta.append(_Row(pk, trigger, status, expires_at))
-        return plan_retention(infos, policy, zone, now), meta
+            for pk, created_at, kind, status, size, trigger, expires_at, database in (
+                _backup_rows(environment)
+            )
+        ]
+        return plan_retention(rows, policy, zone, now), rows
 
 
 def retention_plan_for(
@@ -236,19 +263,18 @@ def retention_plan_for(
         policy=policy,
         now=now or timezone.now(),
         protected=protected,
-        with_rows=False,
         tz=tz,
     )
     return plan
 
 
-def _write_expiry(plan: RetentionPlan, rows: list[_Row]) -> int:
+def _write_expiry(plan: RetentionPlan, rows: list[PlanRow]) -> int:
     by_value: dict[datetime | None, list] = defaultdict(list)
     for row in rows:
-        if row.trigger != BackupTrigger.SCHEDULED or row.status == BackupStatus.DELETING:
+        if row.manual or row.status == BackupStatus.DELETING:
             continue
         expires_at = plan.expires_at(row.id)
-        if expires_at != row.expires_at:
+        if expires_at != row.stored_expires_at:
             by_value[expires_at].append(row.id)
     # Many rows share a value (None for count-only rules, ``now`` for deletions): one
     # UPDATE per chunk of those; a CASE per row (bulk_update) only for the rest.
@@ -272,46 +298,53 @@ def retention_update_expiry(*, environment: Environment, now: datetime | None = 
     return _write_expiry(plan, rows)
 
 
-def retention_enforce(*, environment: Environment, now: datetime | None = None) -> list[Backup]:
-    """Delete what the current policy does not keep, through ``backup_delete``.
+def retention_enforce(
+    *, environment: Environment, now: datetime | None = None
+) -> list[DeletedBackup]:
+    """Delete what the current policy does not keep, through ``backups_delete_batch``.
 
-    Each deletion marks the backup ``deleting`` and cleans every destination
-    asynchronously. A backup that changed meanwhile (a restore started, it is already
-    being deleted) is skipped and reconsidered next time. Also refreshes ``expires_at``
-    and raises one info alert summarising what was removed. Returns the backups marked.
+    The plan's deletions go ``_CHUNK`` backups at a time: each chunk is marked
+    ``deleting`` in one transaction, with one cleanup task for its copies, so memory
+    and the size of a transaction stay bounded whatever the history. A backup that changed
+    since the plan read it (a restore started, it is already being deleted) is skipped
+    and reconsidered next time. Also refreshes ``expires_at`` and raises one info alert
+    summarising what was removed. Returns the backups marked.
     """
     now = now or timezone.now()
     plan, rows = _plan(environment=environment, policy=None, now=now, protected=None)
-    doomed = [decision.backup_id for decision in plan.deleted]
-    removed: list[Backup] = []
+    doomed = [decision.backup_id for decision in plan.decisions if not decision.keep]
+    wanted = set(doomed)
+    status_of = {row.id: row.status for row in rows if row.id in wanted}
+    removed: list[DeletedBackup] = []
     for start in range(0, len(doomed), _CHUNK):
-        for backup in Backup.objects.filter(pk__in=doomed[start : start + _CHUNK]).order_by(
-            "created_at"
-        ):
-            reasons = ", ".join(plan.decision(str(backup.pk)).reasons)
-            try:
-                with transaction.atomic():
-                    backup = backup_delete(backup=backup)
-            except Conflict as exc:
-                logger.info("retention: kept %s for now: %s", backup.name, exc.message)
-                continue
+        chunk = {pk: status_of[pk] for pk in doomed[start : start + _CHUNK]}
+        marked = backups_delete_batch(backups=chunk)
+        if len(marked) < len(chunk):
+            logger.info(
+                "retention: kept %d of %d backup(s) for now: they changed meanwhile",
+                len(chunk) - len(marked),
+                len(chunk),
+            )
+        for backup in marked:
             logger.info(
                 "retention: deleting %s (%s, %s, %s bytes): %s",
                 backup.name,
                 backup.kind,
                 backup.created_at.isoformat(),
-                backup.size or 0,
-                reasons,
+                backup.size,
+                ", ".join(plan.decision(str(backup.pk)).reasons),
             )
-            removed.append(backup)
+        removed.extend(marked)
     _write_expiry(plan, rows)
     if removed:
         _raise_summary(environment, plan, removed)
     return removed
 
 
-def _raise_summary(environment: Environment, plan: RetentionPlan, removed: list[Backup]) -> None:
-    freed = sum(backup.size or 0 for backup in removed)
+def _raise_summary(
+    environment: Environment, plan: RetentionPlan, removed: list[DeletedBackup]
+) -> None:
+    freed = sum(backup.size for backup in removed)
     lines = [
         f"{backup.name}: {', '.join(plan.decision(str(backup.pk)).reasons)}"
         for backup in removed[:50]
