@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -346,32 +345,29 @@ def backups_delete_batch(*, backups: Mapping[str | uuid.UUID, str]) -> list[Dele
     decided on what it read. Returns the backups marked, in the order given; the others
     are not in it. Keep a batch to a few hundred backups (one IN list, one task).
     """
-    by_status: dict[str, list] = defaultdict(list)
-    for pk, status in backups.items():
-        if status not in (*ACTIVE_STATUSES, BackupStatus.DELETING, BackupStatus.DELETED):
-            by_status[status].append(pk)
+    expected = {str(pk): status for pk, status in backups.items()}
+    refused = (*ACTIVE_STATUSES, BackupStatus.DELETING, BackupStatus.DELETED)
     found: dict[str, DeletedBackup] = {}
     with transaction.atomic():
-        for status, ids in by_status.items():
-            # Locked (PostgreSQL) until the UPDATE below, which repeats the conditions, so
-            # what is returned is what was marked; a restore that starts meanwhile waits.
-            candidates = (
-                Backup.objects.select_for_update()
-                .filter(pk__in=ids, status=status)
-                .exclude(restores__status__in=_RESTORING)
-                .order_by()
-                .values_list("pk", "name", "kind", "size", "created_at")
-            )
-            marked = [
-                DeletedBackup(pk, name, kind, size or 0, at)
-                for pk, name, kind, size, at in candidates
-            ]
-            Backup.objects.filter(pk__in=[b.pk for b in marked], status=status).update(
+        # Locked (PostgreSQL; SQLite fails the transaction should another writer commit
+        # meanwhile) until the UPDATE below, so what is returned is what was marked and a
+        # restore that starts meanwhile waits. Selected by id alone, the status compared
+        # here: given both, SQLite's planner walks the whole status index instead.
+        candidates = (
+            Backup.objects.select_for_update()
+            .filter(pk__in=list(expected))
+            .exclude(restores__status__in=_RESTORING)
+            .order_by()
+            .values_list("pk", "status", "name", "kind", "size", "created_at")
+        )
+        for pk, status, name, kind, size, created_at in candidates:
+            if status == expected[str(pk)] and status not in refused:
+                found[str(pk)] = DeletedBackup(pk, name, kind, size or 0, created_at)
+        if found:
+            Backup.objects.filter(pk__in=[backup.pk for backup in found.values()]).update(
                 status=BackupStatus.DELETING, updated_at=timezone.now()
             )
-            found.update((str(backup.pk), backup) for backup in marked)
-        if found:
-            ids = [str(pk) for pk in found]
+            ids = list(found)
             transaction.on_commit(
                 lambda: async_task(
                     "backups.tasks.delete_backups", ids, task_name=f"delete {len(ids)} backups"
