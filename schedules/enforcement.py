@@ -218,10 +218,13 @@ def _plan(
     protected: Mapping[Hashable, str] | None,
     tz: str | None = None,
 ) -> tuple[RetentionPlan, list[PlanRow]]:
-    schedule = _schedule_of(environment)
-    if policy is None:
-        policy = schedule.retention_policy() if schedule else RetentionPolicy()
-    zone = tz or (schedule.timezone if schedule else "UTC")
+    if policy is None or tz is None:
+        schedule = _schedule_of(environment)
+        if policy is None:
+            policy = schedule.retention_policy() if schedule else RetentionPolicy()
+        zone = tz or (schedule.timezone if schedule else "UTC")
+    else:
+        zone = tz  # a preview: it read the schedule already
 
     # Keyed by str(backup id), as the plan's decisions are.
     reasons = {str(k): v for k, v in pitr_protected(environment=environment, now=now).items()}

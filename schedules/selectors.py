@@ -183,7 +183,8 @@ def retention_preview(
     backup is read beyond the columns the plan needs: a page of rows to show is
     ``retention_preview_rows(decisions=preview.plan.decisions[offset : offset + limit])``."""
 
-    schedule = schedule_find(environment=environment)
+    # Its retention fields and timezone are all the preview needs of it.
+    schedule = Schedule.objects.filter(environment=environment).first()
     current = policy_of(schedule).to_api()
     try:
         policy = RetentionPolicy.from_api({**current, **overrides})
