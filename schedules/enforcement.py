@@ -38,6 +38,7 @@ from collections.abc import Hashable, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 
+import psycopg
 from django.db import connection
 from django.db.models import CharField
 from django.db.models.functions import Cast
@@ -142,6 +143,16 @@ class PlanRow:
 _PLAIN_COLUMNS = ("kind", "status", "size", "trigger")
 
 
+def _parse_timestamptz_in_c(cursor) -> None:
+    """Give a psycopg 3 cursor psycopg's default timestamptz loader (C, when psycopg's
+    binary or C build is installed) in place of the connection's (Django's)."""
+    adapters = getattr(cursor, "adapters", None)
+    if adapters is None or connection.timezone_name != "UTC":
+        return  # psycopg 2, or a session time zone the values should not come back in
+    oid = psycopg.adapters.types["timestamptz"].oid
+    adapters.register_loader(oid, psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT))
+
+
 def _plan_rows(environment: Environment, reasons: Mapping[str, str]) -> list[PlanRow]:
     """The environment's backups to plan, each with its protection from ``reasons`` (by
     ``str(id)``), in no particular order: the plan sorts them itself, cheaper than the
@@ -156,13 +167,17 @@ def _plan_rows(environment: Environment, reasons: Mapping[str, str]) -> list[Pla
     columns = _PLAIN_COLUMNS
     rows: list[PlanRow] = []
     if connection.vendor != "sqlite":
-        # uuid::text is str(uuid) already, and psycopg parses timestamptz in C: read the
-        # ORM's SQL through a plain cursor, without the per-row iterator.
+        # uuid::text is str(uuid) already: read the ORM's SQL through a plain cursor,
+        # without the per-row iterator, and with psycopg's own timestamptz loader, which
+        # parses in C. Django's (a Python subclass, one call per value, to set the
+        # tzinfo) took 0.3 s of CPU at 100,000 rows; psycopg's gives the same aware UTC
+        # values, in the session's time zone, which Django sets to UTC.
         text = backups.annotate(
             id_text=Cast("id", CharField()), database_text=Cast("database_id", CharField())
         ).values_list("id_text", "created_at", *columns, "expires_at", "database_text")
         sql, params = text.query.sql_with_params()
         with connection.cursor() as cursor:
+            _parse_timestamptz_in_c(cursor.cursor)
             cursor.execute(sql, params)
             while chunk := cursor.fetchmany(10_000):
                 rows += [
