@@ -89,9 +89,9 @@ class SourceTotals:
 
 @dataclass
 class RetentionPreview:
-    """A plan with what the preview shows around it; ``plan.decisions`` are every backup's,
-    newest first, and the totals cover all of them. The rows of one page are
-    ``retention_preview_rows``'."""
+    """A plan with what the preview shows around it: ``plan.decisions`` are every backup's,
+    newest first, and the totals cover all of them; ``retention_preview_rows`` reads the
+    backups of one page of them."""
 
     plan: RetentionPlan
     policy: RetentionPolicy

@@ -6,6 +6,8 @@ Writes are ``schedules.services.schedule_upsert`` and ``schedules.enforcement``'
 
 from __future__ import annotations
 
+from itertools import islice
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse, QueryDict
@@ -265,12 +267,7 @@ class RetentionApplyView(_EnvironmentPage, TemplateView):
             return context
         preview = selectors.retention_preview(environment=self.env(), overrides=_overrides(form))
         # The first few are named; the count is the plan's.
-        first_doomed = []
-        for decision in preview.plan.decisions:
-            if len(first_doomed) == APPLY_NAMED:
-                break
-            if not decision.keep:
-                first_doomed.append(decision)
+        first_doomed = list(islice((d for d in preview.plan.decisions if not d.keep), APPLY_NAMED))
         doomed = [
             row.backup
             for row in selectors.retention_preview_rows(

@@ -228,3 +228,29 @@ def test_the_retention_preview_page_shows_one_page_of_backups_and_totals_of_all(
     assert len(response.context["rows"]) == 50
     assert "Backups 201–250 of 250" in html
     assert shown == [backup.id for backup in backups]
+
+
+def test_the_apply_page_names_the_newest_twenty_it_deletes_and_counts_the_rest(
+    client, owner, environment
+):
+    factories.ScheduleFactory(environment=environment, retain_daily=7)
+    now = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    backups = [
+        factories.BackupFactory.build(
+            environment=environment,
+            organisation=environment.project.organisation,
+            trigger=BackupTrigger.SCHEDULED,
+            created_at=now - timedelta(days=n),
+            size=1000,
+        )
+        for n in range(60)
+    ]
+    type(backups[0]).objects.bulk_create(backups)
+    client.force_login(owner)
+
+    response = client.get(reverse("retention-apply", args=[environment.id]), {"retain_daily": 5})
+
+    html = response.content.decode()
+    assert "55 backups" in html and "Apply and delete 55" in html
+    assert [b.name for b in response.context["doomed"]] == [b.name for b in backups[5:25]]
+    assert "… and 35 more" in html
