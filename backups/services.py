@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -296,6 +298,10 @@ def backup_abort(*, backup: Backup) -> Backup:
     return backup
 
 
+# What holds a backup back from deletion while it runs or is being restored.
+_RESTORING = ("scheduled", "in-progress")
+
+
 def backup_delete(*, backup: Backup) -> Backup:
     """Mark for deletion and clean every destination asynchronously; the row stays for audit."""
     if backup.status in (BackupStatus.DELETING, BackupStatus.DELETED):
@@ -303,7 +309,7 @@ def backup_delete(*, backup: Backup) -> Backup:
     if backup.status in ACTIVE_STATUSES:
         raise Conflict("This backup is still running: abort it before deleting it.")
     # Through the reverse relation restores adds to Backup: backups does not import restores.
-    if backup.restores.filter(status__in=["scheduled", "in-progress"]).exists():
+    if backup.restores.filter(status__in=_RESTORING).exists():
         raise Conflict("This backup is being restored; delete it when the restore has finished.")
     locked = backup.copies.locked(timezone.now()).order_by("-locked_until").first()
     if locked is not None:
@@ -324,6 +330,59 @@ def backup_delete(*, backup: Backup) -> Backup:
     )
     backup.refresh_from_db()
     return backup
+
+
+class DeletedBackup(NamedTuple):
+    """A backup ``backups_delete_batch`` marked for deletion, as much as its caller logs."""
+
+    pk: uuid.UUID
+    name: str
+    kind: str
+    size: int
+    created_at: datetime
+
+
+def backups_delete_batch(*, backups: Mapping[str | uuid.UUID, str]) -> list[DeletedBackup]:
+    """``backup_delete`` for many backups at once: mark them ``deleting`` in one
+    transaction and queue one cleanup task for all of their copies.
+
+    ``backups`` maps each id to the status its caller read it with. As ``backup_delete``
+    would refuse, a backup that is running or being restored is left alone, and so is
+    one whose status changed since (already deleted or being deleted, say): the caller
+    decided on what it read. Returns the backups marked, in the order given; the others
+    are not in it. Keep a batch to a few hundred backups (one IN list, one task).
+    """
+    expected = {str(pk): status for pk, status in backups.items()}
+    refused = (*ACTIVE_STATUSES, BackupStatus.DELETING, BackupStatus.DELETED)
+    found: dict[str, DeletedBackup] = {}
+    with transaction.atomic():
+        # Locked (PostgreSQL; SQLite fails the transaction should another writer commit
+        # meanwhile) until the UPDATE below, so what is returned is what was marked and a
+        # restore that starts meanwhile waits. Selected by id alone, the status compared
+        # here: given both, SQLite's planner walks the whole status index instead.
+        candidates = (
+            Backup.objects.select_for_update()
+            .filter(pk__in=list(expected))
+            .exclude(restores__status__in=_RESTORING)
+            # As backup_delete refuses: a store with object lock would refuse the delete.
+            .exclude(pk__in=BackupCopy.objects.locked(timezone.now()).values("backup_id"))
+            .order_by()
+            .values_list("pk", "status", "name", "kind", "size", "created_at")
+        )
+        for pk, status, name, kind, size, created_at in candidates:
+            if status == expected[str(pk)] and status not in refused:
+                found[str(pk)] = DeletedBackup(pk, name, kind, size or 0, created_at)
+        if found:
+            Backup.objects.filter(pk__in=[backup.pk for backup in found.values()]).update(
+                status=BackupStatus.DELETING, updated_at=timezone.now()
+            )
+            ids = list(found)
+            transaction.on_commit(
+                lambda: async_task(
+                    "backups.tasks.delete_backups", ids, task_name=f"delete {len(ids)} backups"
+                )
+            )
+    return [found[str(pk)] for pk in backups if str(pk) in found]
 
 
 def backup_delete_artifacts(*, backup: Backup) -> Backup:

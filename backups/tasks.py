@@ -57,3 +57,13 @@ def retry_pending_deletions() -> int:
         backup_delete_artifacts(backup=backup)
     backups_discard_failed_uploads()
     return pending.count()
+
+
+def delete_backups(backup_ids: list[str]) -> int:
+    """The cleanup of a batch ``backups_delete_batch`` marked; returns how many it ran."""
+    done = 0
+    for backup in Backup.objects.filter(pk__in=backup_ids, status=BackupStatus.DELETING):
+        with log_context(backup_id=str(backup.pk)):
+            backup_delete_artifacts(backup=backup)
+        done += 1
+    return done

@@ -173,8 +173,9 @@ def deep_row(queryset, page: int, size: int):
     return queryset.order_by("-created_at", "-id")[(page - 1) * size - 1]
 
 
-def _median_ms(client, url, query, runs, status=200) -> tuple[float, float, float]:
-    """Median wall, SQL and Python CPU milliseconds of ``runs`` requests.
+def _median_ms(client, url, query, runs, status=200) -> tuple[float, float, float, int]:
+    """Median wall, SQL and Python CPU milliseconds of ``runs`` requests, and the most
+    queries one of them made (auth and tenancy included).
 
     The CPU figure is this process's own work (no waiting for the CPU or the
     database), a steadier measure than the wall time on a busy machine.
@@ -182,7 +183,7 @@ def _median_ms(client, url, query, runs, status=200) -> tuple[float, float, floa
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    walls, sqls, cpus = [], [], []
+    walls, sqls, cpus, counts = [], [], [], []
     for _ in range(runs):
         with CaptureQueriesContext(connection) as queries:
             started, cpu = time.perf_counter(), time.process_time()
@@ -191,7 +192,13 @@ def _median_ms(client, url, query, runs, status=200) -> tuple[float, float, floa
             cpus.append((time.process_time() - cpu) * 1000)
         assert response.status_code == status, (url, response.status_code)
         sqls.append(sum(float(q["time"]) for q in queries.captured_queries) * 1000)
-    return statistics.median(walls), statistics.median(sqls), statistics.median(cpus)
+        counts.append(len(queries.captured_queries))
+    return (
+        statistics.median(walls),
+        statistics.median(sqls),
+        statistics.median(cpus),
+        max(counts),
+    )
 
 
 def main() -> None:
@@ -274,21 +281,23 @@ def main() -> None:
         print(
             f"\n{args.rows:,} backups, {ENVIRONMENTS} environments, page size {PAGE}, "
             f"median of {args.runs} runs; ms of server time via the test client, "
-            "as wall (SQL / Python CPU)"
+            "as wall (SQL / Python CPU) and [queries per request]"
         )
         print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        print(f"{'endpoint':<42} {'page 1':>20} {f'page {DEEP_PAGE:,}':>20}")
+        print(f"{'endpoint':<42} {'page 1':>24} {f'page {DEEP_PAGE:,}':>24}")
         for label, first, deep in results:
             cells = []
             for cell in (first, deep):
                 cells.append(
-                    "-" if cell is None else f"{cell[0]:.0f} ({cell[1]:.0f} / {cell[2]:.0f})"
+                    "-"
+                    if cell is None
+                    else f"{cell[0]:.0f} ({cell[1]:.0f} / {cell[2]:.0f}) [{cell[3]}]"
                 )
             worst = max(first[0], deep[0] if deep else 0)
             flag = "" if worst < 50 else "  (over 50 ms)"
-            print(f"{label:<42} {cells[0]:>20} {cells[1]:>20}{flag}")
-        floor_text = f"{floor[0]:.0f} ({floor[1]:.0f} / {floor[2]:.0f})"
-        print(f"{'floor: a 404 for an unknown database':<42} {floor_text:>20}")
+            print(f"{label:<42} {cells[0]:>24} {cells[1]:>24}{flag}")
+        floor_text = f"{floor[0]:.0f} ({floor[1]:.0f} / {floor[2]:.0f}) [{floor[3]}]"
+        print(f"{'floor: a 404 for an unknown database':<42} {floor_text:>24}")
     finally:
         if not args.keep:
             drop_database()

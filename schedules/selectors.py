@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
 
-from backups.selectors import backups_for_environment
+from backups.models import Backup
 from config.errors import InvalidInput, NotFound
 from organizations.models import Database, Environment, Organisation
 from schedules import timing
 from schedules.enforcement import retention_plan_for
 from schedules.models import RETENTION_FIELDS, Schedule
-from schedules.retention import RetentionPlan, RetentionPolicy, SeriesTotals
+from schedules.retention import Decision, RetentionPlan, RetentionPolicy, SeriesTotals
 
 ENVIRONMENT_SERIES_NAME = "Full and files backups"
 REMOVED_DATABASE_NAME = "Removed database"
@@ -88,11 +89,51 @@ class SourceTotals:
 
 @dataclass
 class RetentionPreview:
+    """A plan with what the preview shows around it: ``plan.decisions`` are every backup's,
+    newest first, and the totals cover all of them; ``retention_preview_rows`` reads the
+    backups of one page of them."""
+
     plan: RetentionPlan
-    backups: dict  # id -> Backup
     policy: RetentionPolicy
     timezone: str
     by_database: list[SourceTotals]
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    """One decision of a preview's page with its backup (a few columns and its database)."""
+
+    decision: Decision
+    backup: Backup
+
+
+# What a preview row shows of its backup; nothing else is read.
+_PREVIEW_COLUMNS = (
+    "name",
+    "kind",
+    "status",
+    "trigger",
+    "size",
+    "created_at",
+    "database_id",
+    "database__name",
+)
+
+
+def retention_preview_rows(
+    *, environment: Environment, decisions: Sequence[Decision]
+) -> list[PreviewRow]:
+    """The backups of ``decisions`` (one page of a plan: the plan holds every backup's),
+    read in one query, in the decisions' order."""
+    ids = [decision.backup_id for decision in decisions]
+    # The environment is the caller's already (looked up in its organisation).
+    backups = (
+        Backup.objects.filter(environment=environment, pk__in=ids)
+        .select_related("database")
+        .only(*_PREVIEW_COLUMNS)
+    )
+    by_id = {str(backup.pk): backup for backup in backups}
+    return [PreviewRow(d, by_id[d.backup_id]) for d in decisions if d.backup_id in by_id]
 
 
 def retention_totals_by_database(
@@ -138,9 +179,12 @@ def retention_preview(
     now: datetime | None = None,
 ) -> RetentionPreview:
     """What the schedule's retention, with ``overrides`` (seed 003 ``retain*`` names)
-    applied, would delete and keep now. Nothing is deleted."""
+    applied, would delete and keep now, with its totals. Nothing is deleted, and no
+    backup is read beyond the columns the plan needs: a page of rows to show is
+    ``retention_preview_rows(decisions=preview.plan.decisions[offset : offset + limit])``."""
 
-    schedule = schedule_find(environment=environment)
+    # Its retention fields and timezone are all the preview needs of it.
+    schedule = Schedule.objects.filter(environment=environment).first()
     current = policy_of(schedule).to_api()
     try:
         policy = RetentionPolicy.from_api({**current, **overrides})
@@ -153,16 +197,8 @@ def retention_preview(
     # The same plan enforcement would carry out (schedules.enforcement), so what the
     # preview shows is what would be deleted.
     plan = retention_plan_for(environment=environment, policy=policy, now=now, tz=zone.key)
-    wanted = [decision.backup_id for decision in plan.decisions]
-    backups = {
-        str(b.pk): b
-        for b in backups_for_environment(
-            organisation=environment.project.organisation, environment=environment
-        ).filter(pk__in=wanted)
-    }
     return RetentionPreview(
         plan=plan,
-        backups=backups,
         policy=policy,
         timezone=zone.key,
         by_database=retention_totals_by_database(environment=environment, plan=plan),

@@ -6,6 +6,8 @@ Writes are ``schedules.services.schedule_upsert`` and ``schedules.enforcement``'
 
 from __future__ import annotations
 
+from itertools import islice
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse, QueryDict
@@ -16,13 +18,17 @@ from django.views.generic import TemplateView
 
 from config.errors import InvalidInput
 from organizations.models import Role
-from organizations.pages import TenantPage
+from organizations.pages import TenantPage, paginate
 from schedules import selectors
 from schedules.enforcement import retention_enforce
 from schedules.forms import RULES, RetentionForm, ScheduleForm
 from schedules.models import RETENTION_FIELDS
 from schedules.services import api_name, schedule_upsert
 from schedules.timing import describe_cron
+
+# Backups listed per page of the retention preview, and named on the apply page.
+PREVIEW_PAGE_SIZE = 100
+APPLY_NAMED = 20
 
 PREVIEW_FIELDS = {
     "timezone",
@@ -188,11 +194,18 @@ class RetentionPreviewView(_EnvironmentPage, TemplateView):
             except InvalidInput as exc:
                 form.add_error(None, exc.message)
                 proposing = False
-        rows = []
-        for decision in proposed.plan.decisions:
-            backup = proposed.backups[decision.backup_id]
-            now_decision = current.plan.decision(decision.backup_id)
-            rows.append({"backup": backup, "proposed": decision, "current": now_decision})
+        # Every decision counts in the totals; only one page of them is shown.
+        page, page_query = paginate(self.request, proposed.plan.decisions, PREVIEW_PAGE_SIZE)
+        rows = [
+            {
+                "backup": row.backup,
+                "proposed": row.decision,
+                "current": current.plan.decision(row.decision.backup_id),
+            }
+            for row in selectors.retention_preview_rows(
+                environment=environment, decisions=page.object_list
+            )
+        ]
         # Both plans cover the same backups, so they list the same databases.
         current_lines = {(line.scope, line.database_id): line for line in current.by_database}
         database_rows = [
@@ -208,9 +221,11 @@ class RetentionPreviewView(_EnvironmentPage, TemplateView):
             current=current,
             proposed=proposed,
             rows=rows,
+            page=page,
+            page_query=page_query,
             database_rows=database_rows,
             policy_rows=_policy_rows(current_values, form if proposing else None),
-            query=self.request.GET.urlencode(),
+            query=page_query,
             current_query=urlencode({k: v for k, v in current_values.items() if v is not None}),
             retention_grid=form.retention_grid(),
         )
@@ -251,12 +266,20 @@ class RetentionApplyView(_EnvironmentPage, TemplateView):
             context.update(environment=self.env(), form=form, invalid=True)
             return context
         preview = selectors.retention_preview(environment=self.env(), overrides=_overrides(form))
-        doomed = [preview.backups[d.backup_id] for d in preview.plan.deleted]
+        # The first few are named; the count is the plan's.
+        first_doomed = list(islice((d for d in preview.plan.decisions if not d.keep), APPLY_NAMED))
+        doomed = [
+            row.backup
+            for row in selectors.retention_preview_rows(
+                environment=self.env(), decisions=first_doomed
+            )
+        ]
         context.update(
             environment=self.env(),
             form=form,
             preview=preview,
             doomed=doomed,
+            more_doomed=preview.plan.deleted_count - len(doomed),
             hidden=[(name, form.cleaned_data.get(name)) for name in RETENTION_FIELDS],
         )
         return context

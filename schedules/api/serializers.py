@@ -200,8 +200,12 @@ class Seed003RetentionTotalsSerializer(serializers.Serializer):
 
 
 class Seed003RetentionPreviewSerializer(serializers.Serializer):
-    deleted = Seed003RetentionBackupSerializer(many=True)
-    kept = Seed003RetentionBackupSerializer(many=True)
+    deleted = Seed003RetentionBackupSerializer(
+        many=True, help_text="The page's backups that would be deleted, newest first."
+    )
+    kept = Seed003RetentionBackupSerializer(
+        many=True, help_text="The page's backups that would be kept, newest first."
+    )
     deletedCount = serializers.IntegerField()  # noqa: N815
     keptCount = serializers.IntegerField()  # noqa: N815
     bytesFreed = serializers.IntegerField()  # noqa: N815
@@ -213,6 +217,9 @@ class Seed003RetentionPreviewSerializer(serializers.Serializer):
         child=serializers.IntegerField(allow_null=True),
         help_text="The effective retain* settings the preview used.",
     )
+    count = serializers.IntegerField(help_text="Extension: how many decisions the plan has.")
+    limit = serializers.IntegerField(help_text="Extension: the page size used.")
+    offset = serializers.IntegerField(help_text="Extension: the decisions skipped.")
 
 
 class Seed003CronPresetSerializer(serializers.Serializer):

@@ -5,7 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
-from api.base.pagination import paged_body
+from api.base.pagination import paged_body, parse_limit, parse_offset
 from api.base.schema import errors, page_of, uuid_path
 from backups.api.serializers import TYPE_OF_KIND
 from backups.selectors import environment_get
@@ -18,6 +18,8 @@ from schedules.models import RETENTION_FIELDS
 
 ENV_ID = uuid_path("env_id", "Environment UUID")
 TAGS = ["seed 003: schedules"]
+PREVIEW_DEFAULT_LIMIT = 100
+PREVIEW_MAX_LIMIT = 1000
 
 SCHEDULE_EXAMPLE = {
     "dbCron": "0 2 * * *",
@@ -130,8 +132,26 @@ class ScheduleViewSet(TenantViewSet):
         "deleted and which kept, each with the rule that keeps it or the reason it goes, and "
         "the bytes freed. Each database's backups are a series of their own (every rule "
         "counts per database); the environment's full and files backups are its own series. "
-        "`totals.byDatabase` breaks the counts down per database. Nothing is deleted.",
-        parameters=[ENV_ID],
+        "`totals.byDatabase` breaks the counts down per database. Nothing is deleted. "
+        "The decisions are paged, newest backup first: `deleted` and `kept` hold those of "
+        "the page (`limit`, `offset`; `count` is every decision's), while `deletedCount`, "
+        "`keptCount`, `bytesFreed` and `totals` always cover the whole plan.",
+        parameters=[
+            ENV_ID,
+            OpenApiParameter(
+                "limit",
+                OpenApiTypes.INT,
+                OpenApiParameter.QUERY,
+                description=f"Decisions per page (default {PREVIEW_DEFAULT_LIMIT}, at least "
+                f"1; larger values are taken as {PREVIEW_MAX_LIMIT})",
+            ),
+            OpenApiParameter(
+                "offset",
+                OpenApiTypes.INT,
+                OpenApiParameter.QUERY,
+                description="How many decisions to skip (default 0)",
+            ),
+        ],
         request=s.Seed003RetentionPreviewInputSerializer,
         responses={200: s.Seed003RetentionPreviewSerializer, **errors(400, 404)},
         examples=[
@@ -200,12 +220,21 @@ class ScheduleViewSet(TenantViewSet):
                     },
                     "timezone": "Europe/London",
                     "policy": {"retainDaily": 7, "retainWeekly": 4},
+                    "count": 2,
+                    "limit": 100,
+                    "offset": 0,
                 },
             ),
         ],
         tags=TAGS,
     )
     def retention_preview(self, request, env_id):
+        limit = parse_limit(
+            request.query_params.get("limit"),
+            default=PREVIEW_DEFAULT_LIMIT,
+            maximum=PREVIEW_MAX_LIMIT,
+        )
+        offset = parse_offset(request.query_params.get("offset"))
         environment = self.environment()
         body = s.Seed003RetentionPreviewInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -220,10 +249,12 @@ class ScheduleViewSet(TenantViewSet):
             tz=body.validated_data.get("timezone"),
             now=timezone.now(),
         )
+        plan = preview.plan
+        page = plan.decisions[offset : offset + limit]
         deleted, kept = [], []
-        for decision in preview.plan.decisions:
-            backup = preview.backups[decision.backup_id]
-            row = {
+        for row in selectors.retention_preview_rows(environment=environment, decisions=page):
+            backup, decision = row.backup, row.decision
+            line = {
                 "id": backup.pk,
                 "name": backup.name,
                 "type": TYPE_OF_KIND.get(backup.kind, backup.kind),
@@ -236,7 +267,7 @@ class ScheduleViewSet(TenantViewSet):
                 "expiresAt": decision.expires_at,
                 "databaseId": backup.database_id,
             }
-            (kept if decision.keep else deleted).append(row)
+            (kept if decision.keep else deleted).append(line)
         data = {
             "deleted": deleted,
             "kept": kept,
@@ -261,6 +292,9 @@ class ScheduleViewSet(TenantViewSet):
             },
             "timezone": preview.timezone,
             "policy": preview.policy.to_api(),
+            "count": len(plan.decisions),
+            "limit": limit,
+            "offset": offset,
         }
         return Response(s.Seed003RetentionPreviewSerializer(data).data)
 

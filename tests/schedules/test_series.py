@@ -152,8 +152,11 @@ def test_the_preview_breaks_its_totals_down_per_database(
     client_for, organisation, environment, databases
 ):
     empty = factories.DatabaseFactory(environment=environment, name="Archive DB")
+    # One page holds every decision of these ~430 backups.
     response = client_for(organisation, Role.VIEWER).post(
-        f"/api/environments/{environment.id}/backup-schedule/retention-preview", {}, format="json"
+        f"/api/environments/{environment.id}/backup-schedule/retention-preview?limit=1000",
+        {},
+        format="json",
     )
 
     assert response.status_code == 200, response.json()
@@ -207,7 +210,9 @@ def test_enforcement_deletes_exactly_what_the_preview_showed(
     )
     history(elsewhere, days=10)
     preview = client_for(organisation, Role.VIEWER).post(
-        f"/api/environments/{environment.id}/backup-schedule/retention-preview", {}, format="json"
+        f"/api/environments/{environment.id}/backup-schedule/retention-preview?limit=1000",
+        {},
+        format="json",
     )
     shown = {row["id"] for row in preview.json()["deleted"]}
 

@@ -194,3 +194,63 @@ def test_only_admins_apply_retention(client, operator, environment):
     client.force_login(operator)
     url = reverse("retention-apply", args=[environment.id])
     assert client.post(url, {"retain_daily": 2, "confirm": "yes"}).status_code == 403
+
+
+def test_the_retention_preview_page_shows_one_page_of_backups_and_totals_of_all(
+    client, viewer, environment
+):
+    factories.ScheduleFactory(environment=environment, retain_daily=7)
+    now = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    backups = [
+        factories.BackupFactory.build(
+            environment=environment,
+            organisation=environment.project.organisation,
+            trigger=BackupTrigger.SCHEDULED,
+            created_at=now - timedelta(hours=n),
+            size=1000,
+        )
+        for n in range(250)
+    ]
+    type(backups[0]).objects.bulk_create(backups)
+    client.force_login(viewer)
+    url = reverse("retention-preview", args=[environment.id])
+
+    shown = []
+    for number in (1, 2, 3):
+        response = client.get(url, {"retain_daily": 2, "page": number})
+        html = response.content.decode()
+        assert "Proposed: keeps 2, deletes 248" in html
+        assert f"Page {number} of 3 (250)" in html
+        shown += [row["backup"].id for row in response.context["rows"]]
+        if number < 3:
+            # The next page keeps the proposal.
+            assert f"?retain_daily=2&amp;page={number + 1}" in html
+    assert len(response.context["rows"]) == 50
+    assert "Backups 201–250 of 250" in html
+    assert shown == [backup.id for backup in backups]
+
+
+def test_the_apply_page_names_the_newest_twenty_it_deletes_and_counts_the_rest(
+    client, owner, environment
+):
+    factories.ScheduleFactory(environment=environment, retain_daily=7)
+    now = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    backups = [
+        factories.BackupFactory.build(
+            environment=environment,
+            organisation=environment.project.organisation,
+            trigger=BackupTrigger.SCHEDULED,
+            created_at=now - timedelta(days=n),
+            size=1000,
+        )
+        for n in range(60)
+    ]
+    type(backups[0]).objects.bulk_create(backups)
+    client.force_login(owner)
+
+    response = client.get(reverse("retention-apply", args=[environment.id]), {"retain_daily": 5})
+
+    html = response.content.decode()
+    assert "55 backups" in html and "Apply and delete 55" in html
+    assert [b.name for b in response.context["doomed"]] == [b.name for b in backups[5:25]]
+    assert "… and 35 more" in html
