@@ -337,9 +337,7 @@ def retention_update_expiry(*, environment: Environment, now: datetime | None = 
 def retention_extend_locks(*, environment: Environment, now: datetime | None = None) -> int:
     """Extend the object locks of ``environment``'s backups that the current plan keeps
     longer than they are locked; returns how many copies changed."""
-    plan, _ = _plan(
-        environment=environment, policy=None, now=now or timezone.now(), protected=None
-    )
+    plan, _ = _plan(environment=environment, policy=None, now=now or timezone.now(), protected=None)
     return locks_extend(environment=environment, plan=plan)
 
 
