@@ -112,6 +112,8 @@ class BackupFilterSet(django_filters.FilterSet):
 
 
 FILTER_NAMES = tuple(BackupFilterSet.base_filters)
+# Filters whose empty value matches everything (a name containing "").
+FREE_TEXT_FILTERS = frozenset({"name"})
 
 # What each canonical filter means, for the OpenAPI descriptions of every dialect.
 FILTER_HELP = {
@@ -160,8 +162,11 @@ def backups_filter(
     data: dict[str, str] = {}
     for canonical, param in dialect.params.items():
         value = params.get(param)
-        if value is None or value == "":
+        if value is None or (value == "" and canonical in FREE_TEXT_FILTERS):
             continue
+        if value == "":
+            # A status, date or id has no empty value; the schema says so, and so do we.
+            raise InvalidInput(f"{param}: May not be empty.", fields={param: ["May not be empty."]})
         data[canonical] = value
     if "status" in data:
         status = dialect.to_canonical_status(data["status"])

@@ -25,6 +25,7 @@ from api.base.pagination import (
     page_number_paginate,
 )
 from api.base.schema import DefaultErrorSerializer, enum_field
+from api.base.strict import StrictQuerySerializer
 from api.base.views import DialectAPIView
 from backups.models import Backup, BackupStatus
 from backups.selectors import backups_for_destination, destination_get
@@ -34,7 +35,7 @@ from organizations.tenancy import TenantViewSetMixin
 RULE_KEYS = ("interval", "minute", "hour", "day")
 
 
-class Seed001Query(serializers.Serializer):
+class Seed001Query(StrictQuerySerializer):
     per_page = serializers.IntegerField(
         min_value=1,
         default=20,
