@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import django_filters
 from django.db.models import QuerySet
@@ -52,12 +53,14 @@ def _invalid_choice(values) -> dict[str, str]:
 
 
 class _LenientIsoDateTimeField(django_filters.fields.IsoDateTimeField):
-    """ISO 8601, also when an unencoded ``+`` of the offset arrived as a space."""
+    """ISO 8601, also when an unencoded ``+`` of the offset arrived as a space; compared in
+    UTC (PostgreSQL takes offsets up to 15:59 only, ISO 8601 and Python up to 23:59)."""
 
     def to_python(self, value):
         if isinstance(value, str):
             value = value.strip().replace(" ", "+")
-        return super().to_python(value)
+        value = super().to_python(value)
+        return value.astimezone(UTC) if value is not None else None
 
 
 class _IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
