@@ -89,12 +89,11 @@ def _operation_parameters() -> list[dict]:
         "/api/projects/{projectId}": {"projectId": IDS["spare_project"]},
     }
     entries = [
-        {"include-path": path, "include-method": "DELETE", "parameters": values}
-        for path, values in spare.items()
+        {"include-name": f"DELETE {path}", "parameters": values} for path, values in spare.items()
     ]
     entries.append(
         {
-            "include-path": "/api/backup-destinations/{id}/test",
+            "include-name": "POST /api/backup-destinations/{id}/test",
             "parameters": {"id": IDS["s3_destination"]},
         }
     )
@@ -273,3 +272,23 @@ def test_the_live_server_serves_the_fuzzed_schema(live_server):
     )
     assert served.status_code == 200
     assert served.json() == _published_schema()
+
+
+def test_each_id_parameter_names_the_object_its_operation_means():
+    names = {value: name for name, value in IDS.items()}
+    operations = CONFIG.projects.default.operations
+
+    def named(label: str) -> dict:
+        method, path = label.split(" ", 1)
+        operation = SCHEMA[path][method]
+        parameters = operations.get_for_operation(operation).parameters
+        return {key: names[value] for key, value in parameters.items()}
+
+    assert named("GET /api/backup-destinations/{id}") == {"id": "destination"}
+    assert named("DELETE /api/backup-destinations/{id}") == {"id": "spare_destination"}
+    assert named("POST /api/backup-destinations/{id}/test") == {"id": "s3_destination"}
+    assert named("GET /api/backups/{id}/progress") == {"id": "backup"}
+    assert named("DELETE /api/backups/{id}") == {"id": "spare_backup"}
+    assert named("DELETE /api/projects/{projectId}") == {"projectId": "spare_project"}
+    assert named("GET /api/restores/{id}") == {"id": "restore"}
+    assert named("POST /api/backup-alerts/{id}/read") == {"id": "alert"}
