@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import django_filters
 from django.db.models import QuerySet
@@ -52,12 +53,14 @@ def _invalid_choice(values) -> dict[str, str]:
 
 
 class _LenientIsoDateTimeField(django_filters.fields.IsoDateTimeField):
-    """ISO 8601, also when an unencoded ``+`` of the offset arrived as a space."""
+    """ISO 8601, also when an unencoded ``+`` of the offset arrived as a space; compared in
+    UTC (PostgreSQL takes offsets up to 15:59 only, ISO 8601 and Python up to 23:59)."""
 
     def to_python(self, value):
         if isinstance(value, str):
             value = value.strip().replace(" ", "+")
-        return super().to_python(value)
+        value = super().to_python(value)
+        return value.astimezone(UTC) if value is not None else None
 
 
 class _IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
@@ -112,6 +115,8 @@ class BackupFilterSet(django_filters.FilterSet):
 
 
 FILTER_NAMES = tuple(BackupFilterSet.base_filters)
+# Filters whose empty value matches everything (a name containing "").
+FREE_TEXT_FILTERS = frozenset({"name"})
 
 # What each canonical filter means, for the OpenAPI descriptions of every dialect.
 FILTER_HELP = {
@@ -160,8 +165,11 @@ def backups_filter(
     data: dict[str, str] = {}
     for canonical, param in dialect.params.items():
         value = params.get(param)
-        if value is None or value == "":
+        if value is None or (value == "" and canonical in FREE_TEXT_FILTERS):
             continue
+        if value == "":
+            # A status, date or id has no empty value; the schema says so, and so do we.
+            raise InvalidInput(f"{param}: May not be empty.", fields={param: ["May not be empty."]})
         data[canonical] = value
     if "status" in data:
         status = dialect.to_canonical_status(data["status"])

@@ -108,6 +108,25 @@ def _flatten(detail) -> str:
     return str(detail)
 
 
+def _field_messages(detail: dict, prefix: str = "") -> dict[str, list[str]]:
+    """{field: [messages]} of a DRF error detail; a nested body's fields are dotted
+    (``parameters.bucket``, ``schedules.0.minute``), as the services name them."""
+    fields: dict[str, list[str]] = {}
+    for key, value in detail.items():
+        if key == "non_field_errors" and not prefix:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            fields.update(_field_messages(value, f"{name}."))
+        elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+            for index, item in enumerate(value):
+                if isinstance(item, dict) and item:
+                    fields.update(_field_messages(item, f"{name}.{index}."))
+        else:
+            fields[name] = [str(m) for m in (value if isinstance(value, list) else [value])]
+    return fields
+
+
 def as_application_error(exc: Exception) -> ApplicationError | None:
     """Translate DRF and Django exceptions into the application family."""
     if isinstance(exc, ApplicationError):
@@ -121,13 +140,7 @@ def as_application_error(exc: Exception) -> ApplicationError | None:
         return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     if isinstance(exc, drf_exceptions.ValidationError):
         detail = exc.detail
-        fields = {}
-        if isinstance(detail, dict):
-            fields = {
-                k: [str(m) for m in (v if isinstance(v, list) else [v])]
-                for k, v in detail.items()
-                if k != "non_field_errors"
-            }
+        fields = _field_messages(detail) if isinstance(detail, dict) else {}
         message = _flatten(detail) or "Invalid input."
         return InvalidInput(message, fields=fields)
     if isinstance(exc, drf_exceptions.APIException):

@@ -8,7 +8,7 @@ Strongbox's own resources and seed 003 speak the same dialect: lists page with
 
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -20,6 +20,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from api.base.pagination import MAX_OFFSET
+from api.base.strict import StrictInputSerializer
 
 # --- parameters ----------------------------------------------------------------------------
 
@@ -175,6 +176,21 @@ DefaultErrorSerializer = inline_serializer(
         )
     },
 )
+
+
+# --- strict bodies --------------------------------------------------------------------------
+
+
+class StrictInputSerializerExtension(OpenApiSerializerExtension):
+    """A strict body's component says what the serializer enforces: no other fields."""
+
+    target_class = StrictInputSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["additionalProperties"] = False
+        return schema
 
 
 # --- hooks ---------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from rest_framework.views import APIView
 
 from api.base.schema import errors, uuid_path
 from api.base.views import dialect_exception_handler
+from config.errors import InvalidInput
 from config.parsers import StrictJSONParser
 
 logger = logging.getLogger(__name__)
@@ -233,7 +234,7 @@ def stream_schema(summary: str, description: str, what: str):
                 description=f"SSE stream of {what.lower()} progress",
                 examples=[OpenApiExample("Stream", value=SSE_EXAMPLE)],
             ),
-            **errors(404),
+            **errors(400, 404),
         },
         tags=["seed 003: progress"],
     )
@@ -252,6 +253,16 @@ class ProgressStreamView(APIView):
 
     def subject(self, id) -> Subject:  # noqa: A002 - the documented name
         raise NotImplementedError
+
+    def initial(self, request, *args, **kwargs):
+        # DRF ignores an empty ``format`` and answers an unknown one with a bare 404; the
+        # schema's enum has neither, so both are a 400 naming it (before negotiation).
+        if "format" in request.query_params:
+            formats = sorted(renderer.format for renderer in self.renderer_classes)
+            if request.query_params["format"] not in formats:
+                message = f"Must be one of: {', '.join(formats)}."
+                raise InvalidInput(f"format: {message}", fields={"format": [message]})
+        super().initial(request, *args, **kwargs)
 
     def get(self, request, id):  # noqa: A002 - the documented name
         subject = self.subject(id)

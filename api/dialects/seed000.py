@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from api.base.formats import iso_millis_z, iso_seconds_offset
 from api.base.pagination import MAX_LIMIT, decode_cursor, keyset_paginate
 from api.base.schema import enum_field
+from api.base.strict import StrictQuerySerializer
 from api.base.views import DialectAPIView
 from api.dialects.filters import filter_parameters
 from backups.filters import FilterDialect, backups_filter
@@ -53,7 +54,7 @@ def render_seed000_error(error: ApplicationError) -> dict:
     return {"error": error.message}
 
 
-class Seed000Query(serializers.Serializer):
+class Seed000Query(StrictQuerySerializer):
     order = serializers.ChoiceField(
         choices=["asc", "desc"],
         default="desc",

@@ -25,6 +25,7 @@ from api.base.pagination import (
     page_number_paginate,
 )
 from api.base.schema import DefaultErrorSerializer, enum_field
+from api.base.strict import StrictQuerySerializer
 from api.base.views import DialectAPIView
 from backups.filters import ENGINE_VALUES
 from backups.models import DELETION_STATUSES, Backup, BackupKind, BackupStatus
@@ -40,7 +41,7 @@ KIND_ADDON_TYPES = {BackupKind.FULL: "full", BackupKind.FILESYSTEM: "filesystem"
 ADDON_TYPES = [name for name in ENGINE_VALUES if name != "files"] + list(KIND_ADDON_TYPES.values())
 
 
-class Seed001Query(serializers.Serializer):
+class Seed001Query(StrictQuerySerializer):
     per_page = serializers.IntegerField(
         min_value=1,
         default=20,

@@ -26,6 +26,7 @@ from api.base.pagination import (
     previous_marker,
 )
 from api.base.schema import enum_field
+from api.base.strict import StrictQuerySerializer
 from api.base.views import DialectAPIView
 from api.dialects.filters import filter_parameters
 from backups.filters import FilterDialect, backups_filter
@@ -69,7 +70,7 @@ def location_ref(backup: Backup) -> str | None:
     return f"{destination.kind}://{destination.id}/{copy.key}"
 
 
-class Seed002Query(serializers.Serializer):
+class Seed002Query(StrictQuerySerializer):
     limit = serializers.IntegerField(
         min_value=1,
         default=20,

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from api.base.formats import iso_seconds_z
 from api.base.pagination import MAX_LIMIT, MAX_PAGE, created_after_backup, page_number_paginate
 from api.base.schema import DefaultErrorSerializer, enum_field
+from api.base.strict import StrictQuerySerializer
 from api.base.views import DialectAPIView
 from backups.models import Backup, BackupStatus
 from backups.selectors import backups_for_database, backups_for_organisation, database_get
@@ -47,7 +48,7 @@ REQUEST_STATUSES = {
 STEP_STATUSES = ("SUCCESS", "RUNNING", "ERROR")
 
 
-class Seed004Query(serializers.Serializer):
+class Seed004Query(StrictQuerySerializer):
     page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=1)
     page_size = serializers.IntegerField(
         min_value=1, default=20, help_text=f"At most {MAX_LIMIT}; larger is clamped."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.base.strict import StrictInputSerializer
 from backups.filters import STATUS_VALUES
 from backups.models import Backup, BackupKind
 
@@ -88,7 +89,7 @@ class Seed003BackupSerializer(serializers.Serializer):
         return TYPE_OF_KIND.get(backup.kind, backup.kind)
 
 
-class Seed003TriggerBackupSerializer(serializers.Serializer):
+class Seed003TriggerBackupSerializer(StrictInputSerializer):
     type = serializers.ChoiceField(
         choices=["db", "database", "full", "filesystem"],
         default="db",

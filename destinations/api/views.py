@@ -57,7 +57,7 @@ class DestinationViewSet(TenantViewSet):
         summary="Create a backup destination (admin)",
         description="Parameters are validated against the kind's declared parameters; "
         "secret ones are stored encrypted and never returned.",
-        request=s.DestinationCreateSerializer,
+        request=s.DestinationCreateDocumented,
         responses={201: s.DestinationSerializer, **errors(400)},
         examples=[
             OpenApiExample(
@@ -87,7 +87,7 @@ class DestinationViewSet(TenantViewSet):
             organisation=self.tenant.organisation,
             name=data["name"],
             kind=data["kind"],
-            parameters=data["parameters"],
+            parameters=data.get("parameters", {}),
             is_default=data["isDefault"],
         )
         return Response(s.DestinationSerializer(destination).data, status=status.HTTP_201_CREATED)
@@ -113,7 +113,7 @@ class DestinationViewSet(TenantViewSet):
     )
     def partial_update(self, request, id):  # noqa: A002
         destination = self.get_object()
-        body = s.DestinationUpdateSerializer(data=request.data)
+        body = s.DestinationUpdateSerializer(data=request.data, context={"kind": destination.kind})
         body.is_valid(raise_exception=True)
         data = body.validated_data
         destination = services.destination_update(

@@ -20,6 +20,8 @@ class Parameter:
     help: str = ""
     # What the backend's ``validate`` takes, when more than any text (the API schema says it).
     syntax: str = ""
+    # (min, max) when a JSON integer in that range is taken too (stored as its text).
+    integer_range: tuple[int, int] | None = None
 
 
 class DestinationBackend:

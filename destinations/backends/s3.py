@@ -103,6 +103,7 @@ class S3Backend(DestinationBackend):
             "allows 10,000 parts: 16 MiB parts cap an artifact at 160 GiB; raise it for "
             "larger databases.",
             syntax="an integer from 5 to 5120",
+            integer_range=(PART_SIZE_MB_RANGE.start, PART_SIZE_MB_RANGE.stop - 1),
         ),
         Parameter(
             "object_lock_mode",

@@ -8,10 +8,11 @@ rendered back (``hasPassword`` says whether one is set).
 
 from rest_framework import serializers
 
+from api.base.strict import StrictInputSerializer
 from organizations.models import Engine, Role
 
 
-class TokenRequestSerializer(serializers.Serializer):
+class TokenRequestSerializer(StrictInputSerializer):
     username = serializers.CharField(max_length=150)  # the user model's
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
@@ -32,7 +33,7 @@ class OrganizationSerializer(serializers.Serializer):
 # --- shared slug handling -------------------------------------------------------------------
 
 
-class _SluggedWriteSerializer(serializers.Serializer):
+class _SluggedWriteSerializer(StrictInputSerializer):
     """``name`` plus an optional ``slug`` (derived from the name), unique among siblings."""
 
     # The docstring is the schema's description. Only the shape is checked here; the

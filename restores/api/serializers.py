@@ -1,11 +1,12 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.base.strict import StrictInputSerializer
 from backups.api.serializers import Seed003RefSerializer
 from restores.models import RestoreStatus
 
 
-class Seed003RestoreRequestSerializer(serializers.Serializer):
+class Seed003RestoreRequestSerializer(StrictInputSerializer):
     backupId = serializers.UUIDField(  # noqa: N815
         required=False, help_text="The backup to restore; must match the path when given."
     )

@@ -4,6 +4,7 @@ destinations, rules) in ``schedules.services``."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from api.base.strict import StrictInputSerializer
 from schedules import timing
 from schedules.models import RETENTION_FIELDS
 from schedules.services import api_name
@@ -26,11 +27,13 @@ def _retention_fields(*, read_only: bool = False) -> dict:
     }
 
 
-class Seed003IntervalRuleSerializer(serializers.Serializer):
+class Seed003IntervalRuleSerializer(StrictInputSerializer):
     """A seed 001 schedule rule (``day``: 0 = Monday)."""
 
     interval = serializers.ChoiceField(choices=["hourly", "daily", "weekly"])
-    minute = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=59))
+    minute = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=59), min_length=1
+    )
     hour = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=23), required=False, allow_null=True
     )
@@ -46,7 +49,7 @@ _FREQUENCY_HELP = (
 
 Seed003ScheduleInputSerializer = type(
     "Seed003ScheduleInputSerializer",
-    (serializers.Serializer,),
+    (StrictInputSerializer,),
     {
         "__module__": __name__,
         "__doc__": "Every field is optional: a field left out keeps its current value.",
@@ -135,7 +138,7 @@ Seed003ScheduleSerializer = type(
 
 Seed003RetentionPreviewInputSerializer = type(
     "Seed003RetentionPreviewInputSerializer",
-    (serializers.Serializer,),
+    (StrictInputSerializer,),
     {
         "__module__": __name__,
         "__doc__": "Proposed retention settings; a field left out keeps the schedule's value, "

@@ -1,4 +1,4 @@
-"""The OpenAPI document: valid, complete, offline docs pages, and a schema fuzz run."""
+"""The OpenAPI document: valid, complete, and offline docs pages."""
 
 import re
 from html.parser import HTMLParser
@@ -10,8 +10,6 @@ from django.core.management import call_command
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
-from organizations.models import Role
-from tests import factories
 from tests.api.test_auth_matrix import ENDPOINTS
 
 SEED000_TO_004 = {
@@ -182,146 +180,4 @@ def test_the_schema_endpoint_serves_the_document():
     assert "/api/environments/{env_id}/backups" in response.json()["paths"]
 
 
-# --- schemathesis ---------------------------------------------------------------------------
-
-
-# Path parameters that name real objects of the seeded organisation, so generated
-# bodies and queries reach the code behind the 404 as well.
-REAL_IDS = {
-    "projectId": "project",
-    "env_id": "environment",
-    "environmentId": "environment",
-    "databaseId": "database",
-    "backupDestinationId": "destination",
-}
-ID_BY_PREFIX = [
-    ("/api/backup-alerts/", "alert"),
-    ("/api/backup-destinations/", "destination"),
-    ("/api/backups/", "backup"),
-    ("/api/restores/", "restore"),
-]
-# Changing a destination's directory and then testing it would write wherever the
-# fuzzer points (the test runs as root): those cases use generated ids only.
-NEVER_REAL = {("PATCH", "/api/backup-destinations/{id}")}
-
-
-@pytest.fixture
-def seeded(organisation, project, environment, destination):
-    database = factories.DatabaseFactory(environment=environment, name="Main", slug="main")
-    backup = factories.BackupFactory(environment=environment, database=database)
-    factories.BackupCopyFactory(backup=backup, destination=destination)
-    return {
-        "organisation": organisation.slug,
-        "application": project.slug,
-        "environment_slug": environment.slug,
-        "project": str(project.id),
-        "environment": str(environment.id),
-        "database": str(database.id),
-        "destination": str(destination.id),
-        "backup": str(backup.id),
-        "restore": str(factories.RestoreFactory(backup=backup, status="completed").id),
-        "alert": str(factories.AlertFactory(organisation=organisation).id),
-    }
-
-
-def _real_path_parameters(operation, seeded) -> dict | None:
-    if (operation.method.upper(), operation.path) in NEVER_REAL:
-        return None
-    names = [p.name for p in operation.path_parameters]
-    if not names:
-        return None
-    values = {}
-    for name in names:
-        if name in REAL_IDS:
-            values[name] = seeded[REAL_IDS[name]]
-        elif name == "id":
-            key = next((k for prefix, k in ID_BY_PREFIX if operation.path.startswith(prefix)), None)
-            if key is None:
-                return None
-            values[name] = seeded[key]
-        elif name in ("organisation", "application"):
-            values[name] = seeded[name]
-        elif name == "environment":
-            values[name] = seeded["environment_slug"]
-        elif name == "type":
-            values[name] = "database"
-    return values
-
-
-@pytest.fixture
-def connections_kept_open():
-    """Like Django's test client: a request must not close the test's DB connection."""
-    from django.core import signals
-    from django.db import close_old_connections
-
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
-
-
-@pytest.mark.slow
-@pytest.mark.django_db
-@pytest.mark.usefixtures("connections_kept_open")
-def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
-    seeded, organisation, token_for, django_capture_on_commit_callbacks
-):
-    import schemathesis
-    from django.core.wsgi import get_wsgi_application
-    from hypothesis import HealthCheck, Phase, given, settings
-    from schemathesis import GenerationMode
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import positive_data_acceptance
-
-    headers = {"Authorization": f"Bearer {token_for(organisation, Role.ADMIN)}"}
-    api = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
-    failures = []
-
-    def run(operation, strategy, *, negative=False):
-        @settings(
-            max_examples=4 if negative else 8,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=strategy)
-        def check(case):
-            with django_capture_on_commit_callbacks(execute=False):
-                response = case.call(headers=headers)
-            assert response.status_code < 500, (
-                case.path,
-                case.body,
-                response.text[:500],
-            )
-            if negative:
-                return  # schema-invalid input: any 4xx will do, the point is no 5xx
-            # Schema-valid input may still be refused for what a schema cannot say (a
-            # timezone that does not exist, an environment without databases): a 4xx
-            # naming the field is right there, so positive_data_acceptance is left out;
-            # not_a_server_error is the assertion above.
-            case.validate_response(
-                response,
-                headers=headers,
-                excluded_checks=[positive_data_acceptance, not_a_server_error],
-            )
-
-        try:
-            check()
-        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect, try every operation
-            failures.append(f"{operation.method.upper()} {operation.path}: {exc}"[:1500])
-
-    for result in api.get_all_operations():
-        operation = result.ok()
-        if operation.path == "/api/auth/token":
-            continue
-        run(operation, operation.as_strategy())
-        real = _real_path_parameters(operation, seeded)
-        if real:
-            run(operation, operation.as_strategy(path_parameters=real))
-            if operation.body:
-                negative = operation.as_strategy(GenerationMode.NEGATIVE, path_parameters=real)
-                run(operation, negative, negative=True)
-    assert failures == [], "\n\n".join(failures)
+# The schemathesis run over every operation is tests/api/test_fuzz_schema.py (a live server).

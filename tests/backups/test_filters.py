@@ -72,6 +72,23 @@ def test_status_dates_name_database_and_engine(organisation, backups):
     assert len(run(organisation, {})) == 4
 
 
+def test_an_offset_past_postgresqls_range_is_compared_in_utc(organisation, backups):
+    # 2026-11-01T00:01:00Z written with a -19:34 offset (PostgreSQL takes up to 15:59).
+    after = "2026-10-31T04:27:00-19:34"
+    assert run(organisation, {"created_after": after}) == {"api-files", "api-full"}
+
+
+@pytest.mark.parametrize("param", ["status", "kind", "created_after", "database", "engine"])
+def test_an_empty_typed_filter_is_refused_naming_it(organisation, backups, param):
+    with pytest.raises(InvalidInput) as raised:
+        run(organisation, {param: ""})
+    assert raised.value.fields == {param: ["May not be empty."]}
+
+
+def test_an_empty_name_filter_matches_everything(organisation, backups):
+    assert len(run(organisation, {"name": ""})) == 4
+
+
 @pytest.mark.parametrize(
     ("params", "named", "lists"),
     [

@@ -93,10 +93,15 @@ def test_the_api_takes_part_sizes_in_s3s_range(client_for, organisation, part_si
 
 def test_the_schema_gives_the_part_size_range_and_the_required_parameters():
     schema = SchemaGenerator().get_schema(request=None, public=True)
-    body = schema["components"]["schemas"]["DestinationCreateRequest"]
-    described = body["properties"]["parameters"]["description"]
-    assert "an integer from 5 to 5120" in described
-    assert "bucket (required)" in described and "secret_access_key (required)" in described
+    components = schema["components"]["schemas"]
+    body = components["DestinationCreateRequest"]
+    assert body["discriminator"]["propertyName"] == "kind"
+    s3 = components["S3DestinationParametersRequest"]
+    assert set(s3["required"]) == {"bucket", "access_key_id", "secret_access_key"}
+    assert s3["additionalProperties"] is False
+    part_size = s3["properties"]["part_size_mb"]
+    assert {"type": "integer", "minimum": 5, "maximum": 5120} in part_size["oneOf"]
+    assert "an integer from 5 to 5120" in part_size["description"]
 
 
 @pytest.mark.s3
