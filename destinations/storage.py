@@ -33,11 +33,13 @@ class ArtifactMissing(Exception):
 
 
 class LocalSink:
-    """Writes to ``<key>.partial-<id>``; commit fsyncs and renames it into place."""
+    """Writes to ``<key>.partial-<id>``; commit fsyncs and renames it into place (over an
+    existing artifact only when ``replace``: re-wrapping an age header)."""
 
-    def __init__(self, name: str, final_path: Path, key: str):
+    def __init__(self, name: str, final_path: Path, key: str, *, replace: bool = False):
         self.name = name
         self.key = key
+        self.replace = replace
         self.final_path = final_path
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.final_path.with_name(f".{self.final_path.name}.partial-{uuid.uuid4()}")
@@ -50,7 +52,7 @@ class LocalSink:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        if self.final_path.exists():
+        if self.final_path.exists() and not self.replace:
             self.abort()
             raise FileExistsError(f"{self.key} already exists; refusing to overwrite it")
         os.replace(self.tmp_path, self.final_path)
@@ -104,11 +106,13 @@ class UploadAborted(Exception):
 
 
 class StorageSink:
-    """Streams into ``storage.save()`` running on its own thread (S3 multipart upload)."""
+    """Streams into ``storage.save()`` running on its own thread (S3 multipart upload).
+    With ``replace`` it writes ``key`` itself, over what is there, once complete."""
 
-    def __init__(self, name: str, storage, key: str):
+    def __init__(self, name: str, storage, key: str, *, replace: bool = False):
         self.name = name
         self.key = key
+        self.replace = replace
         self._storage = storage
         self._reader = _QueueReader()
         self._error: BaseException | None = None
@@ -121,7 +125,13 @@ class StorageSink:
             # s3transfer makes one read() per multipart part and takes a short read for the
             # part's end: a buffered reader returns whole parts.
             stream = io.BufferedReader(self._reader, buffer_size=1 << 20)
-            self._saved_as = self._storage.save(self.key, File(stream, name=self.key))
+            content = File(stream, name=self.key)
+            if self.replace:
+                # save() would pick a free name beside an existing key; _save is the write
+                # itself (Django's storage API for what save() calls once it has a name).
+                self._saved_as = self._storage._save(self.key, content)
+            else:
+                self._saved_as = self._storage.save(self.key, content)
         except BaseException as exc:  # noqa: BLE001 - reported by commit()
             self._error = exc
 
@@ -151,7 +161,7 @@ class StorageSink:
             with contextlib.suppress(Exception):
                 self._drain_and_fail()
             self._thread.join(timeout=60)
-        if self._saved_as:
+        if self._saved_as and not self.replace:  # replaced: the key is the artifact itself
             with contextlib.suppress(Exception):
                 self._storage.delete(self._saved_as)
 
@@ -167,9 +177,12 @@ class StorageSink:
 Sink = LocalSink | StorageSink
 
 
-def open_sink(backend: DestinationBackend, key: str, *, name: str = "") -> Sink:
-    """A sink writing ``key``, named ``name`` in the pipeline (else by its destination)."""
-    return backend.open_sink(key, name=name or backend.label)
+def open_sink(
+    backend: DestinationBackend, key: str, *, name: str = "", replace: bool = False
+) -> Sink:
+    """A sink writing ``key``, named ``name`` in the pipeline (else by its destination);
+    ``replace``: over the artifact already there, once the new one is complete."""
+    return backend.open_sink(key, name=name or backend.label, replace=replace)
 
 
 def open_artifact_stream(backend: DestinationBackend, key: str) -> BinaryIO:

@@ -82,8 +82,8 @@ class DestinationBackend:
         read again without a download); None for a remote store."""
         return None
 
-    def open_sink(self, key: str, *, name: str) -> Sink:
-        return StorageSink(name, self.store, key)
+    def open_sink(self, key: str, *, name: str, replace: bool = False) -> Sink:
+        return StorageSink(name, self.store, key, replace=replace)
 
     def open_reader(self, key: str) -> BinaryIO:
         if not self.store.exists(key):

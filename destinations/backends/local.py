@@ -28,8 +28,8 @@ class LocalBackend(DestinationBackend):
     def artifact_path(self, key: str) -> Path:
         return Path(self.store.path(key))
 
-    def open_sink(self, key: str, *, name: str) -> LocalSink:
-        return LocalSink(name, self.artifact_path(key), key)
+    def open_sink(self, key: str, *, name: str, replace: bool = False) -> LocalSink:
+        return LocalSink(name, self.artifact_path(key), key, replace=replace)
 
     def open_reader(self, key: str) -> BinaryIO:
         try:

@@ -34,6 +34,7 @@ PLACEHOLDERS = {
     "{backup}": "{id}",
     "{restore}": "{id}",
     "{alert}": "{id}",
+    "{organization}": "{id}",
 }
 
 
