@@ -16,7 +16,8 @@ which pyrage does not expose. The format:
     HKDF(file key, salt=nonce, "payload")
 
 The 16-byte file key is the only secret; each stanza wraps it for one recipient, so
-``rewrap`` rewrites the header for other recipients and copies the payload unchanged.
+re-wrapping (backups/rewrap.py) rewrites the header for other recipients with ``header_for``
+and copies the payload unchanged.
 """
 
 from __future__ import annotations
@@ -347,6 +348,8 @@ class AgeWriter:
             raise ValueError("age artifact already finished")
         if not final and len(plaintext) != self.chunk_size:
             raise ValueError("only the final seal may be shorter than chunk_size")
+        if final and not plaintext and self._index:
+            raise ValueError("age allows an empty final chunk only in an empty payload")
         view = memoryview(plaintext)
         count = max(1, -(-len(plaintext) // CHUNK))
         encrypt = self._aead.encrypt
@@ -371,7 +374,8 @@ class AgeReader(io.RawIOBase):
         super().__init__()
         buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
         self._stream = buffered
-        # Peek at the header first so a missing identity is reported only for an age artifact.
+        # A callable is asked only now, once the stream is known to be age: it may raise to
+        # say that no identity is configured at all.
         found = identities() if callable(identities) else identities
         file_key, self.header = open_file_key(buffered, list(found))  # type: ignore[arg-type]
         nonce = _read_exact(buffered, NONCE_SIZE)
@@ -423,29 +427,3 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
         parts.append(part)
         n -= len(part)
     return b"".join(parts)
-
-
-def header_recipients_count(stream: BinaryIO) -> int:
-    return len(read_header(stream)[1])
-
-
-def rewrap(
-    source: BinaryIO,
-    target: BinaryIO,
-    identities: Sequence[Identity],
-    recipients: Sequence[str],
-    *,
-    copy_size: int = 1 << 20,
-) -> int:
-    """Write ``source`` to ``target`` with a header for ``recipients``, the payload (nonce and
-    chunks) copied unchanged; returns the bytes written. Raises AgeNoIdentity when no
-    identity opens the old header (nothing is written then)."""
-    buffered = source if hasattr(source, "peek") else io.BufferedReader(source)  # type: ignore[arg-type]
-    file_key, _ = open_file_key(buffered, identities)  # type: ignore[arg-type]
-    header = header_for(file_key, [parse_recipient(r) for r in recipients])
-    target.write(header)
-    written = len(header)
-    while data := buffered.read(copy_size):
-        target.write(data)
-        written += len(data)
-    return written

@@ -29,6 +29,7 @@ from destinations.models import DestinationKind
 from destinations.storage import open_artifact_stream
 from organizations.models import Role
 from restores.models import RestoreStatus
+from restores.services import backup_test_restore
 from tests import factories
 from tests.backups.helpers import database_for, plaintext_stream, run_backup_now
 from tests.fixtures.databases import PostgreSQLEngine, fill_postgres, fill_sqlite, table_checksums
@@ -326,7 +327,12 @@ def test_a_worker_without_an_identity_backs_up_but_its_restore_says_the_identity
     tmp = Path(settings.STRONGBOX_TMP_DIR)
     assert not tmp.exists() or list(tmp.iterdir()) == []  # nothing decrypted left behind
 
+    assert backup_test_restore(backup=backup) is False  # a drill says the same
+    backup.refresh_from_db()
+    assert "no age identity is configured" in backup.verification_message
+
     settings.STRONGBOX_AGE_IDENTITY_FILE = str(key_file(tmp_path, identities["own"]))
+    assert backup_test_restore(backup=backup) is True
     again = run_restore_now(backup=backup, target_type="same")
     assert again.status == RestoreStatus.COMPLETED, again.message
     assert table_checksums(spec) == backed_up

@@ -26,7 +26,7 @@ class Command(BaseCommand):
             org = Organisation.objects.filter(slug=organisation).first()
             if org is None:
                 raise CommandError(f"No organisation {organisation!r}.")
-        backups = rewrappable_backups(org)
+        backups = rewrappable_backups(org).iterator(chunk_size=500)
         if backup:
             backups = [b for b in backups if b.name in backup or str(b.pk) in backup]
             found = {b.name for b in backups} | {str(b.pk) for b in backups}
