@@ -179,6 +179,13 @@ def age_identities(organisation, key_id: str = "") -> list[Identity]:
     return identities
 
 
+def age_identity_configured(organisation) -> bool:
+    """Whether this process holds an identity for the organisation's age backups (a web
+    process may lack STRONGBOX_AGE_IDENTITY_FILE that the workers have)."""
+    keys = AgeKeys.objects.filter(organisation=organisation).only("identity").first()
+    return bool(settings.STRONGBOX_AGE_IDENTITY_FILE or (keys and keys.identity))
+
+
 @dataclass(frozen=True)
 class ArtifactEncryption:
     """How new artifacts of an organisation are encrypted."""

@@ -318,6 +318,7 @@ def test_a_worker_without_an_identity_backs_up_but_its_restore_says_the_identity
 
     restore = run_restore_now(backup=backup, target_type="same")
 
+    assert any("no age identity is configured here" in w for w in restore.plan_warnings)
     assert restore.status == RestoreStatus.FAILED
     assert "no age identity is configured" in restore.message
     assert "STRONGBOX_AGE_IDENTITY_FILE" in restore.message
