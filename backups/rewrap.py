@@ -73,7 +73,7 @@ def age_backup_rewrap(*, backup: Backup, dry_run: bool = False) -> Rewrapped:
     copies = list(
         backup.copies.select_related("destination")
         .filter(status=CopyStatus.STORED)
-        .order_by("created_at")
+        .order_by("created_at", "pk")
     )
     if not copies:
         raise CannotRewrap("no stored copy is left")
@@ -89,12 +89,20 @@ def age_backup_rewrap(*, backup: Backup, dry_run: bool = False) -> Rewrapped:
             digests.add(_rewrite(backends, copy, identities, file_key, new_header))
             done.append(copy)
     except Exception as exc:
+        failed = copy.destination.name
+        stuck = []
         for copy in done:  # the old header back: the old bytes exactly
-            _rewrite(backends, copy, identities, file_key, old_header)
-        raise CannotRewrap(
-            f"the copy in {copy.destination.name} could not be re-wrapped ({exc}); every copy "
-            "was left as it was"
-        ) from exc
+            try:
+                _rewrite(backends, copy, identities, file_key, old_header)
+            except Exception:  # noqa: BLE001 - named below; a run again re-wraps it
+                stuck.append(copy.destination.name)
+        left = (
+            f"the copies in {', '.join(stuck)} kept the new header, so their checksum no "
+            "longer matches the backup's: run the command again to finish"
+            if stuck
+            else "every copy was left as it was"
+        )
+        raise CannotRewrap(f"the copy in {failed} could not be re-wrapped ({exc}); {left}") from exc
     if len(digests) != 1:  # unreachable unless copies differed in their payload already
         raise CannotRewrap(f"the copies differ after re-wrapping: {sorted(digests)}")
     ((digest, size),) = digests

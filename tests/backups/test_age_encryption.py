@@ -26,7 +26,7 @@ from backups.rewrap import CannotRewrap, age_backup_rewrap
 from backups.services import age_keys_update, backup_verify
 from destinations.backends import backend_for
 from destinations.models import DestinationKind
-from destinations.storage import open_artifact_stream
+from destinations.storage import delete_artifact, open_artifact_stream
 from organizations.models import Role
 from restores.models import RestoreStatus
 from restores.services import backup_test_restore
@@ -432,6 +432,44 @@ def test_rewrap_gives_existing_backups_to_new_recipients_and_says_why_others_can
         hashlib.sha256(local_artifact(backup, destination).read_bytes()).hexdigest()
         == backup.checksum_sha256
     )
+
+
+def test_a_copy_that_cannot_be_rewrapped_leaves_every_copy_as_it_was(
+    settings,
+    organisation,
+    environment,
+    destination,
+    s3_destination,
+    make_sqlite_database,
+    identities,
+):
+    spec = make_sqlite_database()
+    fill_sqlite(spec, rows=40)
+    own = identities["own"]
+    age_keys_update(
+        organisation=organisation, recipients=[own.recipient], identity=identity_text(own)
+    )
+    backup = run_backup_now(
+        environment=environment,
+        kind="database",
+        database=database_for(environment, spec),
+        destination_ids=[str(destination.id), str(s3_destination.id)],
+    )
+    assert backup.status == BackupStatus.COMPLETED, backup.message
+    first, second = backup.copies.select_related("destination").order_by("created_at", "pk")
+    with open_artifact_stream(backend_for(first.destination), first.key) as stream:
+        original = stream.read()
+    delete_artifact(backend_for(second.destination), second.key)
+    age_keys_update(
+        organisation=organisation, recipients=[own.recipient, generate_identity().recipient]
+    )
+
+    with pytest.raises(CannotRewrap, match="every copy was left as it was"):
+        age_backup_rewrap(backup=backup)
+
+    with open_artifact_stream(backend_for(first.destination), first.key) as stream:
+        assert stream.read() == original  # its old header back, byte for byte
+    assert Backup.objects.get(pk=backup.pk).key_id == backup.key_id
 
 
 def test_two_organisations_with_different_recipients_never_open_each_others_backups(
