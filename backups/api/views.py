@@ -66,6 +66,8 @@ BACKUP_EXAMPLE = {
     "checksumSha256": "9f2c…",
     "compression": "zstd",
     "encrypted": True,
+    "encryption": "age",
+    "keyId": "age:3f1c9a0b2d4e,8a7b6c5d4e3f",
     "environment": {"id": "0b6f…", "name": "Staging", "slug": "staging"},
     "project": {"id": "5f0c…", "name": "Dashboard", "slug": "dashboard"},
     "database": {"id": "77aa…", "name": "Main", "engine": "postgresql"},
