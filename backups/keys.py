@@ -150,7 +150,7 @@ def age_recipient_fingerprints(key_id: str) -> list[str]:
     return rest.split(",") if kind == "age" and rest else []
 
 
-def _identity_file() -> list[Identity]:
+def identity_file_identities() -> list[Identity]:
     path = settings.STRONGBOX_AGE_IDENTITY_FILE
     if not path:
         return []
@@ -167,7 +167,7 @@ def age_identities(organisation, key_id: str = "") -> list[Identity]:
     identity file's. KeyUnavailable, naming the artifact's recipients, when there is none."""
     keys = AgeKeys.objects.filter(organisation=organisation).first()
     identities = parse_identities(keys.identity) if keys and keys.identity else []
-    identities += _identity_file()
+    identities += identity_file_identities()
     if not identities:
         fingerprints = ", ".join(age_recipient_fingerprints(key_id)) or "unknown"
         raise KeyUnavailable(
@@ -182,8 +182,9 @@ def age_identities(organisation, key_id: str = "") -> list[Identity]:
 def age_identity_configured(organisation) -> bool:
     """Whether this process holds an identity for the organisation's age backups (a web
     process may lack STRONGBOX_AGE_IDENTITY_FILE that the workers have)."""
-    keys = AgeKeys.objects.filter(organisation=organisation).only("identity").first()
-    return bool(settings.STRONGBOX_AGE_IDENTITY_FILE or (keys and keys.identity))
+    if settings.STRONGBOX_AGE_IDENTITY_FILE:
+        return True
+    return AgeKeys.objects.filter(organisation=organisation).exclude(identity="").exists()
 
 
 @dataclass(frozen=True)

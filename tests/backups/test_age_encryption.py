@@ -19,6 +19,7 @@ from django.core.management import call_command
 
 from backups import age_format
 from backups.age_format import AgeError, AgeReader, AgeWriter, generate_identity, identity_text
+from backups.checks import check_age_settings
 from backups.keys import artifact_keys, keys_needed
 from backups.models import AgeKeys, Backup, BackupStatus, Encryption
 from backups.pipeline import ArtifactCorrupt, PipelineOptions, open_artifact, run_pipeline
@@ -509,6 +510,21 @@ def test_two_organisations_with_different_recipients_never_open_each_others_back
     restore = run_restore_now(backup=mine, target_type="same")
     assert restore.status == RestoreStatus.FAILED
     assert "no age identity is configured for organisation 'quant-gov'" in restore.message
+
+
+def test_manage_py_check_names_a_bad_installation_key(settings, tmp_path):
+    settings.STRONGBOX_AGE_RECIPIENTS = f"{generate_identity().recipient}, age1typo"
+    bad_identity = tmp_path / "identity.txt"
+    bad_identity.write_text("# a comment\nAGE-SECRET-KEY-1NOTAKEY\n")
+    settings.STRONGBOX_AGE_IDENTITY_FILE = str(bad_identity)
+
+    errors = {error.id: error.msg for error in check_age_settings()}
+
+    assert "'age1typo' is not an age X25519 recipient" in errors["strongbox.E130"]
+    assert "line 2: not an age X25519 identity" in errors["strongbox.E131"]
+    assert "NOTAKEY" not in errors["strongbox.E131"]
+    settings.STRONGBOX_AGE_RECIPIENTS, settings.STRONGBOX_AGE_IDENTITY_FILE = "", ""
+    assert check_age_settings() == []
 
 
 # --- API, page, admin ---------------------------------------------------------------------------
