@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin, messages
 from django_q.tasks import async_task
 
 from backups.models import (
+    AgeKeys,
     Backup,
     BackupCopy,
     BackupStatus,
@@ -9,8 +11,8 @@ from backups.models import (
     WalArchiver,
     WalSegment,
 )
-from backups.services import backup_request
-from config.errors import ApplicationError
+from backups.services import age_keys_checked, age_keys_update, backup_request
+from config.errors import ApplicationError, InvalidInput
 
 
 class BackupCopyInline(admin.TabularInline):
@@ -121,3 +123,76 @@ class BaseBackupPositionAdmin(admin.ModelAdmin):
     list_display = ["backup", "timeline", "start_wal", "start_time", "stop_wal", "stop_time"]
     search_fields = ["backup__name", "start_wal", "stop_wal"]
     readonly_fields = [f.name for f in BaseBackupPosition._meta.fields]
+
+
+class AgeKeysForm(forms.ModelForm):
+    """Recipients one a line; the identity write-only. Checked by ``age_keys_update``."""
+
+    recipients_text = forms.CharField(
+        label="Recipients",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="age1… public keys, one a line.",
+    )
+    new_identity = forms.CharField(
+        label="Identity",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="AGE-SECRET-KEY-1… lines; stored encrypted, never shown. Leave empty to "
+        "keep the current one.",
+    )
+    remove_identity = forms.BooleanField(required=False)
+
+    class Meta:
+        model = AgeKeys
+        fields = ["organisation"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["recipients_text"].initial = "\n".join(self.instance.recipients)
+            self.fields["organisation"].disabled = True
+
+    def identity_given(self) -> str | None:
+        if self.cleaned_data.get("remove_identity"):
+            return ""
+        return self.cleaned_data.get("new_identity") or None
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            age_keys_checked(
+                recipients=cleaned.get("recipients_text", "").split(),
+                identity=self.identity_given(),
+            )
+        except InvalidInput as exc:
+            for field, problems in exc.fields.items():
+                target = {"recipients": "recipients_text", "identity": "new_identity"}[field]
+                for problem in problems:
+                    self.add_error(target, problem)
+        return cleaned
+
+
+@admin.register(AgeKeys)
+class AgeKeysAdmin(admin.ModelAdmin):
+    form = AgeKeysForm
+    list_display = ["organisation", "recipient_count", "has_identity", "updated_at"]
+    fields = ["organisation", "recipients_text", "new_identity", "remove_identity"]
+
+    @admin.display(description="recipients")
+    def recipient_count(self, keys: AgeKeys) -> int:
+        return len(keys.recipients)
+
+    @admin.display(boolean=True, description="identity")
+    def has_identity(self, keys: AgeKeys) -> bool:
+        return bool(keys.identity)
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, as the API and the page write it.
+        keys = age_keys_update(
+            organisation=obj.organisation,
+            recipients=form.cleaned_data.get("recipients_text", "").split(),
+            identity=form.identity_given(),
+        )
+        obj.pk = keys.pk  # the admin's redirect and log name the saved row

@@ -1,6 +1,13 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class BackupsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "backups"
+
+    def ready(self):
+        # Here, not at the top: backups.keys reads the models, which load after the configs.
+        from backups.checks import check_age_settings  # noqa: PLC0415
+
+        checks.register(check_age_settings)

@@ -41,7 +41,7 @@ from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups.container import container_source
 from backups.engines import ConnectionSpec, EngineError, EngineUnavailable, get_engine
-from backups.keys import organisation_key
+from backups.keys import artifact_encryption
 from backups.models import (
     Backup,
     BackupCopy,
@@ -49,6 +49,7 @@ from backups.models import (
     BackupStatus,
     BackupTrigger,
     CopyStatus,
+    Encryption,
     Phase,
 )
 from backups.pipeline import (
@@ -309,6 +310,8 @@ def artifact_key(backup: Backup, source_extension: str, options: PipelineOptions
     extension = f".{source_extension}" + COMPRESSION_EXTENSIONS[options.compression]
     if options.encryption_key:
         extension += ".enc"
+    elif options.age_recipients:
+        extension += ".age"
     return (
         f"{project.organisation.slug}/{project.slug}/{environment.slug}/{backup.kind}/"
         f"{backup.name}{extension}"
@@ -316,13 +319,20 @@ def artifact_key(backup: Backup, source_extension: str, options: PipelineOptions
 
 
 def pipeline_options_for(backup: Backup) -> PipelineOptions:
-    key = organisation_key(backup.organisation)
+    encryption = artifact_encryption(backup.organisation)
     return PipelineOptions(
         compression=settings.STRONGBOX_COMPRESSION,
         level=settings.STRONGBOX_COMPRESSION_LEVEL,
-        encryption_key=key[1] if key else None,
-        key_id=key[0] if key else "",
+        encryption_key=encryption.key,
+        key_id=encryption.key_id,
+        age_recipients=encryption.recipients,
     )
+
+
+def encryption_of(options: PipelineOptions) -> str:
+    if options.encryption_key:
+        return Encryption.AES_256_GCM
+    return Encryption.AGE if options.age_recipients else Encryption.NONE
 
 
 # --- bookkeeping ---------------------------------------------------------------------------
@@ -594,7 +604,8 @@ class _Execution:
             phase=Phase.DUMP,
             phases=phases.items,
             compression=options.compression,
-            encrypted=bool(options.encryption_key),
+            encrypted=bool(options.encryption_key or options.age_recipients),
+            encryption=encryption_of(options),
             key_id=options.key_id,
         )
         run = _Run(plan=plan, options=options, sinks_for=lambda: self._open_sinks(key))

@@ -75,3 +75,22 @@ class BackupTriggerForm(forms.Form):
         self.fields["kind"].choices = choices
         if choices:
             self.fields["kind"].initial = choices[0][0]
+
+
+class AgeSettingsForm(forms.Form):
+    """The organisation's age recipients (one a line) and, optionally, its identity."""
+
+    recipients = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="age1… public keys, one a line. New backups are encrypted to these (and to "
+        "the installation's); existing ones keep theirs until re-wrapped.",
+    )
+    identity = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="AGE-SECRET-KEY-1… (write-only, stored encrypted): lets this installation "
+        "restore. Leave empty to keep the current one.",
+    )
+    remove_identity = forms.BooleanField(required=False, label="Remove the stored identity")

@@ -12,6 +12,12 @@ a reader finds the key again after a rotation:
 Artifacts written before key ids named their key (``hkdf:<organisation id>`` and
 ``file:<name>``) are read by trying every candidate key on the first chunk, which GCM
 authenticates (``envelope.EnvelopeReader``).
+
+age (``backups.age_format``) takes precedence when an organisation has recipients, its own
+(``AgeKeys``) or STRONGBOX_AGE_RECIPIENTS: the worker needs only those public keys, and the
+key id is ``age:`` and their fingerprints. Reading one needs an identity: the
+organisation's own (stored encrypted) or those in STRONGBOX_AGE_IDENTITY_FILE; another
+organisation's identity is never tried.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db.models import Count
 
-from backups.models import Backup, BackupStatus, WalSegment
+from backups.age_format import (
+    AgeKeyError,
+    Identity,
+    parse_identities,
+    parse_recipient,
+    recipient_fingerprint,
+)
+from backups.models import AgeKeys, Backup, BackupStatus, Encryption, WalSegment
 from config.errors import ApplicationError
 from config.keyring import configured_fingerprints, key_fingerprint, master_key, master_keys
 
@@ -87,9 +100,120 @@ def organisation_key(organisation) -> tuple[str, bytes] | None:
 
 def backups_encrypted(organisation=None) -> bool:
     """Whether new backups (of this organisation, or of every one) are encrypted."""
-    if master_keys():  # every organisation: no need to read the key file or derive a key
+    if master_keys() or configured_age_recipients():  # every organisation
         return True
-    return organisation is not None and organisation_key(organisation) is not None
+    if organisation is None:
+        return False
+    return bool(age_recipients_for(organisation)) or organisation_key(organisation) is not None
+
+
+# --- age ----------------------------------------------------------------------------------
+
+# A key id holds every recipient's fingerprint: 13 characters each within its 1000.
+MAX_AGE_RECIPIENTS = 20
+
+
+def parse_recipient_list(text: str) -> list[str]:
+    """age1… keys separated by commas, spaces or lines (``#`` starts a comment), checked;
+    AgeKeyError names the first that is not one."""
+    recipients: list[str] = []
+    for line in text.splitlines():
+        for item in line.split("#", 1)[0].replace(",", " ").split():
+            parse_recipient(item)
+            if item not in recipients:
+                recipients.append(item)
+    return recipients
+
+
+def configured_age_recipients() -> list[str]:
+    """STRONGBOX_AGE_RECIPIENTS: the installation's escrow recipients."""
+    try:
+        return parse_recipient_list(settings.STRONGBOX_AGE_RECIPIENTS)
+    except AgeKeyError as exc:
+        raise KeyUnavailable(f"STRONGBOX_AGE_RECIPIENTS: {exc}") from exc
+
+
+def age_recipients_for(organisation) -> list[str]:
+    """The recipients new backups of this organisation are encrypted to: its own, then
+    STRONGBOX_AGE_RECIPIENTS; empty when it has none (then AES-256-GCM or nothing)."""
+    keys = AgeKeys.objects.filter(organisation=organisation).first()
+    own = list(keys.recipients) if keys else []
+    return own + [r for r in configured_age_recipients() if r not in own]
+
+
+def age_key_id(recipients: list[str]) -> str:
+    return "age:" + ",".join(recipient_fingerprint(r) for r in recipients)
+
+
+def age_recipient_fingerprints(key_id: str) -> list[str]:
+    kind, _, rest = key_id.partition(":")
+    return rest.split(",") if kind == "age" and rest else []
+
+
+def identity_file_identities() -> list[Identity]:
+    path = settings.STRONGBOX_AGE_IDENTITY_FILE
+    if not path:
+        return []
+    try:
+        return parse_identities(Path(path).read_text())
+    except OSError as exc:
+        raise KeyUnavailable(f"STRONGBOX_AGE_IDENTITY_FILE {path} cannot be read: {exc}") from exc
+    except AgeKeyError as exc:
+        raise KeyUnavailable(f"STRONGBOX_AGE_IDENTITY_FILE {path}: {exc}") from exc
+
+
+def age_identities(organisation, key_id: str = "") -> list[Identity]:
+    """The identities this organisation's age artifacts are opened with: its own, then the
+    identity file's. KeyUnavailable, naming the artifact's recipients, when there is none."""
+    keys = AgeKeys.objects.filter(organisation=organisation).first()
+    identities = parse_identities(keys.identity) if keys and keys.identity else []
+    identities += identity_file_identities()
+    if not identities:
+        fingerprints = ", ".join(age_recipient_fingerprints(key_id)) or "unknown"
+        raise KeyUnavailable(
+            f"The backup is encrypted with age (recipients {fingerprints}) and no age "
+            f"identity is configured for organisation {organisation.slug!r} on this worker: "
+            "set STRONGBOX_AGE_IDENTITY_FILE or the organisation's identity "
+            "(Settings → Encryption, PATCH /api/organizations/{id}/encryption)."
+        )
+    return identities
+
+
+def age_identity_configured(organisation) -> bool:
+    """Whether this process holds an identity for the organisation's age backups (a web
+    process may lack STRONGBOX_AGE_IDENTITY_FILE that the workers have)."""
+    if settings.STRONGBOX_AGE_IDENTITY_FILE:
+        return True
+    return AgeKeys.objects.filter(organisation=organisation).exclude(identity="").exists()
+
+
+@dataclass(frozen=True)
+class ArtifactEncryption:
+    """How new artifacts of an organisation are encrypted."""
+
+    encryption: str  # an Encryption value
+    key_id: str = ""
+    key: bytes | None = None  # AES-256-GCM
+    recipients: tuple[str, ...] = ()  # age
+
+
+def artifact_encryption(organisation) -> ArtifactEncryption:
+    recipients = age_recipients_for(organisation)
+    if recipients:
+        return ArtifactEncryption(Encryption.AGE, age_key_id(recipients), None, tuple(recipients))
+    key = organisation_key(organisation)
+    if key is not None:
+        return ArtifactEncryption(Encryption.AES_256_GCM, key[0], key[1])
+    return ArtifactEncryption(Encryption.NONE)
+
+
+def artifact_keys(organisation, key_id: str = "") -> dict:
+    """``open_artifact``'s key arguments for an artifact of this organisation (its key id,
+    if known, names the recipients in a missing-identity message)."""
+    return {
+        "key_for": key_for_id,
+        "age_identities": lambda: age_identities(organisation, key_id),
+    }
 
 
 def master_fingerprint_of(key_id: str) -> str | None:
@@ -147,7 +271,9 @@ def keys_needed() -> list[KeyNeed]:
     one of these still names it."""
     counts: dict[str, list[int]] = {}
     kept = {
-        0: Backup.objects.filter(status=BackupStatus.COMPLETED, encrypted=True),
+        0: Backup.objects.filter(status=BackupStatus.COMPLETED, encrypted=True).exclude(
+            encryption=Encryption.AGE  # recipients' keys, not master keys
+        ),
         1: WalSegment.objects.filter(encrypted=True),
     }
     for slot, queryset in kept.items():

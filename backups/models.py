@@ -7,6 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from destinations.models import Destination
+from organizations.fields import EncryptedTextField
 from organizations.models import Database, Environment, Organisation
 
 
@@ -60,6 +61,14 @@ class Phase(models.TextChoices):
     COMPRESS = "COMPRESS"
     UPLOAD = "UPLOAD"
     VERIFY = "VERIFY"
+
+
+class Encryption(models.TextChoices):
+    """How an artifact is encrypted (``key_id`` says with what)."""
+
+    NONE = "none", "none"
+    AES_256_GCM = "aes-256-gcm", "AES-256-GCM (Strongbox envelope)"
+    AGE = "age", "age (X25519 recipients)"
 
 
 class BackupQuerySet(models.QuerySet):
@@ -126,7 +135,11 @@ class Backup(models.Model):
 
     compression = models.CharField(max_length=10, blank=True)
     encrypted = models.BooleanField(default=False)
-    key_id = models.CharField(max_length=200, blank=True)
+    encryption = models.CharField(
+        max_length=20, choices=Encryption.choices, default=Encryption.NONE
+    )
+    # AES: the key's id (backups.keys); age: "age:" and its recipients' fingerprints.
+    key_id = models.CharField(max_length=1000, blank=True)
     size = models.BigIntegerField(null=True, blank=True)
     checksum_sha256 = models.CharField(max_length=64, blank=True)
     row_counts = models.JSONField(default=dict, blank=True)
@@ -406,3 +419,23 @@ class BaseBackupPosition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.backup.name} from {self.start_lsn}"
+
+
+class AgeKeys(models.Model):
+    """An organisation's age recipients (public keys new backups are encrypted to, beside
+    STRONGBOX_AGE_RECIPIENTS) and, optionally, the identity its restores decrypt with,
+    stored encrypted like every other secret. Without a row the organisation has neither."""
+
+    organisation = models.OneToOneField(
+        Organisation, on_delete=models.CASCADE, related_name="age_keys"
+    )
+    recipients = models.JSONField(default=list, blank=True)  # ["age1…", …], in order
+    identity = EncryptedTextField(blank=True)  # AGE-SECRET-KEY-1… lines
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "age keys"
+        verbose_name_plural = "age keys"
+
+    def __str__(self) -> str:
+        return f"age keys of {self.organisation}"

@@ -18,7 +18,8 @@ sinks and raises PipelineError. Sinks are committed only after the source hit EO
 source_done() returned. Every thread the pipeline started has ended when it returns or raises.
 
 The read side (open_artifact) undoes the same layers for verify and restore; the envelope
-format is documented in backups.envelope and the multi-member format in backups.container.
+format is documented in backups.envelope, age's in backups.age_format and the multi-member
+format in backups.container. An artifact is encrypted one way or the other, never both.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ from typing import BinaryIO, Protocol
 
 import zstandard
 
+from backups.age_format import (
+    AGE_MAGIC,
+    AgeError,
+    AgeReader,
+    AgeWriter,
+    Identity,
+    parse_recipient,
+)
 from backups.container import (
     CONTAINER_MAGIC,
     ContainerWriter,
@@ -102,6 +111,7 @@ class PipelineOptions:
     threads: int = 2  # zstd worker threads (0: compress on the pipeline thread, -1: all CPUs)
     encryption_key: bytes | None = None  # 32 bytes => AES-256-GCM envelope
     key_id: str = ""  # stored in the envelope header so the reader can find the key
+    age_recipients: tuple[str, ...] = ()  # age1… public keys => an age v1 artifact
     chunk_size: int = 1 << 20
     queue_depth: int = 8
 
@@ -114,6 +124,10 @@ class PipelineOptions:
             raise ValueError("zstd level must be at most 22")
         if self.encryption_key is not None and len(self.encryption_key) != KEY_SIZE:
             raise ValueError(f"encryption_key must be {KEY_SIZE} bytes")
+        if self.encryption_key is not None and self.age_recipients:
+            raise ValueError("encrypt with a key or to age recipients, not both")
+        for recipient in self.age_recipients:
+            parse_recipient(recipient)  # AgeKeyError, a ValueError, naming it
         if self.chunk_size <= 0 or self.queue_depth <= 0 or self.threads < -1:
             raise ValueError("chunk_size and queue_depth must be positive, threads >= -1")
 
@@ -340,11 +354,16 @@ class _Output:
         self.chunk_size = options.chunk_size
         self.digest = hashlib.sha256()
         self.bytes_out = 0
-        self.envelope = (
-            EnvelopeWriter(options.encryption_key, options.key_id, options.chunk_size)
-            if options.encryption_key is not None
-            else None
-        )
+        self.envelope: EnvelopeWriter | AgeWriter | None = None
+        if options.encryption_key is not None:
+            self.envelope = EnvelopeWriter(
+                options.encryption_key, options.key_id, options.chunk_size
+            )
+        elif options.age_recipients:
+            # age's STREAM chunks are 64 KiB; sealing a whole pipeline chunk of them at once
+            # keeps every queued item about chunk_size, as with the envelope.
+            age_chunk = max(64 << 10, options.chunk_size // (64 << 10) * (64 << 10))
+            self.envelope = AgeWriter(options.age_recipients, age_chunk)
         self.sealed = bytearray()  # compressed bytes waiting to fill an envelope chunk
 
     def start(self) -> None:
@@ -547,6 +566,28 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+class _AgeLayer(io.RawIOBase):
+    """AgeReader with its errors as ArtifactCorrupt, as the envelope's are."""
+
+    def __init__(self, stream: BinaryIO, identities) -> None:
+        super().__init__()
+        if identities is None:
+            raise ValueError("artifact is encrypted with age but no identity was given")
+        try:
+            self._reader = AgeReader(stream, identities)
+        except AgeError as exc:
+            raise ArtifactCorrupt(str(exc)) from exc
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            return self._reader.readinto(buffer)
+        except AgeError as exc:
+            raise ArtifactCorrupt(str(exc)) from exc
+
+
 class _Decompressing(io.RawIOBase):
     """Decompresses zstd or gzip, detecting a stream that ends mid-frame.
 
@@ -604,15 +645,19 @@ class _Decompressing(io.RawIOBase):
 
 
 def open_artifact(
-    stream: BinaryIO, *, key_for: Callable[[str], bytes | Sequence[bytes]] | None = None
+    stream: BinaryIO,
+    *,
+    key_for: Callable[[str], bytes | Sequence[bytes]] | None = None,
+    age_identities: Callable[[], Sequence[Identity]] | None = None,
 ) -> BinaryIO:
     """The plaintext of an artifact as a readable stream.
 
-    Detects the envelope by its magic and the compression by magic bytes (zstd, gzip, else
-    raw). Every encrypted chunk is authenticated before its bytes are returned; tampering,
-    truncation and a wrong key raise ArtifactCorrupt while reading. key_for maps the key id
-    in the envelope header to the 32-byte key (or to candidates, see envelope.py). Does not
-    close stream.
+    Detects the envelope or age by their magic and the compression by magic bytes (zstd,
+    gzip, else raw). Every encrypted chunk is authenticated before its bytes are returned;
+    tampering, truncation and a wrong key raise ArtifactCorrupt while reading. key_for maps
+    the key id in the envelope header to the 32-byte key (or to candidates, see envelope.py);
+    age_identities gives the identities to open an age artifact with, asked only for one
+    (it may raise to say none is configured). Does not close stream.
     """
     layer: BinaryIO = stream
     head = _read_exact(layer, len(ENVELOPE_MAGIC))
@@ -621,6 +666,13 @@ def open_artifact(
             EnvelopeReader(_Prefixed(head, layer), key_for)  # type: ignore[arg-type]
         )
         head = _read_exact(layer, len(ZSTD_MAGIC))
+    elif head == AGE_MAGIC[: len(head)] and head:
+        head += _read_exact(layer, len(AGE_MAGIC) - len(head))
+        if head == AGE_MAGIC:
+            layer = io.BufferedReader(  # type: ignore[assignment]
+                _AgeLayer(_Prefixed(head, layer), age_identities)  # type: ignore[arg-type]
+            )
+            head = _read_exact(layer, len(ZSTD_MAGIC))
     if head.startswith(ZSTD_MAGIC):
         kind = "zstd"
     elif head.startswith(GZIP_MAGIC):

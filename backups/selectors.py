@@ -7,12 +7,16 @@ reported exactly like one that does not exist: ``config.errors.NotFound``.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from api.base.pagination import Listing
 from api.base.routes import parse_uuid
+from backups.age_format import parse_identities
+from backups.keys import artifact_encryption, configured_age_recipients
 from backups.models import (
     DELETION_STATUSES,
+    AgeKeys,
     Backup,
     BackupCopy,
     BackupKind,
@@ -244,3 +248,23 @@ def primary_copy(backup: Backup) -> BackupCopy | None:
         if copy.status == "stored":
             return copy
     return copies[0] if copies else None
+
+
+def age_settings_of(organisation) -> dict:
+    """What the encryption settings show: the organisation's recipients, the
+    installation's, whether an identity is held (never the identity itself) and what new
+    backups get."""
+    keys = AgeKeys.objects.filter(organisation=organisation).first()
+    identity = parse_identities(keys.identity) if keys and keys.identity else []
+    encryption = artifact_encryption(organisation)
+    return {
+        "organisation": organisation,
+        "recipients": list(keys.recipients) if keys else [],
+        "installation_recipients": configured_age_recipients(),
+        "identity_configured": bool(identity),
+        "identity_recipients": [i.recipient for i in identity],
+        "identity_file_configured": bool(settings.STRONGBOX_AGE_IDENTITY_FILE),
+        "encryption": encryption.encryption,
+        "key_id": encryption.key_id,
+        "updated_at": keys.updated_at if keys else None,
+    }

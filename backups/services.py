@@ -20,6 +20,7 @@ from django_q.tasks import async_task
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
+from backups.age_format import AgeKeyError, identity_text, parse_identities, parse_recipient
 from backups.execution import (  # noqa: F401 - the public lifecycle API lives here too
     artifact_key,
     backup_claim,
@@ -30,8 +31,10 @@ from backups.execution import (  # noqa: F401 - the public lifecycle API lives h
     pipeline_options_for,
     update_backup,
 )
+from backups.keys import MAX_AGE_RECIPIENTS, configured_age_recipients
 from backups.models import (
     ACTIVE_STATUSES,
+    AgeKeys,
     Backup,
     BackupCopy,
     BackupKind,
@@ -50,7 +53,7 @@ from destinations.storage import (
     discard_partial_artifacts,
     open_artifact_stream,
 )
-from organizations.models import Database, Environment
+from organizations.models import Database, Environment, Organisation
 from organizations.services import environment_lock
 
 logger = logging.getLogger(__name__)
@@ -563,3 +566,62 @@ def backups_discard_failed_uploads(
         except Exception:  # noqa: BLE001 - still unreachable: the next run tries again
             logger.warning("could not discard partial uploads of %s yet", copy.key)
     return removed
+
+
+# --- age keys ------------------------------------------------------------------------------
+
+
+def age_keys_checked(*, recipients: list[str] | None = None, identity: str | None = None) -> dict:
+    """The fields ``age_keys_update`` would write, every key checked; InvalidInput names
+    the field and the key (never an identity's text)."""
+    fields: dict = {}
+    if recipients is not None:
+        checked: list[str] = []
+        problems = []
+        for recipient in recipients:
+            try:
+                parse_recipient(recipient)
+            except AgeKeyError as exc:
+                problems.append(str(exc))
+                continue
+            if recipient.strip() not in checked:
+                checked.append(recipient.strip())
+        installation = [r for r in configured_age_recipients() if r not in checked]
+        if len(checked) + len(installation) > MAX_AGE_RECIPIENTS:
+            problems.append(
+                f"at most {MAX_AGE_RECIPIENTS} recipients with the installation's "
+                f"{len(installation)}"
+            )
+        if problems:
+            raise InvalidInput(
+                f"recipients: {'; '.join(problems)}", fields={"recipients": problems}
+            )
+        fields["recipients"] = checked
+    if identity is not None:
+        try:
+            parsed = parse_identities(identity)
+        except AgeKeyError as exc:
+            raise InvalidInput(f"identity: {exc}", fields={"identity": [str(exc)]}) from None
+        if identity.strip() and not parsed:
+            message = "holds no AGE-SECRET-KEY-1… line"
+            raise InvalidInput(f"identity: {message}", fields={"identity": [message]})
+        fields["identity"] = "\n".join(identity_text(i).rstrip() for i in parsed)
+    return fields
+
+
+def age_keys_update(
+    *,
+    organisation: Organisation,
+    recipients: list[str] | None = None,
+    identity: str | None = None,
+) -> AgeKeys:
+    """Set the organisation's age recipients and/or identity (None: leave it; an empty
+    identity removes it), checked by ``age_keys_checked``. New backups are encrypted to the
+    recipients from now on; existing ones keep theirs until ``manage.py rewrap_age_backups``."""
+    fields = age_keys_checked(recipients=recipients, identity=identity)
+    keys, _ = AgeKeys.objects.get_or_create(organisation=organisation)
+    for name, value in fields.items():
+        setattr(keys, name, value)
+    if fields:
+        keys.save(update_fields=[*fields, "updated_at"])
+    return keys

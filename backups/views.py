@@ -1,5 +1,6 @@
-"""Backup pages: a backup's detail, and the trigger, abort and delete actions (the
-environment's backup list is on the environment page, ``front``). Reads go through
+"""Backup pages: a backup's detail, the trigger, abort and delete actions, and the
+organisation's age encryption settings (the environment's backup list is on the
+environment page, ``front``). Reads go through
 ``backups.selectors``; every write is one call of ``backups.services``."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.generic import TemplateView
 
 from backups import selectors, services
-from backups.forms import BackupTriggerForm
+from backups.forms import AgeSettingsForm, BackupTriggerForm
 from backups.models import Backup, BackupStatus
 from backups.progress import backup_progress_event
 from config.errors import Conflict, InvalidInput
@@ -106,3 +107,40 @@ class BackupAbortView(TenantAction):
 
     def success_url(self, **kwargs) -> str:
         return reverse("backup-detail", args=[kwargs["pk"]])
+
+
+class AgeSettingsView(TenantPage, TemplateView):
+    """/settings/encryption/: the organisation's age recipients and identity (admins)."""
+
+    template_name = "backups/encryption_settings.html"
+    required_role = Role.ADMIN
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        age = selectors.age_settings_of(self.organisation)
+        context["age"] = age
+        context.setdefault(
+            "form", AgeSettingsForm(initial={"recipients": "\n".join(age["recipients"])})
+        )
+        return context
+
+    def post(self, request, *args, **kwargs):
+        form = AgeSettingsForm(request.POST)
+        if form.is_valid():
+            identity = form.cleaned_data["identity"] or None
+            if form.cleaned_data["remove_identity"]:
+                identity = ""
+            try:
+                services.age_keys_update(
+                    organisation=self.organisation,
+                    recipients=form.cleaned_data["recipients"].split(),
+                    identity=identity,
+                )
+            except InvalidInput as exc:
+                for field, problems in exc.fields.items():
+                    for problem in problems:
+                        form.add_error(field if field in form.fields else None, problem)
+            else:
+                messages.success(request, "Encryption settings saved; new backups use them.")
+                return redirect("encryption-settings")
+        return self.render_to_response(self.get_context_data(form=form), status=400)

@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/bench_pipeline.py [--size-mb 500] [--dir /tmp/strongbox-bench]
 
+Cases c and d add the two encryption formats (AES-256-GCM envelope, age); the encryption
+stage alone is then timed on 1 MiB chunks of incompressible data, as it sees zstd's output
+(envelope, backups.age_format, and pyrage when installed, for comparison).
+
 Each case runs in its own process so wall time, CPU time (user + sys, children included) and
 peak RSS come from os.wait4 and are comparable. The data file is generated once and reused;
 it is read once before timing so every case starts from the page cache.
@@ -23,9 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from backups.age_format import AgeWriter, generate_identity  # noqa: E402
+from backups.envelope import EnvelopeWriter  # noqa: E402
 from backups.pipeline import PipelineOptions, run_pipeline  # noqa: E402
 
 BENCH_KEY = bytes(range(32))
+BENCH_RECIPIENT = generate_identity().recipient
 
 
 @dataclass
@@ -121,7 +128,10 @@ def _summary(ms: list[Measure]) -> Measure:
 
 
 def child(mode: str, source_path: str, out_path: str) -> None:
-    options = PipelineOptions(encryption_key=BENCH_KEY if mode == "encrypted" else None)
+    options = PipelineOptions(
+        encryption_key=BENCH_KEY if mode == "encrypted" else None,
+        age_recipients=(BENCH_RECIPIENT,) if mode == "age" else (),
+    )
     if mode == "pipe":
         cat = subprocess.Popen(["cat", source_path], stdout=subprocess.PIPE)
         source = cat.stdout
@@ -162,6 +172,7 @@ def main() -> None:
         ("b  pipeline zstd (file)", [[*me, "--child", "plain", src, "-"]]),
         ("b' pipeline zstd (cat pipe)", [[*me, "--child", "pipe", src, "-"]]),
         ("c  pipeline zstd+AES-GCM", [[*me, "--child", "encrypted", src, "-"]]),
+        ("d  pipeline zstd+age", [[*me, "--child", "age", src, "-"]]),
     ]
     runs: dict[str, list[Measure]] = {}
     # Interleave the cases so drift in machine load hits them all alike.
@@ -190,12 +201,50 @@ def main() -> None:
             f"{in_mb * 1e6 / m.out_bytes:6.2f}"
         )
     print()
-    for num, den in [("b", "a"), ("c", "a"), ("b'", "a'")]:
+    for num, den in [("b", "a"), ("c", "a"), ("d", "a"), ("d", "c"), ("b'", "a'")]:
         n, d = results[num], results[den]
         print(
             f"{num}/{den}: wall {n.wall / d.wall:.2f}x  cpu {n.cpu / d.cpu:.2f}x  "
             f"rss {n.rss_mb / d.rss_mb:.2f}x"
         )
+    encryption_stage(args.repeat)
+
+
+def encryption_stage(repeat: int, total_mib: int = 256) -> None:
+    """MiB/s of each format's encryption alone, best of ``repeat``, on 1 MiB chunks."""
+    chunk = os.urandom(1 << 20)
+
+    def envelope() -> None:
+        writer = EnvelopeWriter(BENCH_KEY, "bench", 1 << 20)
+        for _ in range(total_mib):
+            writer.seal(chunk, final=False)
+
+    def age() -> None:
+        writer = AgeWriter([BENCH_RECIPIENT], 1 << 20)
+        for _ in range(total_mib):
+            writer.seal(chunk, final=False)
+
+    cases = {"AES-256-GCM envelope": envelope, "age (backups.age_format)": age}
+    try:
+        import pyrage  # noqa: PLC0415 - optional, only for the comparison
+
+        recipients = [pyrage.x25519.Recipient.from_str(BENCH_RECIPIENT)]
+        whole = chunk * total_mib
+        cases["pyrage.encrypt (whole buffer)"] = lambda: pyrage.encrypt(whole, recipients)
+    except ImportError:
+        pass
+    rates = {}
+    for name, run in cases.items():
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - started)
+        rates[name] = total_mib / best
+    print(f"\nencryption stage alone, {total_mib} MiB of incompressible 1 MiB chunks (best run):")
+    for name, rate in rates.items():
+        ratio = rate / rates["AES-256-GCM envelope"]
+        print(f"  {name:32} {rate:7.0f} MiB/s  {ratio:.2f}x the envelope")
 
 
 if __name__ == "__main__":

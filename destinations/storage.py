@@ -41,11 +41,13 @@ class DestinationNotAnswering(OSError):
 
 
 class LocalSink:
-    """Writes to ``<key>.partial-<id>``; commit fsyncs and renames it into place."""
+    """Writes to ``<key>.partial-<id>``; commit fsyncs and renames it into place (over an
+    existing artifact only when ``replace``: re-wrapping an age header)."""
 
-    def __init__(self, name: str, final_path: Path, key: str):
+    def __init__(self, name: str, final_path: Path, key: str, *, replace: bool = False):
         self.name = name
         self.key = key
+        self.replace = replace
         self.final_path = final_path
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_path = self.final_path.with_name(f".{self.final_path.name}.partial-{uuid.uuid4()}")
@@ -58,7 +60,7 @@ class LocalSink:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        if self.final_path.exists():
+        if self.final_path.exists() and not self.replace:
             self.abort()
             raise FileExistsError(f"{self.key} already exists; refusing to overwrite it")
         os.replace(self.tmp_path, self.final_path)
@@ -114,7 +116,8 @@ class UploadAborted(Exception):
 class StorageSink:
     """Streams into ``storage.save()`` running on its own thread (S3 multipart upload).
 
-    ``explain`` turns the upload's error into the one reported (the backend's own terms)."""
+    ``explain`` turns the upload's error into the one reported (the backend's own terms).
+    With ``replace`` it writes ``key`` itself, over what is there, once complete."""
 
     def __init__(
         self,
@@ -123,9 +126,11 @@ class StorageSink:
         key: str,
         *,
         explain: Callable[[BaseException], BaseException] = lambda exc: exc,
+        replace: bool = False,
     ):
         self.name = name
         self.key = key
+        self.replace = replace
         self._storage = storage
         self._explain = explain
         self._reader = _QueueReader()
@@ -139,7 +144,13 @@ class StorageSink:
             # s3transfer makes one read() per multipart part and takes a short read for the
             # part's end: a buffered reader returns whole parts.
             stream = io.BufferedReader(self._reader, buffer_size=1 << 20)
-            self._saved_as = self._storage.save(self.key, File(stream, name=self.key))
+            content = File(stream, name=self.key)
+            if self.replace:
+                # save() would pick a free name beside an existing key; _save is the write
+                # itself (Django's storage API for what save() calls once it has a name).
+                self._saved_as = self._storage._save(self.key, content)
+            else:
+                self._saved_as = self._storage.save(self.key, content)
         except BaseException as exc:  # noqa: BLE001 - reported by write() and commit()
             self._error = self._explain(exc)
 
@@ -169,7 +180,7 @@ class StorageSink:
             with contextlib.suppress(Exception):
                 self._drain_and_fail()
             self._thread.join(timeout=60)
-        if self._saved_as:
+        if self._saved_as and not self.replace:  # replaced: the key is the artifact itself
             with contextlib.suppress(Exception):
                 self._storage.delete(self._saved_as)
 
@@ -186,11 +197,19 @@ Sink = LocalSink | StorageSink
 
 
 def open_sink(
-    backend: DestinationBackend, key: str, *, name: str = "", locked_until: datetime | None = None
+    backend: DestinationBackend,
+    key: str,
+    *,
+    name: str = "",
+    locked_until: datetime | None = None,
+    replace: bool = False,
 ) -> Sink:
     """A sink writing ``key``, named ``name`` in the pipeline (else by its destination),
-    the artifact locked until ``locked_until`` (S3 Object Lock) when given."""
-    return backend.open_sink(key, name=name or backend.label, locked_until=locked_until)
+    the artifact locked until ``locked_until`` (S3 Object Lock) when given; ``replace``:
+    over the artifact already there, once the new one is complete."""
+    return backend.open_sink(
+        key, name=name or backend.label, locked_until=locked_until, replace=replace
+    )
 
 
 def open_artifact_stream(backend: DestinationBackend, key: str) -> BinaryIO:

@@ -22,7 +22,7 @@ from typing import BinaryIO
 from django.conf import settings
 
 from backups.engines import ConnectionSpec
-from backups.keys import key_for_id
+from backups.keys import artifact_keys
 from backups.models import Backup, CopyStatus
 from backups.pipeline import open_artifact
 from config.errors import Unprocessable
@@ -319,7 +319,9 @@ def _extract_base(base: Backup, datadir: Path) -> None:
         try:
             with open_artifact_stream(backend_for(copy.destination), copy.key) as raw:
                 hashing = _Hashing(raw)
-                physical.extract_base_backup(open_artifact(hashing, key_for=key_for_id), datadir)
+                physical.extract_base_backup(
+                    open_artifact(hashing, **artifact_keys(base.organisation, base.key_id)), datadir
+                )
                 if hashing.drain() != base.checksum_sha256:
                     raise physical.RecoveryFailed("checksum mismatch")
             return

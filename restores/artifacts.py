@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from backups.ephemeral_spool import EphemeralSpool
-from backups.keys import KeyUnavailable, key_for_id
+from backups.keys import KeyUnavailable, artifact_keys
 from backups.models import Backup, BackupCopy, CopyStatus
 from backups.pipeline import ArtifactCorrupt, open_artifact
 from destinations.backends import backend_for
@@ -154,7 +154,7 @@ def fetch_verified(backup: Backup, progress: Progress) -> tuple[Fetched | None, 
             continue
         try:
             with fetched.open() as raw:
-                open_artifact(raw, key_for=key_for_id).read(1)
+                open_artifact(raw, **artifact_keys(backup.organisation, backup.key_id)).read(1)
         except (ArtifactCorrupt, KeyUnavailable) as exc:
             fetched.cleanup()
             problems.append(f"{name}: cannot be decrypted ({exc})")

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backups.engines import ConnectionSpec, EngineError, get_engine
-from backups.models import Backup, BackupKind
+from backups.keys import age_identity_configured
+from backups.models import Backup, BackupKind, Encryption
 from backups.services import connection_spec_for
 from backups.services import files_spec_for as environment_files_spec
 from config.errors import InvalidInput, Unprocessable
@@ -373,8 +374,15 @@ def _major(engine: str, version: str) -> tuple[int, ...] | None:
 
 def plan_warnings(backup: Backup, environment: Environment, members: list[Member]) -> list[str]:
     """What replaces something the user may not expect: in place, another name, another
-    engine or major version, and the fallback to the only database of the same engine."""
+    engine or major version, and the fallback to the only database of the same engine; and
+    an age backup that no identity here can open."""
     warnings = []
+    if backup.encryption == Encryption.AGE and not age_identity_configured(backup.organisation):
+        warnings.append(
+            "The backup is encrypted with age and no age identity is configured here: the "
+            "restore fails unless the worker has STRONGBOX_AGE_IDENTITY_FILE or the "
+            "organisation's identity is set."
+        )
     if environment.pk == backup.environment_id:
         warnings.append(
             f"The target is the backup's own environment {environment}: this restore "

@@ -62,6 +62,14 @@ class Seed003BackupSerializer(serializers.Serializer):
     checksumSha256 = serializers.CharField(source="checksum_sha256")  # noqa: N815
     compression = serializers.CharField()
     encrypted = serializers.BooleanField()
+    encryption = serializers.ChoiceField(
+        choices=["none", "aes-256-gcm", "age"], help_text="The artifact's encryption format."
+    )
+    keyId = serializers.CharField(  # noqa: N815
+        source="key_id",
+        help_text="AES-256-GCM: the key's id; age: \"age:\" and the recipients' fingerprints "
+        "(the first 12 hex digits of each age1… key's SHA-256).",
+    )
     environment = Seed003RefSerializer()
     project = Seed003RefSerializer(source="environment.project")
     database = Seed003DatabaseRefSerializer(allow_null=True)
@@ -114,3 +122,50 @@ class Seed003TriggerBackupSerializer(StrictInputSerializer):
 class Seed003TriggeredBackupsSerializer(serializers.Serializer):
     results = Seed003BackupSerializer(many=True)
     count = serializers.IntegerField()
+
+
+class AgeSettingsSerializer(serializers.Serializer):
+    """An organisation's age encryption: recipients new backups are encrypted to, and
+    whether an identity to restore them is held (the identity itself is never shown)."""
+
+    organizationId = serializers.UUIDField(source="organisation.id")  # noqa: N815
+    recipients = serializers.ListField(
+        child=serializers.CharField(), help_text="The organisation's own age1… public keys."
+    )
+    installationRecipients = serializers.ListField(  # noqa: N815
+        source="installation_recipients",
+        child=serializers.CharField(),
+        help_text="STRONGBOX_AGE_RECIPIENTS: every backup is encrypted to these too (escrow).",
+    )
+    identityConfigured = serializers.BooleanField(source="identity_configured")  # noqa: N815
+    identityRecipients = serializers.ListField(  # noqa: N815
+        source="identity_recipients",
+        child=serializers.CharField(),
+        help_text="The public keys of the stored identity.",
+    )
+    identityFileConfigured = serializers.BooleanField(  # noqa: N815
+        source="identity_file_configured",
+        help_text="Whether STRONGBOX_AGE_IDENTITY_FILE is set on the process that answered.",
+    )
+    encryption = serializers.ChoiceField(
+        choices=["none", "aes-256-gcm", "age"], help_text="What new backups are encrypted with."
+    )
+    keyId = serializers.CharField(source="key_id")  # noqa: N815
+    updatedAt = serializers.DateTimeField(source="updated_at", allow_null=True)  # noqa: N815
+
+
+class AgeSettingsUpdateSerializer(serializers.Serializer):
+    recipients = serializers.ListField(
+        child=serializers.CharField(max_length=200, trim_whitespace=True),
+        max_length=50,
+        required=False,
+        help_text="age1… public keys; replaces the list (empty: none of the organisation's).",
+    )
+    identity = serializers.CharField(
+        max_length=20_000,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=True,
+        help_text="AGE-SECRET-KEY-1… lines (an age-keygen file); write-only, empty removes it.",
+    )

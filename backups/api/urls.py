@@ -1,5 +1,5 @@
 from api.base.routes import routes
-from backups.api.views import BackupProgressView, Seed003BackupViewSet
+from backups.api.views import AgeSettingsViewSet, BackupProgressView, Seed003BackupViewSet
 
 
 def _view(actions):
@@ -23,4 +23,11 @@ urlpatterns = [
         "seed003-backup",
     ),
     *routes("api/backups/<str:id>/progress", BackupProgressView.as_view, "seed003-sse"),
+    *routes(
+        "api/organizations/<str:id>/encryption",
+        lambda **kw: AgeSettingsViewSet.as_view(
+            {"get": "retrieve", "patch": "partial_update"}, **kw
+        ),
+        "api-organization-encryption",
+    ),
 ]

@@ -19,6 +19,8 @@ from api.base.pagination import offset_page, paged_body
 from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from backups import selectors, services
 from backups.api.serializers import (
+    AgeSettingsSerializer,
+    AgeSettingsUpdateSerializer,
     Seed003BackupSerializer,
     Seed003TriggerBackupSerializer,
     Seed003TriggeredBackupsSerializer,
@@ -64,6 +66,8 @@ BACKUP_EXAMPLE = {
     "checksumSha256": "9f2c…",
     "compression": "zstd",
     "encrypted": True,
+    "encryption": "age",
+    "keyId": "age:3f1c9a0b2d4e,8a7b6c5d4e3f",
     "environment": {"id": "0b6f…", "name": "Staging", "slug": "staging"},
     "project": {"id": "5f0c…", "name": "Dashboard", "slug": "dashboard"},
     "database": {"id": "77aa…", "name": "Main", "engine": "postgresql"},
@@ -271,3 +275,50 @@ class BackupProgressView(TenantViewSetMixin, sse.ProgressStreamView):
     def subject(self, id) -> sse.Subject:  # noqa: A002
         backup = selectors.backup_get(organisation=self.tenant.organisation, backup_id=id)
         return sse.Subject(backup_progress_results, backup.pk)
+
+
+ORGANIZATION_ID = uuid_path("id", "Organisation UUID")
+
+
+class AgeSettingsViewSet(TenantViewSet):
+    """The organisation's age recipients and identity (admins only). Recipients apply to
+    new backups; ``manage.py rewrap_age_backups`` gives existing ones to them."""
+
+    required_roles = {"retrieve": Role.ADMIN, "partial_update": Role.ADMIN}
+    input_serializers = {"partial_update": AgeSettingsUpdateSerializer}
+
+    def _organisation(self, reference: str):
+        organisation = self.tenant.organisation
+        if str(organisation.id) != reference and organisation.slug != reference:
+            raise NotFound("Organisation not found.")  # another one's is never shown
+        return organisation
+
+    @extend_schema(
+        operation_id="organization_encryption_retrieve",
+        summary="The organisation's age encryption settings",
+        parameters=[ORGANIZATION_ID],
+        responses={200: AgeSettingsSerializer, **errors(403, 404)},
+        tags=["organizations"],
+    )
+    def retrieve(self, request, id):  # noqa: A002 - the documented path parameter
+        organisation = self._organisation(id)
+        return Response(AgeSettingsSerializer(selectors.age_settings_of(organisation)).data)
+
+    @extend_schema(
+        operation_id="organization_encryption_update",
+        summary="Set the organisation's age recipients and/or identity",
+        parameters=[ORGANIZATION_ID],
+        request=AgeSettingsUpdateSerializer,
+        responses={200: AgeSettingsSerializer, **errors(400, 403, 404)},
+        tags=["organizations"],
+    )
+    def partial_update(self, request, id):  # noqa: A002 - the documented path parameter
+        organisation = self._organisation(id)
+        data = AgeSettingsUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.age_keys_update(
+            organisation=organisation,
+            recipients=data.validated_data.get("recipients"),
+            identity=data.validated_data.get("identity"),
+        )
+        return Response(AgeSettingsSerializer(selectors.age_settings_of(organisation)).data)

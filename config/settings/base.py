@@ -119,6 +119,12 @@ STRONGBOX_COMPRESSION_LEVEL = env_int("STRONGBOX_COMPRESSION_LEVEL", 3)
 # encrypts, the older ones still decrypt what was written under them.
 STRONGBOX_MASTER_KEY = env_str("STRONGBOX_MASTER_KEY", "")
 STRONGBOX_KEY_FILE = env_str("STRONGBOX_KEY_FILE", "")
+# age public keys (age1…, separated by commas or whitespace) every backup is encrypted to,
+# beside each organisation's own; set, backups are age artifacts and workers need no
+# private key to take them. Restores read the identities in STRONGBOX_AGE_IDENTITY_FILE
+# (an age-keygen file) and each organisation's own (backups/keys.py).
+STRONGBOX_AGE_RECIPIENTS = env_str("STRONGBOX_AGE_RECIPIENTS", "")
+STRONGBOX_AGE_IDENTITY_FILE = env_str("STRONGBOX_AGE_IDENTITY_FILE", "")
 # The production profile refuses to start without a master key unless this says that
 # unencrypted backups are intended.
 STRONGBOX_ALLOW_UNENCRYPTED_BACKUPS = env_bool("STRONGBOX_ALLOW_UNENCRYPTED_BACKUPS", False)

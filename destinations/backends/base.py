@@ -85,8 +85,15 @@ class DestinationBackend:
         read again without a download); None for a remote store."""
         return None
 
-    def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> Sink:
-        return StorageSink(name, self.store, key)
+    def open_sink(
+        self,
+        key: str,
+        *,
+        name: str,
+        locked_until: datetime | None = None,
+        replace: bool = False,
+    ) -> Sink:
+        return StorageSink(name, self.store, key, replace=replace)
 
     def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
         """Protect a complete, verified artifact as the kind can (local: read-only; S3:

@@ -51,8 +51,15 @@ class LocalBackend(DestinationBackend):
     def artifact_path(self, key: str) -> Path:
         return Path(self.store.path(key))
 
-    def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> LocalSink:
-        return LocalSink(name, self.artifact_path(key), key)
+    def open_sink(
+        self,
+        key: str,
+        *,
+        name: str,
+        locked_until: datetime | None = None,
+        replace: bool = False,
+    ) -> LocalSink:
+        return LocalSink(name, self.artifact_path(key), key, replace=replace)
 
     def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
         """With ``read_only``: no write bit for anyone. Deleting needs write access to the

@@ -211,9 +211,16 @@ class S3Backend(DestinationBackend):
         minimum = now + timedelta(days=days)
         return max(planned, minimum) if planned is not None else minimum
 
-    def open_sink(self, key: str, *, name: str, locked_until: datetime | None = None) -> Sink:
+    def open_sink(
+        self,
+        key: str,
+        *,
+        name: str,
+        locked_until: datetime | None = None,
+        replace: bool = False,
+    ) -> Sink:
         if locked_until is None:
-            return StorageSink(name, self.store, key, explain=self.explain)
+            return StorageSink(name, self.store, key, explain=self.explain, replace=replace)
         # Its own Storage: the lock is an upload parameter (of CreateMultipartUpload or
         # PutObject), so it must not leak into the operation's other calls.
         storage = self.storage()
@@ -222,7 +229,7 @@ class S3Backend(DestinationBackend):
             "ObjectLockMode": self.lock_mode,
             "ObjectLockRetainUntilDate": locked_until,
         }
-        return StorageSink(name, storage, key, explain=self.explain)
+        return StorageSink(name, storage, key, explain=self.explain, replace=replace)
 
     def seal(self, key: str, *, locked_until: datetime | None = None) -> None:
         """The lock once more, on the finished object: S3 sets it when a multipart upload

@@ -20,7 +20,7 @@ from backups import workdirs
 from backups.container import iter_container
 from backups.engines import EngineError
 from backups.execution import Phases
-from backups.keys import KeyUnavailable, key_for_id
+from backups.keys import KeyUnavailable, artifact_keys
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.pipeline import ArtifactCorrupt, open_artifact
 from backups.services import backup_claim, backup_execute, backup_request
@@ -90,7 +90,9 @@ def load_all(
 
     progress.reset()
     with fetched.open() as raw:
-        plain = open_artifact(Counting(raw, progress.add), key_for=key_for_id)  # type: ignore[arg-type]
+        plain = open_artifact(
+            Counting(raw, progress.add), **artifact_keys(backup.organisation, backup.key_id)
+        )  # type: ignore[arg-type]
         if backup.kind != BackupKind.FULL:
             load(members[0], "", plain)
             return
@@ -108,7 +110,10 @@ def load_all(
 def _read_again(backup: Backup, fetched: Fetched, name: str, progress: Progress):
     """The dump of one member (``name`` in a container, else the whole artifact) once more."""
     with fetched.open() as raw:
-        plain = open_artifact(Counting(raw, lambda n: progress.tick()), key_for=key_for_id)  # type: ignore[arg-type]
+        plain = open_artifact(
+            Counting(raw, lambda n: progress.tick()),
+            **artifact_keys(backup.organisation, backup.key_id),
+        )  # type: ignore[arg-type]
         if backup.kind != BackupKind.FULL:
             yield plain
             return

@@ -71,6 +71,8 @@ ENDPOINTS = [
     Endpoint("POST", "/api/backup-destinations/{destination}/test", ADMIN),
     Endpoint("GET", "/api/restores/{restore}"),
     Endpoint("GET", "/api/restores/{restore}/progress"),
+    Endpoint("GET", "/api/organizations/{organization}/encryption", ADMIN),
+    Endpoint("PATCH", "/api/organizations/{organization}/encryption", ADMIN, {"recipients": []}),
     # --- seed 003 ---
     Endpoint("GET", "/api/backup-alerts", scoped=False, params={"include_dismissed": "true"}),
     Endpoint("GET", "/api/backup-alerts/count", scoped=False),
@@ -132,6 +134,7 @@ def world(organisation, project, environment, destination):
         "empty_environment": factories.EnvironmentFactory(project=project).id,
         "spare_database": factories.DatabaseFactory(environment=environment).id,
         "spare_destination": factories.DestinationFactory(organisation=organisation).id,
+        "organization": organisation.id,
         "org_slug": organisation.slug,
         "project_slug": project.slug,
         "env_slug": environment.slug,

@@ -32,6 +32,7 @@ PLACEHOLDERS = {
     "{backup}": "{id}",
     "{restore}": "{id}",
     "{alert}": "{id}",
+    "{organization}": "{id}",
 }
 
 

@@ -12,7 +12,7 @@ from django.db import connection
 
 from backups.container import iter_container
 from backups.engines import ConnectionSpec
-from backups.keys import key_for_id
+from backups.keys import artifact_keys
 from backups.models import Backup, CopyStatus
 from backups.pipeline import open_artifact
 from backups.services import backup_claim, backup_execute, backup_request
@@ -72,7 +72,7 @@ def run_in_thread(backup: Backup) -> threading.Thread:
 def plaintext_stream(backup: Backup, copy=None):
     copy = copy or backup.copies.filter(status=CopyStatus.STORED).first()
     raw = open_artifact_stream(backend_for(copy.destination), copy.key)
-    return open_artifact(raw, key_for=key_for_id)
+    return open_artifact(raw, **artifact_keys(backup.organisation, backup.key_id))
 
 
 def restore_database_artifact(backup: Backup, target: ConnectionSpec, copy=None) -> None:
