@@ -597,7 +597,12 @@ class _Execution:
         # makes no queries.
         planned, now = planned_expiry(backup), timezone.now()
         for name, copy in self.copies.items():
-            self.locks[name] = self.backends[copy.destination].lock_until(planned=planned, now=now)
+            try:
+                backend = self.backends[copy.destination]
+            except Exception:  # noqa: BLE001 - _open_sinks fails this copy with the reason
+                self.locks[name] = None
+                continue
+            self.locks[name] = backend.lock_until(planned=planned, now=now)
         self.stream_phases = (phases.start(Phase.COMPRESS), phases.start(Phase.UPLOAD))
         update_backup(
             backup,

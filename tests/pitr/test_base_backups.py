@@ -173,8 +173,8 @@ def test_a_base_backup_reaped_after_its_upload_but_before_its_final_write_stays_
     backup = base_backup_request(database=pg_database, enqueue=False)
     verify = execution._verify_fresh_copy
 
-    def verify_then_reap(*args):
-        verify(*args)
+    def verify_then_reap(*args, **kwargs):
+        verify(*args, **kwargs)
         later = timezone.now() + timedelta(seconds=HEARTBEAT_TIMEOUT + 5)
         assert [b.pk for b in backups_reap_stale(now=later)] == [backup.pk]
 
