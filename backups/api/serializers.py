@@ -154,7 +154,7 @@ class AgeSettingsSerializer(serializers.Serializer):
     updatedAt = serializers.DateTimeField(source="updated_at", allow_null=True)  # noqa: N815
 
 
-class AgeSettingsUpdateSerializer(serializers.Serializer):
+class AgeSettingsUpdateSerializer(StrictInputSerializer):
     recipients = serializers.ListField(
         child=serializers.CharField(max_length=200, trim_whitespace=True),
         max_length=50,
