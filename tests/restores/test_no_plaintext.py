@@ -221,6 +221,22 @@ def _loaders_of(scratch_name: str) -> list[int]:
     return pids
 
 
+def _queue_state() -> str:
+    """What the broker holds and who locks the app database: for a task never picked up."""
+    from django_q.models import OrmQ  # noqa: PLC0415 - only for this failure message
+
+    now = timezone.now()
+    rows = list(OrmQ.objects.values_list("key", "lock")) if connection.vendor == "sqlite" else []
+    held = []
+    if connection.vendor == "sqlite":
+        inode = os.stat(connection.settings_dict["NAME"]).st_ino
+        held = [
+            line for line in Path("/proc/locks").read_text().splitlines() if f":{inode} " in line
+        ]
+    threads = [t.name for t in threading.enumerate()]
+    return f"now {now.isoformat()}, queued {rows}, app database locks {held}, threads {threads}"
+
+
 def _until_final(restore: Restore, worker, timeout: float) -> Restore:
     return wait_for(
         lambda: (r := Restore.objects.get(pk=restore.pk)).status in FINAL and r,
@@ -292,7 +308,7 @@ def test_an_encrypted_restore_never_puts_plaintext_on_disk_even_when_its_worker_
                 and Restore.objects.get(pk=second.pk).bytes_done > backup.size // 10
             ),
             timeout=120,
-            message=f"the load to run; worker log:\n{worker.output()[-3000:]}",
+            message=f"the load to run; {_queue_state()}; worker log:\n{worker.output()[-3000:]}",
         )
         job = workdirs.job_path(settings.STRONGBOX_TMP_DIR, restore_job(second.id))
         assert job.is_dir() and (job.stat().st_mode & 0o777) == 0o700
