@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from backups.chunked import ChunkedPlaintextReader, read_exact
+
 AGE_MAGIC = b"age-encryption.org/v1\n"
 CHUNK = 64 << 10
 TAG = 16
@@ -364,7 +366,7 @@ class AgeWriter:
         return b"".join(parts)
 
 
-class AgeReader(io.RawIOBase):
+class AgeReader(ChunkedPlaintextReader):
     """Readable plaintext of an age artifact; every chunk is authenticated before its bytes
     are returned, truncation and appended data are errors (AgeError)."""
 
@@ -378,20 +380,18 @@ class AgeReader(io.RawIOBase):
         # say that no identity is configured at all.
         found = identities() if callable(identities) else identities
         file_key, self.header = open_file_key(buffered, list(found))  # type: ignore[arg-type]
-        nonce = _read_exact(buffered, NONCE_SIZE)
+        nonce = read_exact(buffered, NONCE_SIZE)
         if len(nonce) != NONCE_SIZE:
             raise AgeError("truncated age payload (no nonce)")
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._index = 0
-        self._buffer = memoryview(b"")
-        self._done = False
-        self._next = _read_exact(buffered, CHUNK + TAG)
+        self._next = read_exact(buffered, CHUNK + TAG)
 
-    def _open_next(self) -> None:
+    def _open_next(self) -> tuple[bytes, bool]:
         frame = self._next
         if len(frame) < TAG:
             raise AgeError("truncated age payload")
-        self._next = _read_exact(self._stream, CHUNK + TAG) if len(frame) == CHUNK + TAG else b""
+        self._next = read_exact(self._stream, CHUNK + TAG) if len(frame) == CHUNK + TAG else b""
         last = not self._next
         try:
             plaintext = self._aead.decrypt(_chunk_nonce(self._index, last), frame, None)
@@ -403,27 +403,4 @@ class AgeReader(io.RawIOBase):
         if last and not plaintext and self._index:
             raise AgeError("age payload ends with an empty chunk")
         self._index += 1
-        self._done = last
-        self._buffer = memoryview(plaintext)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer and not self._done:
-            self._open_next()
-        n = min(len(buffer), len(self._buffer))
-        buffer[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
-
-
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
-    parts = []
-    while n > 0:
-        part = stream.read(n)
-        if not part:
-            break
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
+        return plaintext, last

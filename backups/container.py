@@ -22,7 +22,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
-from backups.envelope import ArtifactCorrupt, _read_exact
+from backups.chunked import read_exact
+from backups.envelope import ArtifactCorrupt
 
 CONTAINER_MAGIC = b"SBXC1\n"
 _MEMBER = b"M"
@@ -88,12 +89,12 @@ class _MemberReader(io.RawIOBase):
         if self.finished or not len(buffer):
             return 0
         if self._remaining == 0:
-            raw = _read_exact(self._stream, _U32.size)
+            raw = read_exact(self._stream, _U32.size)
             if len(raw) != _U32.size:
                 raise ArtifactCorrupt("container truncated inside a member")
             self._remaining = _U32.unpack(raw)[0]
             if self._remaining == 0:
-                raw_size = _read_exact(self._stream, _U64.size)
+                raw_size = read_exact(self._stream, _U64.size)
                 if len(raw_size) != _U64.size or _U64.unpack(raw_size)[0] != self._size:
                     raise ArtifactCorrupt("container member size mismatch")
                 self.finished = True
@@ -114,13 +115,13 @@ class _MemberReader(io.RawIOBase):
 
 def iter_container(stream: BinaryIO) -> Iterator[tuple[str, BinaryIO]]:
     """Yield (name, readable) per member, in order. Unread member bytes are skipped on advance."""
-    if _read_exact(stream, len(CONTAINER_MAGIC)) != CONTAINER_MAGIC:
+    if read_exact(stream, len(CONTAINER_MAGIC)) != CONTAINER_MAGIC:
         raise ArtifactCorrupt("not a container (bad magic)")
     count = 0
     while True:
-        kind = _read_exact(stream, 1)
+        kind = read_exact(stream, 1)
         if kind == _END:
-            raw = _read_exact(stream, _U32.size)
+            raw = read_exact(stream, _U32.size)
             if len(raw) != _U32.size or _U32.unpack(raw)[0] != count:
                 raise ArtifactCorrupt("container member count mismatch")
             if stream.read(1):
@@ -128,10 +129,10 @@ def iter_container(stream: BinaryIO) -> Iterator[tuple[str, BinaryIO]]:
             return
         if kind != _MEMBER:
             raise ArtifactCorrupt("container truncated or malformed (no end marker)")
-        raw = _read_exact(stream, _U16.size)
+        raw = read_exact(stream, _U16.size)
         if len(raw) != _U16.size:
             raise ArtifactCorrupt("container truncated in a member header")
-        name_bytes = _read_exact(stream, _U16.unpack(raw)[0])
+        name_bytes = read_exact(stream, _U16.unpack(raw)[0])
         try:
             name = name_bytes.decode()
         except UnicodeDecodeError as exc:

@@ -24,7 +24,6 @@ the first key under which the first chunk authenticates is the artifact's key.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -32,6 +31,8 @@ from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from backups.chunked import ChunkedPlaintextReader, read_exact
 
 ENVELOPE_MAGIC = b"SBXE1"
 KEY_SIZE = 32
@@ -48,18 +49,6 @@ _AAD_TAIL = struct.Struct(">QB")
 
 class ArtifactCorrupt(Exception):
     """The artifact failed authentication, is truncated or is not in the expected format."""
-
-
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
-    """Read exactly n bytes, or fewer only at end of stream."""
-    parts = []
-    while n > 0:
-        part = stream.read(n)
-        if not part:
-            break
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
 
 
 class EnvelopeWriter:
@@ -98,7 +87,7 @@ class EnvelopeWriter:
         return _U32.pack(len(ciphertext)) + ciphertext
 
 
-class EnvelopeReader(io.RawIOBase):
+class EnvelopeReader(ChunkedPlaintextReader):
     """Readable plaintext of an envelope; every chunk is authenticated before it is returned."""
 
     def __init__(
@@ -106,14 +95,14 @@ class EnvelopeReader(io.RawIOBase):
     ) -> None:
         super().__init__()
         self._stream = stream
-        magic = _read_exact(stream, len(ENVELOPE_MAGIC))
+        magic = read_exact(stream, len(ENVELOPE_MAGIC))
         if magic != ENVELOPE_MAGIC:
             raise ArtifactCorrupt("not an encrypted artifact (bad magic)")
-        raw_len = _read_exact(stream, _U16.size)
+        raw_len = read_exact(stream, _U16.size)
         if len(raw_len) != _U16.size:
             raise ArtifactCorrupt("truncated envelope header")
-        key_id_bytes = _read_exact(stream, _U16.unpack(raw_len)[0])
-        rest = _read_exact(stream, _U32.size + NONCE_PREFIX_SIZE)
+        key_id_bytes = read_exact(stream, _U16.unpack(raw_len)[0])
+        rest = read_exact(stream, _U32.size + NONCE_PREFIX_SIZE)
         if len(rest) != _U32.size + NONCE_PREFIX_SIZE:
             raise ArtifactCorrupt("truncated envelope header")
         self.header = magic + raw_len + key_id_bytes + rest
@@ -133,15 +122,13 @@ class EnvelopeReader(io.RawIOBase):
         # Several candidates: the first chunk decides which one it is (_open_next).
         self._candidates = [AESGCM(key) for key in keys]
         self._index = 0
-        self._buffer = memoryview(b"")
-        self._done = False
         # One chunk of lookahead: a chunk is final exactly when nothing follows it.
         self._next = self._read_frame()
         if self._next is None:
             raise ArtifactCorrupt("envelope has no chunks (truncated)")
 
     def _read_frame(self) -> bytes | None:
-        raw_len = _read_exact(self._stream, _U32.size)
+        raw_len = read_exact(self._stream, _U32.size)
         if not raw_len:
             return None
         if len(raw_len) != _U32.size:
@@ -149,12 +136,12 @@ class EnvelopeReader(io.RawIOBase):
         length = _U32.unpack(raw_len)[0]
         if not TAG_SIZE <= length <= self._max_frame:
             raise ArtifactCorrupt(f"implausible chunk length {length}")
-        frame = _read_exact(self._stream, length)
+        frame = read_exact(self._stream, length)
         if len(frame) != length:
             raise ArtifactCorrupt("truncated chunk")
         return frame
 
-    def _open_next(self) -> None:
+    def _open_next(self) -> tuple[bytes, bool]:
         frame = self._next
         if frame is None:  # unreachable: _done is set once the final chunk was opened
             raise ArtifactCorrupt("read past the final chunk")
@@ -175,16 +162,4 @@ class EnvelopeReader(io.RawIOBase):
                 "(wrong key, tampered, reordered or truncated artifact)"
             )
         self._index += 1
-        self._done = final
-        self._buffer = memoryview(plaintext)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer and not self._done:
-            self._open_next()
-        n = min(len(buffer), len(self._buffer))
-        buffer[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
+        return plaintext, final

@@ -48,6 +48,7 @@ from backups.age_format import (
     Identity,
     parse_recipient,
 )
+from backups.chunked import read_exact
 from backups.container import (
     CONTAINER_MAGIC,
     ContainerWriter,
@@ -60,7 +61,6 @@ from backups.envelope import (
     ArtifactCorrupt,
     EnvelopeReader,
     EnvelopeWriter,
-    _read_exact,
 )
 
 __all__ = [
@@ -660,19 +660,19 @@ def open_artifact(
     (it may raise to say none is configured). Does not close stream.
     """
     layer: BinaryIO = stream
-    head = _read_exact(layer, len(ENVELOPE_MAGIC))
+    head = read_exact(layer, len(ENVELOPE_MAGIC))
     if head == ENVELOPE_MAGIC:
         layer = io.BufferedReader(  # type: ignore[assignment]
             EnvelopeReader(_Prefixed(head, layer), key_for)  # type: ignore[arg-type]
         )
-        head = _read_exact(layer, len(ZSTD_MAGIC))
+        head = read_exact(layer, len(ZSTD_MAGIC))
     elif head == AGE_MAGIC[: len(head)] and head:
-        head += _read_exact(layer, len(AGE_MAGIC) - len(head))
+        head += read_exact(layer, len(AGE_MAGIC) - len(head))
         if head == AGE_MAGIC:
             layer = io.BufferedReader(  # type: ignore[assignment]
                 _AgeLayer(_Prefixed(head, layer), age_identities)  # type: ignore[arg-type]
             )
-            head = _read_exact(layer, len(ZSTD_MAGIC))
+            head = read_exact(layer, len(ZSTD_MAGIC))
     if head.startswith(ZSTD_MAGIC):
         kind = "zstd"
     elif head.startswith(GZIP_MAGIC):

@@ -78,7 +78,7 @@ def age_backup_rewrap(*, backup: Backup, dry_run: bool = False) -> Rewrapped:
     )
     if not copies:
         raise CannotRewrap("no stored copy is left")
-    _refuse_locked(copies)
+    _refuse_locked(backup)
     backends = DestinationBackends()
     old_header, file_key = _open_header(backends, copies[0], identities)
     if dry_run:
@@ -115,16 +115,15 @@ def age_backup_rewrap(*, backup: Backup, dry_run: bool = False) -> Rewrapped:
     return Rewrapped(backup, changed=True, key_id=key_id)
 
 
-def _refuse_locked(copies: list[BackupCopy]) -> None:
-    now = timezone.now()
-    for copy in copies:
-        if copy.locked_until is not None and copy.locked_until > now:
-            # The store keeps the locked version whatever is written over it.
-            raise CannotRewrap(
-                f"the copy in {copy.destination.name} is locked until "
-                f"{copy.locked_until.isoformat(timespec='seconds')} (object lock): its stored "
-                "bytes cannot be replaced before then"
-            )
+def _refuse_locked(backup: Backup) -> None:
+    locked = backup.copies.locked(timezone.now()).select_related("destination").first()
+    if locked is not None:
+        # The store keeps the locked version whatever is written over it.
+        raise CannotRewrap(
+            f"the copy in {locked.destination.name} is locked until "
+            f"{locked.locked_until.isoformat(timespec='seconds')} (object lock): its stored "
+            "bytes cannot be replaced before then"
+        )
 
 
 def _reader(backends: DestinationBackends, copy: BackupCopy) -> BinaryIO:
