@@ -39,6 +39,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 Q_CLUSTER = {
     **Q_CLUSTER,  # noqa: F405
     "name": os.environ.setdefault("STRONGBOX_TEST_QUEUE", f"strongbox-test-{os.getpid()}"),
+    # A worker a test starts with Q_CLUSTER_NAME takes tasks of that queue alone (same
+    # signing prefix); django-q2 reads this key whenever Q_CLUSTER_NAME is set.
+    "ALT_CLUSTERS": {},
 }
 
 # The suite signs in and calls the API a lot from one address: rates no test reaches unless
