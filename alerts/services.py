@@ -169,8 +169,11 @@ def alert_dismiss(*, alert: Alert, user=None) -> Alert:
 
     ``user`` is accepted for the callers' sake; the model does not record who yet.
     """
-    Alert.objects.filter(pk=alert.pk, dismissed_at__isnull=True).update(dismissed_at=timezone.now())
-    alert.refresh_from_db(fields=["dismissed_at"])
+    now = timezone.now()
+    Alert.objects.filter(pk=alert.pk, dismissed_at__isnull=True).update(dismissed_at=now)
+    # Dismissing is reading it and deciding it needs nothing more: it is read too.
+    Alert.objects.filter(pk=alert.pk, read_at__isnull=True).update(read_at=now)
+    alert.refresh_from_db(fields=["dismissed_at", "read_at"])
     return alert
 
 

@@ -44,7 +44,7 @@
       box.classList.add("indeterminate");
       bar.removeAttribute("aria-valuenow");
       label.textContent = data.status === "scheduled" ? "Waiting for a worker…"
-        : (data.phase ? data.phase.toLowerCase() + "…" : "Working…");
+        : (data.phase ? data.phase.toLowerCase().replace(/_/g, " ") + "…" : "Working…");
     } else {
       box.classList.remove("indeterminate");
       var shown = Math.round(pct);
@@ -56,7 +56,7 @@
       label.textContent = text;
     }
     var eta = document.querySelector('[data-eta-for="' + box.getAttribute("data-backup-id") + '"]');
-    if (eta) { eta.textContent = data.phase ? "Phase: " + data.phase.toLowerCase() : ""; }
+    if (eta) { eta.textContent = data.phase ? "Phase: " + data.phase.toLowerCase().replace(/_/g, " ") : ""; }
   }
 
   function follow(box) {

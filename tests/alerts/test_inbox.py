@@ -77,3 +77,16 @@ def test_unknown_and_malformed_ids_are_not_found(organisation, alerts, alert_id)
 def test_an_alert_of_another_organisation_is_not_found(organisation, outsider, foreign_alert):
     with pytest.raises(NotFound):
         alert_get(organisation=organisation, alert_id=foreign_alert.pk)
+
+
+def test_dismissing_an_unread_alert_reads_it_too(operator, alerts):
+    alert = alert_dismiss(alert=alerts[0], user=operator)
+
+    assert alert.dismissed_at is not None
+    assert alert.read_at == alert.dismissed_at
+
+
+def test_dismissing_a_read_alert_keeps_when_it_was_read(operator, alerts):
+    read_at = alert_mark_read(alert=alerts[0], user=operator).read_at
+
+    assert alert_dismiss(alert=alerts[0], user=operator).read_at == read_at

@@ -1,0 +1,30 @@
+"""Template helpers every page uses: words for the domain's identifiers, and form widgets
+that point at their own help and errors."""
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def words(value) -> str:
+    """``safety_backup`` → "Safety backup" (``title`` would give "Safety_Backup")."""
+    text = str(value or "").replace("_", " ").replace("-", " ").strip().lower()
+    return text[:1].upper() + text[1:]
+
+
+@register.simple_tag
+def described_widget(field):
+    """The field's widget with ``aria-describedby`` naming its help text and each of its
+    errors (the ids ``includes/field.html`` gives them), and ``aria-invalid`` when it has
+    errors, so a screen reader reads why a field was refused."""
+    ids = []
+    if field.help_text:
+        ids.append(f"{field.auto_id}_helptext")
+    ids += [f"{field.auto_id}_error_{n}" for n in range(1, len(field.errors) + 1)]
+    attrs = {}
+    if ids:
+        attrs["aria-describedby"] = " ".join(ids)
+    if field.errors:
+        attrs["aria-invalid"] = "true"
+    return field.as_widget(attrs=attrs)
