@@ -69,7 +69,10 @@ class ScheduleEditView(_EnvironmentPage, TemplateView):
         context = super().get_context_data(**kwargs)
         form = kwargs.get("form") or self.form()
         schedule = selectors.schedule_find(environment=self.env())
-        if not form.is_bound:
+        if schedule is None and not form.is_bound:
+            # Nothing is saved, so nothing runs: the form's defaults are a proposal only.
+            preview = None
+        elif not form.is_bound:
             # Preview the saved schedule: bind its own values, without showing errors.
             preview_data = {k: v for k, v in form.initial.items() if v not in (None, "")}
             preview = ScheduleForm(_as_data(preview_data), organisation=self.organisation)
@@ -80,7 +83,7 @@ class ScheduleEditView(_EnvironmentPage, TemplateView):
             environment=self.env(),
             schedule=schedule,
             form=form,
-            runs=_runs(preview),
+            runs=_runs(preview) if preview is not None else _NO_RUNS,
             rules=RULES,
             retention_grid=form.retention_grid(),
         )
@@ -114,8 +117,17 @@ def _as_data(initial: dict) -> QueryDict:
     return data
 
 
+_NO_RUNS = {
+    "db": {"cron": "", "description": "", "runs": []},
+    "full": {"cron": "", "description": "", "runs": []},
+    "rules": 0,
+}
+
+
 def _runs(form: ScheduleForm) -> dict:
-    """Next five runs per kind, with a description, or the errors that prevent them."""
+    """Next five runs per kind, with a description, or the errors that prevent them. Each
+    run is written out in the schedule's own time zone here: the template's date filter
+    would show it in the page's (UTC)."""
     try:
         runs = form.next_runs(timezone.now(), 5)
     except ValueError:
@@ -125,7 +137,10 @@ def _runs(form: ScheduleForm) -> dict:
         kind: {
             "cron": crons.get(kind, ""),
             "description": describe_cron(crons[kind]) if crons.get(kind) else "",
-            "runs": runs.get(kind, []),
+            "runs": [
+                {"iso": r.isoformat(), "text": r.strftime("%a %d %b %Y, %H:%M %Z")}
+                for r in runs.get(kind, [])
+            ],
         }
         for kind in ("db", "full")
     } | {"rules": len(getattr(form, "rules", []))}
@@ -152,10 +167,7 @@ class ScheduleNextRunsView(_EnvironmentPage, TemplateView):
                     kind: {
                         "cron": runs[kind]["cron"],
                         "description": runs[kind]["description"],
-                        "runs": [
-                            {"iso": r.isoformat(), "text": r.strftime("%a %d %b %Y, %H:%M %Z")}
-                            for r in runs[kind]["runs"]
-                        ],
+                        "runs": runs[kind]["runs"],
                     }
                     for kind in ("db", "full")
                 },

@@ -77,7 +77,25 @@ def test_the_editor_shows_the_next_five_runs_in_the_schedules_timezone(client, v
     response = client.get(edit_url(environment))
     runs = response.context["runs"]["db"]["runs"]
     assert len(runs) == 5
-    assert all(r.utcoffset() == timedelta(hours=9) and r.hour == 2 for r in runs)
+    starts = [datetime.fromisoformat(r["iso"]) for r in runs]
+    assert all(r.utcoffset() == timedelta(hours=9) and r.hour == 2 for r in starts)
+    html = response.content.decode()
+    # Written in Tokyo's time under the heading that says Asia/Tokyo, not in UTC.
+    assert "(Asia/Tokyo)" in html
+    assert html.count(", 02:00 JST</time>") == 5 and "17:00" not in html
+
+
+def test_an_environment_without_a_saved_schedule_says_so_and_shows_no_runs(
+    client, viewer, environment
+):
+    client.force_login(viewer)
+    response = client.get(edit_url(environment))
+
+    html = response.content.decode()
+    assert "No schedule is saved for this environment" in html
+    assert response.context["runs"]["db"]["runs"] == []
+    assert response.context["runs"]["full"]["runs"] == []
+    assert "<time" not in html.split('id="next-runs-title"')[1].split("</section>")[0]
 
 
 def test_the_next_runs_endpoint_follows_the_form_as_it_is_edited(client, viewer, environment):
