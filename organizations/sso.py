@@ -289,8 +289,8 @@ def sso_memberships_sync(*, user, grants: dict[int, tuple[Organisation, str]]) -
 
 def _denied(account: SsoAccount) -> SsoAccessDenied:
     return SsoAccessDenied(
-        f"The account {account.username} has no access to Strongbox: none of its groups "
-        f"({', '.join(account.groups) or 'none'}) is given a role here."
+        f"You signed in as {account.username}, but none of your groups "
+        f"({', '.join(account.groups) or 'none'}) is given a role in any organisation here."
     )
 
 
