@@ -109,6 +109,12 @@ class SsoBackend(OIDCAuthenticationBackend):
             request.sso_refusal = sso.SsoAccessDenied("The sign-in service's answer was refused.")
         return None
 
+    def get_user(self, user_id):
+        # The library's finds inactive users too: a user disabled after signing in would
+        # keep their session.
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
     def verify_token(self, token, **kwargs):
         payload = super().verify_token(token, **kwargs)
         issuer = sso.provider_endpoints().issuer

@@ -219,6 +219,13 @@ def test_a_user_disabled_here_is_refused_even_with_mapped_groups(
     assert "_auth_user_id" not in again.session
 
 
+def test_a_user_disabled_after_signing_in_loses_the_session(client, sso_settings, organisation):
+    idp_sign_in(client, "ada")
+    assert client.get("/settings/tokens/").status_code == 200
+    User.objects.filter(username="ada").update(is_active=False)
+    assert client.get("/settings/tokens/").status_code == 302  # to the sign-in page
+
+
 def test_the_page_asked_for_before_signing_in_is_where_the_user_lands(
     client, sso_settings, two_organisations
 ):
