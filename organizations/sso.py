@@ -270,21 +270,24 @@ def _organisation_grants(account: SsoAccount) -> dict[int, tuple[Organisation, s
 def sso_memberships_sync(*, user, grants: dict[int, tuple[Organisation, str]]) -> None:
     """The user's single sign-on memberships made to match ``grants`` (organisation id →
     (organisation, role)); memberships added by hand stay as they are, and win over a
-    grant for the same organisation."""
+    grant for the same organisation. A few queries however many organisations (``*``)."""
     held = {m.organisation_id: m for m in Membership.objects.filter(user=user)}
-    for organisation_id, membership in held.items():
-        if membership.source != MembershipSource.SSO:
-            continue
-        if organisation_id not in grants:
-            membership.delete()
-        elif membership.role != grants[organisation_id][1]:
+    ours = {pk: m for pk, m in held.items() if m.source == MembershipSource.SSO}
+    Membership.objects.filter(pk__in=[m.pk for pk, m in ours.items() if pk not in grants]).delete()
+    changed = []
+    for organisation_id, membership in ours.items():
+        if organisation_id in grants and membership.role != grants[organisation_id][1]:
             membership.role = grants[organisation_id][1]
-            membership.save(update_fields=["role"])
-    for organisation_id, (organisation, role) in grants.items():
-        if organisation_id not in held:
-            Membership.objects.create(
-                user=user, organisation=organisation, role=role, source=MembershipSource.SSO
-            )
+            changed.append(membership)
+    Membership.objects.bulk_update(changed, ["role"], batch_size=500)
+    Membership.objects.bulk_create(
+        [
+            Membership(user=user, organisation=organisation, role=role, source=MembershipSource.SSO)
+            for organisation_id, (organisation, role) in grants.items()
+            if organisation_id not in held
+        ],
+        batch_size=500,
+    )
 
 
 def _denied(account: SsoAccount) -> SsoAccessDenied:

@@ -9,7 +9,9 @@ other organisation is untouched, and local passwords can be turned off.
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from organizations.models import Membership, MembershipSource, Role, SsoIdentity
@@ -187,6 +189,48 @@ def test_every_organisation_rule_grants_each_and_the_other_tenant_is_otherwise_u
         "elsewhere": (Role.VIEWER, MembershipSource.SSO),
     }
     assert memberships("stranger") == {"elsewhere": (Role.ADMIN, MembershipSource.MANUAL)}
+
+
+def test_a_rule_for_every_organisation_keeps_a_few_queries_over_many_organisations(
+    client, sso_settings, oidc_accounts
+):
+    factories.OrganisationFactory.create_batch(300)
+    idp_sign_in(client, "eve")
+    assert Membership.objects.filter(user__username="eve", role=Role.VIEWER).count() == 300
+
+    sso_settings.STRONGBOX_OIDC_ROLE_MAP = "everyone=*:operator"
+    with CaptureQueriesContext(connection) as queries:
+        idp_sign_in(Client(), "eve")
+    assert Membership.objects.filter(user__username="eve", role=Role.OPERATOR).count() == 300
+    # The whole callback: axes, the session, the sign-in; not a query per organisation.
+    assert len(queries) < 40, [q["sql"][:120] for q in queries.captured_queries]
+
+
+def test_an_id_token_from_another_issuer_is_refused(client, sso_settings, organisation):
+    provider = sso_settings.STRONGBOX_OIDC_ISSUER
+    sso_settings.STRONGBOX_OIDC_ISSUER = f"{provider}/another-realm"
+    sso_settings.STRONGBOX_OIDC_AUTHORIZATION_ENDPOINT = f"{provider}/auth"
+    sso_settings.STRONGBOX_OIDC_TOKEN_ENDPOINT = f"{provider}/token"
+    sso_settings.STRONGBOX_OIDC_USERINFO_ENDPOINT = f"{provider}/me"
+    sso_settings.STRONGBOX_OIDC_JWKS_URI = f"{provider}/jwks"
+
+    response = idp_sign_in(client, "ada")
+
+    assert response.status_code == 403
+    assert b"answer was refused" in response.content
+    assert not User.objects.filter(username="ada").exists()
+
+
+def test_explicit_endpoints_work_without_discovery(client, sso_settings, organisation):
+    provider = sso_settings.STRONGBOX_OIDC_ISSUER
+    sso_settings.STRONGBOX_OIDC_ISSUER = ""
+    sso_settings.STRONGBOX_OIDC_AUTHORIZATION_ENDPOINT = f"{provider}/auth"
+    sso_settings.STRONGBOX_OIDC_TOKEN_ENDPOINT = f"{provider}/token"
+    sso_settings.STRONGBOX_OIDC_USERINFO_ENDPOINT = f"{provider}/me"
+    sso_settings.STRONGBOX_OIDC_JWKS_URI = f"{provider}/jwks"
+
+    assert idp_sign_in(client, "ada").status_code == 302
+    assert SsoIdentity.objects.get(subject="ada").issuer == provider
 
 
 def test_a_local_account_with_the_same_name_and_address_is_not_taken_over(
