@@ -96,9 +96,7 @@ class SsoBackend(OIDCAuthenticationBackend):
             return None
         try:
             return super().authenticate(request, **kwargs)
-        except sso.SsoAccessDenied as exc:
-            request.sso_refusal = exc
-        except sso.SsoUnavailable as exc:
+        except (sso.SsoAccessDenied, sso.SsoUnavailable) as exc:
             request.sso_refusal = exc
         except requests.RequestException as exc:
             logger.warning("Single sign-on: the provider's token or userinfo call failed: %s", exc)

@@ -34,7 +34,7 @@ import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.checks import Error, Warning
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.errors import ApplicationError
@@ -297,11 +297,8 @@ def _denied(account: SsoAccount) -> SsoAccessDenied:
     )
 
 
-def sso_user_sign_in(*, account: SsoAccount):
-    """The user the provider's ``account`` signs in as, its memberships in line with its
-    groups; raises ``SsoAccessDenied`` when it is left with no organisation."""
+def _user_for(account: SsoAccount, grants: dict):
     User = get_user_model()  # noqa: N806 - a model class
-    grants = _organisation_grants(account)
     with transaction.atomic():
         identity = (
             SsoIdentity.objects.select_for_update()
@@ -324,6 +321,18 @@ def sso_user_sign_in(*, account: SsoAccount):
         identity.last_sign_in_at = timezone.now()
         identity.save(update_fields=["last_sign_in_at"])
         sso_memberships_sync(user=user, grants=grants)
+    return user
+
+
+def sso_user_sign_in(*, account: SsoAccount):
+    """The user the provider's ``account`` signs in as, its memberships in line with its
+    groups; raises ``SsoAccessDenied`` when it is left with no organisation."""
+    grants = _organisation_grants(account)
+    try:
+        user = _user_for(account, grants)
+    except IntegrityError:
+        # A simultaneous first sign-in of the same account (or name) won: now it is found.
+        user = _user_for(account, grants)
     # Outside the transaction: the memberships removed above stay removed when refused.
     if not user.is_superuser and not Membership.objects.filter(user=user).exists():
         raise _denied(account)
