@@ -104,6 +104,7 @@ def test_a_mapped_admin_signs_in_through_the_provider_and_administers_its_organi
     page.wait_for_url(re.compile(rf"^{re.escape(sso_app)}/$"))
     expect(page.get_by_role("link", name="API tokens")).to_be_visible()
     expect(page.locator(".org")).to_have_text("Quant Gov")
+    expect(page.locator(".user")).to_have_text("ada (admin)")
     screenshot(page, "sso-dashboard-admin")
     assert memberships("ada") == {"quant-gov": (Role.ADMIN, MembershipSource.SSO)}
 
@@ -121,6 +122,7 @@ def test_a_viewer_signed_in_through_the_provider_is_refused_an_operator_action(s
     page = sso_page
     sso_sign_in(page, "vic")
     expect(page.locator(".org")).to_have_text("Quant Gov")
+    expect(page.locator(".user")).to_have_text("vic (viewer)")
     expect(page.get_by_role("link", name="API tokens")).to_have_count(0)
     assert memberships("vic") == {"quant-gov": (Role.VIEWER, MembershipSource.SSO)}
 
