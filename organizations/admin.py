@@ -14,6 +14,7 @@ from organizations.models import (
     Organisation,
     PathGrant,
     Project,
+    SsoIdentity,
 )
 from organizations.validators import grant_problem, organisation_root, slug_problem
 
@@ -53,8 +54,10 @@ class OrganisationAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "organisation", "role", "created_at"]
-    list_filter = ["role", "organisation"]
+    # "Single sign-on" memberships follow the user's groups at each sign-in; set one to
+    # "Added by hand" to keep it whatever the groups say.
+    list_display = ["user", "organisation", "role", "source", "created_at"]
+    list_filter = ["role", "source", "organisation"]
     search_fields = ["user__username", "user__email", "organisation__name"]
     autocomplete_fields = ["user", "organisation"]
 
@@ -400,3 +403,16 @@ class PathGrantAdmin(_SuperuserOnlyAdmin):
             organisation=obj.organisation, path=obj.path, note=obj.note, created_by=request.user
         )
         obj.pk = grant.pk
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(_SuperuserOnlyAdmin):
+    """Which provider account signs in as which user; deleting one makes the next sign-in
+    of that account a new user."""
+
+    list_display = ["user", "subject", "issuer", "created_at", "last_sign_in_at"]
+    search_fields = ["user__username", "user__email", "subject"]
+    readonly_fields = ["user", "issuer", "subject", "created_at", "last_sign_in_at"]
+
+    def has_add_permission(self, request):
+        return False

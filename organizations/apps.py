@@ -10,7 +10,9 @@ class OrganizationsConfig(AppConfig):
         # Here, not at the top: they read the models, which load after the app configs.
         from organizations.checks import check_tenant_paths, check_tenant_root  # noqa: PLC0415
         from organizations.hostpolicy import check_default_setting  # noqa: PLC0415
+        from organizations.sso import check_sso_settings  # noqa: PLC0415
 
         checks.register(check_default_setting)
         checks.register(check_tenant_root)
+        checks.register(check_sso_settings)
         checks.register(check_tenant_paths, checks.Tags.database)

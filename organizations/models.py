@@ -41,6 +41,13 @@ class Organisation(models.Model):
         return self.name
 
 
+class MembershipSource(models.TextChoices):
+    """Who made a membership: single sign-on keeps only its own in step with the claims."""
+
+    MANUAL = "manual", "Added by hand"
+    SSO = "sso", "Single sign-on"
+
+
 class Membership(models.Model):
     """A user's role in one organisation."""
 
@@ -54,6 +61,11 @@ class Membership(models.Model):
         Organisation, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+    # Each sign-in through the OpenID provider changes or removes the memberships it made
+    # (``sso``); memberships added by hand are never touched by it.
+    source = models.CharField(
+        max_length=10, choices=MembershipSource.choices, default=MembershipSource.MANUAL
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -63,6 +75,31 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organisation} ({self.role})"
+
+
+class SsoIdentity(models.Model):
+    """The OpenID provider's account (issuer and ``sub``) that a user signs in as.
+
+    Users are found by this pair, never by e-mail address or username, so an account at the
+    provider cannot take over a local account that happens to share its address or name."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="unique_sso_identity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
 
 
 TOKEN_PREFIX = "sbx_"  # noqa: S105 - a public marker, not a secret

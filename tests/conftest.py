@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.worker",
     "tests.fixtures.queue",
+    "tests.fixtures.oidc",
 ]
 
 

@@ -48,10 +48,13 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# django-axes first: a locked-out sign-in is refused before the password is hashed.
+# django-axes first: a locked-out sign-in is refused before the password is hashed. Then
+# passwords (refused but for superusers when STRONGBOX_LOCAL_LOGIN is off) and single sign-on
+# (answering only its callback, when configured): organizations/oidc.py.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "organizations.oidc.LocalPasswordBackend",
+    "organizations.oidc.SsoBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -244,6 +247,26 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # No "AXES: BEGIN" line in every management command's output (archive_wal runs per WAL file).
 AXES_VERBOSE = False
+
+# Single sign-on through an OpenID provider (organizations/sso.py, organizations/oidc.py;
+# README "Single sign-on"): on when a client id is set. Endpoints left empty are discovered
+# from the issuer's /.well-known/openid-configuration on the first sign-in.
+STRONGBOX_OIDC_ISSUER = env_str("STRONGBOX_OIDC_ISSUER", "").rstrip("/")
+STRONGBOX_OIDC_AUTHORIZATION_ENDPOINT = env_str("STRONGBOX_OIDC_AUTHORIZATION_ENDPOINT", "")
+STRONGBOX_OIDC_TOKEN_ENDPOINT = env_str("STRONGBOX_OIDC_TOKEN_ENDPOINT", "")
+STRONGBOX_OIDC_USERINFO_ENDPOINT = env_str("STRONGBOX_OIDC_USERINFO_ENDPOINT", "")
+STRONGBOX_OIDC_JWKS_URI = env_str("STRONGBOX_OIDC_JWKS_URI", "")
+STRONGBOX_OIDC_CLIENT_ID = env_str("STRONGBOX_OIDC_CLIENT_ID", "")
+STRONGBOX_OIDC_CLIENT_SECRET = env_str("STRONGBOX_OIDC_CLIENT_SECRET", "")
+STRONGBOX_OIDC_SCOPES = env_str("STRONGBOX_OIDC_SCOPES", "openid email profile")
+STRONGBOX_OIDC_SIGN_ALGO = env_str("STRONGBOX_OIDC_SIGN_ALGO", "RS256")
+STRONGBOX_OIDC_GROUPS_CLAIM = env_str("STRONGBOX_OIDC_GROUPS_CLAIM", "groups")
+# group=organisation-slug:role entries (commas or new lines; * for every organisation).
+STRONGBOX_OIDC_ROLE_MAP = env_str("STRONGBOX_OIDC_ROLE_MAP", "")
+STRONGBOX_OIDC_BUTTON_LABEL = env_str("STRONGBOX_OIDC_BUTTON_LABEL", "single sign-on")
+STRONGBOX_OIDC_TIMEOUT_SECONDS = env_int("STRONGBOX_OIDC_TIMEOUT_SECONDS", 10)
+# Off: no password form, and passwords are refused everywhere except for superusers.
+STRONGBOX_LOCAL_LOGIN = env_bool("STRONGBOX_LOCAL_LOGIN", True)
 
 # Throttles count in the default cache: one Redis for every web process when there is one.
 if REDIS_URL:
