@@ -328,13 +328,18 @@ def organisation_two_factor_set(*, organisation: Organisation, required: bool, a
     )
     organisation.require_two_factor = required
     if changed:
-        log.warning(
-            "organisation %s: two-factor %s by %s",
-            organisation.slug,
-            "required" if required else "no longer required",
-            getattr(actor, "username", actor),
-        )
+        requirement_changed_log(organisation=organisation, actor=actor)
     return bool(changed)
+
+
+def requirement_changed_log(*, organisation: Organisation, actor) -> None:
+    """The audit line of a change of the requirement (the settings page, the admin)."""
+    log.warning(
+        "organisation %s: two-factor %s by %s",
+        organisation.slug,
+        "required" if organisation.require_two_factor else "no longer required",
+        getattr(actor, "username", actor),
+    )
 
 
 def members_two_factor(organisation: Organisation) -> list[tuple[Membership, bool]]:

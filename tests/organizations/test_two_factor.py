@@ -575,3 +575,30 @@ def test_code_at_matches_what_the_device_accepts(owner):
     device = enrolled(owner)
     now = (int(time.time()) - device.t0) // device.step
     assert device.verify_token(code_at(device, now))
+
+
+def test_changing_the_requirement_is_logged_for_audit(organisation, owner, root, caplog):
+    as_owner = Client()
+    as_owner.force_login(owner)
+    with caplog.at_level("WARNING", logger="strongbox.audit"):
+        as_owner.post("/settings/security/", {"require_two_factor": "on"})
+        as_owner.post("/settings/security/", {"require_two_factor": "on"})  # no change
+    assert caplog.text.count("organisation quant-gov: two-factor required by owner") == 1
+
+    as_root = Client()
+    as_root.force_login(root)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="strongbox.audit"):
+        saved = as_root.post(
+            f"/admin/organizations/organisation/{organisation.pk}/change/",
+            {
+                "name": "Quant Gov",
+                "slug": "quant-gov",
+                "memberships-TOTAL_FORMS": "0",
+                "memberships-INITIAL_FORMS": "0",
+            },
+        )
+    assert saved.status_code == 302
+    organisation.refresh_from_db()
+    assert not organisation.require_two_factor
+    assert "organisation quant-gov: two-factor no longer required by root" in caplog.text
