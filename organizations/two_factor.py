@@ -4,7 +4,9 @@ that require it of their members.
 - A user has at most one TOTP device. Enrolment creates it unconfirmed
   (``totp_device_start``); it counts only once a code from it has been entered
   (``totp_device_confirm``), and it is removed only with a current code
-  (``totp_device_remove``).
+  (``totp_device_remove``). Confirming it also gives ten one-time recovery codes
+  (``recovery_codes_create``, django-otp's static device), shown once and stored as
+  digests; each one is accepted once wherever a code is, for the day the phone is lost.
 - Signing in (``organizations.views.SignInView``): a local account with a confirmed device
   is not signed in by its password. The session holds a pending sign-in
   (``sign_in_pending_*``, five minutes) until ``code_check`` accepts a code; only then does
@@ -29,9 +31,11 @@ that require it of their members.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import math
 import re
+import secrets
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -44,6 +48,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
 from django.contrib.auth.signals import user_login_failed
 from django.db import transaction
 from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from config.errors import ApplicationError, Conflict, Forbidden, InvalidInput, NotFound
@@ -54,12 +59,17 @@ log = logging.getLogger("strongbox.audit")
 PENDING_SESSION_KEY = "strongbox_two_factor_pending"
 PENDING_SECONDS = 5 * 60
 DEVICE_NAME = "Authenticator app"
+RECOVERY_NAME = "Recovery codes"
+RECOVERY_CODES = 10
 ENROL = "enrol"
 VERIFY = "verify"
 # Sessions these backends signed in are local accounts' (a password here); others (SSO)
 # skip the local code at sign-in.
 LOCAL_BACKENDS = frozenset({"django.contrib.auth.backends.ModelBackend"})
 _CODE = re.compile(r"[0-9]{6}")
+# Ten hex digits in two groups of five (40 bits each, against an online guess limited by
+# the lockout); stored as the first 16 hex digits of their SHA-256 (StaticToken's column).
+_RECOVERY = re.compile(r"[0-9a-f]{5}-?[0-9a-f]{5}")
 
 
 class TwoFactorRequired(Forbidden):
@@ -114,6 +124,51 @@ def _verify(device: TOTPDevice, code) -> bool:
     # django-otp's verify_token locks the device's row, refuses a replayed time step and
     # counts the failure for its throttling.
     return django_otp.verify_token(device.user, device.persistent_id, _normalised(code)) is not None
+
+
+def _recovery_digest(code: str) -> str:
+    return hashlib.sha256(code.replace("-", "").encode()).hexdigest()[:16]
+
+
+def recovery_device(user) -> StaticDevice | None:
+    return StaticDevice.objects.filter(user_id=user.pk, name=RECOVERY_NAME).first()
+
+
+def recovery_codes_left(user) -> int:
+    return StaticToken.objects.filter(device__user_id=user.pk, device__name=RECOVERY_NAME).count()
+
+
+@transaction.atomic
+def recovery_codes_create(*, user) -> list[str]:
+    """Ten new one-time recovery codes (the earlier ones stop working), returned once:
+    only their digests are stored."""
+    if confirmed_device(user) is None:
+        raise Conflict("Turn two-factor authentication on first.")
+    StaticDevice.objects.filter(user_id=user.pk).delete()
+    device = StaticDevice.objects.create(user=user, name=RECOVERY_NAME, confirmed=True)
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = secrets.token_hex(5)
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+    StaticToken.objects.bulk_create(
+        StaticToken(device=device, token=_recovery_digest(code)) for code in codes
+    )
+    log.info("new recovery codes for user %s", user.get_username())
+    return codes
+
+
+def _verify_any(user, code) -> TOTPDevice | StaticDevice | None:
+    """The device that accepts ``code``: the TOTP device for six digits, the recovery codes
+    (each used up by its first use) for a recovery code."""
+    text = re.sub(r"\s+", "", code).lower() if isinstance(code, str) else ""
+    if _RECOVERY.fullmatch(text):
+        device = recovery_device(user)
+        if device is None:
+            return None
+        digest = _recovery_digest(text)
+        return django_otp.verify_token(user, device.persistent_id, digest)
+    device = confirmed_device(user)
+    return device if device is not None and _verify(device, code) else None
 
 
 def device_wait_seconds(device: TOTPDevice | None) -> int:
@@ -184,9 +239,10 @@ def totp_device_remove(*, user, code) -> None:
             f"{names} require{'s' if len(required) == 1 else ''} two-factor "
             "authentication of its members: it cannot be turned off."
         )
-    if not _verify(device, code):
+    if _verify_any(user, code) is None:
         raise InvalidCode(wrong_code_message(device), fields={"otp_token": ["Wrong code."]})
     TOTPDevice.objects.filter(user_id=user.pk).delete()
+    StaticDevice.objects.filter(user_id=user.pk).delete()
     log.info("two-factor disabled for user %s", user.get_username())
 
 
@@ -233,8 +289,9 @@ def _credentials(user) -> dict:
     return {settings.AXES_USERNAME_FORM_FIELD: user.get_username()}
 
 
-def code_check(request, *, user, code) -> TOTPDevice | None:
-    """The user's device, if ``code`` is its current code; None otherwise.
+def code_check(request, *, user, code) -> TOTPDevice | StaticDevice | None:
+    """The user's device that accepts ``code`` (the current TOTP code, or an unused recovery
+    code); None otherwise.
 
     A sign-in's code counts like its password: refused without a look while this username
     (or address) is locked out, and each wrong one a failed sign-in for django-axes.
@@ -246,8 +303,7 @@ def code_check(request, *, user, code) -> TOTPDevice | None:
         request.axes_locked_out = True
         request.axes_credentials = credentials
         return None
-    device = confirmed_device(user)
-    if device is not None and _verify(device, code):
+    if (device := _verify_any(user, code)) is not None:
         return device
     user_login_failed.send(sender=__name__, credentials=credentials, request=request)
     return None

@@ -53,11 +53,15 @@ class CodeForm(forms.Form):
         label="Code",
         max_length=16,
         strip=True,
-        help_text="The 6-digit code your authenticator app shows now.",
-        widget=forms.TextInput(
-            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
-        ),
+        help_text="The 6-digit code your authenticator app shows now, or a recovery code.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
+
+
+class SignInCodeForm(CodeForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["otp_token"].widget.attrs["autofocus"] = True  # the page's one field
 
 
 class SignInView(auth_views.LoginView):
@@ -92,12 +96,12 @@ class SignInCodeView(TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.setdefault("form", CodeForm())
+        context.setdefault("form", SignInCodeForm())
         context["username"] = self.pending.user.get_username()
         return context
 
     def post(self, request, *args, **kwargs):
-        form = CodeForm(request.POST)
+        form = SignInCodeForm(request.POST)
         user = self.pending.user
         device = None
         if form.is_valid():
@@ -143,6 +147,7 @@ class TwoFactorView(LoginRequiredMixin, TemplateView):
             device=device,
             pending=pending,
             verified=bool(user.is_verified()),
+            recovery_left=two_factor.recovery_codes_left(user) if device else 0,
             required_by=two_factor.organisations_requiring(user),
             acting_requires=bool(organisation and organisation.require_two_factor),
             organisation=organisation,
@@ -167,6 +172,8 @@ class TwoFactorView(LoginRequiredMixin, TemplateView):
             if action == "start":
                 two_factor.totp_device_start(user=user)
                 return self._back()
+            if action == "recovery" and user.is_verified():
+                return self._codes(two_factor.recovery_codes_create(user=user))
             if not form.is_valid():
                 return self._again(form)
             code = form.cleaned_data["otp_token"]
@@ -174,7 +181,7 @@ class TwoFactorView(LoginRequiredMixin, TemplateView):
                 device = two_factor.totp_device_confirm(user=user, code=code)
                 django_otp.login(request, device)
                 messages.success(request, "Two-factor authentication is on.")
-                return self._done()
+                return self._codes(two_factor.recovery_codes_create(user=user))
             if action == "verify":
                 device = two_factor.confirmed_device(user)
                 if device is None or not two_factor.code_check(request, user=user, code=code):
@@ -203,6 +210,13 @@ class TwoFactorView(LoginRequiredMixin, TemplateView):
 
     def _again(self, form):
         response = self.render_to_response(self.get_context_data(form=form), status=400)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _codes(self, codes: list[str]):
+        # Rendered, not redirected: the codes are stored only as digests, so this response
+        # is the one place they appear (as a new API token's value).
+        response = self.render_to_response(self.get_context_data(new_codes=codes))
         response["Cache-Control"] = "no-store"
         return response
 

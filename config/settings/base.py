@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     # TOTP devices of local accounts (organizations/two_factor.py).
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # one-time recovery codes
     "organizations",
     "destinations",
     "backups",

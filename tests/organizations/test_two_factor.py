@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.backends import ModelBackend
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
@@ -42,6 +43,7 @@ def _no_device_wait(settings):
     # django-otp's throttling makes the device wait 1 s, 2 s… after a wrong code; the tests
     # of other behaviour turn it off, the throttling's own test turns it back on.
     settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
 
 
 def member(organisation, username, role=Role.VIEWER):
@@ -58,6 +60,14 @@ def password_step(client, username, password=PASSWORD, next_url=None):
 
 def code_step(client, code):
     return client.post("/login/code/", {"otp_token": code})
+
+
+def recovery_codes_in(response) -> list[str]:
+    html = response.content.decode()
+    if 'data-testid="recovery-codes"' not in html:
+        return []
+    listed = html.split('data-testid="recovery-codes"')[1].split("</ul>")[0]
+    return [part.split("</code>")[0] for part in listed.split("<code>")[1:]]
 
 
 def signed_in(client) -> bool:
@@ -253,7 +263,9 @@ def test_enrolment_shows_a_qr_code_and_the_key_and_counts_only_once_confirmed(ow
     done = client.post(
         "/account/two-factor/", {"action": "confirm", "otp_token": current_code(device)}
     )
-    assert done.status_code == 302
+    assert done.status_code == 200
+    assert done["Cache-Control"] == "no-store"
+    assert len(recovery_codes_in(done)) == 10  # shown once, with the confirmation
     device.refresh_from_db()
     assert device.confirmed
     assert client.session[DEVICE_ID_SESSION_KEY] == device.persistent_id  # verified now
@@ -336,7 +348,7 @@ def test_a_member_without_a_device_is_sent_to_enrolment_and_can_do_nothing_else(
         "/account/two-factor/",
         {"action": "confirm", "otp_token": current_code(device), "next": "/settings/tokens/"},
     )
-    assert done["Location"] == "/settings/tokens/"
+    assert '<a href="/settings/tokens/" class="button">Continue</a>' in done.content.decode()
     for path in PAGES:
         assert client.get(path).status_code == 200, path
     assert client.get("/api/projects").status_code == 200
@@ -602,3 +614,79 @@ def test_changing_the_requirement_is_logged_for_audit(organisation, owner, root,
     organisation.refresh_from_db()
     assert not organisation.require_two_factor
     assert "organisation quant-gov: two-factor no longer required by root" in caplog.text
+
+
+# --- recovery codes ----------------------------------------------------------------------
+
+
+def enrol_through_the_page(client, user) -> tuple[TOTPDevice, list[str]]:
+    client.force_login(user)
+    client.post("/account/two-factor/", {"action": "start"})
+    device = TOTPDevice.objects.get(user=user)
+    done = client.post(
+        "/account/two-factor/", {"action": "confirm", "otp_token": current_code(device)}
+    )
+    return device, recovery_codes_in(done)
+
+
+def test_recovery_codes_are_shown_once_and_stored_as_digests(owner):
+    client = Client()
+    _, codes = enrol_through_the_page(client, owner)
+    assert len(codes) == 10 and len(set(codes)) == 10
+    stored = set(StaticToken.objects.filter(device__user=owner).values_list("token", flat=True))
+    assert len(stored) == 10
+    for code in codes:
+        assert code not in stored and code.replace("-", "") not in stored
+    page = client.get("/account/two-factor/").content.decode()
+    assert not any(code in page for code in codes)
+    assert "10 unused recovery codes left." in page
+
+
+def test_a_recovery_code_signs_in_once_instead_of_the_app(owner):
+    _, codes = enrol_through_the_page(Client(), owner)
+    client = Client()
+    password_step(client, "owner")
+    assert code_step(client, codes[3].upper()).status_code == 302  # as typed from paper
+    assert signed_in(client)
+    assert "9 unused recovery codes left." in client.get("/account/two-factor/").content.decode()
+
+    again = Client()
+    password_step(again, "owner")
+    assert code_step(again, codes[3]).status_code == 200
+    assert not signed_in(again)
+
+
+def test_a_recovery_code_gets_a_token_and_turns_two_factor_off(owner):
+    _, codes = enrol_through_the_page(Client(), owner)
+    body = {"username": "owner", "password": PASSWORD, "otp": codes[0]}
+    assert token_request(body).status_code == 200
+    assert token_request(body).status_code == 401  # used up
+
+    client = Client()
+    password_step(client, "owner")
+    code_step(client, codes[1])
+    client.post("/account/two-factor/", {"action": "disable", "otp_token": codes[2]})
+    assert not TOTPDevice.objects.filter(user=owner).exists()
+    assert not StaticToken.objects.filter(device__user=owner).exists()
+
+
+def test_new_recovery_codes_replace_the_old_ones(owner):
+    client = Client()
+    _, old = enrol_through_the_page(client, owner)
+    new = recovery_codes_in(client.post("/account/two-factor/", {"action": "recovery"}))
+    assert len(new) == 10 and not set(new) & set(old)
+    other = Client()
+    password_step(other, "owner")
+    assert code_step(other, old[0]).status_code == 200
+    assert code_step(other, new[0]).status_code == 302
+
+
+def test_an_unverified_session_cannot_make_new_recovery_codes(owner):
+    enrol_through_the_page(Client(), owner)
+    before = set(StaticToken.objects.filter(device__user=owner).values_list("token", flat=True))
+    client = Client()
+    client.force_login(owner)  # the password alone
+    response = client.post("/account/two-factor/", {"action": "recovery"})
+    assert recovery_codes_in(response) == []
+    after = set(StaticToken.objects.filter(device__user=owner).values_list("token", flat=True))
+    assert after == before

@@ -1,6 +1,6 @@
 """Two-factor authentication in Chromium against the live server: a user sets it up from
-the QR page's key (typed in, as into an app), signs out, and signs in again with the
-password and then a code; a wrong code keeps them out."""
+the QR page's key (typed in, as into an app), is shown their recovery codes, signs out, and
+signs in again with the password and then a code; a wrong code is refused."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def test_enrol_sign_out_and_sign_in_with_a_code(page, live_app, ui_org, sign_in,
     expect(page.get_by_text("That code is not right")).to_be_visible()
     page.get_by_label("Code").fill(current_code(device))
     page.get_by_role("button", name="Confirm").click()
-    expect(page.get_by_role("status")).to_contain_text("Two-factor authentication is on.")
+    expect(page.get_by_role("status").first).to_contain_text("Two-factor authentication is on.")
+    expect(page.get_by_test_id("recovery-codes").locator("li")).to_have_count(10)
+    screenshot(page, "two-factor-recovery-codes")
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login/")
