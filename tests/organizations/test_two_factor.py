@@ -690,3 +690,10 @@ def test_an_unverified_session_cannot_make_new_recovery_codes(owner):
     assert recovery_codes_in(response) == []
     after = set(StaticToken.objects.filter(device__user=owner).values_list("token", flat=True))
     assert after == before
+
+
+def test_the_schema_documents_the_token_requests_otp(api_client):
+    schema = api_client.get("/api/schema/", {"format": "json"}).json()
+    body = schema["components"]["schemas"]["TokenRequestRequest"]
+    assert "otp" in body["properties"] and "otp" not in body.get("required", [])
+    assert "two-factor" in body["properties"]["otp"]["description"]
