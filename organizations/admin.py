@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect
 
 from config.errors import ApplicationError, InvalidInput
-from organizations import services
+from organizations import services, two_factor
 from organizations.hostpolicy import entry_problem
 from organizations.models import (
     ApiToken,
@@ -28,7 +28,7 @@ class MembershipInline(admin.TabularInline):
 class OrganisationAdminForm(forms.ModelForm):
     class Meta:
         model = Organisation
-        fields = ["name", "slug"]
+        fields = ["name", "slug", "require_two_factor"]
 
     def clean_slug(self):
         # The slug names the organisation's directory under the tenant root: one that
@@ -42,10 +42,15 @@ class OrganisationAdminForm(forms.ModelForm):
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
     form = OrganisationAdminForm
-    list_display = ["name", "slug", "tenant_directory", "created_at"]
+    list_display = ["name", "slug", "require_two_factor", "tenant_directory", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "require_two_factor" in form.changed_data:
+            two_factor.requirement_changed_log(organisation=obj, actor=request.user)
 
     @admin.display(description="Directory")
     def tenant_directory(self, obj) -> str:

@@ -1,5 +1,13 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.core import checks
+
+
+class StrongboxAdminConfig(admin_apps.AdminConfig):
+    """``django.contrib.admin`` with Strongbox's site (two-factor for users with a device)."""
+
+    default = False  # the "organizations" entry is OrganizationsConfig
+    default_site = "organizations.admin_site.StrongboxAdminSite"
 
 
 class OrganizationsConfig(AppConfig):

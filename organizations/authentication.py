@@ -27,12 +27,20 @@ class TokenPrincipal:
     token: ApiToken
 
 
+@dataclass(frozen=True)
+class JwtPrincipal:
+    """What request.auth holds for a request made with a user's JWT: ``otp`` says whether
+    it was issued with a one-time code (organizations/two_factor.py)."""
+
+    otp: bool
+
+
 def _signing_key() -> bytes:
     # A full-length HMAC key whatever the length of SECRET_KEY.
     return hashlib.sha256(b"strongbox-jwt:" + settings.SECRET_KEY.encode()).digest()
 
 
-def issue_jwt(user) -> tuple[str, int]:
+def issue_jwt(user, *, otp: bool = False) -> tuple[str, int]:
     ttl = settings.STRONGBOX_JWT_TTL_SECONDS
     now = timezone.now()
     payload = {
@@ -40,11 +48,13 @@ def issue_jwt(user) -> tuple[str, int]:
         "iat": now,
         "exp": now + timedelta(seconds=ttl),
         "typ": "access",
+        # Signed in with a one-time code too (organisations requiring two-factor ask).
+        "otp": otp,
     }
     return jwt.encode(payload, _signing_key(), algorithm=JWT_ALGORITHM), ttl
 
 
-def user_from_jwt(raw: str):
+def user_and_principal_from_jwt(raw: str):
     try:
         payload = jwt.decode(raw, _signing_key(), algorithms=[JWT_ALGORITHM])
     except jwt.ExpiredSignatureError as exc:
@@ -54,7 +64,7 @@ def user_from_jwt(raw: str):
     user = get_user_model().objects.filter(pk=payload.get("sub"), is_active=True).first()
     if user is None:
         raise exceptions.AuthenticationFailed("Invalid token.")
-    return user
+    return user, JwtPrincipal(otp=payload.get("otp") is True)
 
 
 def token_from_raw(raw: str) -> ApiToken:
@@ -103,7 +113,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
         if raw.startswith(TOKEN_PREFIX):
             token = token_from_raw(raw)
             return (_TokenUser(token), TokenPrincipal(token))
-        return (user_from_jwt(raw), None)
+        return user_and_principal_from_jwt(raw)
 
     def authenticate_header(self, request) -> str:
         return self.keyword

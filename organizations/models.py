@@ -32,6 +32,12 @@ class Organisation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
+    # Members acting in this organisation must have signed in with a TOTP code
+    # (organizations/two_factor.py); set by its admins, not by each member.
+    require_two_factor = models.BooleanField(
+        default=False,
+        help_text="Members must sign in with a one-time code to act in this organisation.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

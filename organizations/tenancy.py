@@ -5,6 +5,11 @@ works out which; ``restrict`` scopes any queryset to it. API viewsets get both f
 ``TenantViewSetMixin`` (``TenantViewSet``, the base of every resource viewset, is
 ``api.base.views.APIViewSet`` with it in front) and HTML views from ``TenantViewMixin``, so another
 organisation's object is simply not found (404), exactly like one that does not exist.
+
+Two-factor authentication is applied here too (``organizations.two_factor.requirement``):
+a page of an organisation the caller may not act in yet redirects to
+``/account/two-factor/``, and an API request made with a session or a JWT is a 403
+(``two_factor_required``); organisation API tokens are unaffected.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import urlencode
 
 from api.base.views import APIViewSet
 from config.errors import Forbidden, InvalidInput
-from organizations.authentication import TokenPrincipal
+from organizations import two_factor
+from organizations.authentication import JwtPrincipal, TokenPrincipal
 from organizations.models import ApiToken, Membership, Organisation, Role, role_at_least
 
 ORGANISATION_HEADER = "HTTP_X_ORGANIZATION"
@@ -97,6 +106,8 @@ def tenant_for_request(request) -> Tenant:
     else:
         reference = request.META.get(ORGANISATION_HEADER) or request.session.get(SESSION_KEY)
         tenant = tenant_for_user(request.user, reference)
+        jwt = request.auth if isinstance(request.auth, JwtPrincipal) else None
+        two_factor.api_require(request, tenant.organisation, jwt_otp=jwt and jwt.otp)
     request._strongbox_tenant = tenant
     return tenant
 
@@ -148,6 +159,9 @@ class TenantViewMixin:
     def dispatch(self, request, *args, **kwargs):
         if request.user.is_authenticated:
             request.tenant = tenant_for_html(request)
+            organisation = request.tenant.organisation if request.tenant else None
+            if two_factor.session_requirement(request, organisation):
+                return redirect_to_two_factor(request)
             if request.tenant is not None and not request.tenant.can(self.required_role):
                 # Django's own exception, so an HTML page answers 403 rather than 500.
                 raise PermissionDenied(f"This page needs the {self.required_role} role.")
@@ -155,6 +169,12 @@ class TenantViewMixin:
 
     def restrict(self, queryset: QuerySet) -> QuerySet:
         return restrict(queryset, self.request.tenant.organisation)
+
+
+def redirect_to_two_factor(request):
+    """To the two-factor page, which sends the user back here once done."""
+    url = reverse("two-factor")
+    return redirect(f"{url}?{urlencode({'next': request.get_full_path()})}")
 
 
 def tenant_for_html(request) -> Tenant | None:

@@ -4,7 +4,10 @@ from django.urls import include, path
 from organizations import views
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
+    path("login/", views.SignInView.as_view(), name="login"),
+    path("login/code/", views.SignInCodeView.as_view(), name="login-code"),
+    path("account/two-factor/", views.TwoFactorView.as_view(), name="two-factor"),
+    path("settings/security/", views.SecuritySettingsView.as_view(), name="security-settings"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("oidc/", include("organizations.oidc")),
     path("organisations/switch/", views.switch_organisation, name="switch-organisation"),

@@ -1,4 +1,5 @@
-"""Organisation pages: switching organisation and API tokens.
+"""Organisation pages: signing in (with its one-time code step), the account's two-factor
+page, switching organisation, API tokens and the organisation's security settings.
 
 The base of every page (``TenantPage``, ``TenantAction``) is ``organizations.pages``;
 the dashboard and the environment page, composed of several apps, are ``front``.
@@ -6,20 +7,227 @@ the dashboard and the environment page, composed of several apps, are ``front``.
 
 from __future__ import annotations
 
+import django_otp
 from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db.models import Q
 from django.http import Http404
-from django.shortcuts import redirect
+from django.shortcuts import redirect, resolve_url
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.safestring import mark_safe
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
+from config.errors import ApplicationError
+from organizations import two_factor
+from organizations.lockout import lockout_message, seconds_until_unlocked
 from organizations.models import ApiToken, Role
 from organizations.pages import TenantAction, TenantPage
 from organizations.services import api_token_create, api_token_revoke
-from organizations.tenancy import SESSION_KEY, memberships_of
+from organizations.tenancy import SESSION_KEY, memberships_of, tenant_for_html
+
+
+def _safe_next(request, url: str) -> str:
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+# --- signing in ------------------------------------------------------------------------
+
+
+class CodeForm(forms.Form):
+    otp_token = forms.CharField(
+        label="Code",
+        max_length=16,
+        strip=True,
+        help_text="The 6-digit code your authenticator app shows now, or a recovery code.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class SignInCodeForm(CodeForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["otp_token"].widget.attrs["autofocus"] = True  # the page's one field
+
+
+class SignInView(auth_views.LoginView):
+    """/login/: the password; a local account with a two-factor device then gets the code
+    step (``SignInCodeView``) and is signed in only once the code is right."""
+
+    template_name = "login.html"
+
+    def form_valid(self, form):
+        user = form.get_user()
+        if two_factor.confirmed_device(user) is None:
+            two_factor.sign_in_pending_clear(self.request)
+            return super().form_valid(form)
+        two_factor.sign_in_pending_set(
+            self.request, user=user, backend=user.backend, next_url=self.get_redirect_url()
+        )
+        return redirect("login-code")
+
+
+@method_decorator([sensitive_post_parameters("otp_token"), csrf_protect, never_cache], "dispatch")
+class SignInCodeView(TemplateView):
+    """/login/code/: the one-time code after a right password (see ``two_factor``)."""
+
+    template_name = "login_code.html"
+
+    def dispatch(self, request, *args, **kwargs):
+        self.pending = two_factor.sign_in_pending(request)
+        if self.pending is None:
+            messages.info(request, "Enter your username and password to sign in.")
+            return redirect("login")
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.setdefault("form", SignInCodeForm())
+        context["username"] = self.pending.user.get_username()
+        return context
+
+    def post(self, request, *args, **kwargs):
+        form = SignInCodeForm(request.POST)
+        user = self.pending.user
+        device = None
+        if form.is_valid():
+            device = two_factor.code_check(request, user=user, code=form.cleaned_data["otp_token"])
+        if getattr(request, "axes_locked_out", False):
+            # axes' middleware answers with the lockout page; the password is asked again.
+            two_factor.sign_in_pending_clear(request)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        if device is None:
+            if form.is_valid():
+                form.add_error(
+                    "otp_token", two_factor.wrong_code_message(two_factor.confirmed_device(user))
+                )
+            return self.render_to_response(self.get_context_data(form=form))
+        two_factor.sign_in_pending_clear(request)
+        user.otp_device = device  # django-otp's login signal marks the session verified
+        auth_login(request, user, backend=self.pending.backend)
+        return redirect(_safe_next(request, self.pending.next_url))
+
+
+# --- the account's two-factor page --------------------------------------------------------
+
+
+class TwoFactorView(LoginRequiredMixin, TemplateView):
+    """/account/two-factor/: set up (QR code and key, confirmed by a code), verify this
+    session, or turn two-factor off (with a code). Every page of an organisation that
+    needs it sends its members here until done (``organizations.tenancy``)."""
+
+    template_name = "two_factor.html"
+
+    def _next(self) -> str:
+        wanted = self.request.POST.get("next") or self.request.GET.get("next", "")
+        return wanted if wanted and _safe_next(self.request, wanted) == wanted else ""
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        request, user = self.request, self.request.user
+        device = two_factor.confirmed_device(user)
+        pending = None if device else two_factor.unconfirmed_device(user)
+        tenant = tenant_for_html(request)
+        organisation = tenant.organisation if tenant else None
+        context.update(
+            device=device,
+            pending=pending,
+            verified=bool(user.is_verified()),
+            recovery_left=two_factor.recovery_codes_left(user) if device else 0,
+            required_by=two_factor.organisations_requiring(user),
+            acting_requires=bool(organisation and organisation.require_two_factor),
+            organisation=organisation,
+            next=self._next(),
+        )
+        context.setdefault("form", CodeForm())
+        if pending is not None:
+            context["qr_svg"] = mark_safe(two_factor.qr_svg(pending))  # noqa: S308 - drawn here
+            context["secret"] = two_factor.secret_of(pending)
+        return context
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"  # the key of a device being set up
+        return response
+
+    def post(self, request, *args, **kwargs):
+        action = request.POST.get("action")
+        user = request.user
+        form = CodeForm(request.POST)
+        try:
+            if action == "start":
+                two_factor.totp_device_start(user=user)
+                return self._back()
+            if action == "recovery" and user.is_verified():
+                return self._codes(two_factor.recovery_codes_create(user=user))
+            if not form.is_valid():
+                return self._again(form)
+            code = form.cleaned_data["otp_token"]
+            if action == "confirm":
+                device = two_factor.totp_device_confirm(user=user, code=code)
+                django_otp.login(request, device)
+                messages.success(request, "Two-factor authentication is on.")
+                return self._codes(two_factor.recovery_codes_create(user=user))
+            if action == "verify":
+                device = two_factor.confirmed_device(user)
+                if device is None or not two_factor.code_check(request, user=user, code=code):
+                    problem = two_factor.wrong_code_message(device)
+                    if getattr(request, "axes_locked_out", False):
+                        # Signed in already: this page says so rather than axes' sign-in page.
+                        request.axes_locked_out = False
+                        wait = seconds_until_unlocked(request, request.axes_credentials)
+                        problem = lockout_message(wait)
+                    form.add_error("otp_token", problem)
+                    return self._again(form)
+                django_otp.login(request, device)
+                messages.success(request, "This session is verified.")
+                return self._done()
+            if action == "disable":
+                two_factor.totp_device_remove(user=user, code=code)
+                messages.success(request, "Two-factor authentication is off.")
+                return self._back()
+        except two_factor.InvalidCode as exc:
+            form.add_error("otp_token", exc.message)
+            return self._again(form)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return self._back()
+        return self._back()
+
+    def _again(self, form):
+        response = self.render_to_response(self.get_context_data(form=form), status=400)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _codes(self, codes: list[str]):
+        # Rendered, not redirected: the codes are stored only as digests, so this response
+        # is the one place they appear (as a new API token's value).
+        response = self.render_to_response(self.get_context_data(new_codes=codes))
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _back(self):
+        url = reverse("two-factor")
+        if nxt := self._next():
+            url += "?" + urlencode({"next": nxt})
+        return redirect(url)
+
+    def _done(self):
+        return redirect(self._next() or "dashboard")
 
 
 @login_required
@@ -103,3 +311,56 @@ class ApiTokenRevokeView(TenantAction):
 
     def success_url(self, **kwargs) -> str:
         return reverse("api-tokens")
+
+
+# --- the organisation's security settings ------------------------------------------------
+
+
+class SecuritySettingsForm(forms.Form):
+    require_two_factor = forms.BooleanField(
+        required=False,
+        label="Require two-factor authentication",
+        help_text=(
+            "Members must sign in with a one-time code to act in this organisation; those "
+            "without one are sent to set it up first."
+        ),
+    )
+
+
+class SecuritySettingsView(TenantPage, TemplateView):
+    """/settings/security/: whether the organisation requires two-factor (admins), and
+    which members have it."""
+
+    template_name = "security_settings.html"
+    required_role = Role.ADMIN
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.setdefault(
+            "form",
+            SecuritySettingsForm(
+                initial={"require_two_factor": self.organisation.require_two_factor}
+            ),
+        )
+        context["members"] = two_factor.members_two_factor(self.organisation)
+        return context
+
+    def post(self, request, *args, **kwargs):
+        form = SecuritySettingsForm(request.POST)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        required = form.cleaned_data["require_two_factor"]
+        changed = two_factor.organisation_two_factor_set(
+            organisation=self.organisation, required=required, actor=request.user
+        )
+        if changed and required:
+            messages.success(
+                request,
+                f"{self.organisation.name} now requires two-factor authentication; members "
+                "without it are asked to set it up.",
+            )
+        elif changed:
+            messages.success(
+                request, f"{self.organisation.name} no longer requires two-factor authentication."
+            )
+        return redirect("security-settings")

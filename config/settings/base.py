@@ -13,7 +13,8 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, whose site asks users with a two-factor device for a code.
+    "organizations.apps.StrongboxAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -25,6 +26,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "axes",
+    # TOTP devices of local accounts (organizations/two_factor.py).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # one-time recovery codes
     "organizations",
     "destinations",
     "backups",
@@ -42,6 +47,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session signed in with a one-time code.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
@@ -247,6 +254,15 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # No "AXES: BEGIN" line in every management command's output (archive_wal runs per WAL file).
 AXES_VERBOSE = False
+# axes masks these in the requests it records (its default two, and the one-time code).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
+
+# Two-factor authentication (django-otp's TOTP devices; organizations/two_factor.py). The
+# issuer names Strongbox in authenticator apps; each wrong code doubles the wait before the
+# device checks another (1 s, 2 s, 4 s…), on top of the sign-in lockout above.
+OTP_TOTP_ISSUER = env_str("STRONGBOX_TOTP_ISSUER", "Strongbox")
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Single sign-on through an OpenID provider (organizations/sso.py, organizations/oidc.py;
 # README "Single sign-on"): on when a client id is set. Endpoints left empty are discovered

@@ -18,7 +18,7 @@ from api.base.pagination import offset_page, paged_body
 from api.base.routes import get_or_404
 from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
 from config.errors import ApplicationError, InvalidInput
-from organizations import services
+from organizations import services, two_factor
 from organizations.api import serializers as s
 from organizations.authentication import TokenPrincipal, issue_jwt
 from organizations.lockout import login_failures_forget, login_locked_out
@@ -32,7 +32,8 @@ class InvalidCredentials(ApplicationError):
 
 
 class ObtainTokenView(APIView):
-    """Exchange a username and password for a short-lived JWT."""
+    """Exchange a username and password (and, for a user with two-factor authentication on,
+    the current one-time code ``otp``) for a short-lived JWT."""
 
     authentication_classes = []
     permission_classes = [permissions.AllowAny]
@@ -53,8 +54,21 @@ class ObtainTokenView(APIView):
         user = authenticate(request, username=username, password=data.validated_data["password"])
         if user is None:
             raise login_locked_out(request) or InvalidCredentials("Invalid username or password.")
+        otp = two_factor.confirmed_device(user) is not None
+        if otp:
+            # Like the form's second step: the code counts toward the same lockout.
+            if "otp" not in data.validated_data:
+                raise InvalidInput(
+                    "otp: this user has two-factor authentication on; send the current code.",
+                    fields={"otp": ["Required for this user."]},
+                )
+            if two_factor.code_check(request, user=user, code=data.validated_data["otp"]) is None:
+                raise login_locked_out(request) or two_factor.InvalidCode(
+                    "otp: " + two_factor.wrong_code_message(two_factor.confirmed_device(user)),
+                    fields={"otp": ["Wrong or already used code."]},
+                )
         login_failures_forget(request, username=username)
-        token, ttl = issue_jwt(user)
+        token, ttl = issue_jwt(user, otp=otp)
         return Response({"token": token, "tokenType": "Bearer", "expiresIn": ttl})
 
 

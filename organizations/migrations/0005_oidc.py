@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('organizations', '0003_path_grant'),
+        ('organizations', '0004_require_two_factor'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
