@@ -210,7 +210,7 @@ def onboarding_checklist(*, organisation: Organisation, projects, tenant) -> lis
             if databases and operator and has_destination
             else None,
             "Back up now",
-            "From the database's page; it is restored-checked and listed there.",
+            "From the database's page, where its runs and their sizes are shown.",
         ),
         Step(
             "Set a schedule",

@@ -1,0 +1,124 @@
+"""Onboarding end to end in Debian's Chromium, at 1280 px and 390 px, against a live server,
+a real django-q2 worker and a real throwaway PostgreSQL database: create a project, an
+environment and a database (its connection tested, showing the server's version), back it
+up from its page, and watch the strip show the success."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from backups.models import Backup, BackupStatus
+from organizations.models import Database, Role
+from tests import factories
+from tests.fixtures.databases import fill_postgres
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(params=sorted(WIDTHS))
+def sized_page(request, browser, live_app, transactional_db):
+    context = browser.new_context(base_url=live_app, viewport=WIDTHS[request.param])
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield request.param, page
+    finally:
+        context.close()
+
+
+def shot(page, name: str) -> None:
+    from tests.ui.conftest import SCREENSHOTS
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def described_ids_exist(page) -> None:
+    """Every aria-describedby on the page names elements that exist."""
+    missing = page.evaluate(
+        """() => [...document.querySelectorAll('[aria-describedby]')].flatMap(el =>
+            el.getAttribute('aria-describedby').split(/\\s+/)
+              .filter(id => id && !document.getElementById(id)))"""
+    )
+    assert missing == []
+
+
+def test_a_new_admin_onboards_a_postgresql_database_and_backs_it_up(
+    sized_page, ui_org, sign_in, make_postgres_database
+):
+    width, page = sized_page
+    organisation, people = ui_org
+    spec = make_postgres_database()
+    fill_postgres(spec, rows=300)
+
+    sign_in(page, people[Role.ADMIN].username)
+    checklist = page.get_by_test_id("checklist")
+    expect(checklist).to_be_visible()
+    expect(checklist.locator('[data-done="true"]')).to_have_count(0)
+    shot(page, f"onboarding-01-empty-dashboard-{width}")
+
+    checklist.get_by_role("link", name="Add a database").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("New project")
+    page.get_by_role("button", name="Create project").click()  # nothing typed
+    name = page.get_by_label("Name")
+    expect(name).to_have_attribute("aria-invalid", "true")
+    described_ids_exist(page)
+    shot(page, f"onboarding-02-project-error-{width}")
+    name.fill("Shop")
+    page.get_by_role("button", name="Create project").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("New environment of Shop")
+    page.get_by_label("Name").fill("Production")
+    page.get_by_role("button", name="Create environment").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("New database in Production")
+    page.locator("#id_name").fill("Orders")  # "Username" and "Database name" also say name
+    page.get_by_label("Engine").select_option("postgresql")
+    page.get_by_label("Host").fill(spec.host)
+    page.get_by_label("Port").fill(str(spec.port))
+    page.get_by_label("Username").fill(spec.user)
+    page.get_by_label("Database name").fill(spec.name)
+    page.get_by_role("button", name="Test connection").click()
+    result = page.get_by_test_id("connection-result")
+    expect(result).to_contain_text(re.compile(r"Connected\. Server version \d+\.\d+"))
+    shot(page, f"onboarding-03-database-tested-{width}")
+    page.get_by_role("button", name="Add database").click()
+
+    database = Database.objects.get(environment__project__organisation=organisation)
+    expect(page).to_have_url(re.compile(rf"/databases/{database.id}/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Orders")
+    # No destination yet: the button says why it cannot back up.
+    expect(page.get_by_role("button", name="Back up now")).to_be_disabled()
+    factories.DestinationFactory(organisation=organisation, name="Local disk")
+    page.reload()
+
+    page.get_by_role("button", name="Back up now").click()
+    expect(page.get_by_text("Backup started")).to_be_visible()
+    backup = Backup.objects.get(database=database)
+    status = page.locator(f'[data-status-for="{backup.id}"]')
+    expect(status).to_have_text("Completed", timeout=60_000)
+    backup.refresh_from_db()
+    assert backup.status == BackupStatus.COMPLETED and backup.row_counts
+
+    page.reload()
+    strip = page.get_by_test_id("run-strip")
+    expect(strip.locator('[data-outcome="ok"]')).to_have_count(1)
+    expect(page.get_by_test_id("rate-7")).to_contain_text("100.0 %")
+    expect(page.locator("#size-chart-desc")).to_have_count(1)
+    described_ids_exist(page)
+    shot(page, f"onboarding-04-database-page-{width}")
+
+    page.get_by_role("link", name="Shop").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Shop")
+    expect(page.get_by_test_id("environment-state")).to_have_text("Healthy")
+    shot(page, f"onboarding-05-project-page-{width}")
+
+    page.get_by_role("link", name="Dashboard").first.click()
+    checklist = page.get_by_test_id("checklist")
+    expect(checklist.locator('[data-done="true"]')).to_have_count(3)  # the schedule is left
+    shot(page, f"onboarding-06-dashboard-{width}")
