@@ -379,3 +379,159 @@ def test_an_environment_whose_one_database_failed_is_not_green(
     html = client.get(reverse("dashboard")).content.decode()
     assert 'data-testid="environment-state">Failing<' in html
     assert 'data-state="failed"' in html and 'data-state="ok"' in html
+
+
+def test_test_connection_reports_the_mariadb_version(client, owner, environment, mariadb_spec):
+    client.force_login(owner)
+    response = client.post(
+        reverse("database-new", args=[environment.id]),
+        {
+            "name": "Billing",
+            "engine": "mariadb",
+            "host": mariadb_spec.host,
+            "port": str(mariadb_spec.port),
+            "username": mariadb_spec.user,
+            "database_name": mariadb_spec.name,
+            "action": "test",
+        },
+    )
+    assert response.status_code == 200
+    assert re.search(r"Server version \d+\.\d+", response.content.decode())
+
+
+def test_test_connection_gives_the_exact_error_of_a_wrong_database(
+    client, owner, environment, postgres_spec
+):
+    client.force_login(owner)
+    response = client.post(
+        reverse("database-new", args=[environment.id]),
+        {
+            "name": "Typo",
+            "engine": "postgresql",
+            "host": postgres_spec.host,
+            "port": str(postgres_spec.port),
+            "username": postgres_spec.user,
+            "database_name": "sbx_no_such_database",
+            "action": "test",
+        },
+    )
+    html = response.content.decode()
+    assert "Connection failed" in html
+    assert "sbx_no_such_database" in html and "does not exist" in html
+
+
+def test_the_host_policy_refuses_a_connection_test_on_the_host_field(
+    client, owner, organisation, environment
+):
+    services.host_policy_set(organisation=organisation, allowed_hosts=["10.20.0.0/16"])
+    client.force_login(owner)
+    response = client.post(
+        reverse("database-new", args=[environment.id]),
+        {
+            "name": "Local",
+            "engine": "postgresql",
+            "host": "127.0.0.1",
+            "database_name": "postgres",
+            "action": "test",
+        },
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'id="id_host_error_1"' in html and "Connected." not in html
+    described_ids_exist(html)
+
+
+def test_the_saved_connection_is_tested_from_the_database_page(
+    client, operator, environment, postgres_spec
+):
+    database = factories.DatabaseFactory(
+        environment=environment,
+        engine="postgresql",
+        host=postgres_spec.host,
+        port=postgres_spec.port,
+        username=postgres_spec.user,
+        database_name=postgres_spec.name,
+    )
+    client.force_login(operator)
+    response = client.post(reverse("database-test", args=[database.id]), follow=True)
+    assert re.search(r"Connected: PostgreSQL \d+\.\d+", response.content.decode())
+
+
+# --- members ------------------------------------------------------------------------------------
+
+
+def test_an_admin_adds_a_member_changes_their_role_and_removes_them(client, owner, organisation):
+    newcomer = factories.UserFactory(username="newcomer", email="new@example.com")
+    client.force_login(owner)
+    response = client.post(reverse("members"), {"user": "new@example.com", "role": "operator"})
+    assert response.status_code == 302
+    membership = Membership.objects.get(user=newcomer, organisation=organisation)
+    assert membership.role == Role.OPERATOR
+    client.post(reverse("member-role", args=[membership.id]), {f"{membership.pk}-role": "admin"})
+    membership.refresh_from_db()
+    assert membership.role == Role.ADMIN
+    client.post(reverse("member-remove", args=[membership.id]))
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_an_unknown_user_is_named_on_the_field(client, owner):
+    client.force_login(owner)
+    response = client.post(reverse("members"), {"user": "nobody", "role": "viewer"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'id="id_user_error_1"' in html and "nobody" in html
+    described_ids_exist(html)
+
+
+def test_the_last_admin_cannot_be_demoted_or_removed(client, owner, organisation):
+    membership = Membership.objects.get(user=owner)
+    client.force_login(owner)
+    response = client.post(
+        reverse("member-role", args=[membership.id]),
+        {f"{membership.pk}-role": "viewer"},
+        follow=True,
+    )
+    assert "at least one admin" in response.content.decode()
+    client.post(reverse("member-remove", args=[membership.id]))
+    membership.refresh_from_db()
+    assert membership.role == Role.ADMIN
+
+
+def test_the_members_page_is_for_admins(client, operator, viewer):
+    for user in (operator, viewer):
+        client.force_login(user)
+        assert client.get(reverse("members")).status_code == 403
+
+
+# --- sizes ---------------------------------------------------------------------------------------
+
+
+def test_the_dashboard_and_database_page_cost_the_same_queries_whatever_the_history(
+    client, viewer, environment, database, django_assert_max_num_queries
+):
+    client.force_login(viewer)
+
+    def add(n):
+        now = timezone.now()
+        Backup.objects.bulk_create(
+            factories.BackupFactory.build(
+                environment=environment,
+                organisation=environment.project.organisation,
+                database=database,
+                created_at=now - timedelta(hours=i),
+                status=BackupStatus.FAILED if i % 7 == 0 else BackupStatus.COMPLETED,
+            )
+            for i in range(n)
+        )
+
+    add(5)
+    with django_assert_max_num_queries(40) as small:
+        client.get(reverse("dashboard"))
+        client.get(reverse("database-detail", args=[database.id]))
+    add(2000)
+    with django_assert_max_num_queries(len(small.captured_queries)) as large:
+        client.get(reverse("dashboard"))
+        response = client.get(reverse("database-detail", args=[database.id]))
+    assert len(large.captured_queries) <= len(small.captured_queries)
+    assert len(response.context["strip"]) == 30
+    assert len(response.context["size_chart"].points) == 60
