@@ -1,8 +1,9 @@
-"""Writes to the tenancy model: API tokens, and projects, environments and databases.
+"""Writes to the tenancy model: API tokens, members, projects, environments and databases.
 
-Every interface (the API, the admin, management commands) creates, changes and deletes
-projects, environments and databases through these functions, so the rules live here
-once: a slug is unique among its siblings (derived from the name when left out), server
+Every interface (the API, the pages, the admin, management commands) creates, changes and
+deletes projects, environments, databases and memberships through these functions, so the
+rules live here once: names and slugs of a valid shape and length, a known engine, a port
+from 1 to 65535 (a serializer or a form may check these early; these always do), a slug is unique among its siblings (derived from the name when left out), server
 paths stay inside the organisation's own roots and out of the app's data
 (``validators.require_path``) and do not look like a restore's own copies
 (``validators.reserved_name_problem``), and
