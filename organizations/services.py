@@ -3,10 +3,10 @@
 Every interface (the API, the pages, the admin, management commands) creates, changes and
 deletes projects, environments, databases and memberships through these functions, so the
 rules live here once: names and slugs of a valid shape and length, a known engine, a port
-from 1 to 65535 (a serializer or a form may check these early; these always do), a slug is unique among its siblings (derived from the name when left out), server
-paths stay inside the organisation's own roots and out of the app's data
-(``validators.require_path``) and do not look like a restore's own copies
-(``validators.reserved_name_problem``), and
+from 1 to 65535 (a serializer or a form may check these early; these always do), a slug
+unique among its siblings (derived from the name when left out), server paths inside the
+organisation's own roots and out of the app's data (``validators.require_path``) and not
+named like a restore's own copies (``validators.reserved_name_problem``), and
 nothing that still has backups is deleted. Stored secrets are re-encrypted under the
 newest key by ``secrets_rotate`` (``manage.py rotate_keys``). A problem is an ``InvalidInput`` whose
 ``fields`` name the model field at fault (``files_path``, ``database_name``…); each
