@@ -122,3 +122,9 @@ def test_a_new_admin_onboards_a_postgresql_database_and_backs_it_up(
     checklist = page.get_by_test_id("checklist")
     expect(checklist.locator('[data-done="true"]')).to_have_count(3)  # the schedule is left
     shot(page, f"onboarding-06-dashboard-{width}")
+
+    page.get_by_role("link", name="Members").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Members")
+    expect(page.locator("#member-list tbody tr")).to_have_count(3)
+    described_ids_exist(page)
+    shot(page, f"onboarding-07-members-{width}")

@@ -535,3 +535,11 @@ def test_the_dashboard_and_database_page_cost_the_same_queries_whatever_the_hist
     assert len(large.captured_queries) <= len(small.captured_queries)
     assert len(response.context["strip"]) == 30
     assert len(response.context["size_chart"].points) == 60
+
+
+def test_next_runs_are_shown_in_the_schedules_time_zone(client, viewer, environment, database):
+    factories.ScheduleFactory(environment=environment, db_cron="0 2 * * *", timezone="Asia/Tokyo")
+    client.force_login(viewer)
+    html = client.get(reverse("database-detail", args=[database.id])).content.decode()
+    assert html.count(" 02:00</time>") == 5
+    assert "Times in Asia/Tokyo" in html
