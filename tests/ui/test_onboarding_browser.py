@@ -13,7 +13,8 @@ from playwright.sync_api import expect
 from backups.models import Backup, BackupStatus
 from organizations.models import Database, Role
 from tests import factories
-from tests.fixtures.databases import fill_postgres
+from tests.backups.helpers import restore_database_artifact
+from tests.fixtures.databases import fill_postgres, table_checksums
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,8 +49,14 @@ def described_ids_exist(page) -> None:
     assert missing == []
 
 
+@pytest.fixture
+def server_artifacts(settings, server_env):
+    """This process reads the artifacts where the live server's worker wrote them."""
+    settings.STRONGBOX_LOCAL_DESTINATION_ROOT = server_env["STRONGBOX_LOCAL_DESTINATION_ROOT"]
+
+
 def test_a_new_admin_onboards_a_postgresql_database_and_backs_it_up(
-    sized_page, ui_org, sign_in, make_postgres_database
+    sized_page, ui_org, sign_in, make_postgres_database, server_artifacts
 ):
     width, page = sized_page
     organisation, people = ui_org
@@ -104,6 +111,9 @@ def test_a_new_admin_onboards_a_postgresql_database_and_backs_it_up(
     expect(status).to_have_text("Completed", timeout=60_000)
     backup.refresh_from_db()
     assert backup.status == BackupStatus.COMPLETED and backup.row_counts
+    restored = make_postgres_database()
+    restore_database_artifact(backup, restored)
+    assert table_checksums(restored) == table_checksums(spec)
 
     page.reload()
     strip = page.get_by_test_id("run-strip")
@@ -128,3 +138,77 @@ def test_a_new_admin_onboards_a_postgresql_database_and_backs_it_up(
     expect(page.locator("#member-list tbody tr")).to_have_count(3)
     described_ids_exist(page)
     shot(page, f"onboarding-07-members-{width}")
+
+
+def test_a_failed_backup_turns_the_environment_red_and_retry_from_the_page_fixes_it(
+    page, ui_org, sign_in, make_postgres_database, screenshot
+):
+    organisation, people = ui_org
+    spec = make_postgres_database()
+    fill_postgres(spec, rows=50)
+    project = factories.ProjectFactory(organisation=organisation, name="Shop", slug="shop")
+    environment = factories.EnvironmentFactory(project=project, name="Production", slug="prod")
+    good = factories.DatabaseFactory(
+        environment=environment,
+        name="Users",
+        slug="users",
+        engine="postgresql",
+        host=spec.host,
+        port=spec.port,
+        username=spec.user,
+        database_name=spec.name,
+    )
+    broken = factories.DatabaseFactory(
+        environment=environment,
+        name="Orders",
+        slug="orders",
+        engine="postgresql",
+        host=spec.host,
+        port=spec.port,
+        username=spec.user,
+        database_name="sbx_no_such_database",
+    )
+    factories.DestinationFactory(organisation=organisation, name="Local disk")
+    sign_in(page, people[Role.ADMIN].username)
+
+    for database in (broken, good):  # the good one last: the environment's newest backup
+        page.goto(f"/databases/{database.id}/")
+        page.get_by_role("button", name="Back up now").click()
+        backup = Backup.objects.get(database=database)
+        final = "Failed" if database == broken else "Completed"
+        expect(page.locator(f'[data-status-for="{backup.id}"]')).to_have_text(final, timeout=60_000)
+
+    page.goto("/")
+    expect(page.get_by_test_id("environment-state")).to_have_text("Failing")
+    expect(page.locator('a.db-chip[data-state="failed"]')).to_have_text(re.compile("Orders"))
+    screenshot(page, "onboarding-08-dashboard-failing")
+    screenshot(page, "onboarding-08-dashboard-failing-phone", phone=True)
+
+    page.goto(f"/databases/{broken.id}/")
+    expect(page.get_by_test_id("run-strip").locator('[data-outcome="failed"]')).to_have_count(1)
+    expect(page.locator("#backup-list")).to_contain_text("sbx_no_such_database")
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("Database name").fill(spec.name)
+    page.get_by_role("button", name="Save").click()
+    failed = Backup.objects.get(database=broken)
+    page.get_by_role("button", name=f"Retry {failed.name}").click()
+    expect(page.get_by_text("Retrying")).to_be_visible()
+    retry = Backup.objects.filter(database=broken).exclude(pk=failed.pk).get()
+    expect(page.locator(f'[data-status-for="{retry.id}"]')).to_have_text(
+        "Completed", timeout=60_000
+    )
+    page.reload()
+    strip = page.get_by_test_id("run-strip")
+    expect(strip.locator("[data-outcome]")).to_have_count(2)
+    expect(strip.locator("li").nth(0).locator("[data-outcome]")).to_have_attribute(
+        "data-outcome", "failed"
+    )
+    expect(strip.locator("li").nth(1).locator("[data-outcome]")).to_have_attribute(
+        "data-outcome", "ok"
+    )
+    expect(page.get_by_test_id("rate-7")).to_contain_text("50.0 %")
+    screenshot(page, "onboarding-09-database-retried")
+    screenshot(page, "onboarding-09-database-retried-phone", phone=True)
+
+    page.goto("/")
+    expect(page.get_by_test_id("environment-state")).to_have_text("Healthy")
