@@ -21,6 +21,7 @@ from django_q.tasks import async_task
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups.age_format import AgeKeyError, identity_text, parse_identities, parse_recipient
+from backups.engines import EngineError, get_engine
 from backups.execution import (  # noqa: F401 - the public lifecycle API lives here too
     artifact_key,
     backup_claim,
@@ -44,7 +45,7 @@ from backups.models import (
     CopyStatus,
 )
 from backups.pipeline import sha256_of
-from config.errors import Conflict, InvalidInput
+from config.errors import ApplicationError, Conflict, InvalidInput
 from destinations.backends import BACKENDS, DestinationBackends
 from destinations.models import Destination
 from destinations.storage import (
@@ -55,6 +56,7 @@ from destinations.storage import (
 )
 from organizations.models import Database, Environment, Organisation
 from organizations.services import environment_lock
+from organizations.validators import require_backup_paths
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,56 @@ def backup_request(
         # into an error (backups_requeue_lost enqueues them again later).
         transaction.on_commit(lambda: [enqueue_backup(backup) for backup in created], robust=True)
     return created
+
+
+def backup_retry(*, backup: Backup, user=None) -> list[Backup]:
+    """Back up again what a failed (or aborted) backup was for: the same kind, the same
+    database, the same destinations (those still in the organisation). A new backup: the
+    failed one stays as it was, for its message."""
+    if backup.status not in (BackupStatus.FAILED, BackupStatus.ABORTED):
+        raise Conflict(f"Only a failed or aborted backup is retried; this one is {backup.status}.")
+    if backup.kind == BackupKind.DATABASE and backup.database_id is None:
+        raise Conflict("The database of this backup was removed; there is nothing to retry.")
+    if backup.kind not in (BackupKind.DATABASE, BackupKind.FILESYSTEM, BackupKind.FULL):
+        raise Conflict(f"A {backup.get_kind_display()} is retried by its own schedule.")
+    destination_ids = [
+        str(pk)
+        for pk in backup.destinations.filter(organisation_id=backup.organisation_id).values_list(
+            "pk", flat=True
+        )
+    ]
+    return backup_request(
+        environment=backup.environment,
+        kind=backup.kind,
+        database=backup.database if backup.kind == BackupKind.DATABASE else None,
+        destination_ids=destination_ids or None,
+        description=f"Retry of {backup.name}",
+        user=user,
+    )
+
+
+class ConnectionTest(NamedTuple):
+    """What "Test connection" found: the server's version, or the exact error."""
+
+    ok: bool
+    version: str = ""
+    error: str = ""
+
+
+def database_connection_test(*, database: Database) -> ConnectionTest:
+    """Connect to ``database`` (saved or not) exactly as a backup does: its server paths
+    checked again, its host checked against the organisation's host policy and connected to
+    at the checked address (``connection_spec_for``), through the engine's own driver; and
+    ask the server's version. Nothing is written, not even the version."""
+    try:
+        require_backup_paths(database)
+        engine = get_engine(database.engine)
+        spec = connection_spec_for(database)
+        engine.check_connection(spec)
+        version = engine.server_version(spec)
+    except (EngineError, ApplicationError, OSError) as exc:
+        return ConnectionTest(ok=False, error=getattr(exc, "message", None) or str(exc))
+    return ConnectionTest(ok=True, version=version)
 
 
 def _default_description(trigger: str) -> str:

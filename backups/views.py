@@ -12,7 +12,7 @@ from django.views.generic import TemplateView
 
 from backups import selectors, services
 from backups.forms import AgeSettingsForm, BackupTriggerForm
-from backups.models import Backup, BackupStatus
+from backups.models import Backup, BackupKind, BackupStatus
 from backups.progress import backup_progress_event
 from config.errors import Conflict, InvalidInput
 from organizations.models import Role
@@ -40,6 +40,43 @@ class BackupTriggerView(TenantAction):
     def success_url(self, **kwargs) -> str:
         environment = getattr(self, "target", None) or self.environment(kwargs["environment_id"])
         return reverse("environment-detail", args=[environment.project_id, environment.id])
+
+
+class DatabaseBackupView(TenantAction):
+    """ "Back up now" on the database page: this database only (operators)."""
+
+    required_role = Role.OPERATOR
+
+    def perform(self, request, **kwargs) -> str:
+        database = selectors.database_get(organisation=self.organisation, reference=kwargs["pk"])
+        created = services.backup_request(
+            environment=database.environment,
+            kind=BackupKind.DATABASE,
+            database=database,
+            user=request.user,
+        )
+        return f"Backup started: {', '.join(b.name for b in created)}."
+
+    def success_url(self, **kwargs) -> str:
+        return reverse("database-detail", args=[kwargs["pk"]])
+
+
+class BackupRetryView(TenantAction):
+    """ "Retry" on a failed backup: a new backup of the same database and destinations."""
+
+    required_role = Role.OPERATOR
+
+    def perform(self, request, **kwargs) -> str:
+        backup = selectors.backup_get(organisation=self.organisation, backup_id=kwargs["pk"])
+        self.backup = backup
+        created = services.backup_retry(backup=backup, user=request.user)
+        return f"Retrying: {', '.join(b.name for b in created)}."
+
+    def success_url(self, **kwargs) -> str:
+        backup = getattr(self, "backup", None)
+        if backup is not None and backup.database_id:
+            return reverse("database-detail", args=[backup.database_id])
+        return reverse("backup-detail", args=[kwargs["pk"]])
 
 
 # --- one backup ---------------------------------------------------------------------------

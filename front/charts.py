@@ -1,7 +1,9 @@
-"""The environment page's size chart: server-rendered SVG geometry, pure (no queries)."""
+"""Charts of the environment and database pages: server-rendered SVG geometry, pure (no
+queries). One series each: the database page draws its own database's backups only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,8 +31,35 @@ def _when(value: datetime, fmt: str) -> str:
     return date_format(timezone.localtime(value), fmt)
 
 
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def size_chart(rows: list[tuple[datetime, int, str]], width=640, height=180) -> Chart | None:
     """Server-rendered SVG geometry of backup size over time (oldest left)."""
+    return line_chart(rows, human_bytes, noun="completed backup", width=width, height=height)
+
+
+def duration_chart(rows: list[tuple[datetime, float, str]], width=640, height=180) -> Chart | None:
+    """How long each completed backup took, oldest left."""
+    return line_chart(rows, human_duration, noun="completed backup", width=width, height=height)
+
+
+def line_chart(
+    rows: list[tuple[datetime, float, str]],
+    fmt: Callable[[float | None], str],
+    *,
+    noun: str,
+    width=640,
+    height=180,
+) -> Chart | None:
+    """One series of ``(when, value, name)`` rows, oldest first, as SVG geometry."""
     if not rows:
         return None
     left, right, top, bottom = 64, 12, 10, 26
@@ -48,11 +77,11 @@ def size_chart(rows: list[tuple[datetime, int, str]], width=640, height=180) -> 
             {
                 "x": round(x, 1),
                 "y": round(y, 1),
-                "label": f"{name}: {human_bytes(size)}, {_when(created, 'j M Y H:i')}",
+                "label": f"{name}: {fmt(size)}, {_when(created, 'j M Y H:i')}",
             }
         )
     y_ticks = [
-        {"y": round(top + plot_h * (1 - fraction), 1), "label": human_bytes(peak * fraction)}
+        {"y": round(top + plot_h * (1 - fraction), 1), "label": fmt(peak * fraction)}
         for fraction in (0, 0.5, 1)
     ]
     x_labels = [
@@ -68,10 +97,10 @@ def size_chart(rows: list[tuple[datetime, int, str]], width=640, height=180) -> 
         )
     sizes = [size for _, size, _ in rows]
     summary = (
-        f"{len(rows)} completed backup{'s' if len(rows) != 1 else ''} "
+        f"{len(rows)} {noun}{'s' if len(rows) != 1 else ''} "
         f"from {_when(first, 'j M Y')} to {_when(last, 'j M Y')}; "
-        f"smallest {human_bytes(min(sizes))}, largest {human_bytes(max(sizes))}, "
-        f"latest {human_bytes(sizes[-1])}."
+        f"smallest {fmt(min(sizes))}, largest {fmt(max(sizes))}, "
+        f"latest {fmt(sizes[-1])}."
     )
     return Chart(
         width=width,

@@ -9,4 +9,13 @@ urlpatterns = [
         views.EnvironmentDetailView.as_view(),
         name="environment-detail",
     ),
+    path("projects/<uuid:pk>/", views.ProjectDetailView.as_view(), name="project-detail"),
+    path(
+        "environments/<uuid:environment_id>/databases/new/",
+        views.DatabaseFormView.as_view(),
+        name="database-new",
+    ),
+    path("databases/<uuid:pk>/", views.DatabaseDetailView.as_view(), name="database-detail"),
+    path("databases/<uuid:pk>/edit/", views.DatabaseFormView.as_view(), name="database-edit"),
+    path("databases/<uuid:pk>/test/", views.DatabaseTestView.as_view(), name="database-test"),
 ]

@@ -1,11 +1,12 @@
-"""Writes to the tenancy model: API tokens, and projects, environments and databases.
+"""Writes to the tenancy model: API tokens, members, projects, environments and databases.
 
-Every interface (the API, the admin, management commands) creates, changes and deletes
-projects, environments and databases through these functions, so the rules live here
-once: a slug is unique among its siblings (derived from the name when left out), server
-paths stay inside the organisation's own roots and out of the app's data
-(``validators.require_path``) and do not look like a restore's own copies
-(``validators.reserved_name_problem``), and
+Every interface (the API, the pages, the admin, management commands) creates, changes and
+deletes projects, environments, databases and memberships through these functions, so the
+rules live here once: names and slugs of a valid shape and length, a known engine, a port
+from 1 to 65535 (a serializer or a form may check these early; these always do), a slug
+unique among its siblings (derived from the name when left out), server paths inside the
+organisation's own roots and out of the app's data (``validators.require_path``) and not
+named like a restore's own copies (``validators.reserved_name_problem``), and
 nothing that still has backups is deleted. Stored secrets are re-encrypted under the
 newest key by ``secrets_rotate`` (``manage.py rotate_keys``). A problem is an ``InvalidInput`` whose
 ``fields`` name the model field at fault (``files_path``, ``database_name``…); each
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Field, Model, QuerySet, TextField, Value
 from django.db.models.functions import Cast
@@ -42,14 +45,17 @@ from organizations.fields import (
 )
 from organizations.hostpolicy import host_problem, parse_rules
 from organizations.models import (
+    ROLE_RANK,
     ApiToken,
     Database,
     Engine,
     Environment,
     HostPolicy,
+    Membership,
     Organisation,
     PathGrant,
     Project,
+    Role,
     hash_token,
 )
 from organizations.validators import (
@@ -83,6 +89,70 @@ def api_token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+# --- members ----------------------------------------------------------------------------------
+
+LAST_ADMIN = "An organisation keeps at least one admin; make someone else admin first."
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLE_RANK:
+        raise _invalid("role", f"{role!r} is not a valid choice; one of {', '.join(Role.values)}.")
+
+
+def membership_add(*, organisation: Organisation, user_reference: str, role: str) -> Membership:
+    """Make an existing user (named by username or email) a member with ``role``."""
+    _check_role(role)
+    users = get_user_model().objects.filter(is_active=True)
+    reference = user_reference.strip()
+    user = users.filter(username=reference).first() or (
+        users.filter(email__iexact=reference).first() if "@" in reference else None
+    )
+    if user is None:
+        raise _invalid("user", f"No active user is called {reference!r}.")
+    if Membership.objects.filter(organisation=organisation, user=user).exists():
+        raise _invalid("user", f"{user.get_username()} is already a member.")
+    return Membership.objects.create(organisation=organisation, user=user, role=role)
+
+
+def _admins_left_without(membership: Membership) -> int:
+    return (
+        Membership.objects.filter(organisation_id=membership.organisation_id, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .count()
+    )
+
+
+def membership_set_role(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role; the organisation's last admin stays admin."""
+    _check_role(role)
+    with transaction.atomic():
+        # Lock the organisation's admins, so two demotions at once cannot leave none.
+        list(
+            Membership.objects.select_for_update().filter(
+                organisation_id=membership.organisation_id, role=Role.ADMIN
+            )
+        )
+        if membership.role == Role.ADMIN and role != Role.ADMIN:
+            if not _admins_left_without(membership):
+                raise Conflict(LAST_ADMIN)
+        Membership.objects.filter(pk=membership.pk).update(role=role)
+    membership.role = role
+    return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member (their API tokens stay: tokens belong to the organisation)."""
+    with transaction.atomic():
+        list(
+            Membership.objects.select_for_update().filter(
+                organisation_id=membership.organisation_id, role=Role.ADMIN
+            )
+        )
+        if membership.role == Role.ADMIN and not _admins_left_without(membership):
+            raise Conflict(LAST_ADMIN)
+        membership.delete()
+
+
 # --- shared rules ---------------------------------------------------------------------------
 
 
@@ -98,8 +168,55 @@ SLUG_IN_USE = "This slug is already in use."
 
 
 def _check_slug_free(siblings: QuerySet, slug: str) -> None:
+    _check_slug_shape(slug)
     if siblings.filter(slug=slug).exists():
         raise InvalidInput(SLUG_IN_USE, fields={"slug": [SLUG_IN_USE]})
+
+
+# The shape rules every interface shares (the API's serializers, the pages' forms and the
+# admin all end here): a form or a serializer may check them early, the service always does.
+NAME_MAX = 200
+SLUG_MAX = 100
+FIELD_MAX = {"host": 255, "username": 200, "database_name": 1000, "files_path": 1000}
+_SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
+
+
+def _invalid(field: str, problem: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {problem}", fields={field: [problem]})
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.strip():
+        raise _invalid("name", "This field may not be blank.")
+    if len(name) > NAME_MAX:
+        raise _invalid("name", f"Ensure this field has no more than {NAME_MAX} characters.")
+
+
+def _check_slug_shape(slug: str) -> None:
+    if not _SLUG_RE.match(slug or ""):
+        raise _invalid("slug", "Enter a valid slug: letters, numbers, underscores or hyphens.")
+    if len(slug) > SLUG_MAX:
+        raise _invalid("slug", f"Ensure this field has no more than {SLUG_MAX} characters.")
+
+
+def _check_lengths(**values: str | None) -> None:
+    for field, value in values.items():
+        if value is not None and len(value) > FIELD_MAX[field]:
+            raise _invalid(
+                field, f"Ensure this field has no more than {FIELD_MAX[field]} characters."
+            )
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in Engine.values:
+        raise _invalid(
+            "engine", f"{engine!r} is not a valid choice; one of {', '.join(Engine.values)}."
+        )
+
+
+def _check_port(port: int | None) -> None:
+    if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+        raise _invalid("port", "A port is a whole number from 1 to 65535.")
 
 
 def _free_slug(siblings: QuerySet, name: str) -> str:
@@ -164,6 +281,7 @@ def _refuse_if_backups(backups: QuerySet, what: str) -> None:
 
 def project_create(*, organisation: Organisation, name: str, slug: str | None = None) -> Project:
     """A project of ``organisation``; without a slug, one is derived from the name."""
+    _check_name(name)
     siblings = Project.objects.filter(organisation=organisation)
     slug = _slug_for(siblings, slug, name)
     project = Project(organisation=organisation, name=name, slug=slug)
@@ -182,6 +300,7 @@ def project_update(
         _check_slug_free(siblings, slug)
         project.slug = slug
     if name is not None:
+        _check_name(name)
         project.name = name
     _save(project, siblings, creating=False)
     return project
@@ -203,6 +322,8 @@ def environment_create(
     *, project: Project, name: str, slug: str | None = None, files_path: str = ""
 ) -> Environment:
     """An environment of ``project``; ``files_path`` must be a directory of its organisation."""
+    _check_name(name)
+    _check_lengths(files_path=files_path)
     check_server_path(project.organisation, "files_path", files_path)
     siblings = Environment.objects.filter(project=project)
     slug = _slug_for(siblings, slug, name)
@@ -220,6 +341,9 @@ def environment_update(
 ) -> Environment:
     """Change an environment (arguments left out keep their value; ``files_path=""``
     removes the files directory)."""
+    if name is not None:
+        _check_name(name)
+    _check_lengths(files_path=files_path)
     if files_path is not None:
         check_server_path(environment.organisation, "files_path", files_path)
         environment.files_path = files_path
@@ -266,6 +390,31 @@ def check_database_host(organisation: Organisation, engine: str, host: str, port
         raise InvalidInput(problem, fields={"host": [problem]})
 
 
+def database_check(
+    *,
+    environment: Environment,
+    name: str,
+    engine: str,
+    database_name: str,
+    host: str = "",
+    port: int | None = None,
+    username: str = "",
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Every rule a new database's values must meet, without saving anything: what
+    ``database_create`` checks first, and what a page's "Test connection" checks before it
+    connects (slug uniqueness aside)."""
+    _check_name(name)
+    _check_engine(engine)
+    _check_port(port)
+    _check_lengths(host=host, username=username, database_name=database_name)
+    if not database_name:
+        raise _invalid("database_name", "This field may not be blank.")
+    organisation = environment.project.organisation
+    check_database_path(organisation, engine, database_name, options)
+    check_database_host(organisation, engine, host, port)
+
+
 def database_create(
     *,
     environment: Environment,
@@ -282,10 +431,18 @@ def database_create(
 ) -> Database:
     """A database of ``environment``. The password is stored encrypted (``EncryptedTextField``);
     for SQLite, ``database_name`` is a file path that must be allowed."""
+    database_check(
+        environment=environment,
+        name=name,
+        engine=engine,
+        database_name=database_name,
+        host=host,
+        port=port,
+        username=username,
+        options=options,
+    )
     siblings = Database.objects.filter(environment=environment)
     slug = _slug_for(siblings, slug, name)
-    check_database_path(environment.project.organisation, engine, database_name, options)
-    check_database_host(environment.project.organisation, engine, host, port)
     database = Database(
         environment=environment,
         name=name,
@@ -324,6 +481,15 @@ def database_update(
     )
     if slug is not None:
         _check_slug_free(siblings, slug)
+    if name is not None:
+        _check_name(name)
+    if engine is not None:
+        _check_engine(engine)
+    if port is not KEEP:
+        _check_port(port)
+    _check_lengths(host=host, username=username, database_name=database_name)
+    if database_name == "":
+        raise _invalid("database_name", "This field may not be blank.")
     check_database_path(
         database.organisation,
         engine or database.engine,

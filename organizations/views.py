@@ -1,8 +1,13 @@
 """Organisation pages: signing in (with its one-time code step), the account's two-factor
-page, switching organisation, API tokens and the organisation's security settings.
+page, switching organisation, API tokens, members, the organisation's security settings, and
+creating, editing and deleting projects and environments (and deleting databases).
 
-The base of every page (``TenantPage``, ``TenantAction``) is ``organizations.pages``;
-the dashboard and the environment page, composed of several apps, are ``front``.
+Every write is one call of ``organizations.services``, the API's too, so a page refuses
+exactly what the API refuses, each problem shown on its field. Admins create, edit and
+delete; viewers and operators get a 403 here, as from the API. The base of every page
+(``TenantPage``, ``TenantAction``) is ``organizations.pages``; the pages composed of several
+apps (dashboard, project, environment and database pages, the database form with its
+connection test) are ``front``.
 """
 
 from __future__ import annotations
@@ -28,10 +33,16 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
-from config.errors import ApplicationError
-from organizations import two_factor
+from config.errors import ApplicationError, Conflict, InvalidInput
+from organizations import services, two_factor
+from organizations.forms import (
+    EnvironmentForm,
+    MemberAddForm,
+    MemberRoleForm,
+    ProjectForm,
+)
 from organizations.lockout import lockout_message, seconds_until_unlocked
-from organizations.models import ApiToken, Role
+from organizations.models import ApiToken, Database, Environment, Membership, Project, Role
 from organizations.pages import TenantAction, TenantPage
 from organizations.services import api_token_create, api_token_revoke
 from organizations.tenancy import SESSION_KEY, memberships_of, tenant_for_html
@@ -364,3 +375,349 @@ class SecuritySettingsView(TenantPage, TemplateView):
                 request, f"{self.organisation.name} no longer requires two-factor authentication."
             )
         return redirect("security-settings")
+
+
+# --- projects, environments, databases -----------------------------------------------------
+
+
+def project_url(project: Project) -> str:
+    return reverse("project-detail", args=[project.id])
+
+
+def environment_url(environment: Environment) -> str:
+    return reverse("environment-detail", args=[environment.project_id, environment.id])
+
+
+class _ObjectForm(TenantPage, TemplateView):
+    """GET shows the form; POST calls one service and goes to the object's page, or shows
+    the form again (400) with each problem on its field. Admins only."""
+
+    template_name = "organizations/form.html"
+    required_role = Role.ADMIN
+    form_class = ProjectForm
+
+    def initial(self) -> dict:
+        return {}
+
+    def page(self) -> dict:
+        """title, crumbs [(label, url)], submit, cancel_url."""
+        raise NotImplementedError
+
+    def save(self, values: dict):
+        raise NotImplementedError
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.setdefault("form", self.form_class(initial=self.initial()))
+        context.update(self.page())
+        return context
+
+    def post(self, request, *args, **kwargs):
+        form = self.form_class(request.POST)
+        if form.is_valid():
+            try:
+                obj, url = self.save(form.service_values())
+            except InvalidInput as exc:
+                form.apply_errors(exc)
+            else:
+                messages.success(request, f"Saved “{obj.name}”.")
+                return redirect(url)
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+class ProjectCreateView(_ObjectForm):
+    def page(self) -> dict:
+        return {
+            "title": "New project",
+            "crumbs": [("Dashboard", reverse("dashboard"))],
+            "submit": "Create project",
+            "cancel_url": reverse("dashboard"),
+            "intro": "A project groups the environments (production, staging…) of one application.",
+        }
+
+    def save(self, values: dict):
+        project = services.project_create(organisation=self.organisation, **values)
+        return project, reverse("environment-new", args=[project.id])
+
+
+def _project(page: TenantPage, pk) -> Project:
+    project = page.restrict(Project.objects.all()).filter(pk=pk).first()
+    if project is None:
+        raise Http404("Project not found.")
+    return project
+
+
+class ProjectEditView(_ObjectForm):
+    def initial(self) -> dict:
+        project = _project(self, self.kwargs["pk"])
+        return {"name": project.name, "slug": project.slug}
+
+    def page(self) -> dict:
+        project = _project(self, self.kwargs["pk"])
+        return {
+            "title": f"Edit {project.name}",
+            "crumbs": [("Dashboard", reverse("dashboard")), (project.name, project_url(project))],
+            "submit": "Save",
+            "cancel_url": project_url(project),
+            "delete_url": reverse("project-delete", args=[project.id]),
+        }
+
+    def save(self, values: dict):
+        project = _project(self, self.kwargs["pk"])
+        values.setdefault("slug", project.slug)
+        project = services.project_update(project=project, **values)
+        return project, project_url(project)
+
+
+def _environment(page: TenantPage, pk) -> Environment:
+    return page.environment(pk)
+
+
+class EnvironmentCreateView(_ObjectForm):
+    form_class = EnvironmentForm
+
+    def page(self) -> dict:
+        project = _project(self, self.kwargs["project_id"])
+        return {
+            "title": f"New environment of {project.name}",
+            "crumbs": [("Dashboard", reverse("dashboard")), (project.name, project_url(project))],
+            "submit": "Create environment",
+            "cancel_url": project_url(project),
+            "intro": "An environment is one deployment of the project (production, staging…) "
+            "with its databases and, optionally, a files directory.",
+        }
+
+    def save(self, values: dict):
+        project = _project(self, self.kwargs["project_id"])
+        environment = services.environment_create(project=project, **values)
+        return environment, reverse("database-new", args=[environment.id])
+
+
+class EnvironmentEditView(_ObjectForm):
+    form_class = EnvironmentForm
+
+    def initial(self) -> dict:
+        environment = _environment(self, self.kwargs["pk"])
+        return {
+            "name": environment.name,
+            "slug": environment.slug,
+            "files_path": environment.files_path,
+        }
+
+    def page(self) -> dict:
+        environment = _environment(self, self.kwargs["pk"])
+        project = environment.project
+        return {
+            "title": f"Edit {environment.name}",
+            "crumbs": [
+                ("Dashboard", reverse("dashboard")),
+                (project.name, project_url(project)),
+                (environment.name, environment_url(environment)),
+            ],
+            "submit": "Save",
+            "cancel_url": environment_url(environment),
+            "delete_url": reverse("environment-delete", args=[environment.id]),
+        }
+
+    def save(self, values: dict):
+        environment = _environment(self, self.kwargs["pk"])
+        values.setdefault("slug", environment.slug)
+        environment = services.environment_update(environment=environment, **values)
+        return environment, environment_url(environment)
+
+
+class _DeleteView(TenantPage, TemplateView):
+    """GET asks for confirmation; POST deletes through the service. A refusal (backups
+    still stored, a backup running) is shown on the object's page."""
+
+    template_name = "organizations/confirm_delete.html"
+    required_role = Role.ADMIN
+    what = ""
+
+    def obj(self):
+        raise NotImplementedError
+
+    def consequences(self, obj) -> str:
+        raise NotImplementedError
+
+    def back_url(self, obj) -> str:
+        raise NotImplementedError
+
+    def after_url(self, obj) -> str:
+        raise NotImplementedError
+
+    def delete(self, obj) -> None:
+        raise NotImplementedError
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        obj = self.obj()
+        context.update(
+            obj=obj,
+            what=self.what,
+            consequences=self.consequences(obj),
+            back_url=self.back_url(obj),
+        )
+        return context
+
+    def post(self, request, *args, **kwargs):
+        obj = self.obj()
+        try:
+            self.delete(obj)
+        except Conflict as exc:
+            messages.error(request, exc.message)
+            return redirect(self.back_url(obj))
+        messages.success(request, f"Deleted the {self.what} “{obj.name}”.")
+        return redirect(self.after_url(obj))
+
+
+class ProjectDeleteView(_DeleteView):
+    what = "project"
+
+    def obj(self):
+        return _project(self, self.kwargs["pk"])
+
+    def consequences(self, obj) -> str:
+        count = obj.environments.count()
+        return (
+            f"Its {count} environment(s) and their databases go with it. A project whose "
+            "environments still have backups cannot be deleted: delete the backups first."
+        )
+
+    def back_url(self, obj) -> str:
+        return project_url(obj)
+
+    def after_url(self, obj) -> str:
+        return reverse("dashboard")
+
+    def delete(self, obj) -> None:
+        services.project_delete(project=obj)
+
+
+class EnvironmentDeleteView(_DeleteView):
+    what = "environment"
+
+    def obj(self):
+        return _environment(self, self.kwargs["pk"])
+
+    def consequences(self, obj) -> str:
+        return (
+            f"Its {obj.databases.count()} database(s) and its schedule go with it. An "
+            "environment that still has backups cannot be deleted: delete the backups first."
+        )
+
+    def back_url(self, obj) -> str:
+        return environment_url(obj)
+
+    def after_url(self, obj) -> str:
+        return project_url(obj.project)
+
+    def delete(self, obj) -> None:
+        services.environment_delete(environment=obj)
+
+
+class DatabaseDeleteView(_DeleteView):
+    what = "database"
+
+    def obj(self):
+        database = (
+            self.restrict(Database.objects.select_related("environment__project"))
+            .filter(pk=self.kwargs["pk"])
+            .first()
+        )
+        if database is None:
+            raise Http404("Database not found.")
+        return database
+
+    def consequences(self, obj) -> str:
+        return (
+            "Strongbox stops backing it up. Its finished backups stay, listed under the "
+            "environment, and can still be restored elsewhere."
+        )
+
+    def back_url(self, obj) -> str:
+        return reverse("database-detail", args=[obj.id])
+
+    def after_url(self, obj) -> str:
+        return environment_url(obj.environment)
+
+    def delete(self, obj) -> None:
+        services.database_delete(database=obj)
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+class MembersView(TenantPage, TemplateView):
+    """/settings/members/: who belongs to the organisation, with which role (admins)."""
+
+    template_name = "organizations/members.html"
+    required_role = Role.ADMIN
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.setdefault("form", MemberAddForm())
+        context["members"] = [
+            (
+                membership,
+                MemberRoleForm(initial={"role": membership.role}, prefix=str(membership.pk)),
+            )
+            for membership in Membership.objects.filter(organisation=self.organisation)
+            .select_related("user")
+            .order_by("user__username")
+        ]
+        return context
+
+    def post(self, request, *args, **kwargs):
+        form = MemberAddForm(request.POST)
+        if form.is_valid():
+            try:
+                membership = services.membership_add(
+                    organisation=self.organisation,
+                    user_reference=form.cleaned_data["user"],
+                    role=form.cleaned_data["role"],
+                )
+            except InvalidInput as exc:
+                form.apply_errors(exc)
+            else:
+                messages.success(
+                    request,
+                    f"{membership.user.get_username()} is now a member "
+                    f"({membership.get_role_display().lower()}).",
+                )
+                return redirect("members")
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+def _membership(page: TenantPage, pk) -> Membership:
+    membership = page.restrict(Membership.objects.select_related("user")).filter(pk=pk).first()
+    if membership is None:
+        raise Http404("Member not found.")
+    return membership
+
+
+class MemberRoleView(TenantAction):
+    required_role = Role.ADMIN
+
+    def perform(self, request, **kwargs) -> str:
+        membership = _membership(self, kwargs["pk"])
+        form = MemberRoleForm(request.POST, prefix=str(membership.pk))
+        if not form.is_valid():
+            raise InvalidInput("Choose viewer, operator or admin.")
+        services.membership_set_role(membership=membership, role=form.cleaned_data["role"])
+        return f"{membership.user.get_username()} is now {membership.get_role_display().lower()}."
+
+    def success_url(self, **kwargs) -> str:
+        return reverse("members")
+
+
+class MemberRemoveView(TenantAction):
+    required_role = Role.ADMIN
+
+    def perform(self, request, **kwargs) -> str:
+        membership = _membership(self, kwargs["pk"])
+        services.membership_remove(membership=membership)
+        return f"{membership.user.get_username()} is no longer a member."
+
+    def success_url(self, **kwargs) -> str:
+        return reverse("members")
