@@ -17,16 +17,22 @@ from organizations.models import Engine, Role
 from organizations.services import FIELD_MAX, NAME_MAX, SLUG_MAX
 
 
+def describing_ids(field: BoundField) -> list[str]:
+    """The ids of a field's help text and of each of its errors, as
+    ``includes/field.html`` gives them: what its input's ``aria-describedby`` names."""
+    if not field.auto_id:
+        return []
+    ids = [f"{field.auto_id}_helptext"] if field.help_text else []
+    return ids + [f"{field.auto_id}_error_{n}" for n in range(1, len(field.errors) + 1)]
+
+
 class DescribedBoundField(BoundField):
-    """A field whose input points at its help text and at each of its errors."""
+    """A field whose input points at its help text and at each of its errors, however the
+    template renders it."""
 
     def build_widget_attrs(self, attrs, widget=None):
         attrs = super().build_widget_attrs(attrs, widget)
-        if not self.auto_id:
-            return attrs
-        ids = [f"{self.auto_id}_helptext"] if self.help_text else []
-        ids += [f"{self.auto_id}_error_{n}" for n in range(1, len(self.errors) + 1)]
-        if ids:
+        if ids := describing_ids(self):
             attrs["aria-describedby"] = " ".join(ids)
         return attrs
 

@@ -3,6 +3,8 @@ that point at their own help and errors."""
 
 from django import template
 
+from organizations.forms import describing_ids
+
 register = template.Library()
 
 
@@ -18,10 +20,7 @@ def described_widget(field):
     """The field's widget with ``aria-describedby`` naming its help text and each of its
     errors (the ids ``includes/field.html`` gives them), and ``aria-invalid`` when it has
     errors, so a screen reader reads why a field was refused."""
-    ids = []
-    if field.help_text:
-        ids.append(f"{field.auto_id}_helptext")
-    ids += [f"{field.auto_id}_error_{n}" for n in range(1, len(field.errors) + 1)]
+    ids = describing_ids(field)
     attrs = {}
     if ids:
         attrs["aria-describedby"] = " ".join(ids)
