@@ -4,6 +4,7 @@ and the pure rules (backups/anomaly.py) on their edges."""
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from alerts.models import Alert, AlertKind, Severity
 from backups.anomaly import Point, Thresholds, judge
@@ -258,6 +259,36 @@ def test_another_organisations_database_thresholds_are_a_404_and_untouched(
     assert response.status_code == 404
     database.refresh_from_db()
     assert database.anomaly_drop_percent is None
+
+
+# --- the pages -------------------------------------------------------------------------------
+
+
+def test_the_backup_list_and_page_show_a_flagged_backup_with_its_findings(
+    client, viewer, environment
+):
+    finding = {
+        "measure": "rows",
+        "table": "public.orders",
+        "value": 200,
+        "median": 1000,
+        "message": "table public.orders: 200 rows is below the band",
+    }
+    flagged = factories.BackupFactory(environment=environment, anomalies=[finding])
+    plain = factories.BackupFactory(environment=environment)
+    client.force_login(viewer)
+
+    listing = client.get(
+        reverse("environment-detail", args=[environment.project_id, environment.id])
+    ).content.decode()
+    assert listing.count('data-testid="anomaly-badge"') == 1
+    row = listing.split(f'data-backup-id="{flagged.id}"')[1].split("</tr>")[0]
+    assert "1 anomaly" in row and "public.orders: 200 rows" in row
+    assert "anomaly" not in listing.split(f'data-backup-id="{plain.id}"')[1].split("</tr>")[0]
+
+    page = client.get(reverse("backup-detail", args=[flagged.id])).content.decode()
+    assert 'data-testid="anomalies"' in page and "<li>table public.orders: 200 rows" in page
+    assert "Completed" in page
 
 
 # --- the rules -------------------------------------------------------------------------------
