@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.generic import TemplateView
 
 from alerts import selectors as alert_selectors
@@ -18,8 +20,10 @@ from backups import selectors as backup_selectors
 from backups.filters import BackupFilterSet
 from backups.forms import BackupListFilterForm, BackupTriggerForm
 from backups.models import BackupStatus
+from config.errors import InvalidInput
+from front import evidence as evidence_report
 from front.charts import size_chart
-from organizations.models import Environment, Organisation
+from organizations.models import Environment, Organisation, Role
 from organizations.pages import TenantPage, paginate
 from organizations.selectors import projects_with_environments
 from restores import selectors as restore_selectors
@@ -141,3 +145,34 @@ class EnvironmentDetailView(TenantPage, TemplateView):
         context["next_run"] = schedule.next_run(timezone.now()) if schedule else None
         context["timeline"] = restore_selectors.pitr_timeline(environment)
         return context
+
+
+# --- the evidence report ----------------------------------------------------------------------
+
+
+class EvidenceView(TenantPage, TemplateView):
+    """The month's recovery evidence (``front/evidence.py``) for admins, as the page an
+    auditor prints or as its PDF: the same document ``GET /api/organizations/{id}/evidence``
+    answers. Without ``month``: the current one."""
+
+    required_role = Role.ADMIN
+
+    def get(self, request, *args, **kwargs):
+        value = request.GET.get("month") or timezone.now().strftime("%Y-%m")
+        fmt = request.GET.get("format") or "html"
+        try:
+            month = evidence_report.parse_month(value)
+        except InvalidInput as exc:
+            return HttpResponseBadRequest(exc.message, content_type="text/plain")
+        if fmt not in evidence_report.FORMATS:
+            return HttpResponseBadRequest("format: html or pdf", content_type="text/plain")
+        evidence = evidence_report.evidence_for(organisation=self.organisation, month=month)
+        if fmt == "pdf":
+            return evidence_report.document_response(evidence, "pdf")
+        pdf_url = reverse("evidence") + "?" + urlencode({"month": value, "format": "pdf"})
+        html = evidence_report.evidence_html(
+            evidence, pdf_url=pdf_url, back_url=reverse("dashboard")
+        )
+        response = HttpResponse(html, content_type="text/html; charset=utf-8")
+        response["Cache-Control"] = "private, no-store"
+        return response
