@@ -17,6 +17,7 @@ class AlertKind(models.TextChoices):
     WAL_ARCHIVING_FAILED = "wal_archiving_failed"
     WAL_LAG = "wal_lag"
     RETENTION_DELETED = "retention_deleted"
+    BACKUP_SIZE_ANOMALY = "backup_size_anomaly"
 
 
 class Severity(models.TextChoices):

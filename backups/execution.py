@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
+from backups.anomaly import backup_anomalies_check
 from backups.container import container_source
 from backups.engines import ConnectionSpec, EngineError, EngineUnavailable, get_engine
 from backups.keys import artifact_encryption
@@ -719,6 +720,11 @@ class _Execution:
             self.plan.after_completed(backup, source)
         except Exception:
             logger.exception("follow-up of the completed backup %s failed", backup.id)
+        try:
+            # Completed it stays; what its history finds unusual is recorded and alerted.
+            backup_anomalies_check(backup=backup)
+        except Exception:
+            logger.exception("the anomaly check of backup %s failed", backup.id)
         alert_resolve(organisation=backup.organisation, kind=AlertKind.BACKUP_FAILED, backup=backup)
 
 

@@ -143,6 +143,9 @@ class Backup(models.Model):
     size = models.BigIntegerField(null=True, blank=True)
     checksum_sha256 = models.CharField(max_length=64, blank=True)
     row_counts = models.JSONField(default=dict, blank=True)
+    # What its series' history finds unusual about it (backups/anomaly.py): a list of
+    # {measure, table, value, median, message}; empty when nothing was found.
+    anomalies = models.JSONField(default=list, blank=True)
 
     phase = models.CharField(max_length=20, blank=True)
     phases = models.JSONField(default=list, blank=True)

@@ -11,5 +11,7 @@ urlpatterns = [
     path("", include("destinations.api.urls")),
     path("", include("alerts.api.urls")),
     path("", include("restores.api.urls")),
+    # Composed of several apps' data (front may import any app).
+    path("", include("front.api.urls")),
     path("", include("api.dialects.urls")),
 ]

@@ -12,10 +12,11 @@ from datetime import datetime
 
 from django.contrib import messages
 from django.db.models import Q
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.generic import TemplateView
 
 from alerts import selectors as alert_selectors
@@ -27,6 +28,7 @@ from backups.models import BackupStatus
 from backups.selectors import backup_outcome
 from config.errors import InvalidInput
 from destinations.models import Destination
+from front import evidence as evidence_report
 from front.charts import duration_chart, size_chart
 from organizations import services as organisation_services
 from organizations.forms import DatabaseForm
@@ -450,3 +452,34 @@ class DatabaseFormView(TenantPage, TemplateView):
             database = organisation_services.database_update(database=database, **values)
             messages.success(self.request, f"Saved “{database.name}”.")
         return redirect("database-detail", pk=database.pk)
+
+
+# --- the evidence report ----------------------------------------------------------------------
+
+
+class EvidenceView(TenantPage, TemplateView):
+    """The month's recovery evidence (``front/evidence.py``) for admins, as the page an
+    auditor prints or as its PDF: the same document ``GET /api/organizations/{id}/evidence``
+    answers. Without ``month``: the current one."""
+
+    required_role = Role.ADMIN
+
+    def get(self, request, *args, **kwargs):
+        value = request.GET.get("month") or timezone.now().strftime("%Y-%m")
+        fmt = request.GET.get("format") or "html"
+        try:
+            month = evidence_report.parse_month(value)
+        except InvalidInput as exc:
+            return HttpResponseBadRequest(exc.message, content_type="text/plain")
+        if fmt not in evidence_report.FORMATS:
+            return HttpResponseBadRequest("format: html or pdf", content_type="text/plain")
+        evidence = evidence_report.evidence_for(organisation=self.organisation, month=month)
+        if fmt == "pdf":
+            return evidence_report.document_response(evidence, "pdf")
+        pdf_url = reverse("evidence") + "?" + urlencode({"month": value, "format": "pdf"})
+        html = evidence_report.evidence_html(
+            evidence, pdf_url=pdf_url, back_url=reverse("dashboard")
+        )
+        response = HttpResponse(html, content_type="text/html; charset=utf-8")
+        response["Cache-Control"] = "private, no-store"
+        return response

@@ -219,6 +219,16 @@ class EnvironmentAdmin(_ServiceAdmin):
         services.environment_delete(environment=obj)
 
 
+# Anomaly alerts (backups/anomaly.py): empty thresholds take the installation's defaults.
+ANOMALY_FIELDS = (
+    "anomaly_checks",
+    "anomaly_drop_percent",
+    "anomaly_jump_percent",
+    "anomaly_min_rows",
+    "anomaly_compression_drop_percent",
+)
+
+
 class DatabaseAdminForm(_ServiceForm):
     parent_field = "environment"
 
@@ -243,6 +253,7 @@ class DatabaseAdminForm(_ServiceForm):
             "password",
             "database_name",
             "options",
+            *ANOMALY_FIELDS,
         ]
 
     def clean_password(self):
@@ -290,6 +301,7 @@ class DatabaseAdmin(_ServiceAdmin):
         "password",
         "database_name",
         "options",
+        *ANOMALY_FIELDS,
     )
 
     def edited(self, obj) -> dict:

@@ -5,6 +5,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -229,6 +230,32 @@ class Database(models.Model):
         max_length=1000, help_text="Database name on the server, or the file path for SQLite."
     )
     options = models.JSONField(default=dict, blank=True)
+    # Anomaly alerts (backups/anomaly.py): off, or this database's own thresholds; null
+    # takes the installation's default (STRONGBOX_ANOMALY_*).
+    anomaly_checks = models.BooleanField(
+        default=True, help_text="Compare each completed backup with its recent history."
+    )
+    anomaly_drop_percent = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(99)],
+        help_text="A size or row count below this % of the median.",
+    )
+    anomaly_jump_percent = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(101), MaxValueValidator(100000)],
+        help_text="A size or row count above this % of the median.",
+    )
+    anomaly_min_rows = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Row count changes smaller than this are not judged."
+    )
+    anomaly_compression_drop_percent = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(99)],
+        help_text="A compression ratio below this % of the median.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

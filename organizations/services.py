@@ -428,6 +428,11 @@ def database_create(
     password: str = "",
     options: dict[str, Any] | None = None,
     version: str = "",
+    anomaly_checks: bool = True,
+    anomaly_drop_percent: int | None = None,
+    anomaly_jump_percent: int | None = None,
+    anomaly_min_rows: int | None = None,
+    anomaly_compression_drop_percent: int | None = None,
 ) -> Database:
     """A database of ``environment``. The password is stored encrypted (``EncryptedTextField``);
     for SQLite, ``database_name`` is a file path that must be allowed."""
@@ -455,6 +460,11 @@ def database_create(
         password=password,
         database_name=database_name,
         options=options if options is not None else {},
+        anomaly_checks=anomaly_checks,
+        anomaly_drop_percent=anomaly_drop_percent,
+        anomaly_jump_percent=anomaly_jump_percent,
+        anomaly_min_rows=anomaly_min_rows,
+        anomaly_compression_drop_percent=anomaly_compression_drop_percent,
     )
     _save(database, siblings, creating=True)
     return database
@@ -472,10 +482,16 @@ def database_update(
     password: str | None = None,
     database_name: str | None = None,
     options: dict[str, Any] | None = None,
+    anomaly_checks: bool | None = None,
+    anomaly_drop_percent: int | None | _Keep = KEEP,
+    anomaly_jump_percent: int | None | _Keep = KEEP,
+    anomaly_min_rows: int | None | _Keep = KEEP,
+    anomaly_compression_drop_percent: int | None | _Keep = KEEP,
 ) -> Database:
     """Change a database; arguments left out keep their value. ``port=None`` removes the
-    port and ``password=""`` the password. The SQLite path rule is checked against the
-    resulting engine and path, whatever changed."""
+    port and ``password=""`` the password; an anomaly threshold given as None goes back to
+    the default. The SQLite path rule is checked against the resulting engine and path,
+    whatever changed."""
     siblings = Database.objects.filter(environment_id=database.environment_id).exclude(
         pk=database.pk
     )
@@ -512,12 +528,22 @@ def database_update(
         "password": password,
         "database_name": database_name,
         "options": options,
+        "anomaly_checks": anomaly_checks,
     }
     for field, value in changes.items():
         if value is not None:
             setattr(database, field, value)
     if port is not KEEP:
         database.port = port
+    thresholds = {
+        "anomaly_drop_percent": anomaly_drop_percent,
+        "anomaly_jump_percent": anomaly_jump_percent,
+        "anomaly_min_rows": anomaly_min_rows,
+        "anomaly_compression_drop_percent": anomaly_compression_drop_percent,
+    }
+    for field, value in thresholds.items():
+        if value is not KEEP:
+            setattr(database, field, value)
     _save(database, siblings, creating=False)
     return database
 

@@ -49,6 +49,19 @@ class Seed003BackupDestinationSerializer(serializers.Serializer):
     )
 
 
+class Seed003BackupAnomalySerializer(serializers.Serializer):
+    """One way a completed backup is unlike its series' recent history (backups/anomaly.py)."""
+
+    measure = serializers.ChoiceField(
+        choices=["size", "rows", "compression", "empty"],
+        help_text="Stored size, a table's row count, the compression ratio, or no rows at all.",
+    )
+    table = serializers.CharField(allow_null=True, help_text="The table, for `rows`.")
+    value = serializers.FloatField(help_text="This backup's value.")
+    median = serializers.FloatField(help_text="The median of the recent backups compared.")
+    message = serializers.CharField()
+
+
 class Seed003BackupSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -85,6 +98,11 @@ class Seed003BackupSerializer(serializers.Serializer):
     completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)  # noqa: N815
     expiresAt = serializers.DateTimeField(source="expires_at", allow_null=True)  # noqa: N815
     verifiedAt = serializers.DateTimeField(source="verified_at", allow_null=True)  # noqa: N815
+    anomalies = Seed003BackupAnomalySerializer(
+        many=True,
+        help_text="What is unusual about this completed backup against its recent history "
+        "(raises a `backup_size_anomaly` alert); empty when nothing is.",
+    )
     lockedUntil = serializers.DateTimeField(  # noqa: N815
         source="locked_until",
         allow_null=True,

@@ -95,6 +95,7 @@ BACKUP_EXAMPLE = {
     "completedAt": "2026-11-20T02:01:10Z",
     "expiresAt": None,
     "verifiedAt": "2026-11-20T02:01:10Z",
+    "anomalies": [],
 }
 
 

@@ -146,6 +146,19 @@ STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = env_int("STRONGBOX_HEARTBEAT_TIMEOUT_SECON
 STRONGBOX_TMP_DIR = Path(env_str("STRONGBOX_TMP_DIR", str(VAR_DIR / "tmp")))
 # A scheduled slot whose backup has not completed this long after it raises an alert.
 STRONGBOX_SCHEDULE_GRACE_MINUTES = env_int("STRONGBOX_SCHEDULE_GRACE_MINUTES", 60)
+# Anomaly alerts (backups/anomaly.py): a completed backup is compared with the median of
+# the last HISTORY completed backups of its series, once there are MIN_HISTORY of them.
+# The percentages and the row floor are defaults that each database may override.
+STRONGBOX_ANOMALY_HISTORY = env_int("STRONGBOX_ANOMALY_HISTORY", 7)
+STRONGBOX_ANOMALY_MIN_HISTORY = env_int("STRONGBOX_ANOMALY_MIN_HISTORY", 3)
+STRONGBOX_ANOMALY_DROP_PERCENT = env_int("STRONGBOX_ANOMALY_DROP_PERCENT", 50)
+STRONGBOX_ANOMALY_JUMP_PERCENT = env_int("STRONGBOX_ANOMALY_JUMP_PERCENT", 200)
+STRONGBOX_ANOMALY_MIN_ROWS = env_int("STRONGBOX_ANOMALY_MIN_ROWS", 100)
+STRONGBOX_ANOMALY_COMPRESSION_DROP_PERCENT = env_int(
+    "STRONGBOX_ANOMALY_COMPRESSION_DROP_PERCENT", 50
+)
+# Size and compression changes of smaller dumps than this (bytes) are not judged.
+STRONGBOX_ANOMALY_MIN_BYTES = env_int("STRONGBOX_ANOMALY_MIN_BYTES", 65536)
 # A progress stream closes after this long even if the work goes on (clients reconnect).
 STRONGBOX_SSE_MAX_SECONDS = env_int("STRONGBOX_SSE_MAX_SECONDS", 3600)
 STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS", 10)

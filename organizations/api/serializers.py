@@ -106,6 +106,17 @@ class DatabaseSerializer(serializers.Serializer):
     databaseName = serializers.CharField(source="database_name")  # noqa: N815
     options = serializers.DictField()
     hasPassword = serializers.SerializerMethodField()  # noqa: N815
+    anomalyChecks = serializers.BooleanField(source="anomaly_checks")  # noqa: N815
+    anomalyDropPercent = serializers.IntegerField(  # noqa: N815
+        source="anomaly_drop_percent", allow_null=True
+    )
+    anomalyJumpPercent = serializers.IntegerField(  # noqa: N815
+        source="anomaly_jump_percent", allow_null=True
+    )
+    anomalyMinRows = serializers.IntegerField(source="anomaly_min_rows", allow_null=True)  # noqa: N815
+    anomalyCompressionDropPercent = serializers.IntegerField(  # noqa: N815
+        source="anomaly_compression_drop_percent", allow_null=True
+    )
     createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
 
     def get_hasPassword(self, obj) -> bool:  # noqa: N802
@@ -132,3 +143,45 @@ class DatabaseWriteSerializer(_SluggedWriteSerializer):
         help_text="Database name on the server, or the file path for SQLite.",
     )
     options = serializers.DictField(required=False)
+    # Anomaly alerts: null takes the installation's default (STRONGBOX_ANOMALY_*).
+    anomalyChecks = serializers.BooleanField(  # noqa: N815
+        source="anomaly_checks",
+        required=False,
+        help_text="Compare each completed backup with the median of its recent history.",
+    )
+    anomalyDropPercent = serializers.IntegerField(  # noqa: N815
+        source="anomaly_drop_percent",
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=99,
+        help_text="A size or table row count below this % of the median is an anomaly "
+        "(null: the default, 50).",
+    )
+    anomalyJumpPercent = serializers.IntegerField(  # noqa: N815
+        source="anomaly_jump_percent",
+        required=False,
+        allow_null=True,
+        min_value=101,
+        max_value=100000,
+        help_text="A size or table row count above this % of the median is an anomaly "
+        "(null: the default, 200).",
+    )
+    anomalyMinRows = serializers.IntegerField(  # noqa: N815
+        source="anomaly_min_rows",
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=1_000_000_000,
+        help_text="A table's count must differ from its median by at least this many rows "
+        "to be an anomaly (null: the default, 100).",
+    )
+    anomalyCompressionDropPercent = serializers.IntegerField(  # noqa: N815
+        source="anomaly_compression_drop_percent",
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=99,
+        help_text="A compression ratio below this % of the median is an anomaly "
+        "(null: the default, 50).",
+    )

@@ -73,6 +73,9 @@ ENDPOINTS = [
     Endpoint("GET", "/api/restores/{restore}/progress"),
     Endpoint("GET", "/api/organizations/{organization}/encryption", ADMIN),
     Endpoint("PATCH", "/api/organizations/{organization}/encryption", ADMIN, {"recipients": []}),
+    Endpoint(
+        "GET", "/api/organizations/{organization}/evidence", ADMIN, params={"month": "2026-11"}
+    ),
     # --- seed 003 ---
     Endpoint("GET", "/api/backup-alerts", scoped=False, params={"include_dismissed": "true"}),
     Endpoint("GET", "/api/backup-alerts/count", scoped=False),

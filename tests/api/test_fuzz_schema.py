@@ -67,6 +67,7 @@ IDS = {
             "spare_backup",
             "restore",
             "alert",
+            "organisation",
         ],
         start=1,
     )
@@ -95,6 +96,13 @@ def _operation_parameters() -> list[dict]:
         {
             "include-name": "POST /api/backup-destinations/{id}/test",
             "parameters": {"id": IDS["s3_destination"]},
+        }
+    )
+    # The report reads every app's rows: fuzzed against the organisation itself.
+    entries.append(
+        {
+            "include-name": "GET /api/organizations/{id}/evidence",
+            "parameters": {"id": IDS["organisation"]},
         }
     )
     by_prefix = {
@@ -228,7 +236,9 @@ def _organisation_objects(organisation, s3_server, s3_bucket, ids=None) -> None:
 @pytest.fixture
 def fuzz_api(live_server, transactional_db, s3_server, s3_bucket, token_for, settings):
     """(base URL, headers) of a live server with two organisations' objects."""
-    organisation = factories.OrganisationFactory(name="Quant Gov", slug=SLUGS["organisation"])
+    organisation = factories.OrganisationFactory(
+        name="Quant Gov", slug=SLUGS["organisation"], id=IDS["organisation"]
+    )
     other = factories.OrganisationFactory(name="Elsewhere", slug="elsewhere")
     _organisation_objects(other, s3_server, s3_bucket)
     _organisation_objects(organisation, s3_server, s3_bucket, ids=IDS)
@@ -292,3 +302,4 @@ def test_each_id_parameter_names_the_object_its_operation_means():
     assert named("DELETE /api/projects/{projectId}") == {"projectId": "spare_project"}
     assert named("GET /api/restores/{id}") == {"id": "restore"}
     assert named("POST /api/backup-alerts/{id}/read") == {"id": "alert"}
+    assert named("GET /api/organizations/{id}/evidence") == {"id": "organisation"}
