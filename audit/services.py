@@ -33,6 +33,8 @@ MASK = "********"
 _SECRET_KEY = re.compile(r"pass|secret|token|credential|private|identity|api_?key|(^|_)key$", re.I)
 _NOT_SECRET = re.compile(r"(_id|_ids|_prefix|fingerprint|_name|_count)$", re.I)
 _URL_WITH_USERINFO = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s@]+@", re.I)
+# Values that are secrets whatever their key: age identities, Strongbox API tokens.
+_SECRET_VALUE = re.compile(r"AGE-SECRET-KEY-|^sbx_[A-Za-z0-9_-]{16,}")
 PURGE_BATCH = 5000
 
 
@@ -80,6 +82,8 @@ def masked(value: Any, key: str = "") -> Any:
         return {str(k): masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [masked(v) for v in value]
+    if isinstance(value, str) and _SECRET_VALUE.search(value):
+        return MASK
     if isinstance(value, str) and _URL_WITH_USERINFO.search(value):
         return _masked_url(value)
     if isinstance(value, datetime):

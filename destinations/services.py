@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record, changes
 from config.errors import Conflict, InvalidInput
 from destinations.backends import BACKENDS, DestinationBackend, backend_for
 from destinations.models import Destination, DestinationKind
@@ -138,14 +139,36 @@ def destination_create(
     _validate(kind, config, secrets, organisation)
     _check_name(organisation, name)
     _require_object_lock(kind, config, secrets, organisation)
-    return Destination.objects.create(
-        organisation=organisation,
-        name=name,
-        kind=kind,
-        config=config,
-        secrets=secrets,
-        is_default=is_default,
-    )
+    with transaction.atomic():
+        destination = Destination.objects.create(
+            organisation=organisation,
+            name=name,
+            kind=kind,
+            config=config,
+            secrets=secrets,
+            is_default=is_default,
+        )
+        audit_record(
+            organisation=organisation,
+            action="destination.create",
+            obj=destination,
+            details={
+                "kind": kind,
+                "is_default": is_default,
+                "parameters": config,
+                # Which secrets were given, never their values.
+                "sensitive_parameters": sorted(secrets),
+            },
+        )
+    return destination
+
+
+def _audited_values(destination: Destination) -> dict:
+    return {
+        "name": destination.name,
+        "is_default": destination.is_default,
+        **{f"parameters.{key}": value for key, value in destination.config.items()},
+    }
 
 
 def destination_update(
@@ -157,6 +180,8 @@ def destination_update(
 ) -> Destination:
     """Change a destination. ``parameters`` are merged: a parameter left out keeps its value
     (so secrets need not be sent again), ``null`` or ``""`` removes it."""
+    before = _audited_values(destination)
+    secrets_changed: list[str] = []
     if name is not None and name != destination.name:
         _check_name(destination.organisation, name, exclude=destination)
         destination.name = name
@@ -172,10 +197,25 @@ def destination_update(
         secrets.update(new_secrets)
         _validate(destination.kind, config, secrets, destination.organisation)
         _require_object_lock(destination.kind, config, secrets, destination.organisation)
+        old_secrets = destination.secrets
+        secrets_changed = sorted(
+            key for key in {*old_secrets, *secrets} if old_secrets.get(key) != secrets.get(key)
+        )
         destination.config, destination.secrets = config, secrets
     if is_default is not None:
         destination.is_default = is_default
-    destination.save()
+    with transaction.atomic():
+        destination.save()
+        details = changes(before, _audited_values(destination))
+        if secrets_changed:
+            details["sensitive_parameters_changed"] = secrets_changed
+        if details["before"] or details["after"] or secrets_changed:
+            audit_record(
+                organisation=destination.organisation_id,
+                action="destination.update",
+                obj=destination,
+                details=details,
+            )
     return destination
 
 
@@ -187,6 +227,12 @@ def destination_delete(*, destination: Destination) -> None:
             f"{destination.name} still holds {held} backup copy(ies); delete those backups first."
         )
     with transaction.atomic():
+        audit_record(
+            organisation=destination.organisation_id,
+            action="destination.delete",
+            obj=destination,
+            details={"kind": destination.kind},
+        )
         destination.copies.all().delete()  # records of copies already deleted
         destination.delete()
 

@@ -46,6 +46,16 @@ class OrganisationAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        # Through the services, so every role change is in the audit log.
+        for membership in formset.save(commit=False):
+            services.membership_save(membership=membership)
+        for membership in formset.deleted_objects:
+            services.membership_delete(membership=membership)
+
     @admin.display(description="Directory")
     def tenant_directory(self, obj) -> str:
         return str(organisation_root(obj) or "")
@@ -57,6 +67,16 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "organisation"]
     search_fields = ["user__username", "user__email", "organisation__name"]
     autocomplete_fields = ["user", "organisation"]
+
+    def save_model(self, request, obj, form, change):
+        services.membership_save(membership=obj)
+
+    def delete_model(self, request, obj):
+        services.membership_delete(membership=obj)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user"):
+            services.membership_delete(membership=membership)
 
 
 @admin.register(ApiToken)
@@ -400,3 +420,10 @@ class PathGrantAdmin(_SuperuserOnlyAdmin):
             organisation=obj.organisation, path=obj.path, note=obj.note, created_by=request.user
         )
         obj.pk = grant.pk
+
+    def delete_model(self, request, obj):
+        services.path_grant_revoke(organisation=obj.organisation, path=obj.path)
+
+    def delete_queryset(self, request, queryset):
+        for grant in queryset.select_related("organisation"):
+            services.path_grant_revoke(organisation=grant.organisation, path=grant.path)
