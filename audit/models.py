@@ -38,6 +38,9 @@ class AuditEventQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise AppendOnly("Audit events are append-only: they cannot be updated.")
 
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnly("Audit events are append-only: they cannot be updated.")
+
     def delete(self):
         raise AppendOnly("Audit events are append-only: only the retention purge deletes them.")
 

@@ -31,6 +31,8 @@ MASK = "********"
 # Keys whose values are secrets wherever they appear in details (``password``,
 # ``secret_access_key``, ``token``, ``identity``…); ids, prefixes and fingerprints are not.
 _SECRET_KEY = re.compile(r"pass|secret|token|credential|private|identity|api_?key|(^|_)key$", re.I)
+# ...except these ids, which are credentials themselves (S3's, Strongbox treats them as secret).
+_ALWAYS_SECRET = re.compile(r"access_key_id$", re.I)
 _NOT_SECRET = re.compile(r"(_id|_ids|_prefix|fingerprint|_name|_count)$", re.I)
 _URL_WITH_USERINFO = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s@]+@", re.I)
 # Values that are secrets whatever their key: age identities, Strongbox API tokens.
@@ -76,7 +78,9 @@ def _masked_url(value: str) -> str:
 def masked(value: Any, key: str = "") -> Any:
     """``value`` with every secret replaced by ``MASK``: the values of secret-looking keys
     (at any depth) and credentials inside URLs."""
-    if key and _SECRET_KEY.search(key) and not _NOT_SECRET.search(key):
+    if key and (
+        _ALWAYS_SECRET.search(key) or (_SECRET_KEY.search(key) and not _NOT_SECRET.search(key))
+    ):
         return MASK if value not in (None, "", [], {}) else value
     if isinstance(value, Mapping):
         return {str(k): masked(v, str(k)) for k, v in value.items()}
