@@ -74,6 +74,7 @@ ENDPOINTS = [
     Endpoint("GET", "/api/organizations/{organization}/encryption", ADMIN),
     Endpoint("PATCH", "/api/organizations/{organization}/encryption", ADMIN, {"recipients": []}),
     # --- seed 003 ---
+    Endpoint("GET", "/api/audit-events", ADMIN, scoped=False, params={"action": "backup.*"}),
     Endpoint("GET", "/api/backup-alerts", scoped=False, params={"include_dismissed": "true"}),
     Endpoint("GET", "/api/backup-alerts/count", scoped=False),
     Endpoint("POST", "/api/backup-alerts/{alert}/dismiss", OPERATOR),
