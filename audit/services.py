@@ -75,6 +75,19 @@ def _masked_url(value: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def url_shown(value: str) -> str:
+    """A URL as the log may show it: scheme and host only, for URLs whose path or query may
+    carry a token (webhooks, apprise URLs)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return MASK
+    if not parts.scheme or not parts.hostname:
+        return value
+    rest = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{rest}"
+
+
 def masked(value: Any, key: str = "") -> Any:
     """``value`` with every secret replaced by ``MASK``: the values of secret-looking keys
     (at any depth) and credentials inside URLs."""

@@ -175,3 +175,26 @@ def test_age_settings_record_recipients_and_that_an_identity_was_set_never_the_i
     assert event.details["after"] == {"recipients": [recipient]}
     assert event.details["own_decryption"] == "set"
     assert "AGE-SECRET-KEY" not in json.dumps(event.details)
+
+
+def test_channel_changes_in_the_admin_are_recorded_without_the_webhook_path_or_key(
+    client, django_user_model, organisation
+):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    hook = "https://hooks.example.com/services/T0/B0/sEcReTtOkEn"
+    form = {"organisation": organisation.pk, "kind": "webhook", "target": hook, "secret": "k1"}
+    assert client.post("/admin/alerts/notificationchannel/add/", form).status_code == 302
+    channel = organisation.notification_channels.get()
+    change = f"/admin/alerts/notificationchannel/{channel.pk}/change/"
+    assert client.post(change, {**form, "secret": "k2"}).status_code == 302
+    delete = f"/admin/alerts/notificationchannel/{channel.pk}/delete/"
+    assert client.post(delete, {"post": "yes"}).status_code == 302
+
+    created, updated, deleted = events(organisation, action__startswith="channel.")
+    assert created.action == "channel.create"
+    assert created.details["after"]["target"] == "https://hooks.example.com/…"
+    assert updated.details == {"before": {}, "after": {}, "signing_key_changed": True}
+    assert deleted.action == "channel.delete"
+    stored = json.dumps([e.details for e in (created, updated, deleted)]) + deleted.object_name
+    assert "sEcReTtOkEn" not in stored and "k2" not in stored
