@@ -126,7 +126,7 @@ def backup_request(
         if busy and not created:
             raise busy[0]
         for backup in created:
-            _audit_trigger(backup, trigger=trigger, destinations=destinations)
+            audit_backup_trigger(backup=backup, trigger=trigger, destinations=destinations)
         # robust: the rows are committed; a broker that is down must not turn the request
         # into an error (backups_requeue_lost enqueues them again later).
         transaction.on_commit(lambda: [enqueue_backup(backup) for backup in created], robust=True)
@@ -139,7 +139,8 @@ _SYSTEM_TRIGGERS = {
 }
 
 
-def _audit_trigger(backup: Backup, *, trigger: str, destinations: list[Destination]) -> None:
+def audit_backup_trigger(*, backup: Backup, trigger: str, destinations: list[Destination]) -> None:
+    """``backup.trigger`` in the audit log (pitr's base backups record theirs with it)."""
     audit_record(
         organisation=backup.organisation_id,
         action="backup.trigger",

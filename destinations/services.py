@@ -148,22 +148,12 @@ def destination_create(
             secrets=secrets,
             is_default=is_default,
         )
-        audit_record(
-            organisation=organisation,
-            action="destination.create",
-            obj=destination,
-            details={
-                "kind": kind,
-                "is_default": is_default,
-                "parameters": config,
-                # Which secrets were given, never their values.
-                "sensitive_parameters": sorted(secrets),
-            },
-        )
+        destination_record_created(destination=destination)
     return destination
 
 
-def _audited_values(destination: Destination) -> dict:
+def destination_audited_values(destination: Destination) -> dict:
+    """What the audit log compares before and after a change (never a secret)."""
     return {
         "name": destination.name,
         "is_default": destination.is_default,
@@ -180,7 +170,7 @@ def destination_update(
 ) -> Destination:
     """Change a destination. ``parameters`` are merged: a parameter left out keeps its value
     (so secrets need not be sent again), ``null`` or ``""`` removes it."""
-    before = _audited_values(destination)
+    before = destination_audited_values(destination)
     secrets_changed: list[str] = []
     if name is not None and name != destination.name:
         _check_name(destination.organisation, name, exclude=destination)
@@ -206,17 +196,51 @@ def destination_update(
         destination.is_default = is_default
     with transaction.atomic():
         destination.save()
-        details = changes(before, _audited_values(destination))
-        if secrets_changed:
-            details["sensitive_parameters_changed"] = secrets_changed
-        if details["before"] or details["after"] or secrets_changed:
-            audit_record(
-                organisation=destination.organisation_id,
-                action="destination.update",
-                obj=destination,
-                details=details,
-            )
+        destination_record_change(
+            destination=destination, before=before, sensitive_changed=secrets_changed
+        )
     return destination
+
+
+def destination_record_change(
+    *, destination: Destination, before: dict, sensitive_changed: list[str]
+) -> None:
+    """``destination.update`` with what changed and the names of the secrets that did
+    (nothing when nothing did); ``destination_update`` and the admin call it."""
+    details = changes(before, destination_audited_values(destination))
+    if sensitive_changed:
+        details["sensitive_parameters_changed"] = sorted(sensitive_changed)
+    if details["before"] or details["after"] or sensitive_changed:
+        audit_record(
+            organisation=destination.organisation_id,
+            action="destination.update",
+            obj=destination,
+            details=details,
+        )
+
+
+def destination_record_created(*, destination: Destination) -> None:
+    audit_record(
+        organisation=destination.organisation_id,
+        action="destination.create",
+        obj=destination,
+        details={
+            "kind": destination.kind,
+            "is_default": destination.is_default,
+            "parameters": destination.config,
+            # Which secrets were given, never their values.
+            "sensitive_parameters": sorted(destination.secrets),
+        },
+    )
+
+
+def destination_record_deleted(*, destination: Destination) -> None:
+    audit_record(
+        organisation=destination.organisation_id,
+        action="destination.delete",
+        obj=destination,
+        details={"kind": destination.kind},
+    )
 
 
 def destination_delete(*, destination: Destination) -> None:
@@ -227,12 +251,7 @@ def destination_delete(*, destination: Destination) -> None:
             f"{destination.name} still holds {held} backup copy(ies); delete those backups first."
         )
     with transaction.atomic():
-        audit_record(
-            organisation=destination.organisation_id,
-            action="destination.delete",
-            obj=destination,
-            details={"kind": destination.kind},
-        )
+        destination_record_deleted(destination=destination)
         destination.copies.all().delete()  # records of copies already deleted
         destination.delete()
 

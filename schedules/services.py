@@ -135,7 +135,7 @@ def schedule_upsert(
         created = schedule is None
         if created:
             schedule = Schedule(environment=environment)
-        before = {} if created else _audited_values(schedule)
+        before = {} if created else schedule_audited_values(schedule)
         # What the expiry estimates depend on: the policy and the timezone of its buckets.
         retention_before = (schedule.retention_policy(), schedule.timezone)
         _assign(schedule, {**crons, **frequencies, "timezone": timezone}, fields)
@@ -148,11 +148,12 @@ def schedule_upsert(
             schedule.destinations.set(destinations)
         if rules is not None:
             _replace_interval_rules(schedule, rules)
-        _audit_change(environment, schedule, before, created=created)
+        schedule_record_change(schedule=schedule, before=before, created=created)
     return schedule, created
 
 
-def _audited_values(schedule: Schedule) -> dict:
+def schedule_audited_values(schedule: Schedule) -> dict:
+    """What the audit log compares before and after a change of ``schedule``."""
     values = {name: getattr(schedule, name) for name in _AUDITED_FIELDS}
     values["destination_ids"] = sorted(
         str(pk) for pk in schedule.destinations.values_list("pk", flat=True)
@@ -164,12 +165,14 @@ def _audited_values(schedule: Schedule) -> dict:
     return values
 
 
-def _audit_change(environment: Environment, schedule: Schedule, before: dict, *, created: bool):
+def schedule_record_change(*, schedule: Schedule, before: dict, created: bool) -> None:
     """``schedule.create`` with every value, or ``schedule.update`` with the changed ones
-    before and after (nothing recorded when nothing changed)."""
-    after = _audited_values(schedule)
+    before and after (nothing when nothing changed). ``schedule_upsert`` calls it, and the
+    admin once its inlines are saved."""
+    after = schedule_audited_values(schedule)
     if not created and after == before:
         return
+    environment = schedule.environment
     audit_record(
         organisation=environment.project.organisation_id,
         action="schedule.create" if created else "schedule.update",

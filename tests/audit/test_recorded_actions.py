@@ -198,3 +198,40 @@ def test_channel_changes_in_the_admin_are_recorded_without_the_webhook_path_or_k
     assert deleted.action == "channel.delete"
     stored = json.dumps([e.details for e in (created, updated, deleted)]) + deleted.object_name
     assert "sEcReTtOkEn" not in stored and "k2" not in stored
+
+
+def test_schedule_and_destination_changes_in_the_admin_are_recorded_too(
+    client, django_user_model, organisation, environment, destination
+):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    schedule = factories.ScheduleFactory(environment=environment, retain_daily=7)
+    url = f"/admin/schedules/schedule/{schedule.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {
+        name: value
+        for name, value in form.initial.items()
+        if value is not None and name != "destinations"
+    }
+    data.update(
+        {
+            "environment": environment.pk,
+            "retain_daily": 10,
+            "destinations": [destination.pk],
+            "interval_rules-TOTAL_FORMS": 0,
+            "interval_rules-INITIAL_FORMS": 0,
+        }
+    )
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+
+    (changed,) = events(organisation, action="schedule.update")
+    assert changed.details["before"]["retain_daily"] == 7
+    assert changed.details["after"]["retain_daily"] == 10
+    assert changed.details["after"]["destination_ids"] == [str(destination.id)]
+
+    delete = f"/admin/destinations/destination/{destination.pk}/delete/"
+    schedule.destinations.clear()
+    assert client.post(delete, {"post": "yes"}).status_code == 302
+    (deleted,) = events(organisation, action="destination.delete")
+    assert deleted.object_id == str(destination.pk) and deleted.actor_name == "root"
