@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from audit.actions import action_problem
@@ -19,6 +20,7 @@ from audit.models import ActorType, AuditEvent
 from config.errors import InvalidInput
 
 FILTER_NAMES = ("action", "actor", "since")
+OUT_OF_RANGE = "This date-time is out of range in UTC."
 DATETIME_ERROR = "Enter an ISO 8601 date-time, e.g. 2026-01-01T00:00:00Z."
 FILTER_HELP = {
     "action": "Only this action (e.g. `backup.delete`), or a family of them (`backup.*`)",
@@ -35,7 +37,10 @@ class _UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
         if isinstance(value, str):
             value = value.strip().replace(" ", "+")
         value = super().to_python(value)
-        return value.astimezone(UTC) if value is not None else None
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:  # year 1 east of UTC, year 9999 west of it
+            raise ValidationError(OUT_OF_RANGE, code="invalid") from None
 
 
 class _UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):

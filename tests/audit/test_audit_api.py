@@ -113,6 +113,8 @@ def test_the_filters_select_by_action_family_actor_and_since(client_for, organis
     [
         ({"since": "yesterday"}, "since"),
         ({"since": ""}, "since"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
+        ({"since": "9999-12-31T23:59:59-05:00"}, "since"),
         ({"action": "backup.explode"}, "action"),
         ({"action": "nothing.*"}, "action"),
         ({"actor": ""}, "actor"),
