@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from alerts.models import Alert, NotificationChannel, NotificationDelivery
+from audit.services import AuditObject, audit_record, changes, url_shown
 from organizations.hostpolicy import url_problem
 
 
@@ -50,6 +51,40 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     list_display = ["kind", "target", "organisation", "enabled", "created_at"]
     list_filter = ["kind", "enabled", "organisation"]
     search_fields = ["target"]
+
+    # Recorded here until notification channels have services of their own (they should
+    # take these three over, with the same actions).
+    def save_model(self, request, obj, form, change):
+        before = _channel_values(NotificationChannel.objects.get(pk=obj.pk)) if change else {}
+        super().save_model(request, obj, form, change)
+        details = changes(before, _channel_values(obj))
+        if "secret" in form.changed_data:
+            details["signing_key_changed"] = True
+        if not change or details["before"] or details["after"] or "secret" in form.changed_data:
+            audit_record(
+                organisation=obj.organisation_id,
+                action="channel.update" if change else "channel.create",
+                obj=_channel_object(obj),
+                details=details,
+            )
+
+    def delete_model(self, request, obj):
+        audit_record(
+            organisation=obj.organisation_id, action="channel.delete", obj=_channel_object(obj)
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for channel in queryset:
+            self.delete_model(request, channel)
+
+
+def _channel_values(channel: NotificationChannel) -> dict:
+    return {"kind": channel.kind, "target": url_shown(channel.target), "enabled": channel.enabled}
+
+
+def _channel_object(channel: NotificationChannel) -> AuditObject:
+    return AuditObject("channel", str(channel.pk), f"{channel.kind}: {url_shown(channel.target)}")
 
 
 @admin.register(NotificationDelivery)

@@ -20,6 +20,8 @@ from django_q.tasks import async_task
 
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
+from audit.context import system_actor
+from audit.services import AuditObject, audit_record, changes
 from backups.age_format import AgeKeyError, identity_text, parse_identities, parse_recipient
 from backups.engines import EngineError, get_engine
 from backups.execution import (  # noqa: F401 - the public lifecycle API lives here too
@@ -125,6 +127,8 @@ def backup_request(
                 busy.append(conflict)
         if busy and not created:
             raise busy[0]
+        for backup in created:
+            audit_backup_trigger(backup=backup, trigger=trigger, destinations=destinations)
         # robust: the rows are committed; a broker that is down must not turn the request
         # into an error (backups_requeue_lost enqueues them again later).
         transaction.on_commit(lambda: [enqueue_backup(backup) for backup in created], robust=True)
@@ -179,6 +183,31 @@ def database_connection_test(*, database: Database) -> ConnectionTest:
     except (EngineError, ApplicationError, OSError) as exc:
         return ConnectionTest(ok=False, error=getattr(exc, "message", None) or str(exc))
     return ConnectionTest(ok=True, version=version)
+
+
+_SYSTEM_TRIGGERS = {
+    BackupTrigger.SCHEDULED: system_actor("scheduler"),
+    BackupTrigger.SAFETY: system_actor("restore"),
+}
+
+
+def audit_backup_trigger(*, backup: Backup, trigger: str, destinations: list[Destination]) -> None:
+    """``backup.trigger`` in the audit log (pitr's base backups record theirs with it)."""
+    audit_record(
+        organisation=backup.organisation_id,
+        action="backup.trigger",
+        obj=backup,
+        # A schedule's backups are the scheduler's (whoever saved the schedule), a
+        # restore's safety backups the restore's (whoever asked for the restore).
+        actor=_SYSTEM_TRIGGERS.get(trigger),
+        details={
+            "kind": backup.kind,
+            "trigger": trigger,
+            "environment_id": str(backup.environment_id),
+            "database_id": str(backup.database_id) if backup.database_id else None,
+            "destination_ids": [str(d.pk) for d in destinations],
+        },
+    )
 
 
 def _default_description(trigger: str) -> str:
@@ -341,6 +370,7 @@ def backup_abort(*, backup: Backup) -> Backup:
     if Backup.objects.filter(pk=backup.pk, status=BackupStatus.SCHEDULED).update(
         status=BackupStatus.ABORTED, completed_at=now, message="Aborted before it started."
     ):
+        _audit_abort(backup, was=BackupStatus.SCHEDULED)
         backup.refresh_from_db()
         return backup
     if not Backup.objects.filter(pk=backup.pk, status=BackupStatus.IN_PROGRESS).update(
@@ -349,8 +379,19 @@ def backup_abort(*, backup: Backup) -> Backup:
         backup.refresh_from_db()
         if backup.status != BackupStatus.ABORTING:
             raise Conflict(f"Only a running backup can be aborted; this one is {backup.status}.")
+    else:
+        _audit_abort(backup, was=BackupStatus.IN_PROGRESS)
     backup.refresh_from_db()
     return backup
+
+
+def _audit_abort(backup: Backup, *, was: str) -> None:
+    audit_record(
+        organisation=backup.organisation_id,
+        action="backup.abort",
+        obj=backup,
+        details={"status_before": was},
+    )
 
 
 # What holds a backup back from deletion while it runs or is being restored.
@@ -378,6 +419,12 @@ def backup_delete(*, backup: Backup) -> Backup:
     )
     if not updated:
         raise Conflict("This backup changed meanwhile; try again.")
+    audit_record(
+        organisation=backup.organisation_id,
+        action="backup.delete",
+        obj=backup,
+        details={"status_before": backup.status, "size": backup.size},
+    )
     transaction.on_commit(
         lambda: async_task(
             "backups.tasks.delete_backup", str(backup.id), task_name=f"delete {backup.name}"
@@ -672,8 +719,19 @@ def age_keys_update(
     recipients from now on; existing ones keep theirs until ``manage.py rewrap_age_backups``."""
     fields = age_keys_checked(recipients=recipients, identity=identity)
     keys, _ = AgeKeys.objects.get_or_create(organisation=organisation)
+    before = {"recipients": list(keys.recipients or [])}
     for name, value in fields.items():
         setattr(keys, name, value)
     if fields:
         keys.save(update_fields=[*fields, "updated_at"])
+        details = changes(before, {"recipients": list(keys.recipients or [])})
+        # Whether the private identity was set or removed, never the identity itself.
+        if "identity" in fields:
+            details["own_decryption"] = "set" if fields["identity"] else "removed"
+        audit_record(
+            organisation=organisation,
+            action="encryption.update",
+            obj=AuditObject("encryption", str(keys.pk), organisation.name),
+            details=details,
+        )
     return keys

@@ -13,5 +13,6 @@ urlpatterns = [
     path("", include("restores.api.urls")),
     # Composed of several apps' data (front may import any app).
     path("", include("front.api.urls")),
+    path("", include("audit.api.urls")),
     path("", include("api.dialects.urls")),
 ]

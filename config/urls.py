@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("schedules.urls")),
     path("", include("destinations.urls")),
     path("", include("restores.urls")),
+    path("", include("audit.urls")),
     path("", include("front.urls")),
 ]
 

@@ -2,7 +2,9 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 
+from destinations import services
 from destinations.backends import BACKENDS
 from destinations.models import Destination
 from destinations.services import destination_object_lock_problem
@@ -75,3 +77,31 @@ class DestinationAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "organisation", "is_default", "last_checked_at"]
     list_filter = ["kind", "organisation", "is_default"]
     search_fields = ["name"]
+
+    # The admin saves the row itself (its form checks the same rules); the audit log
+    # records it as the services do.
+    def save_model(self, request, obj, form, change):
+        old = Destination.objects.get(pk=obj.pk) if change else None
+        before = services.destination_audited_values(old) if old else {}
+        old_secrets = old.secrets if old else {}
+        super().save_model(request, obj, form, change)
+        if not change:
+            services.destination_record_created(destination=obj)
+            return
+        changed = [
+            key
+            for key in {*old_secrets, *obj.secrets}
+            if old_secrets.get(key) != obj.secrets.get(key)
+        ]
+        services.destination_record_change(
+            destination=obj, before=before, sensitive_changed=changed
+        )
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            services.destination_record_deleted(destination=obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for destination in queryset:
+            self.delete_model(request, destination)

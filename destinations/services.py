@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record, changes
 from config.errors import Conflict, InvalidInput
 from destinations.backends import BACKENDS, DestinationBackend, backend_for
 from destinations.models import Destination, DestinationKind
@@ -138,14 +139,26 @@ def destination_create(
     _validate(kind, config, secrets, organisation)
     _check_name(organisation, name)
     _require_object_lock(kind, config, secrets, organisation)
-    return Destination.objects.create(
-        organisation=organisation,
-        name=name,
-        kind=kind,
-        config=config,
-        secrets=secrets,
-        is_default=is_default,
-    )
+    with transaction.atomic():
+        destination = Destination.objects.create(
+            organisation=organisation,
+            name=name,
+            kind=kind,
+            config=config,
+            secrets=secrets,
+            is_default=is_default,
+        )
+        destination_record_created(destination=destination)
+    return destination
+
+
+def destination_audited_values(destination: Destination) -> dict:
+    """What the audit log compares before and after a change (never a secret)."""
+    return {
+        "name": destination.name,
+        "is_default": destination.is_default,
+        **{f"parameters.{key}": value for key, value in destination.config.items()},
+    }
 
 
 def destination_update(
@@ -157,6 +170,8 @@ def destination_update(
 ) -> Destination:
     """Change a destination. ``parameters`` are merged: a parameter left out keeps its value
     (so secrets need not be sent again), ``null`` or ``""`` removes it."""
+    before = destination_audited_values(destination)
+    secrets_changed: list[str] = []
     if name is not None and name != destination.name:
         _check_name(destination.organisation, name, exclude=destination)
         destination.name = name
@@ -172,11 +187,60 @@ def destination_update(
         secrets.update(new_secrets)
         _validate(destination.kind, config, secrets, destination.organisation)
         _require_object_lock(destination.kind, config, secrets, destination.organisation)
+        old_secrets = destination.secrets
+        secrets_changed = sorted(
+            key for key in {*old_secrets, *secrets} if old_secrets.get(key) != secrets.get(key)
+        )
         destination.config, destination.secrets = config, secrets
     if is_default is not None:
         destination.is_default = is_default
-    destination.save()
+    with transaction.atomic():
+        destination.save()
+        destination_record_change(
+            destination=destination, before=before, sensitive_changed=secrets_changed
+        )
     return destination
+
+
+def destination_record_change(
+    *, destination: Destination, before: dict, sensitive_changed: list[str]
+) -> None:
+    """``destination.update`` with what changed and the names of the secrets that did
+    (nothing when nothing did); ``destination_update`` and the admin call it."""
+    details = changes(before, destination_audited_values(destination))
+    if sensitive_changed:
+        details["sensitive_parameters_changed"] = sorted(sensitive_changed)
+    if details["before"] or details["after"] or sensitive_changed:
+        audit_record(
+            organisation=destination.organisation_id,
+            action="destination.update",
+            obj=destination,
+            details=details,
+        )
+
+
+def destination_record_created(*, destination: Destination) -> None:
+    audit_record(
+        organisation=destination.organisation_id,
+        action="destination.create",
+        obj=destination,
+        details={
+            "kind": destination.kind,
+            "is_default": destination.is_default,
+            "parameters": destination.config,
+            # Which secrets were given, never their values.
+            "sensitive_parameters": sorted(destination.secrets),
+        },
+    )
+
+
+def destination_record_deleted(*, destination: Destination) -> None:
+    audit_record(
+        organisation=destination.organisation_id,
+        action="destination.delete",
+        obj=destination,
+        details={"kind": destination.kind},
+    )
 
 
 def destination_delete(*, destination: Destination) -> None:
@@ -187,6 +251,7 @@ def destination_delete(*, destination: Destination) -> None:
             f"{destination.name} still holds {held} backup copy(ies); delete those backups first."
         )
     with transaction.atomic():
+        destination_record_deleted(destination=destination)
         destination.copies.all().delete()  # records of copies already deleted
         destination.delete()
 

@@ -52,6 +52,16 @@ class OrganisationAdmin(admin.ModelAdmin):
         if change and "require_two_factor" in form.changed_data:
             two_factor.requirement_changed_log(organisation=obj, actor=request.user)
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        # Through the services, so every role change is in the audit log.
+        for membership in formset.save(commit=False):
+            services.membership_save(membership=membership)
+        for membership in formset.deleted_objects:
+            services.membership_delete(membership=membership)
+
     @admin.display(description="Directory")
     def tenant_directory(self, obj) -> str:
         return str(organisation_root(obj) or "")
@@ -65,6 +75,16 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "source", "organisation"]
     search_fields = ["user__username", "user__email", "organisation__name"]
     autocomplete_fields = ["user", "organisation"]
+
+    def save_model(self, request, obj, form, change):
+        services.membership_save(membership=obj)
+
+    def delete_model(self, request, obj):
+        services.membership_delete(membership=obj)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user"):
+            services.membership_delete(membership=membership)
 
 
 @admin.register(ApiToken)
@@ -420,6 +440,13 @@ class PathGrantAdmin(_SuperuserOnlyAdmin):
             organisation=obj.organisation, path=obj.path, note=obj.note, created_by=request.user
         )
         obj.pk = grant.pk
+
+    def delete_model(self, request, obj):
+        services.path_grant_revoke(organisation=obj.organisation, path=obj.path)
+
+    def delete_queryset(self, request, queryset):
+        for grant in queryset.select_related("organisation"):
+            services.path_grant_revoke(organisation=grant.organisation, path=grant.path)
 
 
 @admin.register(SsoIdentity)

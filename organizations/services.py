@@ -31,6 +31,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.text import slugify
 
+from audit.services import AuditObject, audit_record, changes
 from config.errors import ApplicationError, Conflict, InvalidInput, NotFound
 from config.keyring import configured_fingerprints
 from organizations.fields import (
@@ -82,11 +83,78 @@ def api_token_create(
         token_prefix=raw[:12],
         created_by=created_by if getattr(created_by, "pk", None) else None,
     )
+    audit_record(
+        organisation=organisation,
+        action="token.create",
+        obj=token,
+        details={"role": role, "token_prefix": token.token_prefix},
+    )
     return token, raw
 
 
 def api_token_revoke(*, token: ApiToken) -> None:
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        audit_record(
+            organisation=token.organisation_id,
+            action="token.revoke",
+            obj=token,
+            details={"role": token.role, "token_prefix": token.token_prefix},
+        )
+
+
+# --- memberships (the admin's) ----------------------------------------------------------
+
+
+def _membership_object(membership: Membership) -> AuditObject:
+    return AuditObject("membership", str(membership.pk), membership.user.get_username())
+
+
+@transaction.atomic
+def membership_save(*, membership: Membership) -> Membership:
+    """Save a new or changed membership; recorded as ``membership.create``, or as
+    ``membership.change`` with the role (or organisation) before and after."""
+    before = (
+        None
+        if membership._state.adding
+        else Membership.objects.filter(pk=membership.pk)
+        .values("role", "organisation_id", "user_id")
+        .first()
+    )
+    membership.save()
+    after = {
+        "role": membership.role,
+        "organisation_id": membership.organisation_id,
+        "user_id": membership.user_id,
+    }
+    if before is None:
+        audit_record(
+            organisation=membership.organisation_id,
+            action="membership.create",
+            obj=_membership_object(membership),
+            details={"role": membership.role},
+        )
+    elif before != after:
+        audit_record(
+            organisation=membership.organisation_id,
+            action="membership.change",
+            obj=_membership_object(membership),
+            details=changes(before, after),
+        )
+    return membership
+
+
+@transaction.atomic
+def membership_delete(*, membership: Membership) -> None:
+    audit_record(
+        organisation=membership.organisation_id,
+        action="membership.delete",
+        obj=_membership_object(membership),
+        details={"role": membership.role},
+    )
+    membership.delete()
 
 
 # --- members ----------------------------------------------------------------------------------
@@ -645,6 +713,16 @@ def secrets_rotate(*, dry_run: bool = False) -> SecretsRotation:
                 model._default_manager.filter(pk=pk).update(
                     **{column.attname: Value(value, output_field=TextField())}
                 )
+            # The installation's, not one organisation's: the Django admin shows it.
+            audit_record(
+                organisation=None,
+                action="keys.rotate",
+                details={
+                    "master_keys": configured_fingerprints(),
+                    "rotated_count": sum(result.rotated.values()),
+                    "current_count": sum(result.current.values()),
+                },
+            )
     return result
 
 
@@ -661,8 +739,17 @@ def host_policy_set(*, organisation: Organisation, allowed_hosts: list[str]) -> 
         parse_rules(entries)
     except ValueError as exc:
         raise InvalidInput(str(exc), fields={"allowed_hosts": [str(exc)]}) from None
+    before = HostPolicy.objects.filter(organisation=organisation).first()
     policy, _ = HostPolicy.objects.update_or_create(
         organisation=organisation, defaults={"allowed_hosts": entries}
+    )
+    audit_record(
+        organisation=organisation,
+        action="host_policy.set",
+        obj=AuditObject("host_policy", str(policy.pk), organisation.name),
+        details=changes(
+            {"allowed_hosts": before.allowed_hosts if before else []}, {"allowed_hosts": entries}
+        ),
     )
     return policy
 
@@ -679,7 +766,7 @@ def path_grant_create(
     if problem := grant_problem(organisation, path):
         raise PathNotAllowed(problem, fields={"path": [problem]})
     resolved = str(Path(path).expanduser().resolve(strict=False))
-    grant, _ = PathGrant.objects.get_or_create(
+    grant, created = PathGrant.objects.get_or_create(
         organisation=organisation,
         path=resolved,
         defaults={
@@ -687,13 +774,19 @@ def path_grant_create(
             "created_by": created_by if getattr(created_by, "pk", None) else None,
         },
     )
+    if created:
+        audit_record(
+            organisation=organisation, action="path_grant.create", obj=grant, details={"note": note}
+        )
     return grant
 
 
 def path_grant_revoke(*, organisation: Organisation, path: str) -> int:
     """Remove the grant of ``path`` (as given or resolved); how many were removed."""
     resolved = str(Path(path).expanduser().resolve(strict=False))
-    deleted, _ = PathGrant.objects.filter(
-        organisation=organisation, path__in={path, resolved}
-    ).delete()
+    grants = PathGrant.objects.filter(organisation=organisation, path__in={path, resolved})
+    with transaction.atomic():
+        for grant in grants:
+            audit_record(organisation=organisation, action="path_grant.revoke", obj=grant)
+        deleted, _ = grants.delete()
     return deleted

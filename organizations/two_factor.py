@@ -51,6 +51,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from audit.services import AuditObject, audit_record
 from config.errors import ApplicationError, Conflict, Forbidden, InvalidInput, NotFound
 from organizations.models import Membership, Organisation
 
@@ -216,6 +217,7 @@ def totp_device_confirm(*, user, code) -> TOTPDevice:
     device.confirmed = True
     device.save(update_fields=["confirmed"])
     log.info("two-factor enabled for user %s", user.get_username())
+    _audit_account(user, "two_factor.enable")
     return device
 
 
@@ -247,6 +249,17 @@ def totp_device_remove(*, user, code) -> None:
     TOTPDevice.objects.filter(user_id=user.pk).delete()
     StaticDevice.objects.filter(user_id=user.pk).delete()
     log.info("two-factor disabled for user %s", user.get_username())
+    _audit_account(user, "two_factor.disable")
+
+
+def _audit_account(user, action: str) -> None:
+    """An account's change, in the audit log of each organisation it belongs to."""
+    account = AuditObject("user", str(user.pk), user.get_username())
+    organisations = list(
+        Organisation.objects.filter(memberships__user_id=user.pk).values_list("pk", flat=True)
+    )
+    for organisation in organisations or [None]:
+        audit_record(organisation=organisation, action=action, obj=account)
 
 
 # --- the second step of signing in -----------------------------------------------------
@@ -392,7 +405,18 @@ def organisation_two_factor_set(*, organisation: Organisation, required: bool, a
 
 
 def requirement_changed_log(*, organisation: Organisation, actor) -> None:
-    """The audit line of a change of the requirement (the settings page, the admin)."""
+    """The audit event (and log line) of a change of the requirement (the settings page,
+    the admin)."""
+    required = organisation.require_two_factor
+    audit_record(
+        organisation=organisation,
+        action="organisation.two_factor",
+        obj=organisation,
+        details={
+            "before": {"requireTwoFactor": not required},
+            "after": {"requireTwoFactor": required},
+        },
+    )
     log.warning(
         "organisation %s: two-factor %s by %s",
         organisation.slug,

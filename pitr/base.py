@@ -30,6 +30,7 @@ from backups.models import (
     WalSegment,
 )
 from backups.services import (
+    audit_backup_trigger,
     backup_execute,
     backup_name,
     connection_spec_for,
@@ -95,6 +96,7 @@ def base_backup_request(
                 created_at=created_at,
             )
             backup.destinations.set(destinations)
+            audit_backup_trigger(backup=backup, trigger=trigger, destinations=destinations)
     except IntegrityError as exc:
         raise Conflict(f"A backup of {database} is already running.") from exc
     if enqueue:

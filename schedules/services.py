@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from django.db import transaction
 
+from audit.services import AuditObject, audit_record, changes
 from config.errors import InvalidInput
 from destinations.models import Destination
 from organizations.models import Environment
@@ -26,6 +27,15 @@ from schedules.models import RETENTION_FIELDS, IntervalRule, Schedule
 EXTRA_FREQUENCIES = ("custom", "")
 
 _PLAIN_FIELDS = ("enabled", "paused", "wal_enabled", "wal_retention_days", *RETENTION_FIELDS)
+# What the audit log compares before and after a save (with the destinations and rules).
+_AUDITED_FIELDS = (
+    "db_cron",
+    "db_frequency",
+    "full_cron",
+    "full_frequency",
+    "timezone",
+    *_PLAIN_FIELDS,
+)
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
@@ -125,6 +135,7 @@ def schedule_upsert(
         created = schedule is None
         if created:
             schedule = Schedule(environment=environment)
+        before = {} if created else schedule_audited_values(schedule)
         # What the expiry estimates depend on: the policy and the timezone of its buckets.
         retention_before = (schedule.retention_policy(), schedule.timezone)
         _assign(schedule, {**crons, **frequencies, "timezone": timezone}, fields)
@@ -137,7 +148,37 @@ def schedule_upsert(
             schedule.destinations.set(destinations)
         if rules is not None:
             _replace_interval_rules(schedule, rules)
+        schedule_record_change(schedule=schedule, before=before, created=created)
     return schedule, created
+
+
+def schedule_audited_values(schedule: Schedule) -> dict:
+    """What the audit log compares before and after a change of ``schedule``."""
+    values = {name: getattr(schedule, name) for name in _AUDITED_FIELDS}
+    values["destination_ids"] = sorted(
+        str(pk) for pk in schedule.destinations.values_list("pk", flat=True)
+    )
+    values["interval_rules"] = [
+        {"interval": rule.interval, "minute": rule.minute, "hour": rule.hour, "day": rule.day}
+        for rule in schedule.interval_rules.order_by("pk")
+    ]
+    return values
+
+
+def schedule_record_change(*, schedule: Schedule, before: dict, created: bool) -> None:
+    """``schedule.create`` with every value, or ``schedule.update`` with the changed ones
+    before and after (nothing when nothing changed). ``schedule_upsert`` calls it, and the
+    admin once its inlines are saved."""
+    after = schedule_audited_values(schedule)
+    if not created and after == before:
+        return
+    environment = schedule.environment
+    audit_record(
+        organisation=environment.project.organisation_id,
+        action="schedule.create" if created else "schedule.update",
+        obj=AuditObject("schedule", str(schedule.pk), str(environment)),
+        details={"environment_id": str(environment.pk), **changes(before, after)},
+    )
 
 
 @contextlib.contextmanager

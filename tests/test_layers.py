@@ -116,3 +116,19 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones():
     source = "def f():\n    from api.dialects import seed000\n\nfrom ..dialects import urls\n"
     names = [name for _, name in _imported(source, "api.base.example")]
     assert sorted(names) == ["api.dialects.seed000", "api.dialects.urls"]
+
+
+# The audit log's recording core sits under every app, ``organizations`` included, so that
+# each records its own actions; its API and page sit on organizations' tenancy like any app's.
+AUDIT_CORE = ("actions", "context", "models", "receivers", "services", "tasks")
+
+
+def test_the_audit_core_imports_no_other_app():
+    apps = _apps() - {"audit"}
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in (ROOT / "audit" / f"{module}.py" for module in AUDIT_CORE)
+        for line, name in _imports_of(path)
+        if name.split(".")[0] in apps or _is_under(name, DIALECTS)
+    ]
+    assert offending == []

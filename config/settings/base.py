@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",  # one-time recovery codes
     "organizations",
+    "audit",
     "destinations",
     "backups",
     "schedules",
@@ -49,6 +50,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user.is_verified(): whether this session signed in with a one-time code.
     "django_otp.middleware.OTPMiddleware",
+    # After authentication: services record the request's user and address (audit log).
+    "audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
@@ -142,6 +145,8 @@ STRONGBOX_ALLOW_UNENCRYPTED_BACKUPS = env_bool("STRONGBOX_ALLOW_UNENCRYPTED_BACK
 # (never with SECRET_KEY); every process of an installation must see the same file.
 STRONGBOX_SECRETS_KEY_FILE = env_str("STRONGBOX_SECRETS_KEY_FILE", str(VAR_DIR / "secrets.key"))
 STRONGBOX_JWT_TTL_SECONDS = env_int("STRONGBOX_JWT_TTL_SECONDS", 3600)
+# Audit events older than this are purged daily (0 keeps them for ever).
+STRONGBOX_AUDIT_RETENTION_DAYS = env_int("STRONGBOX_AUDIT_RETENTION_DAYS", 365)
 STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = env_int("STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS", 120)
 STRONGBOX_TMP_DIR = Path(env_str("STRONGBOX_TMP_DIR", str(VAR_DIR / "tmp")))
 # A scheduled slot whose backup has not completed this long after it raises an alert.

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from api.base.pagination import offset_page, paged_body
 from api.base.routes import get_or_404
 from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
+from audit.services import audit_sign_in
 from config.errors import ApplicationError, InvalidInput
 from organizations import services, two_factor
 from organizations.api import serializers as s
@@ -68,6 +69,8 @@ class ObtainTokenView(APIView):
                     fields={"otp": ["Wrong or already used code."]},
                 )
         login_failures_forget(request, username=username)
+        # Failures are recorded by the user_login_failed signal; a JWT never calls login().
+        audit_sign_in(user=user, method="jwt")
         token, ttl = issue_jwt(user, otp=otp)
         return Response({"token": token, "tokenType": "Bearer", "expiresIn": ttl})
 

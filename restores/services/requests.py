@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from audit.services import audit_record
 from backups.models import Backup, BackupStatus
 from config.errors import Conflict, Unprocessable
 from organizations.models import Database, Environment
@@ -69,6 +70,23 @@ def restore_request(
                 undoes=undoes,
                 # A point in time has no artifact of known size; estimated once recovered.
                 bytes_total=backup.size if pitr_timestamp is None else None,
+            )
+            audit_record(
+                organisation=backup.organisation_id,
+                action="restore.undo" if undoes is not None else "restore.request",
+                obj=restore,
+                details={
+                    "backup_id": str(backup.pk),
+                    "backup_name": backup.name,
+                    "target_type": restore.target_type,
+                    "target_environment_id": str(environment.pk),
+                    "target_database_id": (
+                        str(restore.target_database_id) if restore.target_database_id else None
+                    ),
+                    "pitr_timestamp": pitr_timestamp,
+                    "undoes": str(undoes.pk) if undoes is not None else None,
+                    "safety_backup": take_safety_backup,
+                },
             )
     except IntegrityError as exc:
         # The partial unique constraint: someone else started one meanwhile.

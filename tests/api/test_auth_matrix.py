@@ -77,6 +77,7 @@ ENDPOINTS = [
         "GET", "/api/organizations/{organization}/evidence", ADMIN, params={"month": "2026-11"}
     ),
     # --- seed 003 ---
+    Endpoint("GET", "/api/audit-events", ADMIN, scoped=False, params={"action": "backup.*"}),
     Endpoint("GET", "/api/backup-alerts", scoped=False, params={"include_dismissed": "true"}),
     Endpoint("GET", "/api/backup-alerts/count", scoped=False),
     Endpoint("POST", "/api/backup-alerts/{alert}/dismiss", OPERATOR),

@@ -17,6 +17,7 @@ from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from audit.models import AuditEvent
 from organizations import two_factor
 from organizations.models import Organisation, Role
 from tests import factories
@@ -596,6 +597,8 @@ def test_changing_the_requirement_is_logged_for_audit(organisation, owner, root,
         as_owner.post("/settings/security/", {"require_two_factor": "on"})
         as_owner.post("/settings/security/", {"require_two_factor": "on"})  # no change
     assert caplog.text.count("organisation quant-gov: two-factor required by owner") == 1
+    (event,) = AuditEvent.objects.filter(action="organisation.two_factor")
+    assert event.actor_name == "owner" and event.details["after"] == {"requireTwoFactor": True}
 
     as_root = Client()
     as_root.force_login(root)
