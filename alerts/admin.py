@@ -3,7 +3,8 @@ from django.contrib import admin
 from django.utils import timezone
 
 from alerts.models import Alert, NotificationChannel, NotificationDelivery
-from organizations.hostpolicy import url_problem
+from alerts.services import notification_channel_validate
+from config.errors import InvalidInput
 
 
 @admin.register(Alert)
@@ -29,31 +30,80 @@ class AlertAdmin(admin.ModelAdmin):
         queryset.filter(dismissed_at__isnull=True).update(dismissed_at=timezone.now())
 
 
+CHANNEL_FIELDS = [
+    "organisation",
+    "name",
+    "kind",
+    "url",
+    "recipients",
+    "secret",
+    "events",
+    "min_severity",
+    "send_resolved",
+    "enabled",
+]
+
+
 class NotificationChannelAdminForm(forms.ModelForm):
+    # The URL and the secret are write-only here too: left blank on edit, they are kept.
+    url = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave blank to keep the stored URL (webhook or apprise; stored encrypted).",
+    )
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Webhook HMAC key; leave blank to keep.",
+    )
+
     class Meta:
         model = NotificationChannel
-        fields = ["organisation", "kind", "target", "secret", "enabled"]
+        fields = CHANNEL_FIELDS
 
     def clean(self):
         cleaned = super().clean()
-        organisation, target = cleaned.get("organisation"), cleaned.get("target")
-        if cleaned.get("kind") == NotificationChannel.Kind.WEBHOOK and organisation and target:
-            problem = url_problem(organisation, target)
-            if problem:
-                self.add_error("target", problem)
+        if self.errors:
+            return cleaned
+        channel = self.instance
+        for field in CHANNEL_FIELDS:
+            if field in ("url", "secret") and not cleaned.get(field) and channel.pk:
+                continue  # kept
+            setattr(channel, field, cleaned.get(field) if field in cleaned else "")
+        try:
+            notification_channel_validate(channel=channel)
+        except InvalidInput as exc:
+            for field, messages in exc.fields.items():
+                for message in messages:
+                    self.add_error(field if field in self.fields else None, message)
         return cleaned
+
+    def _post_clean(self):
+        # clean() has put every value on the instance; the model form must not blank the
+        # kept secrets again.
+        pass
 
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
     form = NotificationChannelAdminForm
-    list_display = ["kind", "target", "organisation", "enabled", "created_at"]
+    list_display = [
+        "name",
+        "kind",
+        "organisation",
+        "enabled",
+        "last_delivery_at",
+        "last_delivery_ok",
+        "consecutive_failures",
+    ]
     list_filter = ["kind", "enabled", "organisation"]
-    search_fields = ["target"]
+    search_fields = ["name"]
+    readonly_fields = ["last_delivery_at", "last_delivery_ok", "last_delivery_error"]
 
 
 @admin.register(NotificationDelivery)
 class NotificationDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["alert", "channel", "attempt", "status_code", "ok", "created_at"]
-    list_filter = ["ok", "channel__kind"]
-    search_fields = ["alert__title", "channel__target", "error"]
+    list_display = ["alert", "channel", "event", "attempt", "status_code", "ok", "created_at"]
+    list_filter = ["ok", "event", "channel__kind"]
+    search_fields = ["alert__title", "channel__name", "error"]
+    readonly_fields = [f.name for f in NotificationDelivery._meta.fields]
