@@ -1,6 +1,7 @@
 """Alerts raised by backups, schedules, verification and PITR, and their notifications."""
 
 import uuid
+from urllib.parse import urlsplit
 
 from django.db import models
 from django.utils import timezone
@@ -123,6 +124,16 @@ class NotificationChannel(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.kind} channel"
+
+    def masked_url(self) -> str:
+        """The URL as answers show it: its scheme, and a webhook's host; never a token."""
+        if not self.url:
+            return ""
+        scheme = self.url.split("://", 1)[0] if "://" in self.url else ""
+        if self.kind == self.Kind.WEBHOOK:
+            host = urlsplit(self.url).netloc.rsplit("@", 1)[-1]
+            return f"{scheme}://{host}/****"
+        return f"{scheme}://****"
 
     def wants(self, alert: Alert) -> bool:
         """Does this channel receive ``alert`` (its kind and severity)?"""
