@@ -355,3 +355,28 @@ def test_deliveries_log_each_attempt_with_its_event(organisation, environment, d
         (3, DeliveryEvent.RAISED, False),
     ]
     assert all(d.error for d in log)
+
+
+def test_a_webhook_gets_a_signed_alert_resolved_event(
+    organisation,
+    environment,
+    webhook_receiver,
+    queued_deliveries,
+    django_capture_on_commit_callbacks,
+):
+    hook = factories.NotificationChannelFactory(
+        organisation=organisation, url=webhook_receiver.url, secret="whsec-5"
+    )
+    alert = factories.AlertFactory(organisation=organisation, environment=environment)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alert_resolve(organisation=organisation, dedup_key=alert.dedup_key)
+    [(_, args)] = queued_deliveries()
+    assert args == (str(hook.pk), str(alert.pk), 1, "resolved")
+    assert deliver_notification(*args) is True
+
+    [received] = webhook_receiver.requests
+    assert received.headers["X-Strongbox-Event"] == "alert.resolved"
+    body = json.loads(received.body)
+    assert body["event"] == "alert.resolved" and body["alert"]["resolved_at"]
+    assert received.headers["X-Strongbox-Signature"].startswith("sha256=")
