@@ -1,10 +1,16 @@
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.utils import timezone
 
 from alerts.models import Alert, NotificationChannel, NotificationDelivery
-from audit.services import AuditObject, audit_record, changes, url_shown
-from organizations.hostpolicy import url_problem
+from alerts.services import (
+    channel_audit,
+    channel_audit_values,
+    notification_channel_delete,
+    notification_channel_validate,
+)
+from config.errors import InvalidInput
 
 
 @admin.register(Alert)
@@ -30,65 +36,105 @@ class AlertAdmin(admin.ModelAdmin):
         queryset.filter(dismissed_at__isnull=True).update(dismissed_at=timezone.now())
 
 
+CHANNEL_FIELDS = [
+    "organisation",
+    "name",
+    "kind",
+    "url",
+    "recipients",
+    "secret",
+    "events",
+    "min_severity",
+    "send_resolved",
+    "enabled",
+]
+
+
 class NotificationChannelAdminForm(forms.ModelForm):
+    # The URL and the secret are write-only here too: left blank on edit, they are kept.
+    url = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave blank to keep the stored URL (webhook or apprise; stored encrypted).",
+    )
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Webhook HMAC key; leave blank to keep.",
+    )
+
     class Meta:
         model = NotificationChannel
-        fields = ["organisation", "kind", "target", "secret", "enabled"]
+        fields = CHANNEL_FIELDS
 
     def clean(self):
         cleaned = super().clean()
-        organisation, target = cleaned.get("organisation"), cleaned.get("target")
-        if cleaned.get("kind") == NotificationChannel.Kind.WEBHOOK and organisation and target:
-            problem = url_problem(organisation, target)
-            if problem:
-                self.add_error("target", problem)
+        if self.errors:
+            return cleaned
+        channel = self.instance
+        for field in CHANNEL_FIELDS:
+            if field in ("url", "secret") and not cleaned.get(field) and channel.pk:
+                continue  # kept
+            value = cleaned.get(field) if field in cleaned else ""
+            if field in ("events", "recipients") and not value:
+                value = []  # a blank list field is an empty list, not None
+            setattr(channel, field, value)
+        try:
+            notification_channel_validate(channel=channel)
+        except InvalidInput as exc:
+            for field, messages in exc.fields.items():
+                for message in messages:
+                    self.add_error(field if field in self.fields else None, message)
         return cleaned
+
+    def _post_clean(self):
+        # clean() has put every value on the instance; the model form must not blank the
+        # kept secrets again.
+        pass
 
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
     form = NotificationChannelAdminForm
-    list_display = ["kind", "target", "organisation", "enabled", "created_at"]
+    list_display = [
+        "name",
+        "kind",
+        "organisation",
+        "enabled",
+        "last_delivery_at",
+        "last_delivery_ok",
+        "consecutive_failures",
+    ]
     list_filter = ["kind", "enabled", "organisation"]
-    search_fields = ["target"]
+    search_fields = ["name"]
+    readonly_fields = ["last_delivery_at", "last_delivery_ok", "last_delivery_error"]
 
-    # Recorded here until notification channels have services of their own (they should
-    # take these three over, with the same actions).
+    # The form checked the channel with the services' rules; the audit log records it the
+    # same way as the API and the pages do.
     def save_model(self, request, obj, form, change):
-        before = _channel_values(NotificationChannel.objects.get(pk=obj.pk)) if change else {}
-        super().save_model(request, obj, form, change)
-        details = changes(before, _channel_values(obj))
-        if "secret" in form.changed_data:
-            details["signing_key_changed"] = True
-        if not change or details["before"] or details["after"] or "secret" in form.changed_data:
-            audit_record(
-                organisation=obj.organisation_id,
+        before = (
+            channel_audit_values(NotificationChannel.objects.get(pk=obj.pk)) if change else None
+        )
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            channel_audit(
+                channel=obj,
                 action="channel.update" if change else "channel.create",
-                obj=_channel_object(obj),
-                details=details,
+                before=before,
+                secret_changed=change and bool(form.cleaned_data.get("secret")),
             )
 
     def delete_model(self, request, obj):
-        audit_record(
-            organisation=obj.organisation_id, action="channel.delete", obj=_channel_object(obj)
-        )
-        super().delete_model(request, obj)
+        notification_channel_delete(channel=obj)
 
     def delete_queryset(self, request, queryset):
         for channel in queryset:
-            self.delete_model(request, channel)
-
-
-def _channel_values(channel: NotificationChannel) -> dict:
-    return {"kind": channel.kind, "target": url_shown(channel.target), "enabled": channel.enabled}
-
-
-def _channel_object(channel: NotificationChannel) -> AuditObject:
-    return AuditObject("channel", str(channel.pk), f"{channel.kind}: {url_shown(channel.target)}")
+            notification_channel_delete(channel=channel)
 
 
 @admin.register(NotificationDelivery)
 class NotificationDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["alert", "channel", "attempt", "status_code", "ok", "created_at"]
-    list_filter = ["ok", "channel__kind"]
-    search_fields = ["alert__title", "channel__target", "error"]
+    list_display = ["alert", "channel", "event", "attempt", "status_code", "ok", "created_at"]
+    list_filter = ["ok", "event", "channel__kind"]
+    search_fields = ["alert__title", "channel__name", "error"]
+    readonly_fields = [f.name for f in NotificationDelivery._meta.fields]

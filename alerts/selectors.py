@@ -6,7 +6,8 @@ import uuid
 
 from django.db.models import Count, QuerySet
 
-from alerts.models import Alert
+from alerts.models import Alert, NotificationChannel, NotificationDelivery
+from api.base.routes import parse_uuid
 from config.errors import NotFound
 from organizations.models import Organisation
 
@@ -50,3 +51,30 @@ def alert_get(*, organisation: Organisation, alert_id) -> Alert:
     if alert is None:
         raise NotFound("Alert not found.")
     return alert
+
+
+def channels_for_organisation(*, organisation: Organisation) -> QuerySet[NotificationChannel]:
+    """The organisation's notification channels, by name."""
+    return NotificationChannel.objects.filter(organisation=organisation).order_by("name", "id")
+
+
+def channel_get(*, organisation: Organisation, channel_id) -> NotificationChannel:
+    """One channel of the organisation; unknown, malformed and foreign ids are not found."""
+    pk = parse_uuid(channel_id)
+    channel = (
+        NotificationChannel.objects.filter(organisation=organisation, pk=pk).first()
+        if pk is not None
+        else None
+    )
+    if channel is None:
+        raise NotFound("Notification channel not found.")
+    return channel
+
+
+def channel_recent_deliveries(
+    *, channel: NotificationChannel, limit: int = 25
+) -> list[NotificationDelivery]:
+    """The channel's latest attempts, newest first, with their alerts."""
+    return list(
+        channel.deliveries.select_related("alert").order_by("-created_at", "-attempt")[:limit]
+    )

@@ -37,11 +37,13 @@ server's internal DNS.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import re
 import socket
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -364,3 +366,61 @@ def check_default_setting(app_configs=None, **kwargs):
     except ValueError as exc:
         return [Error(f"STRONGBOX_DEFAULT_ALLOWED_HOSTS: {exc}", id="strongbox.E101")]
     return []
+
+
+# --- connections made by code we do not control ----------------------------------------------
+
+_guard = threading.local()
+_system_getaddrinfo = socket.getaddrinfo
+
+
+def _guarded_getaddrinfo(host, port, *args, **kwargs):
+    rules = getattr(_guard, "rules", None)
+    if rules is None or host is None:
+        return _system_getaddrinfo(host, port, *args, **kwargs)
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    _guard.rules = None  # the check resolves the name itself, unguarded
+    try:
+        addresses = allowed_addresses(rules, name, None)
+    except HostNotAllowed as exc:
+        _guard.refused = str(exc)
+        raise
+    finally:
+        _guard.rules = rules
+    if not addresses:  # the local machine, which the policy allows
+        return _system_getaddrinfo(host, port, *args, **kwargs)
+    found = []
+    for address in addresses:
+        found += _system_getaddrinfo(address, port, *args, **kwargs)
+    return found
+
+
+@contextlib.contextmanager
+def guarded_resolution(rules: HostRules) -> Iterator[GuardedResolution]:
+    """Hold every name this thread resolves in the block to ``rules``.
+
+    For libraries that open their own connections (apprise's plugins, through requests,
+    smtplib and others) and to hosts only they know (``slack://`` posts to
+    hooks.slack.com): every ``socket.getaddrinfo`` of this thread, which is how urllib3 and
+    ``socket.create_connection`` find an address, answers only addresses checked now
+    (``allowed_addresses``), or fails with ``HostNotAllowed``. So the connection goes to a
+    checked address, as the webhook notifier's pinned connections do. Other threads are not
+    affected; the wrapper is installed once, on first use, and does nothing outside a block.
+    """
+    if socket.getaddrinfo is not _guarded_getaddrinfo:
+        socket.getaddrinfo = _guarded_getaddrinfo
+    outcome = GuardedResolution()
+    previous = getattr(_guard, "rules", None)
+    _guard.rules, _guard.refused = rules, None
+    try:
+        yield outcome
+    finally:
+        outcome.refused = _guard.refused
+        _guard.rules, _guard.refused = previous, None
+
+
+@dataclass
+class GuardedResolution:
+    """What ``guarded_resolution`` saw: the refusal of a host, if one was refused."""
+
+    refused: str | None = None

@@ -159,8 +159,9 @@ class NotificationChannelFactory(factory.django.DjangoModelFactory):
         model = NotificationChannel
 
     organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Channel {n}")
     kind = NotificationChannel.Kind.WEBHOOK
-    target = "http://127.0.0.1:9/hook"
+    url = "http://127.0.0.1:9/hook"
     secret = "s3cret"
 
 

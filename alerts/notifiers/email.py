@@ -3,44 +3,46 @@
 from __future__ import annotations
 
 import smtplib
-from datetime import UTC
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import get_connection, send_mail
+from django.core.validators import validate_email
 
 from alerts.notifiers import DeliveryResult
+from alerts.notifiers import render as _render
+
+MAX_RECIPIENTS = 50
 
 
-def render(alert) -> tuple[str, str]:
+def render(alert, event: str = "raised") -> tuple[str, str]:
     """The subject and plain-text body of the email for ``alert``."""
-    title = " ".join(alert.title.split())  # a header cannot hold a newline
-    subject = f"[Strongbox] {alert.get_severity_display()}: {title}"
-    facts = [("Organisation", alert.organisation.name)]
-    if alert.environment_id:
-        facts.append(("Environment", str(alert.environment)))
-    if alert.backup_id:
-        facts.append(("Backup", alert.backup.name))
-    facts += [
-        ("Kind", alert.get_kind_display()),
-        ("Severity", alert.get_severity_display()),
-        ("First seen", f"{alert.first_seen_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"),
-        ("Occurrences", str(alert.occurrences)),
-        ("Alert id", str(alert.pk)),
-    ]
-    lines = [title, ""]
-    if alert.message:
-        lines += [alert.message, ""]
-    lines += [f"{label + ':':<14}{value}" for label, value in facts]
-    lines += [
-        "",
-        "You receive this because this address is a notification channel of "
-        f"{alert.organisation.name} in Strongbox.",
-    ]
-    return subject, "\n".join(lines) + "\n"
+    return _render(alert, event)
 
 
-def send(*, channel, alert) -> DeliveryResult:
-    subject, body = render(alert)
+def validate(*, organisation, url: str, recipients: list[str], secret: str) -> dict:
+    problems: dict[str, list[str]] = {}
+    if not recipients:
+        problems["recipients"] = ["An email channel needs at least one recipient."]
+    elif len(recipients) > MAX_RECIPIENTS:
+        problems["recipients"] = [f"At most {MAX_RECIPIENTS} recipients."]
+    else:
+        for address in recipients:
+            try:
+                validate_email(address)
+            except ValidationError:
+                problems.setdefault("recipients", []).append(
+                    f"{address!r} is not a valid email address."
+                )
+    if url:
+        problems["url"] = ["An email channel has recipients, not a URL."]
+    if secret:
+        problems["secret"] = ["Only a webhook channel has a secret."]
+    return problems
+
+
+def send(*, channel, alert, event: str = "raised") -> DeliveryResult:
+    subject, body = render(alert, event)
     # Django's SMTP backend waits forever unless told otherwise (EMAIL_TIMEOUT has a default).
     timeout = settings.EMAIL_TIMEOUT
     try:
@@ -48,7 +50,7 @@ def send(*, channel, alert) -> DeliveryResult:
             subject,
             body,
             None,  # DEFAULT_FROM_EMAIL
-            [channel.target],
+            list(channel.recipients),
             connection=get_connection(timeout=timeout),
         )
     except smtplib.SMTPRecipientsRefused as exc:

@@ -5,7 +5,7 @@ What a receiver gets::
     POST <channel URL>
     Content-Type: application/json
     User-Agent: Strongbox-Webhook/1
-    X-Strongbox-Event: alert.raised
+    X-Strongbox-Event: alert.raised | alert.resolved | test
     X-Strongbox-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the channel secret>
 
     {"event": "alert.raised", "sent_at": "...", "alert": {"id": ..., "kind": ..., ...}}
@@ -46,10 +46,13 @@ from organizations.hostpolicy import (
     host_rules,
     normalise_name,
     url_host_port,
+    url_problem,
 )
 
 SIGNATURE_HEADER = "X-Strongbox-Signature"
 RETRYABLE_STATUSES = {408, 429}
+EVENTS = {"raised": "alert.raised", "resolved": "alert.resolved", "test": "test"}
+MAX_URL_LENGTH = 2000
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -149,8 +152,21 @@ def payload(alert, *, event: str = "alert.raised") -> dict:
     }
 
 
-def send(*, channel, alert) -> DeliveryResult:
-    url = channel.target
+def validate(*, organisation, url: str, recipients: list[str], secret: str) -> dict:
+    problems: dict[str, list[str]] = {}
+    if not url:
+        problems["url"] = ["A webhook channel needs its http:// or https:// URL."]
+    elif len(url) > MAX_URL_LENGTH:
+        problems["url"] = [f"At most {MAX_URL_LENGTH} characters."]
+    elif problem := url_problem(organisation, url):
+        problems["url"] = [problem]
+    if recipients:
+        problems["recipients"] = ["A webhook channel has a URL, not recipients."]
+    return problems
+
+
+def send(*, channel, alert, event: str = "raised") -> DeliveryResult:
+    url = channel.url
     if urlsplit(url).scheme not in ("http", "https"):
         return DeliveryResult(ok=False, error=f"Not an http(s) URL: {url!r}.")
     try:
@@ -159,11 +175,12 @@ def send(*, channel, alert) -> DeliveryResult:
         # A name that does not resolve may resolve later; a refused host will not change.
         return DeliveryResult(ok=False, error=str(exc), retry=isinstance(exc, HostUnresolved))
     opener = _opener_for(url_host_port(url)[0], addresses)
-    body = json.dumps(payload(alert), separators=(",", ":")).encode()
+    name = EVENTS[event]
+    body = json.dumps(payload(alert, event=name), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Strongbox-Webhook/1",
-        "X-Strongbox-Event": "alert.raised",
+        "X-Strongbox-Event": name,
     }
     if channel.secret:
         headers[SIGNATURE_HEADER] = sign(body, channel.secret)

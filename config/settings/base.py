@@ -167,6 +167,8 @@ STRONGBOX_ANOMALY_MIN_BYTES = env_int("STRONGBOX_ANOMALY_MIN_BYTES", 65536)
 # A progress stream closes after this long even if the work goes on (clients reconnect).
 STRONGBOX_SSE_MAX_SECONDS = env_int("STRONGBOX_SSE_MAX_SECONDS", 3600)
 STRONGBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("STRONGBOX_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Failed delivery attempts in a row after which a channel raises notification_failed.
+STRONGBOX_NOTIFICATION_FAILURES_ALERT = env_int("STRONGBOX_NOTIFICATION_FAILURES_ALERT", 3)
 # Each S3 call's attempt waits this long to connect and this long for each read (seconds);
 # a backup's calls are tried this many times in all, the connection test's once
 # (destinations/backends/s3.py S3Timeouts).

@@ -7,10 +7,12 @@ import ast
 import socket
 import socketserver
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from aiosmtpd.controller import Controller
 from django_q.models import Schedule
 
 from alerts.services import DELIVERY_TASK
@@ -22,6 +24,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived (for latencies)
 
 
 @dataclass
@@ -144,3 +147,30 @@ def scheduled_retries():
         return [(s, ast.literal_eval(s.args)) for s in schedules]
 
     return read
+
+
+@dataclass
+class MailServer:
+    """A real SMTP server (aiosmtpd) on loopback and what it received."""
+
+    host: str
+    port: int
+    envelopes: list = field(default_factory=list)
+
+
+@pytest.fixture
+def mail_server():
+    server = MailServer("127.0.0.1", 0)
+
+    class Handler:
+        async def handle_DATA(self, _server, _session, envelope):  # noqa: N802 (aiosmtpd's)
+            server.envelopes.append(envelope)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        server.port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname=server.host, port=server.port)
+    controller.start()
+    yield server
+    controller.stop()

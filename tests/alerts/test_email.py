@@ -30,7 +30,8 @@ def inbox(organisation):
     return factories.NotificationChannelFactory(
         organisation=organisation,
         kind=NotificationChannel.Kind.EMAIL,
-        target="ops@quant.example",
+        recipients=["ops@quant.example"],
+        url="",
         secret="",
     )
 

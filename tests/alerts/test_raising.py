@@ -174,7 +174,11 @@ def test_a_new_alert_is_queued_once_for_each_enabled_channel_on_commit(
     django_capture_on_commit_callbacks,
 ):
     email = factories.NotificationChannelFactory(
-        organisation=organisation, kind=NotificationChannel.Kind.EMAIL, target="ops@example.com"
+        organisation=organisation,
+        kind=NotificationChannel.Kind.EMAIL,
+        url="",
+        secret="",
+        recipients=["ops@example.com"],
     )
     hook = factories.NotificationChannelFactory(organisation=organisation)
     factories.NotificationChannelFactory(organisation=organisation, enabled=False)
@@ -186,8 +190,8 @@ def test_a_new_alert_is_queued_once_for_each_enabled_channel_on_commit(
 
     assert sorted(queued_deliveries()) == sorted(
         [
-            (DELIVERY_TASK, (str(email.pk), str(alert.pk), 1)),
-            (DELIVERY_TASK, (str(hook.pk), str(alert.pk), 1)),
+            (DELIVERY_TASK, (str(email.pk), str(alert.pk), 1, "raised")),
+            (DELIVERY_TASK, (str(hook.pk), str(alert.pk), 1, "raised")),
         ]
     )
 

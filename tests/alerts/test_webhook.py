@@ -37,7 +37,7 @@ def alert(organisation, environment):
 @pytest.fixture
 def hook(organisation, webhook_receiver):
     return factories.NotificationChannelFactory(
-        organisation=organisation, target=webhook_receiver.url, secret=SECRET
+        organisation=organisation, url=webhook_receiver.url, secret=SECRET
     )
 
 
@@ -75,7 +75,7 @@ def test_it_posts_the_alert_as_json_signed_with_the_channel_secret(hook, alert, 
 
 def test_a_channel_without_a_secret_sends_no_signature(organisation, alert, webhook_receiver):
     channel = factories.NotificationChannelFactory(
-        organisation=organisation, target=webhook_receiver.url, secret=""
+        organisation=organisation, url=webhook_receiver.url, secret=""
     )
 
     deliver(channel, alert)
@@ -93,7 +93,7 @@ def test_it_retries_after_a_500_with_backoff_then_succeeds(
 
     [(retry, args)] = scheduled_retries()
     assert retry.func == DELIVERY_TASK
-    assert args == (str(hook.pk), str(alert.pk), 2)
+    assert args == (str(hook.pk), str(alert.pk), 2, "raised")
     wait = retry.next_run - timezone.now()
     assert timedelta(seconds=25) < wait <= timedelta(seconds=30)
     failed = NotificationDelivery.objects.get(alert=alert, attempt=1)
@@ -152,7 +152,7 @@ def test_a_dead_endpoint_does_not_fail_the_raise_and_is_logged_as_failed(
     scheduled_retries,
     django_capture_on_commit_callbacks,
 ):
-    factories.NotificationChannelFactory(organisation=organisation, target=dead_url)
+    factories.NotificationChannelFactory(organisation=organisation, url=dead_url)
 
     with django_capture_on_commit_callbacks(execute=True):
         alert = alert_raise(
@@ -163,7 +163,7 @@ def test_a_dead_endpoint_does_not_fail_the_raise_and_is_logged_as_failed(
         )
 
     [(func, args)] = queued_deliveries()
-    assert (func, args[1:]) == (DELIVERY_TASK, (str(alert.pk), 1))
+    assert (func, args[1:]) == (DELIVERY_TASK, (str(alert.pk), 1, "raised"))
     assert deliver_notification(*args) is False
     delivery = NotificationDelivery.objects.get(alert=alert)
     assert delivery.status_code is None
@@ -180,7 +180,7 @@ def test_a_receiver_that_never_answers_times_out_and_is_retried(
         silent.listen()
         port = silent.getsockname()[1]
         channel = factories.NotificationChannelFactory(
-            organisation=organisation, target=f"http://127.0.0.1:{port}/hook"
+            organisation=organisation, url=f"http://127.0.0.1:{port}/hook"
         )
 
         assert deliver(channel, alert) is False
@@ -192,7 +192,7 @@ def test_a_receiver_that_never_answers_times_out_and_is_retried(
 
 def test_it_refuses_urls_that_are_not_http(organisation, alert, scheduled_retries):
     channel = factories.NotificationChannelFactory(
-        organisation=organisation, target="file:///etc/passwd"
+        organisation=organisation, url="file:///etc/passwd"
     )
 
     deliver(channel, alert)
@@ -206,7 +206,7 @@ def test_a_channel_of_another_organisation_is_never_sent_this_alert(
     other_organisation, alert, webhook_receiver
 ):
     foreign = factories.NotificationChannelFactory(
-        organisation=other_organisation, target=webhook_receiver.url
+        organisation=other_organisation, url=webhook_receiver.url
     )
 
     assert deliver(foreign, alert) is None

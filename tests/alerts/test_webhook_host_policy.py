@@ -32,7 +32,7 @@ def deliver(channel, alert):
 def test_a_webhook_inside_the_policy_is_delivered(organisation, alert, webhook_receiver):
     host_policy_set(organisation=organisation, allowed_hosts=["127.0.0.0/8"])
     channel = factories.NotificationChannelFactory(
-        organisation=organisation, target=webhook_receiver.url
+        organisation=organisation, url=webhook_receiver.url
     )
     assert deliver(channel, alert) is True
     assert len(webhook_receiver.requests) == 1
@@ -44,7 +44,7 @@ def test_a_webhook_outside_the_policy_is_refused_sends_nothing_and_is_not_retrie
     host_policy_set(organisation=organisation, allowed_hosts=["10.0.0.0/8"])
     host_policy_set(organisation=other_organisation, allowed_hosts=["127.0.0.0/8"])
     channel = factories.NotificationChannelFactory(
-        organisation=organisation, target=webhook_receiver.url
+        organisation=organisation, url=webhook_receiver.url
     )
 
     assert deliver(channel, alert) is False
@@ -56,7 +56,7 @@ def test_a_webhook_outside_the_policy_is_refused_sends_nothing_and_is_not_retrie
 
 def test_a_webhook_to_the_metadata_service_is_refused_without_any_policy(organisation, alert):
     channel = factories.NotificationChannelFactory(
-        organisation=organisation, target="http://169.254.169.254/latest/meta-data/"
+        organisation=organisation, url="http://169.254.169.254/latest/meta-data/"
     )
     assert deliver(channel, alert) is False
     assert "may reach" in NotificationDelivery.objects.get(alert=alert).error
@@ -84,11 +84,20 @@ def test_the_admin_refuses_a_webhook_channel_outside_the_policy(
     root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(root)
     host_policy_set(organisation=organisation, allowed_hosts=["10.0.0.0/8"])
-    form = {"organisation": organisation.pk, "kind": "webhook", "secret": "", "enabled": "on"}
+    form = {
+        "organisation": organisation.pk,
+        "name": "Ops hook",
+        "kind": "webhook",
+        "secret": "",
+        "recipients": "[]",
+        "events": "[]",
+        "min_severity": "info",
+        "enabled": "on",
+    }
     url = "/admin/alerts/notificationchannel/add/"
 
-    refused = client.post(url, {**form, "target": "http://192.0.2.7/hook"})
+    refused = client.post(url, {**form, "url": "http://192.0.2.7/hook"})
     assert refused.status_code == 200 and "may reach" in refused.content.decode()
-    accepted = client.post(url, {**form, "target": "http://10.1.2.3/hook"})
+    accepted = client.post(url, {**form, "url": "http://10.1.2.3/hook"})
     assert accepted.status_code == 302
-    assert NotificationChannel.objects.get().target == "http://10.1.2.3/hook"
+    assert NotificationChannel.objects.get().url == "http://10.1.2.3/hook"

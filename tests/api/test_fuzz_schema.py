@@ -68,6 +68,8 @@ IDS = {
             "restore",
             "alert",
             "organisation",
+            "channel",
+            "spare_channel",
         ],
         start=1,
     )
@@ -88,6 +90,7 @@ def _operation_parameters() -> list[dict]:
         "/api/databases/{databaseId}": {"databaseId": IDS["spare_database"]},
         "/api/environments/{env_id}": {"env_id": IDS["spare_environment"]},
         "/api/projects/{projectId}": {"projectId": IDS["spare_project"]},
+        "/api/notification-channels/{id}": {"id": IDS["spare_channel"]},
     }
     entries = [
         {"include-name": f"DELETE {path}", "parameters": values} for path, values in spare.items()
@@ -109,6 +112,7 @@ def _operation_parameters() -> list[dict]:
         "/api/backup-alerts/": IDS["alert"],
         "/api/backup-destinations/": IDS["destination"],
         "/api/backups/": IDS["backup"],
+        "/api/notification-channels/": IDS["channel"],
         "/api/restores/": IDS["restore"],
     }
     entries += [
@@ -231,6 +235,9 @@ def _organisation_objects(organisation, s3_server, s3_bucket, ids=None) -> None:
     factories.BackupFactory(environment=environment, database=database, **given("spare_backup"))
     factories.RestoreFactory(backup=backup, status="completed", **given("restore"))
     factories.AlertFactory(organisation=organisation, **given("alert"))
+    # A test message goes to a closed loopback port: a failed delivery, answered 200.
+    factories.NotificationChannelFactory(organisation=organisation, **given("channel"))
+    factories.NotificationChannelFactory(organisation=organisation, **given("spare_channel"))
 
 
 @pytest.fixture
@@ -303,3 +310,6 @@ def test_each_id_parameter_names_the_object_its_operation_means():
     assert named("GET /api/restores/{id}") == {"id": "restore"}
     assert named("POST /api/backup-alerts/{id}/read") == {"id": "alert"}
     assert named("GET /api/organizations/{id}/evidence") == {"id": "organisation"}
+    assert named("GET /api/notification-channels/{id}") == {"id": "channel"}
+    assert named("POST /api/notification-channels/{id}/test") == {"id": "channel"}
+    assert named("DELETE /api/notification-channels/{id}") == {"id": "spare_channel"}

@@ -32,6 +32,8 @@ PLACEHOLDERS = {
     "{backup}": "{id}",
     "{restore}": "{id}",
     "{alert}": "{id}",
+    "{channel}": "{id}",
+    "{spare_channel}": "{id}",
     "{organization}": "{id}",
 }
 

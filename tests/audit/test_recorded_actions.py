@@ -183,7 +183,15 @@ def test_channel_changes_in_the_admin_are_recorded_without_the_webhook_path_or_k
     root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(root)
     hook = "https://hooks.example.com/services/T0/B0/sEcReTtOkEn"
-    form = {"organisation": organisation.pk, "kind": "webhook", "target": hook, "secret": "k1"}
+    form = {
+        "organisation": organisation.pk,
+        "name": "Ops hook",
+        "kind": "webhook",
+        "url": hook,
+        "secret": "k1",
+        "min_severity": "info",
+        "enabled": "on",
+    }
     assert client.post("/admin/alerts/notificationchannel/add/", form).status_code == 302
     channel = organisation.notification_channels.get()
     change = f"/admin/alerts/notificationchannel/{channel.pk}/change/"
@@ -193,7 +201,7 @@ def test_channel_changes_in_the_admin_are_recorded_without_the_webhook_path_or_k
 
     created, updated, deleted = events(organisation, action__startswith="channel.")
     assert created.action == "channel.create"
-    assert created.details["after"]["target"] == "https://hooks.example.com/…"
+    assert created.details["after"]["url"] == "https://hooks.example.com/…"
     assert updated.details == {"before": {}, "after": {}, "signing_key_changed": True}
     assert deleted.action == "channel.delete"
     stored = json.dumps([e.details for e in (created, updated, deleted)]) + deleted.object_name
