@@ -106,7 +106,7 @@ def wal_setup(*, database: Database) -> WalSetup:
 # It carries Strongbox's environment; keep it readable by PostgreSQL's user only.
 set -eu
 {exports}
-cd {shlex.quote(str(Path(settings.BASE_DIR).resolve()))}
+# No cd: PostgreSQL gives %p relative to the data directory it runs the command in.
 case "${{1:-}}" in
   archive) exec {run} archive_wal --database {db_id} "$2" "$3" ;;
   fetch) exec {run} fetch_wal --database {db_id} "$2" "$3" ;;
