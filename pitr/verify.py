@@ -38,6 +38,7 @@ from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups.models import WalSegment
 from destinations.backends import DestinationBackends
+from destinations.models import Destination
 from destinations.storage import ArtifactMissing, artifact_sizes, open_artifact_stream
 from organizations.models import Database
 from pitr.archive import gap_key
@@ -87,10 +88,11 @@ def wal_verify(
     budget = settings.STRONGBOX_WAL_VERIFY_BYTES_PER_RUN if reread_budget is None else reread_budget
     report = VerifyReport(databases=1)
     segments = list(
-        WalSegment.objects.filter(database=database)
-        .prefetch_related("destinations")
-        .only("id", "name", "key", "stored_size", "artifact_sha256", "problem", "lost")
+        WalSegment.objects.filter(database=database).only(
+            "id", "name", "key", "stored_size", "artifact_sha256", "problem", "lost"
+        )
     )
+    _attach_copies(database, segments)
     backends = DestinationBackends()
     findings: dict = defaultdict(dict)  # segment id -> {destination name: problem or None}
     unreachable: set = set()
@@ -125,12 +127,29 @@ def wal_verify_all(
 # --- the two checks ----------------------------------------------------------------------------
 
 
+def _attach_copies(database: Database, segments: list[WalSegment]) -> None:
+    """``segment.copies``: the destinations it was stored in, from one query of the M2M
+    table and one of the destinations (a prefetch costs a queryset per segment)."""
+    through = WalSegment.destinations.through
+    pairs = list(
+        through.objects.filter(walsegment__database=database).values_list(
+            "walsegment_id", "destination_id"
+        )
+    )
+    destinations = {d.pk: d for d in Destination.objects.filter(pk__in={d for _, d in pairs})}
+    copies: dict = defaultdict(list)
+    for segment_id, destination_id in pairs:
+        copies[segment_id].append(destinations[destination_id])
+    for segment in segments:
+        segment.copies = copies.get(segment.pk, [])
+
+
 def _list(segments, backends, findings, unreachable, report: VerifyReport) -> None:
     """One listing per (destination, folder): is every file there with its stored size?"""
     started = time.monotonic()
     folders: dict = defaultdict(list)
     for segment in segments:
-        for destination in segment.destinations.all():
+        for destination in segment.copies:
             folders[(destination, posixpath.dirname(segment.key))].append(segment)
     for (destination, folder), members in folders.items():
         if destination.pk in unreachable:
@@ -170,7 +189,7 @@ def _reread(database, segments, backends, findings, unreachable, budget, report)
         segment = by_id.get(pk)
         if segment is None:
             continue
-        copies = segment.destinations.all()
+        copies = segment.copies
         if spent and spent + segment.stored_size * len(copies) > budget:
             break  # the budget counts bytes read: one file costs its size once per copy
         for destination in copies:
@@ -218,7 +237,7 @@ def _record(segments, findings, unreachable, now, report: VerifyReport) -> None:
     intact, reread = [], []
     for segment in segments:
         found = findings.get(segment.pk, {})
-        destinations = segment.destinations.all()
+        destinations = segment.copies
         if not destinations:
             continue  # recorded nowhere (rows without files): nothing to ask
         problems = {d: p for d, p in found.items() if p and d != "__reread__"}
@@ -241,8 +260,9 @@ def _record(segments, findings, unreachable, now, report: VerifyReport) -> None:
         WalSegment.objects.filter(pk__in=chunk).update(checked_at=now, problem="", lost=False)
     for chunk in _chunks(reread):
         WalSegment.objects.filter(pk__in=chunk).update(verified_at=now)
+    intact_ids = set(intact)
     for segment in segments:
-        if segment.pk in intact:
+        if segment.pk in intact_ids:
             segment.problem, segment.lost = "", False
 
 
