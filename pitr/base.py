@@ -116,6 +116,13 @@ def base_backups_request(
     ``manage.py backup_now --kind base``): one per PostgreSQL database of the environment
     (or just ``database``), each opening a recovery window as soon as it completes and its
     end's WAL is archived. Base backups go where the WAL goes (the schedule's destinations)."""
+    schedule = getattr(environment, "schedule", None)
+    if schedule is None or not schedule.wal_enabled:
+        raise InvalidInput(
+            f"Point-in-time recovery is off for {environment.name}: a base backup is only of use "
+            "with its WAL. Turn on walEnabled in the environment's schedule first.",
+            fields={"type": ["WAL archiving is off for this environment."]},
+        )
     if destination_ids:
         raise InvalidInput(
             "A base backup is stored where the environment's WAL is (its schedule's "

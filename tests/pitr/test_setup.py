@@ -20,6 +20,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def orders(environment):
     factories.DestinationFactory(organisation=environment.project.organisation, is_default=True)
+    factories.ScheduleFactory(
+        environment=environment, full_cron="0 2 * * *", wal_enabled=True, wal_retention_days=7
+    )
     return factories.DatabaseFactory(
         environment=environment, name="Orders", slug="orders", engine="postgresql"
     )
@@ -61,10 +64,26 @@ def test_backup_now_base_enqueues_a_base_backup(orders):
     assert "enqueued" in out.getvalue()
 
 
+def test_the_trigger_refuses_a_base_backup_where_wal_archiving_is_off(
+    client_for, organisation, environment
+):
+    factories.DestinationFactory(organisation=organisation, is_default=True)
+    factories.DatabaseFactory(environment=environment, engine="postgresql")
+    response = client_for(organisation, Role.OPERATOR).post(
+        f"/api/environments/{environment.id}/backups", {"type": "base"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "walEnabled" in response.json()["error"]["message"]
+    assert not Backup.objects.exists()
+
+
 def test_the_trigger_refuses_a_base_backup_of_an_environment_without_postgresql(
     client_for, organisation, environment
 ):
     factories.DestinationFactory(organisation=organisation, is_default=True)
+    factories.ScheduleFactory(
+        environment=environment, full_cron="0 2 * * *", wal_enabled=True, wal_retention_days=7
+    )
     factories.DatabaseFactory(environment=environment, engine="mysql")
     response = client_for(organisation, Role.OPERATOR).post(
         f"/api/environments/{environment.id}/backups", {"type": "base"}, format="json"
