@@ -15,7 +15,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 from django.conf import settings
 from django.db import connection
@@ -52,8 +52,10 @@ def app_database_env() -> dict[str, str]:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return {"STRONGBOX_SQLITE_PATH": str(Path(db["NAME"]).resolve())}
-    if os.environ.get("DATABASE_URL"):
-        return {"DATABASE_URL": os.environ["DATABASE_URL"]}
+    configured = os.environ.get("DATABASE_URL", "")
+    if configured and urlparse(configured).path.lstrip("/") == db["NAME"]:
+        return {"DATABASE_URL": configured}  # as given (its options included)
+    # Another database than the URL names (a test run's copy): spelled from the settings.
     auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
     host = f"{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     return {"DATABASE_URL": f"postgres://{host}/{db['NAME']}"}
