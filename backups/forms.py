@@ -72,6 +72,14 @@ class BackupTriggerForm(forms.Form):
             choices.append((BackupKind.FILESYSTEM, "Files"))
         if len(choices) == 2:
             choices.append((BackupKind.FULL, "Databases and files (full)"))
+        schedule = getattr(environment, "schedule", None)
+        if (
+            schedule is not None
+            and schedule.wal_enabled
+            and environment.databases.filter(engine="postgresql").exists()
+        ):
+            # The point-in-time recovery card's "Take a base backup now" posts this kind.
+            choices.append((BackupKind.BASE, "PostgreSQL base backup (point-in-time recovery)"))
         self.fields["kind"].choices = choices
         if choices:
             self.fields["kind"].initial = choices[0][0]

@@ -356,6 +356,15 @@ class WalSegment(models.Model):
     first_xact_at = models.DateTimeField(null=True, blank=True)
     last_xact_at = models.DateTimeField(null=True, blank=True)
     stored_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # What ``pitr.verify`` found: when a listing last saw it in every destination with its
+    # stored size, when a full re-read last matched ``artifact_sha256`` (the rolling re-read
+    # takes the least recently verified first, so this is where it got to), and what is
+    # wrong (per destination) when something is. ``lost``: no destination holds an intact
+    # copy, so coverage treats the segment as never archived.
+    checked_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+    lost = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["database", "timeline", "segment_number", "name"]
@@ -364,6 +373,7 @@ class WalSegment(models.Model):
                 fields=["database", "timeline", "segment_number"], name="wal_db_tli_segno"
             ),
             models.Index(fields=["environment", "-stored_at"], name="wal_env_stored"),
+            models.Index(fields=["database", "verified_at"], name="wal_db_verified"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["database", "name"], name="one_wal_file_per_name"),

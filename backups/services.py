@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -68,8 +68,22 @@ KIND_SYNONYMS = {"db": BackupKind.DATABASE, "database": BackupKind.DATABASE}
 # --- requesting ----------------------------------------------------------------------------
 
 
+# Kinds another app requests itself (``pitr`` registers ``base`` in its AppConfig.ready):
+# the manual trigger, the command line and the UI reach them through ``backup_request``
+# without this app importing the one above it.
+_REQUESTS_FROM_APPS: dict[str, Callable[..., list[Backup]]] = {}
+
+
+def register_backup_request(kind: str, request: Callable[..., list[Backup]]) -> None:
+    """``request(environment=, database=, destination_ids=, description=, trigger=, user=)``
+    makes the backups of ``kind`` and enqueues them, as ``backup_request`` does."""
+    _REQUESTS_FROM_APPS[kind] = request
+
+
 def normalise_kind(kind: str) -> str:
     kind = KIND_SYNONYMS.get(kind, kind)
+    if kind in _REQUESTS_FROM_APPS:
+        return kind
     if kind not in (BackupKind.DATABASE, BackupKind.FILESYSTEM, BackupKind.FULL):
         raise InvalidInput(
             f"Unknown backup type {kind!r}: use db, full or filesystem.",
@@ -96,6 +110,15 @@ def backup_request(
     given); ``filesystem`` and ``full`` make one for the environment.
     """
     kind = normalise_kind(kind)
+    if request := _REQUESTS_FROM_APPS.get(kind):
+        return request(
+            environment=environment,
+            database=database,
+            destination_ids=destination_ids,
+            description=description,
+            trigger=trigger,
+            user=user,
+        )
     destinations = _destinations_for(environment, destination_ids, schedule)
     targets = _targets_for(environment, kind, database)
     created: list[Backup] = []

@@ -223,6 +223,11 @@ def artifact_size(backend: DestinationBackend, key: str) -> int | None:
     return backend.size(key)
 
 
+def artifact_sizes(backend: DestinationBackend, prefix: str) -> dict[str, int]:
+    """{key: stored size} of the artifacts directly under the folder ``prefix``."""
+    return backend.list_sizes(prefix)
+
+
 def delete_artifact(backend: DestinationBackend, key: str) -> None:
     backend.delete(key)
 

@@ -10,6 +10,8 @@ class PitrConfig(AppConfig):
         # Here, not at the top: these read the models, which load after the app configs.
         from backups.execution import register_source_plan  # noqa: PLC0415
         from backups.models import BackupKind  # noqa: PLC0415
-        from pitr.base import BaseBackupPlan  # noqa: PLC0415
+        from backups.services import register_backup_request  # noqa: PLC0415
+        from pitr.base import BaseBackupPlan, base_backups_request  # noqa: PLC0415
 
         register_source_plan(BackupKind.BASE, BaseBackupPlan.for_backup)
+        register_backup_request(BackupKind.BASE, base_backups_request)

@@ -36,7 +36,7 @@ from backups.services import (
     connection_spec_for,
     enqueue_backup,
 )
-from config.errors import Conflict
+from config.errors import Conflict, InvalidInput
 from organizations.models import Database
 from organizations.services import environment_lock
 from pitr import physical
@@ -103,6 +103,54 @@ def base_backup_request(
         # backups.tasks.run_backup runs it through the shared core, with BaseBackupPlan.
         transaction.on_commit(lambda: enqueue_backup(backup), robust=True)
     return backup
+
+
+def base_backups_request(
+    *,
+    environment,
+    database: Database | None = None,
+    destination_ids: list | None = None,
+    description: str = "",
+    trigger: str = BackupTrigger.MANUAL,
+    user=None,
+) -> list[Backup]:
+    """A base backup on demand (the manual trigger's type ``base``, the PITR page's button,
+    ``manage.py backup_now --kind base``): one per PostgreSQL database of the environment
+    (or just ``database``), each opening a recovery window as soon as it completes and its
+    end's WAL is archived. Base backups go where the WAL goes (the schedule's destinations)."""
+    schedule = getattr(environment, "schedule", None)
+    if schedule is None or not schedule.wal_enabled:
+        raise InvalidInput(
+            f"Point-in-time recovery is off for {environment.name}: a base backup is only of use "
+            "with its WAL. Turn on walEnabled in the environment's schedule first.",
+            fields={"type": ["WAL archiving is off for this environment."]},
+        )
+    if destination_ids:
+        raise InvalidInput(
+            "A base backup is stored where the environment's WAL is (its schedule's "
+            "destinations); it takes no destination of its own.",
+            fields={"destination": ["Not taken by a base backup."]},
+        )
+    if database is not None:
+        require_postgresql(database)
+        databases = [database]
+    else:
+        databases = list(environment.databases.filter(engine="postgresql").order_by("name"))
+        if not databases:
+            raise InvalidInput(
+                f"{environment.name} has no PostgreSQL database: base backups are PostgreSQL's.",
+                fields={"type": ["No PostgreSQL database in this environment."]},
+            )
+    with transaction.atomic():
+        return [
+            base_backup_request(
+                database=db,
+                trigger=trigger,
+                user=user,
+                description=description or "Base backup on demand for point-in-time recovery",
+            )
+            for db in databases
+        ]
 
 
 def base_backup_execute(*, backup: Backup) -> Backup:

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max, Sum
+from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from backups.models import Backup, BackupKind, BackupStatus, WalArchiver, WalKind, WalSegment
 from config.errors import InvalidInput, Unprocessable
 from organizations.models import Database, Environment
 from pitr import physical
+from pitr.verify import wal_verify
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,11 @@ def _segment_map(database: Database) -> dict[int, tuple[int, datetime | None]]:
     """Segment number -> (timeline, last transaction time), the highest timeline winning
     as recovery_target_timeline = 'latest' does."""
     chosen: dict[int, tuple[int, datetime | None]] = {}
-    rows = WalSegment.objects.filter(database=database, kind=WalKind.SEGMENT).values_list(
-        "segment_number", "timeline", "last_xact_at"
-    )
+    # A segment the archive verification found in no destination intact (``lost``) cannot
+    # be replayed: it counts as missing (``pitr.verify``).
+    rows = WalSegment.objects.filter(
+        database=database, kind=WalKind.SEGMENT, lost=False
+    ).values_list("segment_number", "timeline", "last_xact_at")
     for number, tli, last_xact in rows:
         if number not in chosen or chosen[number][0] < tli:
             chosen[number] = (tli, last_xact)
@@ -99,26 +102,79 @@ def database_windows(database: Database) -> list[Window]:
 
 
 def wal_gaps(database: Database) -> list[dict]:
-    gaps = []
+    """Runs of missing segments per timeline, between the first and the last recorded one:
+    never archived (``reason`` ``not-archived``) or archived but no destination holds them
+    intact any more (``lost``, with the verification's ``problem``). A run of lost segments
+    at either end has no ``afterWal`` / ``beforeWal``."""
     rows = (
         WalSegment.objects.filter(database=database, kind=WalKind.SEGMENT)
         .order_by("timeline", "segment_number")
-        .values_list("timeline", "segment_number", "name")
+        .values_list("timeline", "segment_number", "name", "lost", "problem")
     )
-    previous = None
-    for tli, number, name in rows:
-        if previous and previous[0] == tli and number > previous[1] + 1:
-            gaps.append(
-                {
-                    "timeline": tli,
-                    "afterWal": previous[2],
-                    "beforeWal": name,
-                    "firstMissingWal": physical.segment_name(tli, previous[1] + 1),
-                    "missingSegments": number - previous[1] - 1,
-                }
-            )
+    gaps = []
+    run: dict | None = None  # the gap being built
+    previous = None  # (timeline, number, name) of the last segment that is there
+
+    def close(before: str | None) -> None:
+        nonlocal run
+        if run is not None:
+            run["beforeWal"] = before
+            gaps.append(run)
+            run = None
+
+    last_timeline = None
+    for tli, number, name, lost, problem in rows:
+        if tli != last_timeline:
+            close(None)
+            previous = None
+            last_timeline = tli
+        if previous and number > previous[1] + 1 and run is None:
+            run = _gap(tli, previous, previous[1] + 1, "not-archived")
+        if run is not None and number > run["_next"]:
+            run["missingSegments"] += number - run["_next"]  # never archived, inside the run
+            run["_next"] = number
+        if lost:
+            if run is None:
+                run = _gap(tli, previous, number, "lost")
+            run["reason"] = "lost"
+            run["problem"] = run["problem"] or problem or "missing"
+            run["lostWal"].append(name)
+            run["missingSegments"] += 1
+            run["_next"] = number + 1
+            continue
+        close(name)
         previous = (tli, number, name)
+    close(None)
+    for gap in gaps:
+        del gap["_next"]
     return gaps
+
+
+def _gap(timeline: int, previous, first: int, reason: str) -> dict:
+    return {
+        "timeline": timeline,
+        "afterWal": previous[2] if previous else None,
+        "beforeWal": None,
+        "firstMissingWal": physical.segment_name(timeline, first),
+        "missingSegments": 0,
+        "reason": reason,
+        "lostWal": [],
+        "problem": None,
+        "_next": first,
+    }
+
+
+def _verification(database: Database) -> dict:
+    """What the archive verification last found (``pitr.verify``)."""
+    segments = WalSegment.objects.filter(database=database)
+    totals = segments.aggregate(checked=Max("checked_at"), oldest=Min("verified_at"))
+    return {
+        "lastListedAt": iso(totals["checked"]),
+        "oldestVerifiedAt": iso(totals["oldest"]),
+        "unverifiedFiles": segments.filter(verified_at__isnull=True).count(),
+        "filesWithProblems": segments.exclude(problem="").count(),
+        "lostFiles": segments.filter(lost=True).count(),
+    }
 
 
 def _archiving(database: Database, now: datetime) -> dict:
@@ -198,6 +254,7 @@ def database_coverage(
         "baseBackups": [_base_summary(b, windows) for b in base_backups(database)],
         "archiving": _archiving(database, now),
         "gaps": wal_gaps(database),
+        "verification": _verification(database),
         "walFiles": WalSegment.objects.filter(database=database).count(),
         "walStoredBytes": totals["stored"] or 0,
         "lastTransactionAt": iso(totals["latest"]),
@@ -269,6 +326,29 @@ def _window_text(windows: list[Window]) -> str:
     )
 
 
+def _lost_text(databases) -> str:
+    """The first lost WAL segment of each database, for a refusal: why the window ends."""
+    parts = []
+    for database in databases:
+        lost = next((g for g in wal_gaps(database) if g["reason"] == "lost"), None)
+        if lost:
+            parts.append(
+                f" WAL segment {lost['lostWal'][0]} of {database.name} is missing from the "
+                f"archive ({lost['problem']}); recovery cannot replay past it."
+            )
+    return "".join(parts)
+
+
+def pitr_verify_listing(databases) -> None:
+    """List the archive of each database (no re-read) before a restore is planned, so that
+    a file lost since the last verification run is a gap now, not at recovery time."""
+    for database in databases:
+        try:
+            wal_verify(database=database, reread_budget=0)
+        except Exception:  # the last run's verdicts still stand
+            logger.exception("listing the WAL archive of %s failed", database.pk)
+
+
 def pitr_validate_timestamp(
     *, environment: Environment, timestamp: datetime, database: Database | None = None
 ) -> tuple[datetime, datetime]:
@@ -282,6 +362,8 @@ def pitr_validate_timestamp(
     if database is not None:
         window = pitr_check_target(database=database, target=timestamp)
         return window.earliest, window.latest
+    databases = list(pitr_databases(environment))
+    pitr_verify_listing(databases)
     window = pitr_window(environment=environment)
     if window is None or not window[0] <= timestamp <= window[1]:
         where = (
@@ -291,24 +373,28 @@ def pitr_validate_timestamp(
         )
         raise Unprocessable(
             f"pitrTimestamp {iso(timestamp)} is outside the point-in-time recovery coverage "
-            f"of {environment.name}: {where}.",
+            f"of {environment.name}: {where}.{_lost_text(databases)}",
             fields={"pitr_timestamp": ["Outside the recoverable window."]},
         )
     return window
 
 
-def pitr_check_target(*, database: Database, target: datetime) -> Window:
-    """The window (so the base backup) to recover ``target`` from; Unprocessable outside."""
+def pitr_check_target(*, database: Database, target: datetime, verify: bool = True) -> Window:
+    """The window (so the base backup) to recover ``target`` from; Unprocessable outside,
+    naming the reachable windows and the lost segment that ends one. ``verify``: list the
+    archive first (``pitr.verify``), so the window is the one the destinations hold."""
     if timezone.is_naive(target):
         raise InvalidInput(
             "The recovery target needs a time zone.", fields={"pitr_timestamp": ["No time zone."]}
         )
+    if verify:
+        pitr_verify_listing([database])
     windows = database_windows(database)
     inside = [w for w in windows if w.earliest <= target <= w.latest]
     if not inside:
         raise Unprocessable(
             f"{iso(target)} is outside the point-in-time recovery coverage of {database.name}: "
-            f"{_window_text(windows)}.",
+            f"{_window_text(windows)}.{_lost_text([database])}",
             fields={"pitr_timestamp": ["Outside the recoverable window."]},
         )
     # The latest base that still ends before the target: the least WAL to replay.

@@ -124,7 +124,9 @@ def pitr_monitor(*, environment: Environment, now: datetime | None = None) -> li
                 title=f"Gap in the WAL archive of {database.name}",
                 message=(
                     f"{len(gaps)} gap(s); first: {first['missingSegments']} segment(s) missing "
-                    f"from {first['firstMissingWal']} (after {first['afterWal']})."
+                    f"from {first['firstMissingWal']} (after {first['afterWal'] or 'none'})"
+                    + (f", {first['problem']}" if first["problem"] else "")
+                    + "."
                 ),
                 environment=environment,
                 severity="critical",

@@ -13,6 +13,7 @@ from backups.progress import progress_event
 from config.errors import InvalidInput, NotFound, Unprocessable
 from organizations.models import Database, Environment, Organisation
 from pitr.coverage import pitr_coverage, pitr_validate_timestamp
+from pitr.setup import archive_command_line
 from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestoreStatus
 from restores.plan import PITR_KINDS, RestorePlan, family, restore_plan_for
 
@@ -195,6 +196,27 @@ def _check_pitr(*, backup: Backup, pitr_timestamp: datetime) -> None:
     )
 
 
+# What each status of the PITR card means, in words (the API's values, README's set-up guide).
+COVERAGE_STATUS_TEXT = {
+    "ok": "Every PostgreSQL database can be recovered to any second inside the window.",
+    "no-window": "No base backup with its WAL yet: take a base backup now (or wait for the "
+    "next full-backup slot) and a window opens once its end is archived.",
+    "gaps": "WAL is missing from the archive (never archived, or gone from the destinations "
+    "as the verification found): recovery cannot cross a gap, so the window ends before it. "
+    "The next base backup starts a new window.",
+    "failing": "The database server's archive_command is failing: WAL piles up on the server "
+    "and nothing after the last archived segment can be recovered until it works again.",
+    "no-postgresql-database": "This environment has no PostgreSQL database.",
+}
+ARCHIVING_STATUS_TEXT = {
+    "ok": "archive_command stores every finished segment.",
+    "idle-or-lagging": "Nothing archived for a while: a quiet server (set archive_timeout) "
+    "or archiving that fell behind.",
+    "failing": "archive_command's last calls failed; PostgreSQL keeps the segments and retries.",
+    "not-started": "No WAL received yet: set archive_command on the server (below).",
+}
+
+
 def pitr_timeline(environment, width: int = 640) -> dict | None:
     """The recoverable window of the environment's PostgreSQL databases, drawn as bars
     (windows), ticks (base backups) and red marks (WAL gaps); None without WAL archiving.
@@ -210,6 +232,10 @@ def pitr_timeline(environment, width: int = 640) -> dict | None:
     def parse(value):
         return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
+    archive_commands = {
+        str(d.pk): archive_command_line(d)
+        for d in environment.databases.filter(engine="postgresql")
+    }
     rows, times = [], []
     for database in coverage["databases"]:
         windows = [(parse(w["from"]), parse(w["to"])) for w in database["windows"]]
@@ -217,6 +243,10 @@ def pitr_timeline(environment, width: int = 640) -> dict | None:
         times += [t for w in windows for t in w] + [t for t, _ in bases if t]
         rows.append(
             {
+                "id": database["databaseId"],
+                "archive_command": archive_commands.get(database["databaseId"], ""),
+                "status_text": ARCHIVING_STATUS_TEXT.get(database["archiving"]["status"], ""),
+                "verification": database["verification"],
                 "name": database["databaseName"],
                 "windows": windows,
                 "bases": bases,
@@ -224,8 +254,9 @@ def pitr_timeline(environment, width: int = 640) -> dict | None:
                 "archiving": database["archiving"],
             }
         )
+    status_text = COVERAGE_STATUS_TEXT.get(coverage["status"], "")
     if not times:
-        return {"coverage": coverage, "rows": rows, "drawable": False}
+        return {"coverage": coverage, "rows": rows, "drawable": False, "status_text": status_text}
     start, end = min(times), max(times)
     span = (end - start).total_seconds() or 1.0
 
@@ -249,6 +280,7 @@ def pitr_timeline(environment, width: int = 640) -> dict | None:
     return {
         "coverage": coverage,
         "rows": rows,
+        "status_text": status_text,
         "drawable": True,
         "width": width,
         "start": start,

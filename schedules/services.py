@@ -231,6 +231,15 @@ def _check_complete(schedule: Schedule) -> None:
     """What only the schedule as it will be saved can tell (a field may come from the row)."""
     if schedule.wal_enabled and not schedule.wal_retention_days:
         raise _invalid("wal_retention_days", "Required (at least 1) when walEnabled is true.")
+    if schedule.wal_enabled and not schedule.full_cron:
+        # Base backups, where every recovery window starts, are taken at the full slots: WAL
+        # without them could never be replayed (README, "Point-in-time recovery").
+        raise _invalid(
+            "wal_enabled",
+            "walEnabled needs a full-backup schedule (fullCron or fullFrequency): base backups "
+            "come from that schedule. Set one (a base backup on demand, type base, opens a "
+            "window at once besides).",
+        )
     for kind in ("db", "full"):
         frequency = getattr(schedule, f"{kind}_frequency")
         if frequency == "custom" and not getattr(schedule, f"{kind}_cron"):

@@ -67,6 +67,12 @@ class Seed003BackupSerializer(serializers.Serializer):
     name = serializers.CharField()
     label = serializers.CharField(source="description")
     type = serializers.SerializerMethodField()
+    method = serializers.ChoiceField(
+        choices=["logical", "physical", "archive"],
+        help_text="Extension: how it was taken. `physical` is a PostgreSQL base backup "
+        "(pg_basebackup, for point-in-time recovery; its `type` is `db`), `logical` a dump, "
+        "`archive` a files archive.",
+    )
     status = serializers.CharField(help_text="Canonical status: " + ", ".join(STATUS_VALUES))
     trigger = serializers.CharField()
     engine = serializers.CharField()
@@ -117,9 +123,12 @@ class Seed003BackupSerializer(serializers.Serializer):
 
 class Seed003TriggerBackupSerializer(StrictInputSerializer):
     type = serializers.ChoiceField(
-        choices=["db", "database", "full", "filesystem"],
+        choices=["db", "database", "full", "filesystem", "base"],
         default="db",
-        help_text='"db" or "full" ("filesystem" as an extension; "database" = "db")',
+        help_text='"db" or "full". Extensions: "filesystem"; "base": a PostgreSQL base backup '
+        "(pg_basebackup) of each PostgreSQL database (or of `databaseId`) for point-in-time "
+        "recovery, stored where the WAL goes, which opens a recovery window as soon as it "
+        'completes (no `destination`); "database" = "db".',
     )
     label = serializers.CharField(
         max_length=500, required=False, allow_blank=True, help_text="Shown as the description."

@@ -58,6 +58,7 @@ BACKUP_EXAMPLE = {
     "name": "quant-gov-dashboard-staging-2026-11-20T02-00-00-000Z",
     "label": "Scheduled backup",
     "type": "db",
+    "method": "logical",
     "status": "completed",
     "trigger": "scheduled",
     "engine": "postgresql",
@@ -168,7 +169,9 @@ class Seed003BackupViewSet(TenantViewSet):
         summary="Trigger a manual backup",
         description="Creates a backup record and enqueues an asynchronous backup job for the "
         "environment. Type `db` makes one backup per database of the environment (or of "
-        "`databaseId`). Needs the operator role.",
+        "`databaseId`). Type `base` (an extension) takes a PostgreSQL base backup of each "
+        "PostgreSQL database (or of `databaseId`) on demand: a point-in-time recovery window "
+        "opens as soon as it completes. Needs the operator role.",
         parameters=[ENV_ID],
         request=Seed003TriggerBackupSerializer,
         responses={202: Seed003TriggeredBackupsSerializer, **errors(400, 404, 409)},
@@ -176,6 +179,11 @@ class Seed003BackupViewSet(TenantViewSet):
             OpenApiExample(
                 "Trigger",
                 value={"type": "db", "label": "Before the migration"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Base backup on demand",
+                value={"type": "base", "label": "PITR from now on"},
                 request_only=True,
             ),
             OpenApiExample(

@@ -209,7 +209,11 @@ class PostgreSQLEngine(Engine):
         except EngineError as exc:
             raise DumpFailed(str(exc)) from exc
         try:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # psycopg opens the transaction itself before the first statement; an explicit
+            # BEGIN after it made the server log "there is already a transaction in
+            # progress" on every dump. The transaction's characteristics are set instead.
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
             row = conn.execute("SELECT pg_export_snapshot()").fetchone()
             snapshot = str(row[0]) if row else None
         except psycopg.Error as exc:

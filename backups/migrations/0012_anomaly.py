@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backups', '0010_age_encryption'),
+        ('backups', '0011_wal_verification'),
     ]
 
     operations = [

@@ -191,6 +191,9 @@ STRONGBOX_WAL_ARCHIVE_AHEAD = env_int("STRONGBOX_WAL_ARCHIVE_AHEAD", 16)
 # fetch_wal, during a recovery, downloads up to this many next segments ahead likewise.
 STRONGBOX_WAL_FETCH_AHEAD = env_int("STRONGBOX_WAL_FETCH_AHEAD", 16)
 STRONGBOX_WAL_SPOOL_DIR = Path(env_str("STRONGBOX_WAL_SPOOL_DIR", str(VAR_DIR / "wal-spool")))
+# pitr.verify: every housekeeping run lists every archived WAL file in its destinations and
+# re-reads (checksums) up to this many bytes of the least recently verified; 0: listing only.
+STRONGBOX_WAL_VERIFY_BYTES_PER_RUN = env_int("STRONGBOX_WAL_VERIFY_BYTES_PER_RUN", 256 << 20)
 # A point-in-time restore recovers into a private copy; replaying WAL may take this long.
 STRONGBOX_PITR_TIMEOUT_SECONDS = env_int("STRONGBOX_PITR_TIMEOUT_SECONDS", 6 * 3600)
 # argv prefix that starts that copy's server (it refuses root); empty: none, or a user

@@ -125,6 +125,17 @@ class DestinationBackend:
     def delete(self, key: str) -> None:
         self.store.delete(key)
 
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """{key: stored size} of every artifact directly under the folder ``prefix`` (keys
+        as given to the other calls), in as few calls as the store allows: what a listing
+        check (``pitr.verify``) asks instead of one ``size`` per artifact."""
+        prefix = prefix.strip("/")
+        try:
+            _, files = self.store.listdir(prefix)
+        except FileNotFoundError:
+            return {}
+        return {f"{prefix}/{name}": self.store.size(f"{prefix}/{name}") for name in files}
+
     def discard_partial(self, key: str) -> int:
         """Remove what an interrupted upload of ``key`` left; returns how many were removed."""
         return 0

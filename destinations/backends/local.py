@@ -1,4 +1,5 @@
 import contextlib
+import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +73,19 @@ class LocalBackend(DestinationBackend):
             return open(self.artifact_path(key), "rb")  # noqa: SIM115 - caller closes
         except FileNotFoundError as exc:
             raise ArtifactMissing(f"{key} is missing from {self.label}") from exc
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """One directory scan (the partial files of unfinished writes left out)."""
+        prefix = prefix.strip("/")
+        found = {}
+        try:
+            with os.scandir(self.artifact_path(prefix)) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
+                        found[f"{prefix}/{entry.name}"] = entry.stat(follow_symlinks=False).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        return found
 
     def discard_partial(self, key: str) -> int:
         """The ``.<name>.partial-*`` temporary files of interrupted writes."""

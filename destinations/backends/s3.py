@@ -309,6 +309,23 @@ class S3Backend(DestinationBackend):
         with self._answered():
             return super().size(key)
 
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """ListObjectsV2 pages of up to 1,000 keys each: one call per 1,000 artifacts."""
+        storage = self.store
+        client = storage.connection.meta.client
+        folder = storage._normalize_name(prefix.strip("/")) + "/"
+        location = storage.location.strip("/")
+        strip = len(location) + 1 if location else 0
+        found = {}
+        paginator = client.get_paginator("list_objects_v2")
+        with self._answered():
+            for page in paginator.paginate(Bucket=storage.bucket_name, Prefix=folder):
+                for item in page.get("Contents", []):
+                    rest = item["Key"][len(folder) :]
+                    if rest and "/" not in rest:
+                        found[item["Key"][strip:]] = int(item["Size"])
+        return found
+
     def discard_partial(self, key: str) -> int:
         """Abort the unfinished multipart uploads of ``key``."""
         storage = self.store

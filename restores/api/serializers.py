@@ -170,10 +170,40 @@ Seed003WalGapSerializer = _fields(
     "Seed003WalGapSerializer",
     {
         "timeline": serializers.IntegerField(),
-        "afterWal": serializers.CharField(),
-        "beforeWal": serializers.CharField(),
+        "afterWal": serializers.CharField(
+            allow_null=True, help_text="The last segment before the gap that is there."
+        ),
+        "beforeWal": serializers.CharField(
+            allow_null=True,
+            help_text="The first segment after the gap that is there; null when the gap runs "
+            "to the newest archived segment (those were lost).",
+        ),
         "firstMissingWal": serializers.CharField(),
         "missingSegments": serializers.IntegerField(),
+        "reason": serializers.ChoiceField(
+            choices=["not-archived", "lost"],
+            help_text="not-archived: never handed to Strongbox; lost: archived, but the archive "
+            "verification found no destination holding it intact.",
+        ),
+        "lostWal": serializers.ListField(
+            child=serializers.CharField(), help_text="The archived segments of the gap lost."
+        ),
+        "problem": serializers.CharField(
+            allow_null=True, help_text="What the verification found, per destination."
+        ),
+    },
+)
+
+Seed003WalVerificationSerializer = _fields(
+    "Seed003WalVerificationSerializer",
+    {
+        "lastListedAt": _dt(help_text="When a listing last checked the WAL files."),
+        "oldestVerifiedAt": _dt(
+            help_text="The oldest full re-read (checksum) of a WAL file still standing."
+        ),
+        "unverifiedFiles": serializers.IntegerField(help_text="Files never re-read yet."),
+        "filesWithProblems": serializers.IntegerField(),
+        "lostFiles": serializers.IntegerField(),
     },
 )
 
@@ -188,6 +218,7 @@ Seed003PitrDatabaseSerializer = _fields(
         "baseBackups": Seed003PitrBaseBackupSerializer(many=True),
         "archiving": Seed003WalArchivingSerializer(),
         "gaps": Seed003WalGapSerializer(many=True),
+        "verification": Seed003WalVerificationSerializer(),
         "walFiles": serializers.IntegerField(),
         "walStoredBytes": serializers.IntegerField(),
         "lastTransactionAt": _dt(),

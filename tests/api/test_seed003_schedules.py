@@ -100,6 +100,7 @@ def test_a_preset_frequency_sets_its_cron(client_for, organisation, url):
         ({"retainDaily": -1}, "retainDaily"),
         ({"retainDbWeekly": "many"}, "retainDbWeekly"),
         ({"walEnabled": True}, "walRetentionDays"),
+        ({"walEnabled": True, "walRetentionDays": 7, "dbCron": "0 2 * * *"}, "walEnabled"),
         ({"walRetentionDays": 0}, "walRetentionDays"),
         ({"enabled": "perhaps"}, "enabled"),
         ({"dbFrequency": "custom", "dbCron": ""}, "dbCron"),

@@ -12,6 +12,7 @@ from destinations.models import Destination
 from destinations.storage import (
     ArtifactMissing,
     artifact_size,
+    artifact_sizes,
     delete_artifact,
     discard_partial_artifacts,
     open_artifact_stream,
@@ -140,3 +141,24 @@ def test_s3_reads_stream_and_deletes_remove(s3_destination):
     assert artifact_size(backend_for(s3_destination), "r.zst") is None
     with pytest.raises(ArtifactMissing):
         open_artifact_stream(backend_for(s3_destination), "r.zst")
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_listing_gives_each_artifact_of_a_folder_with_its_size_and_nothing_below(
+    kind, destination, s3_destination
+):
+    backend = backend_for(destination if kind == "local" else s3_destination)
+    for key, size in {
+        "org/p/e/wal/db/000000010000000000000001.zst": 10,
+        "org/p/e/wal/db/000000010000000000000002.zst": 20,
+        "org/p/e/wal/db/sub/other.zst": 5,
+        "org/p/e/wal/dbx/000000010000000000000001.zst": 7,
+    }.items():
+        sink = open_sink(backend, key, name="t")
+        sink.write(b"x" * size)
+        sink.commit()
+    assert artifact_sizes(backend, "org/p/e/wal/db") == {
+        "org/p/e/wal/db/000000010000000000000001.zst": 10,
+        "org/p/e/wal/db/000000010000000000000002.zst": 20,
+    }
+    assert artifact_sizes(backend, "org/p/e/wal/none") == {}

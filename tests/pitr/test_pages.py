@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from backups.models import WalArchiver
+from backups.models import Backup, BackupKind, WalArchiver, WalSegment
 from pitr import physical
 from tests import factories
 from tests.pitr.conftest import recorded_history
@@ -65,3 +65,38 @@ def test_the_restore_form_shows_the_same_card(client, operator, environment, ord
     page = response.content.decode()
     assert "Point-in-time recovery window" in page and 'class="window"' in page
     assert "Recover to a point in time" in page
+
+
+def test_the_card_explains_each_status_shows_the_archive_command_and_offers_a_base_backup(
+    client, operator, environment, orders
+):
+    database = orders.database
+    factories.DestinationFactory(organisation=environment.project.organisation, is_default=True)
+    page = environment_page(client, operator, environment)
+    assert "Every PostgreSQL database can be recovered to any second" in page
+    assert f"archive_wal --database {database.id} %p %f" in page
+    assert f"manage.py pitr_setup --database {database.id}" in page
+    assert "Take a base backup now" in page
+
+    response = client.post(
+        f"/environments/{environment.id}/backups/new/", {"kind": "base"}, follow=True
+    )
+    assert response.status_code == 200
+    notes = [str(m) for m in response.context["messages"]]
+    assert any(n.startswith("Backup started") for n in notes), notes
+    base = Backup.objects.exclude(pk=orders.pk).get(database=database, kind=BackupKind.BASE)
+    assert base.status == "scheduled" and base.method == "physical" and base.trigger == "manual"
+    assert "Backup started" in response.content.decode()
+
+
+def test_a_viewer_gets_no_base_backup_button(client, viewer, environment, orders):
+    assert "Take a base backup now" not in environment_page(client, viewer, environment)
+
+
+def test_a_lost_segment_is_named_on_the_card(client, viewer, environment, orders):
+    WalSegment.objects.filter(database=orders.database, segment_number=3).update(
+        lost=True, problem="Disk: missing"
+    )
+    page = environment_page(client, viewer, environment)
+    assert "no destination holds it intact any more (Disk: missing)" in page
+    assert "recovery cannot cross a gap" in page

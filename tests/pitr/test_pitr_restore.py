@@ -231,11 +231,14 @@ def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
 def test_a_recovery_that_cannot_reach_the_target_leaves_the_target_untouched(shop, archive_dir):
     cluster, database, base = shop
     target = history_with_a_mistake(cluster, database)
-    # The archive loses the WAL after the base backup: recovery cannot get to T.
+    # The WAL after the base backup is damaged in the archive, same size (so the listing
+    # the request makes still passes it): recovery cannot get to T. (A missing file is
+    # refused up front: tests/pitr/test_verify.py.)
     for segment in WalSegment.objects.filter(database=database, kind="segment").exclude(
         base_backup=None
     ):
-        (archive_dir / segment.key).unlink()
+        path = archive_dir / segment.key
+        path.write_bytes(b"\0" * path.stat().st_size)
     before = run(cluster, "SELECT count(*) FROM orders")[0][0]
 
     with pytest.raises(CommandError, match="did not complete"):

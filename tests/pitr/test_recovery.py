@@ -141,6 +141,9 @@ def test_a_missing_segment_is_reported_as_a_gap(pg_database, tmp_path):
             "beforeWal": names[2],
             "firstMissingWal": "000000010000000000000003",
             "missingSegments": 1,
+            "reason": "not-archived",
+            "lostWal": [],
+            "problem": None,
         }
     ]
     alert = Alert.objects.get(kind=AlertKind.WAL_ARCHIVING_FAILED, resolved_at__isnull=True)

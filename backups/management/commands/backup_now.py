@@ -18,12 +18,18 @@ class Command(BaseCommand):
         target.add_argument("--environment", help="Environment id")
         target.add_argument("--database", help="Database id")
         parser.add_argument(
-            "--kind", default="database", choices=["database", "filesystem", "full"]
+            "--kind",
+            default="database",
+            choices=["database", "filesystem", "full", "base"],
+            help="base: a PostgreSQL base backup (point-in-time recovery) of each PostgreSQL "
+            "database (or of --database), opening a recovery window as soon as it completes",
         )
+        parser.add_argument("--base", action="store_true", help="Same as --kind base")
         parser.add_argument("--destination", action="append", help="Destination id (repeatable)")
         parser.add_argument("--enqueue", action="store_true")
 
-    def handle(self, *args, environment, database, kind, destination, enqueue, **options):
+    def handle(self, *args, environment, database, kind, destination, enqueue, base, **options):
+        kind = "base" if base else kind
         db = None
         if database:
             db = Database.objects.select_related("environment").filter(pk=database).first()
