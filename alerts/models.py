@@ -17,6 +17,8 @@ class AlertKind(models.TextChoices):
     WAL_ARCHIVING_FAILED = "wal_archiving_failed"
     WAL_LAG = "wal_lag"
     RETENTION_DELETED = "retention_deleted"
+    DRILL_FAILED = "drill_failed"
+    RTO_EXCEEDED = "rto_exceeded"
 
 
 class Severity(models.TextChoices):

@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("destinations.api.urls")),
     path("", include("alerts.api.urls")),
     path("", include("restores.api.urls")),
+    path("", include("drills.api.urls")),
     path("", include("api.dialects.urls")),
 ]

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "alerts",
     "restores",
     "pitr",
+    "drills",
     "front",
 ]
 
