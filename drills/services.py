@@ -102,8 +102,11 @@ def drill_policy_upsert(*, database: Database, **fields: Any) -> DrillPolicy:
         fields.pop("target_password", None)
     for name, value in fields.items():
         setattr(policy, name, "" if value is None and name not in _NULLABLE else value)
-    if "cron" in fields and policy.cron:
-        policy.frequency = "" if "frequency" not in fields else policy.frequency
+    # One of the two says when: setting one alone clears the other.
+    if fields.get("cron") and "frequency" not in fields:
+        policy.frequency = ""
+    if fields.get("frequency") and "cron" not in fields:
+        policy.cron = ""
     problems = policy_problems(
         cron=policy.cron,
         frequency=policy.frequency,
