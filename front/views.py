@@ -18,6 +18,7 @@ from backups import selectors as backup_selectors
 from backups.filters import BackupFilterSet
 from backups.forms import BackupListFilterForm, BackupTriggerForm
 from backups.models import BackupStatus
+from drills import selectors as drill_selectors
 from front.charts import size_chart
 from organizations.models import Environment, Organisation
 from organizations.pages import TenantPage, paginate
@@ -140,4 +141,9 @@ class EnvironmentDetailView(TenantPage, TemplateView):
         context["schedule"] = schedule
         context["next_run"] = schedule.next_run(timezone.now()) if schedule else None
         context["timeline"] = restore_selectors.pitr_timeline(environment)
+        context.update(
+            drill_selectors.drills_environment_context(
+                organisation=self.request.tenant.organisation, environment=environment
+            )
+        )
         return context
