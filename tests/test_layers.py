@@ -116,3 +116,21 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones():
     source = "def f():\n    from api.dialects import seed000\n\nfrom ..dialects import urls\n"
     names = [name for _, name in _imported(source, "api.base.example")]
     assert sorted(names) == ["api.dialects.seed000", "api.dialects.urls"]
+
+
+# Apps that sit above others (docs/ARCHITECTURE.md's layers): nothing below them imports them.
+UPPER_APPS = {"drills": {"front", "drills"}}
+
+
+def test_no_app_below_drills_imports_it():
+    apps = _apps()
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for app in sorted(apps)
+        for upper, allowed in UPPER_APPS.items()
+        if app not in allowed
+        for path in _modules(ROOT / app)
+        for line, name in _imports_of(path)
+        if _is_under(name, upper)
+    ]
+    assert offending == []
