@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from config.errors import ApplicationError
 from drills.models import Drill, DrillPolicy
@@ -52,6 +53,11 @@ class DrillPolicyAdmin(admin.ModelAdmin):
     search_fields = ["database__name"]
     readonly_fields = ["last_slot_at"]
     actions = ["drill_now"]
+
+    def save_model(self, request, obj, form, change):
+        # The schedule's anchor, as drill_policy_upsert sets it: no slot from before is run.
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Run a restore drill now")
     def drill_now(self, request, queryset):

@@ -22,6 +22,7 @@ from drills.api.serializers import (
     DrillRequestSerializer,
     DrillSerializer,
 )
+from drills.models import DrillPolicy
 from organizations.models import Role
 from organizations.tenancy import TenantViewSet
 
@@ -112,16 +113,15 @@ class DrillViewSet(TenantViewSet):
         summary="Get the drill policy of a database",
         description="When the database's backups are drilled (cron or frequency in a time "
         "zone), on which server, with which throwaway name prefix, and the recovery time "
-        "objective. 404 when the database has none.",
+        "objective. A database without a policy answers the defaults (drills disabled).",
         parameters=[DATABASE_ID],
         responses={200: DrillPolicySerializer, **errors(404)},
         tags=TAGS,
     )
     def policy(self, request, databaseId):  # noqa: N803
         database = self._database(databaseId)
-        policy = selectors.drill_policy_of(database=database)
-        if policy is None:
-            raise NotFound(f"{database.name} has no drill policy.")
+        # A database without a policy has the defaults: drills off.
+        policy = selectors.drill_policy_of(database=database) or DrillPolicy(database=database)
         return Response(DrillPolicySerializer(policy, context={"now": timezone.now()}).data)
 
     @extend_schema(

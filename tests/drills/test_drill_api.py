@@ -135,7 +135,9 @@ def test_a_backup_of_another_database_is_a_400_naming_backup_id(
 
 def test_an_admin_sets_the_drill_policy_and_reads_it_back(client_for, organisation, database):
     admin = client_for(organisation, Role.ADMIN)
-    assert admin.get(_url(database, "drill-policy")).status_code == 404
+    defaults = admin.get(_url(database, "drill-policy")).json()
+    assert defaults["enabled"] is False and defaults["nextRunAt"] is None
+    assert defaults["namePrefix"] == "strongbox_drill_" and defaults["timezone"] == "UTC"
 
     response = admin.put(
         _url(database, "drill-policy"),
