@@ -45,6 +45,10 @@ class DrillViewSet(TenantViewSet):
         "policy_update": DrillPolicyWriteSerializer,
     }
 
+    def get_object(self):
+        """The policy being changed (OPTIONS and the browsable API fill their form from it)."""
+        return selectors.drill_policy_of(database=self._database(self.kwargs["databaseId"]))
+
     def _database(self, reference):
         return backup_selectors.database_get(
             organisation=self.tenant.organisation, reference=reference

@@ -191,3 +191,12 @@ def test_a_bad_policy_is_a_400_naming_the_field(client_for, organisation, databa
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["fields"], response.json()
     assert not DrillPolicy.objects.exists()
+
+
+def test_options_on_the_drill_endpoints_describe_them_without_an_error(
+    client_for, organisation, database
+):
+    client = client_for(organisation, Role.ADMIN)
+
+    for tail in ("drills", "drill-policy"):
+        assert client.options(_url(database, tail)).status_code == 200
