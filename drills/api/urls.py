@@ -9,7 +9,7 @@ def _view(actions):
 urlpatterns = [
     *routes(
         "api/databases/<str:databaseId>/drills",
-        _view({"get": "list", "post": "create"}),
+        _view({"get": "list_page", "post": "create"}),
         "database-drills",
     ),
     *routes(

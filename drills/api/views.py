@@ -64,7 +64,7 @@ class DrillViewSet(TenantViewSet):
         responses={200: page_of(DrillSerializer, "DrillPage"), **errors(400, 404)},
         tags=TAGS,
     )
-    def list(self, request, databaseId):  # noqa: N803 - the documented name
+    def list_page(self, request, databaseId):  # noqa: N803 - the documented name
         database = self._database(databaseId)
         drills = selectors.drills_for_database(
             organisation=self.tenant.organisation, database=database
