@@ -56,7 +56,7 @@ from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.pipeline import ArtifactCorrupt, open_artifact
 from backups.services import connection_spec_for
 from config.errors import ApplicationError, Conflict, InvalidInput, Unprocessable
-from drills.models import ACTIVE_STATUSES, Drill, DrillPolicy, DrillStatus, DrillTrigger
+from drills.models import Drill, DrillPolicy, DrillStatus, DrillTrigger
 from drills.validation import policy_problems
 from organizations.hostpolicy import host_problem
 from organizations.models import Database, Environment
@@ -604,7 +604,3 @@ def _drop_throwaway(drill: Drill) -> None:
         loading.discard(spec)
     except (ApplicationError, EngineError, OSError):
         logger.exception("could not drop the throwaway database %s", spec.name)
-
-
-def drills_active_for(database: Database) -> bool:
-    return Drill.objects.filter(database=database, status__in=ACTIVE_STATUSES).exists()
