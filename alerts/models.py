@@ -21,6 +21,8 @@ class AlertKind(models.TextChoices):
     RETENTION_DELETED = "retention_deleted"
     BACKUP_SIZE_ANOMALY = "backup_size_anomaly"
     NOTIFICATION_FAILED = "notification_failed"
+    DRILL_FAILED = "drill_failed"
+    RTO_EXCEEDED = "rto_exceeded"
 
 
 class Severity(models.TextChoices):

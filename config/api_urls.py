@@ -14,5 +14,6 @@ urlpatterns = [
     # Composed of several apps' data (front may import any app).
     path("", include("front.api.urls")),
     path("", include("audit.api.urls")),
+    path("", include("drills.api.urls")),
     path("", include("api.dialects.urls")),
 ]

@@ -12,8 +12,9 @@ Months are calendar months in UTC. The retention policy and encryption "in force
 settings as the report is generated (Strongbox keeps no history of them; the audit log
 does); the month's backups show which encryption they were actually written with.
 
-Drills: the restore-drill app is not part of this build. ``drills_for_month`` is where the
-report reads them; until it exists it returns ``None`` and the report says "no drills".
+Drills: ``drills_for_month`` is where the report reads them (passed and failed drills that
+started in the month, with their recovery times); a database without any says "no drills in
+the month".
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fpdf.fonts import FontFace
 from backups.keys import artifact_encryption
 from backups.models import Backup, BackupKind, BackupStatus, Encryption
 from config.errors import InvalidInput
+from drills.models import Drill, DrillStatus
 from organizations.models import Database, Engine, Organisation
 from pitr.coverage import database_windows
 from schedules.models import RETENTION_FIELDS, Schedule
@@ -133,11 +135,32 @@ class Evidence:
         return {name: sum(getattr(d, name) for d in self.databases) for name in names}
 
 
-def drills_for_month(*, organisation: Organisation, start: datetime, end: datetime) -> dict | None:
-    """Drills of the organisation's databases in [start, end): ``{database id: [DrillEvidence]}``,
-    or None while Strongbox has no drills app (the report then says "no drills").
-    The one place the report reads drills: wire ``drills`` here when it lands."""
-    return None
+def drills_for_month(*, organisation: Organisation, start: datetime, end: datetime) -> dict:
+    """Drills of the organisation's databases that started in [start, end) and ended:
+    ``{database id: [DrillEvidence]}``, oldest first, in one query. The one place the report
+    reads drills."""
+    rows = (
+        Drill.objects.filter(
+            environment__project__organisation=organisation,
+            database__isnull=False,
+            started_at__gte=start,
+            started_at__lt=end,
+            status__in=(DrillStatus.PASSED, DrillStatus.FAILED),
+        )
+        .order_by("started_at")
+        .values_list("database_id", "started_at", "status", "rto_seconds", "message")
+    )
+    found: dict = {}
+    for database_id, started_at, status, rto_seconds, message in rows:
+        found.setdefault(database_id, []).append(
+            DrillEvidence(
+                started_at=started_at,
+                passed=status == DrillStatus.PASSED,
+                rto_seconds=rto_seconds,
+                message=message,
+            )
+        )
+    return found
 
 
 def retention_text(schedule: Schedule | None) -> str:

@@ -28,6 +28,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from alerts.models import Alert
 from backups.models import Backup, BackupKind, BackupStatus, WalArchiver
+from drills.models import Drill, DrillPolicy, DrillStatus
 from organizations.models import Database, Environment, Organisation
 from restores.models import Restore, RestoreStatus
 
@@ -211,6 +212,40 @@ def backups_by_status() -> dict[str, tuple[int, int]]:
     return {status: (n, size or 0) for status, n, size in rows}
 
 
+# --- drills -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LastDrill:
+    finished_at: datetime
+    rto_seconds: float | None
+
+
+def last_passed_drills() -> dict[uuid.UUID, LastDrill]:
+    """The newest passed drill of every database, in one query (ROW_NUMBER per database)."""
+    newest_first = Window(
+        RowNumber(),
+        partition_by=[F("database_id")],
+        order_by=[F("finished_at").desc(nulls_last=True), F("created_at").desc()],
+    )
+    rows = (
+        Drill.objects.filter(
+            status=DrillStatus.PASSED, database__isnull=False, finished_at__isnull=False
+        )
+        .annotate(position=newest_first)
+        .filter(position=1)
+        .values_list("database_id", "finished_at", "rto_seconds")
+        .order_by()
+    )
+    return {pk: LastDrill(finished, rto) for pk, finished, rto in rows}
+
+
+def drilled_databases() -> set[uuid.UUID]:
+    """Databases whose drill policy is enabled: each has a last-success series (0 until one
+    passes), so an alert rule sees a drill schedule that never succeeds."""
+    return set(DrillPolicy.objects.filter(enabled=True).values_list("database_id", flat=True))
+
+
 # --- WAL, jobs, alerts, queue -----------------------------------------------------------------
 
 
@@ -271,6 +306,7 @@ class StrongboxCollector:
         latest = latest_completed()
         yield from self._per_database(names, latest, now)
         yield from self._per_series(names, latest)
+        yield from self._drills(names)
         yield from self._operations(names)
         # Last: the ORM broker may recycle an old connection before it counts.
         depth = queue_depth()
@@ -302,6 +338,31 @@ class StrongboxCollector:
                 age = max(0.0, (now - archived_at).total_seconds())
                 wal_age.add_metric(list(names.databases[database_id].labels), age)
         yield wal_age
+
+    def _drills(self, names: Catalogue) -> Iterator[Metric]:
+        rto = GaugeMetricFamily(
+            "strongbox_drill_rto_seconds",
+            "Recovery time measured by the newest passed restore drill of this database: from "
+            "its start to a throwaway copy answering queries with all its rows.",
+            labels=DATABASE_LABELS,
+        )
+        last_success = GaugeMetricFamily(
+            "strongbox_drill_last_success_timestamp_seconds",
+            "When the newest passed restore drill of this database finished (Unix time; 0 "
+            "when a database with drills enabled has none).",
+            labels=DATABASE_LABELS,
+        )
+        passed = last_passed_drills()
+        for database_id in sorted(set(passed) | drilled_databases(), key=str):
+            if database_id not in names.databases:
+                continue
+            labels = list(names.databases[database_id].labels)
+            drill = passed.get(database_id)
+            last_success.add_metric(labels, drill.finished_at.timestamp() if drill else 0)
+            if drill is not None and drill.rto_seconds is not None:
+                rto.add_metric(labels, drill.rto_seconds)
+        yield rto
+        yield last_success
 
     def _per_series(self, names: Catalogue, latest) -> Iterator[Metric]:
         size = GaugeMetricFamily(

@@ -28,6 +28,7 @@ from backups.models import BackupStatus
 from backups.selectors import backup_outcome
 from config.errors import InvalidInput
 from destinations.models import Destination
+from drills import selectors as drill_selectors
 from front import evidence as evidence_report
 from front.charts import duration_chart, size_chart
 from organizations import services as organisation_services
@@ -278,6 +279,11 @@ class EnvironmentDetailView(TenantPage, TemplateView):
         context["schedule"] = schedule
         context["next_run"] = schedule.next_run(timezone.now()) if schedule else None
         context["timeline"] = restore_selectors.pitr_timeline(environment)
+        context.update(
+            drill_selectors.drills_environment_context(
+                organisation=self.request.tenant.organisation, environment=environment
+            )
+        )
         return context
 
 
@@ -358,6 +364,7 @@ class DatabaseDetailView(TenantPage, TemplateView):
             restores=list(restores),
             recent=list(recent),
             has_destination=Destination.objects.filter(organisation=self.organisation).exists(),
+            **drill_selectors.drill_list_context(organisation=self.organisation, database=database),
         )
         return context
 

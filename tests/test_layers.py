@@ -132,3 +132,21 @@ def test_the_audit_core_imports_no_other_app():
         if name.split(".")[0] in apps or _is_under(name, DIALECTS)
     ]
     assert offending == []
+
+
+# Apps that sit above others (docs/ARCHITECTURE.md's layers): nothing below them imports them.
+UPPER_APPS = {"drills": {"front", "drills"}}
+
+
+def test_no_app_below_drills_imports_it():
+    apps = _apps()
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for app in sorted(apps)
+        for upper, allowed in UPPER_APPS.items()
+        if app not in allowed
+        for path in _modules(ROOT / app)
+        for line, name in _imports_of(path)
+        if _is_under(name, upper)
+    ]
+    assert offending == []

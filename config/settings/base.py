@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "alerts",
     "restores",
     "pitr",
+    "drills",
     "front",
 ]
 

@@ -18,7 +18,7 @@ from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups import workdirs
 from backups.container import iter_container
-from backups.engines import EngineError
+from backups.engines import ConnectionSpec, EngineError
 from backups.execution import Phases
 from backups.keys import KeyUnavailable, artifact_keys
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
@@ -66,19 +66,25 @@ def load_all(
     purpose: str,
     progress: Progress,
     scratch_dir: str | None = None,
+    scratch_for: Callable[[Member], ConnectionSpec] | None = None,
 ) -> None:
     """Stream the artifact once, loading each member into its own fresh scratch copy.
 
+    ``scratch_for`` names each member's scratch copy instead of ``loading.scratch_spec``
+    (a restore drill loads into a throwaway database of its own name, on its drill server).
     Loaders keep what they must (an option file, an encrypted spool) in the active job's
     private directory (``backups.workdirs``), else in the worker's temporary directory.
     """
     work_dir = str(workdirs.current() or tmp_dir())
 
     def load(member: Member, name: str, stream: BinaryIO) -> None:
-        directory = scratch_dir if member.target.engine in ("sqlite", "files") else None
-        member.scratch = loading.scratch_spec(
-            member.target, tag, purpose=purpose, directory=directory
-        )
+        if scratch_for is not None:
+            member.scratch = scratch_for(member)
+        else:
+            directory = scratch_dir if member.target.engine in ("sqlite", "files") else None
+            member.scratch = loading.scratch_spec(
+                member.target, tag, purpose=purpose, directory=directory
+            )
         loading.prepare(member.scratch, like=member.target)
         member.notes += loading.load(
             member.scratch,
@@ -129,24 +135,29 @@ def count_problems(members: list[Member]) -> tuple[list[str], list[str]]:
     problems, notes = [], []
     for member in members:
         assert member.scratch is not None  # noqa: S101 - loaded before checking
-        actual = loading.count(member.scratch)
-        expected = member.expected
-        if member.target.engine == "files" and not any(expected.values()):
-            # Older files backups recorded no counts (zeros); nothing to compare with.
-            notes.append(f"{member.label}: no entry counts recorded, not compared")
-            continue
-        keys = sorted(set(actual) | set(expected))
-        wrong = [
-            f"{key}: {expected.get(key, 0)} recorded, {actual.get(key, 0)} restored"
-            for key in keys
-            if actual.get(key, 0) != expected.get(key, 0)
-        ]
-        if wrong:
-            shown = "; ".join(wrong[:10]) + (
-                f"; and {len(wrong) - 10} more" if len(wrong) > 10 else ""
-            )
-            problems.append(f"{member.label}: {shown}")
+        problem, note = count_mismatch(member, loading.count(member.scratch))
+        problems += [problem] if problem else []
+        notes += [note] if note else []
     return problems, notes
+
+
+def count_mismatch(member: Member, actual: dict[str, int]) -> tuple[str | None, str | None]:
+    """(the mismatch, a note) between one member's restored counts and the recorded ones:
+    the mismatch names each table that differs, with both counts."""
+    expected = member.expected
+    if member.target.engine == "files" and not any(expected.values()):
+        # Older files backups recorded no counts (zeros); nothing to compare with.
+        return None, f"{member.label}: no entry counts recorded, not compared"
+    keys = sorted(set(actual) | set(expected))
+    wrong = [
+        f"{key}: {expected.get(key, 0)} recorded, {actual.get(key, 0)} restored"
+        for key in keys
+        if actual.get(key, 0) != expected.get(key, 0)
+    ]
+    if not wrong:
+        return None, None
+    shown = "; ".join(wrong[:10]) + (f"; and {len(wrong) - 10} more" if len(wrong) > 10 else "")
+    return f"{member.label}: {shown}", None
 
 
 def member_notes(members: list[Member]) -> list[str]:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from backups.models import BackupKind, BackupStatus, BaseBackupPosition, Encryption, WalSegment
+from drills.models import Drill, DrillStatus
 from front.evidence import evidence_for, parse_month
 from organizations.models import Role
 from tests import factories
@@ -79,7 +80,7 @@ def test_it_counts_each_databases_backups_of_the_month_only(organisation, shop, 
     assert m.encryption_text == "AES-256-GCM (5), none (1)"
     assert (c.taken, c.completed, c.encryption_text) == (3, 3, "age (3)")
     assert m.retention.startswith("db daily 7, db weekly 4; newest 1 always kept")
-    assert m.drills is None and not evidence.drills_available
+    assert m.drills == [] and evidence.drills_available
     assert m.pitr is None  # no WAL archiving
     assert evidence.totals["taken"] == 11
 
@@ -253,3 +254,36 @@ def test_an_admin_opens_the_report_from_the_ui_and_downloads_its_pdf(
     client.force_login(viewer)
     assert 'data-testid="evidence-link"' not in client.get(reverse("dashboard")).content.decode()
     assert client.get(reverse("evidence")).status_code == 403
+
+
+def test_the_months_ended_drills_of_each_database_are_in_the_report(
+    organisation, shop, other_organisation
+):
+    main, cache = shop
+
+    def drill(database, status, day, rto=None):
+        Drill.objects.create(
+            environment=database.environment,
+            database=database,
+            status=status,
+            started_at=MONTH + timedelta(days=day),
+            finished_at=MONTH + timedelta(days=day, minutes=1),
+            rto_seconds=rto,
+            message="public.orders: 7 recorded, 5 restored" if status == "failed" else "",
+        )
+
+    drill(main, DrillStatus.PASSED, 2, rto=12.5)
+    drill(main, DrillStatus.FAILED, 9, rto=None)
+    drill(main, DrillStatus.PASSED, -3, rto=9.0)  # October
+    drill(main, DrillStatus.RUNNING, 12)  # not ended
+    other_env = factories.EnvironmentFactory(
+        project=factories.ProjectFactory(organisation=other_organisation)
+    )
+    drill(factories.DatabaseFactory(environment=other_env), DrillStatus.PASSED, 3, rto=1.0)
+
+    evidence = evidence_for(organisation=organisation, month=parse_month("2026-11"))
+
+    rows = {row.database.slug: row for row in evidence.databases}
+    assert [(d.passed, d.rto_seconds) for d in rows["main"].drills] == [(True, 12.5), (False, None)]
+    assert rows["main"].drills[1].message.startswith("public.orders")
+    assert rows["cache"].drills == []
