@@ -649,8 +649,10 @@ def open_artifact(
     *,
     key_for: Callable[[str], bytes | Sequence[bytes]] | None = None,
     age_identities: Callable[[], Sequence[Identity]] | None = None,
+    decompress: bool = True,
 ) -> BinaryIO:
-    """The plaintext of an artifact as a readable stream.
+    """The plaintext of an artifact as a readable stream (still compressed when not
+    ``decompress``: a download hands out the dump as ``zstd`` or ``gzip`` would).
 
     Detects the envelope or age by their magic and the compression by magic bytes (zstd,
     gzip, else raw). Every encrypted chunk is authenticated before its bytes are returned;
@@ -678,6 +680,8 @@ def open_artifact(
     elif head.startswith(GZIP_MAGIC):
         kind = "gzip"
     else:
+        return io.BufferedReader(_Prefixed(head, layer))  # type: ignore[return-value]
+    if not decompress:
         return io.BufferedReader(_Prefixed(head, layer))  # type: ignore[return-value]
     return io.BufferedReader(  # type: ignore[return-value]
         _Decompressing(_Prefixed(head, layer), kind)  # type: ignore[arg-type]

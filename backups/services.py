@@ -23,6 +23,7 @@ from alerts.services import alert_raise, alert_resolve
 from audit.context import system_actor
 from audit.services import AuditObject, audit_record, changes
 from backups.age_format import AgeKeyError, identity_text, parse_identities, parse_recipient
+from backups.downloads import Download, backup_download_open
 from backups.engines import EngineError, get_engine
 from backups.execution import (  # noqa: F401 - the public lifecycle API lives here too
     artifact_key,
@@ -419,6 +420,11 @@ def _audit_abort(backup: Backup, *, was: str) -> None:
 
 # What holds a backup back from deletion while it runs or is being restored.
 _RESTORING = ("scheduled", "in-progress")
+
+
+def backup_download(*, backup: Backup, raw: bool = False) -> Download:
+    """Open a completed backup's artifact for download (``backups.downloads``)."""
+    return backup_download_open(backup=backup, raw=raw)
 
 
 def backup_delete(*, backup: Backup) -> Backup:

@@ -1,5 +1,10 @@
 from api.base.routes import routes
-from backups.api.views import AgeSettingsViewSet, BackupProgressView, Seed003BackupViewSet
+from backups.api.views import (
+    AgeSettingsViewSet,
+    BackupDownloadView,
+    BackupProgressView,
+    Seed003BackupViewSet,
+)
 
 
 def _view(actions):
@@ -23,6 +28,7 @@ urlpatterns = [
         "seed003-backup",
     ),
     *routes("api/backups/<str:id>/progress", BackupProgressView.as_view, "seed003-sse"),
+    *routes("api/backups/<str:id>/download", BackupDownloadView.as_view, "backup-download"),
     *routes(
         "api/organizations/<str:id>/encryption",
         lambda **kw: AgeSettingsViewSet.as_view(

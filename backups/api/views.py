@@ -9,14 +9,21 @@ the progress stream of a backup is here, over ``api.base.sse``.
 
 from __future__ import annotations
 
+import json
+
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from api.base import sse
 from api.base.pagination import offset_page, paged_body
 from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
+from api.base.views import dialect_exception_handler
 from backups import selectors, services
 from backups.api.serializers import (
     AgeSettingsSerializer,
@@ -29,6 +36,7 @@ from backups.filters import STATUS_VALUES, FilterDialect, backups_filter
 from backups.models import Backup
 from backups.progress import backup_final_event_name, backup_progress_event
 from config.errors import InvalidInput, NotFound
+from config.parsers import StrictJSONParser
 from organizations.models import Role
 from organizations.tenancy import TenantViewSet, TenantViewSetMixin
 
@@ -331,3 +339,95 @@ class AgeSettingsViewSet(TenantViewSet):
             identity=data.validated_data.get("identity"),
         )
         return Response(AgeSettingsSerializer(selectors.age_settings_of(organisation)).data)
+
+
+# --- download --------------------------------------------------------------------------------
+
+
+class ArtifactRenderer(BaseRenderer):
+    """Lets a client ask for the bytes (``application/octet-stream``); only error bodies are
+    ever rendered, as JSON."""
+
+    media_type = "application/octet-stream"
+    format = "bin"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode()
+
+
+RAW_PARAM = OpenApiParameter(
+    "raw",
+    OpenApiTypes.BOOL,
+    description="`true`: the stored bytes as they are (encrypted, if the backup is), with "
+    "`X-Strongbox-Decrypt` saying how to decrypt them; default: decrypted by the server, "
+    "still compressed.",
+)
+
+
+def _raw_flag(request) -> bool:
+    value = request.query_params.get("raw")
+    if value is None:
+        return False
+    if value.lower() in ("1", "true"):
+        return True
+    if value.lower() in ("0", "false"):
+        return False
+    message = "Must be true or false."
+    raise InvalidInput(f"raw: {message}", fields={"raw": [message]})
+
+
+class BackupDownloadView(TenantViewSetMixin, APIView):
+    """``GET /api/backups/{id}/download``: the artifact streamed (``backups.downloads``)."""
+
+    renderer_classes = [JSONRenderer, ArtifactRenderer]
+    parser_classes = [StrictJSONParser]
+    required_roles = {"get": Role.ADMIN}
+
+    def get_exception_handler(self):
+        return dialect_exception_handler
+
+    @extend_schema(
+        operation_id="backup_download",
+        summary="Download a backup",
+        description="The backup's artifact streamed from its first readable copy: decrypted "
+        "on the fly and still compressed (`<name>.dump.zst` and the like), or with "
+        "`raw=true` the stored bytes. Every byte is checked as it goes (encrypted chunks are "
+        "authenticated, the stored bytes' size and SHA-256 compared with the backup's); a "
+        "copy that does not match ends the body early rather than completing it. Needs the "
+        "admin role; recorded in the audit log. 409 when the backup is not completed or no "
+        "copy can be read.",
+        parameters=[BACKUP_ID, RAW_PARAM],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The artifact's bytes"
+            ),
+            **errors(400, 404, 409),
+        },
+        tags=["seed 003: backups"],
+    )
+    def get(self, request, id):  # noqa: A002 - the documented name
+        raw = _raw_flag(request)
+        backup = selectors.backup_get(organisation=self.tenant.organisation, backup_id=id)
+        download = services.backup_download(backup=backup, raw=raw)
+        # A download may take long: give the connection back now.
+        sse.release_connection()
+        response = StreamingHttpResponse(download.chunks(), content_type="application/octet-stream")
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=download.filename
+        )
+        if download.size is not None:
+            response["Content-Length"] = str(download.size)
+        response["X-Strongbox-SHA256"] = backup.checksum_sha256 or ""
+        response["X-Strongbox-Encryption"] = backup.encryption
+        if download.decrypt_hint:
+            response["X-Strongbox-Decrypt"] = download.decrypt_hint
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Errors are JSON whatever the client accepted.
+        if isinstance(response, Response):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)

@@ -103,6 +103,8 @@ ENDPOINTS = [
     Endpoint("GET", "/api/backups/{backup}"),
     Endpoint("DELETE", "/api/backups/{backup}", ADMIN, ok=(202,)),
     Endpoint("GET", "/api/backups/{backup}/progress"),
+    # The factory's copy has no artifact: past the role check, the download says so (409).
+    Endpoint("GET", "/api/backups/{backup}/download", ADMIN, ok=(409,)),
     Endpoint("POST", "/api/backups/{backup}/restore", OPERATOR, {"targetType": "same"}, (202,)),
     Endpoint("POST", "/api/backups/{backup}/restore-plan", OPERATOR, {"targetType": "same"}),
     Endpoint("GET", "/api/backups/{backup}/restore/progress"),
