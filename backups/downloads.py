@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+
 from backups.keys import artifact_keys
 from backups.models import Backup, BackupKind, BackupStatus, CopyStatus, Encryption
 from backups.pipeline import ArtifactCorrupt, open_artifact
@@ -182,3 +185,20 @@ def backup_download_open(*, backup: Backup, raw: bool = False) -> Download:
         )
     problems = problems or ["no stored copy of this backup is left"]
     raise Conflict(f"{backup.name} cannot be downloaded: {'; '.join(problems)}.")
+
+
+def download_response(download: Download) -> StreamingHttpResponse:
+    """The HTTP answer of a download, for the API and the backup page alike."""
+    backup = download.backup
+    response = StreamingHttpResponse(download.chunks(), content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=download.filename
+    )
+    if download.size is not None:
+        response["Content-Length"] = str(download.size)
+    response["X-Strongbox-SHA256"] = backup.checksum_sha256 or ""
+    response["X-Strongbox-Encryption"] = backup.encryption
+    if download.decrypt_hint:
+        response["X-Strongbox-Decrypt"] = download.decrypt_hint
+    response["Cache-Control"] = "no-store"
+    return response

@@ -423,8 +423,16 @@ _RESTORING = ("scheduled", "in-progress")
 
 
 def backup_download(*, backup: Backup, raw: bool = False) -> Download:
-    """Open a completed backup's artifact for download (``backups.downloads``)."""
-    return backup_download_open(backup=backup, raw=raw)
+    """Open a completed backup's artifact for download (``backups.downloads``), recorded in
+    the audit log once a copy opened."""
+    download = backup_download_open(backup=backup, raw=raw)
+    audit_record(
+        organisation=backup.organisation_id,
+        action="backup.download",
+        obj=backup,
+        details={"raw": raw, "filename": download.filename},
+    )
+    return download
 
 
 def backup_delete(*, backup: Backup) -> Backup:

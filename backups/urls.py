@@ -15,5 +15,10 @@ urlpatterns = [
     path("backups/<uuid:pk>/", views.BackupDetailView.as_view(), name="backup-detail"),
     path("backups/<uuid:pk>/delete/", views.BackupDeleteView.as_view(), name="backup-delete"),
     path("backups/<uuid:pk>/abort/", views.BackupAbortView.as_view(), name="backup-abort"),
+    path(
+        "backups/<uuid:pk>/download/",
+        views.BackupDownloadPageView.as_view(),
+        name="backup-download-page",
+    ),
     path("settings/encryption/", views.AgeSettingsView.as_view(), name="encryption-settings"),
 ]

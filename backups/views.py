@@ -8,9 +8,10 @@ from __future__ import annotations
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.urls import NoReverseMatch, reverse
-from django.views.generic import TemplateView
+from django.views.generic import TemplateView, View
 
 from backups import selectors, services
+from backups.downloads import download_response
 from backups.forms import AgeSettingsForm, BackupTriggerForm
 from backups.models import Backup, BackupKind, BackupStatus
 from backups.progress import backup_progress_event
@@ -144,6 +145,22 @@ class BackupAbortView(TenantAction):
 
     def success_url(self, **kwargs) -> str:
         return reverse("backup-detail", args=[kwargs["pk"]])
+
+
+class BackupDownloadPageView(TenantPage, View):
+    """/backups/<id>/download/ (admins): the API's download, with the page's messages when
+    it cannot start (the backup page links here; ``?raw=1`` for the stored bytes)."""
+
+    required_role = Role.ADMIN
+
+    def get(self, request, pk):
+        backup = selectors.backup_get(organisation=self.organisation, backup_id=pk)
+        try:
+            download = services.backup_download(backup=backup, raw=request.GET.get("raw") == "1")
+        except Conflict as exc:
+            messages.error(request, exc.message)
+            return redirect("backup-detail", pk=backup.pk)
+        return download_response(download)
 
 
 class AgeSettingsView(TenantPage, TemplateView):

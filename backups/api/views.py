@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 
-from django.http import StreamingHttpResponse
-from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -32,6 +30,7 @@ from backups.api.serializers import (
     Seed003TriggerBackupSerializer,
     Seed003TriggeredBackupsSerializer,
 )
+from backups.downloads import download_response
 from backups.filters import STATUS_VALUES, FilterDialect, backups_filter
 from backups.models import Backup
 from backups.progress import backup_final_event_name, backup_progress_event
@@ -412,18 +411,7 @@ class BackupDownloadView(TenantViewSetMixin, APIView):
         download = services.backup_download(backup=backup, raw=raw)
         # A download may take long: give the connection back now.
         sse.release_connection()
-        response = StreamingHttpResponse(download.chunks(), content_type="application/octet-stream")
-        response["Content-Disposition"] = content_disposition_header(
-            as_attachment=True, filename=download.filename
-        )
-        if download.size is not None:
-            response["Content-Length"] = str(download.size)
-        response["X-Strongbox-SHA256"] = backup.checksum_sha256 or ""
-        response["X-Strongbox-Encryption"] = backup.encryption
-        if download.decrypt_hint:
-            response["X-Strongbox-Decrypt"] = download.decrypt_hint
-        response["Cache-Control"] = "no-store"
-        return response
+        return download_response(download)
 
     def finalize_response(self, request, response, *args, **kwargs):
         # Errors are JSON whatever the client accepted.

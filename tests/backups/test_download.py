@@ -13,6 +13,7 @@ import subprocess
 import pytest
 import zstandard
 
+from audit.models import AuditEvent
 from backups.age_format import generate_identity, identity_text
 from backups.models import BackupStatus
 from backups.services import age_keys_update
@@ -91,6 +92,8 @@ def test_an_admin_downloads_a_database_backup_that_restores_into_a_new_database(
     # This database's rows, not the other database's of the same environment.
     assert table_checksums(target) == table_checksums(source)
     assert table_checksums(target) != table_checksums(two_database_backups["orders"][1])
+    (event,) = AuditEvent.objects.filter(action="backup.download")
+    assert event.object_id == str(backup.id) and event.details["raw"] is False
 
 
 def test_the_stored_bytes_come_with_their_size_checksum_and_how_to_read_them(
@@ -213,3 +216,37 @@ def test_a_backup_that_did_not_complete_and_a_bad_raw_flag_are_refused_by_name(
     assert bad_flag.status_code == 400 and "raw" in bad_flag.json()["error"]["fields"]
     assert failed.status_code == 409
     assert "Only a completed backup can be downloaded" in failed.json()["error"]["message"]
+
+
+def test_the_backup_page_offers_the_download_to_admins_only(
+    client, owner, viewer, two_database_backups
+):
+    backup, _ = two_database_backups["billing"]
+    page = f"/backups/{backup.id}/"
+    download = f"/backups/{backup.id}/download/"
+
+    client.force_login(owner)
+    html = client.get(page).content.decode()
+    answer = client.get(download)
+    raw = client.get(download + "?raw=1")
+
+    assert 'data-testid="download"' in html and 'data-testid="download-raw"' in html
+    assert answer.status_code == 200
+    assert _body(answer).startswith(b"\x28\xb5\x2f\xfd")  # zstd: decrypted, still compressed
+    assert _body(raw) == artifact_path(backup).read_bytes()
+    client.force_login(viewer)
+    assert 'data-testid="download"' not in client.get(page).content.decode()
+    assert client.get(download).status_code == 403
+
+
+def test_a_download_that_cannot_start_says_why_on_the_backup_page(
+    client, owner, two_database_backups
+):
+    backup, _ = two_database_backups["billing"]
+    artifact_path(backup).unlink()
+    client.force_login(owner)
+
+    response = client.get(f"/backups/{backup.id}/download/", follow=True)
+
+    assert response.redirect_chain[-1][0] == f"/backups/{backup.id}/"
+    assert "the artifact is missing" in response.content.decode()
