@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from backups.models import BackupStatus
 from backups.services import backup_claim, backup_execute, backup_request
 from config.errors import ApplicationError
-from organizations.models import Database, Environment
+from organizations.selectors import database_by_reference, environment_by_reference
 
 
 class Command(BaseCommand):
@@ -15,8 +15,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         target = parser.add_mutually_exclusive_group(required=True)
-        target.add_argument("--environment", help="Environment id")
-        target.add_argument("--database", help="Database id")
+        target.add_argument(
+            "--environment",
+            help="Environment: its id, organisation/project/environment slugs, "
+            "project/environment, or its slug or name when only one environment has it",
+        )
+        target.add_argument(
+            "--database",
+            help="Database: its id, organisation/project/environment/database slugs, or its "
+            "name or slug when only one database has it",
+        )
         parser.add_argument(
             "--kind",
             default="database",
@@ -31,16 +39,12 @@ class Command(BaseCommand):
     def handle(self, *args, environment, database, kind, destination, enqueue, base, **options):
         kind = "base" if base else kind
         db = None
-        if database:
-            db = Database.objects.select_related("environment").filter(pk=database).first()
-            if db is None:
-                raise CommandError(f"No database {database}.")
-            env = db.environment
-        else:
-            env = Environment.objects.filter(pk=environment).first()
-            if env is None:
-                raise CommandError(f"No environment {environment}.")
         try:
+            if database:
+                db = database_by_reference(database)
+                env = db.environment
+            else:
+                env = environment_by_reference(environment)
             backups = backup_request(
                 environment=env,
                 kind=kind,

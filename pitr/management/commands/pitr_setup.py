@@ -2,29 +2,22 @@
 WAL into Strongbox. Prints (or with ``--write DIR`` writes, 0700) a wrapper script with the
 complete environment ``archive_wal``/``fetch_wal`` need, and the postgresql.conf lines."""
 
-import uuid
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from config.errors import ApplicationError
 from organizations.models import Database
+from organizations.selectors import database_by_reference
 from pitr.archive import require_postgresql
 from pitr.setup import wal_setup, write_wal_setup
 
 
 def _database(reference: str) -> Database:
-    queryset = Database.objects.select_related("environment__project__organisation")
     try:
-        found = list(queryset.filter(pk=uuid.UUID(reference)))
-    except ValueError:
-        found = list(queryset.filter(name=reference)) or list(queryset.filter(slug=reference))
-    if not found:
-        raise CommandError(f"No database {reference!r}.")
-    if len(found) > 1:
-        where = ", ".join(f"{d.pk} ({d.environment})" for d in found)
-        raise CommandError(f"Several databases are called {reference!r}: {where}; give the id.")
-    return found[0]
+        return database_by_reference(reference)
+    except ApplicationError as exc:
+        raise CommandError(exc.message) from exc
 
 
 class Command(BaseCommand):
