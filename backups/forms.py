@@ -20,7 +20,9 @@ KIND_CHOICES = [
 
 class BackupListFilterForm(forms.Form):
     status = forms.ChoiceField(
-        choices=[("", "Any status"), *BackupStatus.choices], required=False, label="Status"
+        choices=[("", "Any status but deleted"), *BackupStatus.choices],
+        required=False,
+        label="Status",
     )
     kind = forms.ChoiceField(choices=KIND_CHOICES, required=False, label="Kind")
     date_from = forms.DateField(

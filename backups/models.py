@@ -276,6 +276,7 @@ class BackupCopy(models.Model):
     objects = BackupCopyQuerySet.as_manager()
 
     class Meta:
+        verbose_name_plural = "backup copies"
         ordering = ["created_at"]
         indexes = [
             # A destination's backups newest first, in the backups' own (created_at, id)

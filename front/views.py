@@ -248,6 +248,9 @@ def environment_backups_context(request, environment) -> dict:
                 form.add_error(None, f"{name}: {' '.join(errors)}")
     elif form.is_bound:
         filtered = backups.none()
+    if not (form.is_bound and form.is_valid() and form.cleaned_data.get("status")):
+        # Deleted backups are history: listed when asked for by their status only.
+        filtered = filtered.exclude(status=BackupStatus.DELETED)
     page, query = paginate(request, filtered)
     completed = list(
         backups.filter(status=BackupStatus.COMPLETED, size__isnull=False)

@@ -75,6 +75,19 @@ def test_the_list_filters_by_status_kind_and_date_range(client, viewer, environm
     assert names(date_to=(now - timedelta(days=5)).date().isoformat()) == {old.name}
 
 
+def test_deleted_backups_are_left_out_unless_asked_for(client, viewer, environment):
+    kept = make_backup(environment)
+    deleted = make_backup(environment, status=BackupStatus.DELETED)
+    client.force_login(viewer)
+
+    def names(**params):
+        return {b.name for b in client.get(env_url(environment), params).context["page"]}
+
+    assert names() == {kept.name}
+    assert names(kind="database") == {kept.name}
+    assert names(status="deleted") == {deleted.name}
+
+
 def test_a_bad_filter_shows_its_error_next_to_the_field(client, viewer, environment):
     client.force_login(viewer)
     response = client.get(env_url(environment), {"status": "nonsense", "date_from": "2026-13-40"})

@@ -42,3 +42,11 @@ def test_a_field_without_help_or_errors_describes_nothing():
     html = _field_html(_Form(), "port")
 
     assert "aria-describedby" not in html and "aria-invalid" not in html
+
+
+def test_every_page_has_an_icon_and_favicon_ico_leads_to_it(client):
+    html = client.get("/login/").content.decode()
+
+    assert 'rel="icon"' in html and "img/favicon.svg" in html
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("img/favicon.svg")
