@@ -40,6 +40,13 @@ class RestoreForm(forms.Form):
         label="I understand the target’s current data will be replaced",
         error_messages={"required": "Tick this to confirm the restore."},
     )
+    confirm_name = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Type the name of what is replaced",
+        help_text="Asked when the restore replaces the backup's own environment, or a database "
+        "of another name than the backup's: the name shown under “What this restore replaces”.",
+    )
 
     # The service's field names where this form names them otherwise.
     SERVICE_FIELDS = {"target_type": "target_environment"}
@@ -82,3 +89,21 @@ class RestoreForm(forms.Form):
                 placed = True
         if not placed or not fields:
             self.add_error(None, message)
+
+
+def name_to_type(*, backup, target: Environment, plan: dict) -> str:
+    """What the user types to confirm a restore that could be a slip, else "": one that
+    replaces the backup's own environment (in place: often production), or a database of
+    another name than the one backed up. A single database's name, else the environment's."""
+    members = plan.get("members") or []
+    if not members:
+        return ""
+    in_place = target.pk == backup.environment_id
+    renamed = any(
+        m["source"]["name"] and m["source"]["name"] != m["target"]["name"] for m in members
+    )
+    if not (in_place or renamed):
+        return ""
+    if len(members) == 1 and members[0]["target"]["database_id"]:
+        return members[0]["target"]["name"]
+    return target.name

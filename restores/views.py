@@ -17,7 +17,7 @@ from config.errors import ApplicationError
 from organizations.models import Role
 from organizations.pages import TenantAction, TenantPage, paginate, phase_timeline
 from restores import selectors
-from restores.forms import RestoreForm
+from restores.forms import RestoreForm, name_to_type
 from restores.plan import PITR_KINDS
 from restores.services import restore_request, restore_undo
 
@@ -38,14 +38,25 @@ class RestoreNewView(TenantPage, TemplateView):
         backup = kwargs.get("backup") or self.backup()
         timeline = selectors.pitr_timeline(backup.environment)
         restorable = backup.status == BackupStatus.COMPLETED
+        form = kwargs.get("form") or RestoreForm(
+            backup=backup, pitr_available=_pitr_available(backup, timeline)
+        )
+        # What the restore would replace, before the user confirms it.
+        plan = kwargs.get("plan") or (_plan(backup, {}) if restorable else None)
+        target = (
+            form.cleaned_data.get("target_environment")
+            if form.is_bound and hasattr(form, "cleaned_data")
+            else None
+        ) or backup.environment
+        expected = name_to_type(backup=backup, target=target, plan=plan or {})
         context.update(
             backup=backup,
             timeline=timeline,
-            form=kwargs.get("form")
-            or RestoreForm(backup=backup, pitr_available=_pitr_available(backup, timeline)),
+            form=form,
             restorable=restorable,
-            # What the restore would replace, before the user confirms it.
-            plan=kwargs.get("plan") or (_plan(backup, {}) if restorable else None),
+            plan=plan,
+            name_to_type=expected,
+            in_place=target == backup.environment,
         )
         return context
 
@@ -66,6 +77,21 @@ class RestoreNewView(TenantPage, TemplateView):
                 backup=backup, form=form, plan=_plan(backup, form.cleaned_data)
             )
             return self.render_to_response(context)
+        target = form.cleaned_data["target_environment"]
+        plan = _plan(backup, form.cleaned_data)
+        expected = name_to_type(backup=backup, target=target, plan=plan)
+        if expected and form.cleaned_data.get("confirm_name", "").strip() != expected:
+            form.add_error(
+                "confirm_name",
+                f"Type “{expected}” to confirm: this restore replaces it"
+                + (
+                    " in the backup's own environment."
+                    if target.pk == backup.environment_id
+                    else "."
+                ),
+            )
+            context = self.get_context_data(backup=backup, form=form, plan=plan)
+            return self.render_to_response(context, status=400)
         try:
             restore = restore_request(
                 backup=backup, **_request_of(backup, form.cleaned_data), user=request.user
@@ -73,10 +99,8 @@ class RestoreNewView(TenantPage, TemplateView):
         except ApplicationError as exc:
             form.add_service_errors(exc.fields, exc.message)
         else:
-            target = form.cleaned_data["target_environment"]
             messages.success(request, f"Restore of {backup.name} into {target} started.")
             return redirect("restore-detail", pk=restore.pk)
-        plan = _plan(backup, form.cleaned_data)
         context = self.get_context_data(backup=backup, form=form, plan=plan)
         return self.render_to_response(context, status=400)
 

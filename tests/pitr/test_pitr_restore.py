@@ -196,6 +196,7 @@ def test_the_api_restores_a_database_to_a_point_in_time_in_place_and_elsewhere(
             "take_safety_backup": "on",
             "pitr_timestamp": target.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
             "confirm": "on",
+            "confirm_name": database.name,  # in place: typed, as the form asks
         },
     )
     assert response.status_code == 302, response.content.decode()[-3000:]

@@ -252,6 +252,9 @@ def test_an_operator_restores_a_backup_watches_the_log_and_undoes_it(
     expect(page.locator("#id_confirm_error_1")).to_be_visible()
     screenshot(page, "14-restore-form-error")
     page.get_by_label("I understand").check()
+    # In place: the database's name is typed, not only a box ticked.
+    expect(page.locator("#name-to-type")).to_contain_text("This restore replaces Orders")
+    page.get_by_label("Type the name of what is replaced").fill("Orders")
     page.get_by_role("button", name="Restore", exact=True).click()
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Restore into Website / Staging")

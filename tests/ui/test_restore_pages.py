@@ -42,7 +42,12 @@ def test_an_operator_starts_a_restore_and_lands_on_its_log(client, operator, bac
     client.force_login(operator)
     response = client.post(
         reverse("restore-new", args=[backup.id]),
-        {"target_environment": str(environment.id), "take_safety_backup": "on", "confirm": "on"},
+        {
+            "target_environment": str(environment.id),
+            "take_safety_backup": "on",
+            "confirm": "on",
+            "confirm_name": "Orders",
+        },
     )
     restore = Restore.objects.get()
     assert response["Location"] == reverse("restore-detail", args=[restore.id])
@@ -56,7 +61,7 @@ def test_a_service_refusal_is_shown_on_the_form(client, operator, backup, enviro
     client.force_login(operator)
     response = client.post(
         reverse("restore-new", args=[backup.id]),
-        {"target_environment": str(environment.id), "confirm": "on"},
+        {"target_environment": str(environment.id), "confirm": "on", "confirm_name": "Orders"},
     )
     assert response.status_code == 400
     assert "already running" in response.content.decode()
@@ -131,6 +136,7 @@ def test_the_restore_form_shows_what_a_restore_replaces_before_it_starts(
             "target_environment": str(production.id),
             "target_database": str(analytics.id),
             "confirm": "on",
+            "confirm_name": "Analytics",
         },
     )
 
@@ -145,3 +151,41 @@ def test_the_restore_form_shows_what_a_restore_replaces_before_it_starts(
     assert started["Location"] == reverse("restore-detail", args=[restore.id])
     assert restore.target_database == analytics
     assert restore.members[0]["target"]["name"] == "Analytics"
+
+
+def test_an_in_place_restore_asks_for_the_databases_name_typed(
+    client, operator, backup, environment
+):
+    client.force_login(operator)
+    url = reverse("restore-new", args=[backup.id])
+    form = {"target_environment": str(environment.id), "confirm": "on"}
+
+    page = client.get(url).content.decode()
+    untyped = client.post(url, form)
+    mistyped = client.post(url, {**form, "confirm_name": "orders"})
+    typed = client.post(url, {**form, "confirm_name": " Orders "})
+
+    assert "This restore replaces <strong>Orders</strong> in the backup" in page
+    for refused in (untyped, mistyped):
+        assert refused.status_code == 400
+        html = refused.content.decode()
+        assert 'id="id_confirm_name_error_1"' in html
+        assert "Type “Orders” to confirm: this restore replaces it in the backup" in html
+    assert typed.status_code == 302
+    assert Restore.objects.count() == 1
+
+
+def test_a_restore_into_a_database_of_the_same_name_elsewhere_needs_no_typing(
+    client, operator, backup, project
+):
+    staging = factories.EnvironmentFactory(project=project, name="Staging 2", slug="staging-2")
+    factories.DatabaseFactory(environment=staging, name="Orders", slug="orders", engine="sqlite")
+    client.force_login(operator)
+
+    response = client.post(
+        reverse("restore-new", args=[backup.id]),
+        {"target_environment": str(staging.id), "confirm": "on"},
+    )
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert Restore.objects.get().target_environment == staging
