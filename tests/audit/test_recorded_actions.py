@@ -50,11 +50,21 @@ def test_membership_changes_in_the_admin_are_recorded_with_the_role_before_and_a
     client.force_login(root)
     membership = Membership.objects.get(user=viewer)
     url = f"/admin/organizations/membership/{membership.pk}/change/"
-    form = {"user": viewer.pk, "organisation": organisation.pk, "role": Role.OPERATOR}
+    form = {
+        "user": viewer.pk,
+        "organisation": organisation.pk,
+        "role": Role.OPERATOR,
+        "source": "manual",
+    }
 
     assert client.post(url, form).status_code == 302
     newcomer = factories.UserFactory(username="newcomer")
-    add = {"user": newcomer.pk, "organisation": organisation.pk, "role": Role.VIEWER}
+    add = {
+        "user": newcomer.pk,
+        "organisation": organisation.pk,
+        "role": Role.VIEWER,
+        "source": "manual",
+    }
     assert client.post("/admin/organizations/membership/add/", add).status_code == 302
     added = Membership.objects.get(user=newcomer)
     delete = f"/admin/organizations/membership/{added.pk}/delete/"
