@@ -19,6 +19,12 @@ KIND_CHOICES = [
 
 
 class BackupListFilterForm(forms.Form):
+    search = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Backup or database name"}),
+    )
     status = forms.ChoiceField(
         choices=[("", "Any status but deleted"), *BackupStatus.choices],
         required=False,

@@ -248,6 +248,8 @@ def environment_backups_context(request, environment) -> dict:
                 form.add_error(None, f"{name}: {' '.join(errors)}")
     elif form.is_bound:
         filtered = backups.none()
+    if form.is_bound and form.is_valid() and (words := form.cleaned_data.get("search", "").strip()):
+        filtered = filtered.filter(Q(name__icontains=words) | Q(database__name__icontains=words))
     if not (form.is_bound and form.is_valid() and form.cleaned_data.get("status")):
         # Deleted backups are history: listed when asked for by their status only.
         filtered = filtered.exclude(status=BackupStatus.DELETED)

@@ -213,3 +213,19 @@ def test_the_dashboard_summarises_each_environment(client, viewer, environment, 
     assert row.open_alerts == 1
     assert row.storage_bytes == 3 * 1024 * 1024
     assert "3.0\xa0MB" in response.content.decode()
+
+
+def test_the_list_searches_backup_and_database_names(client, viewer, environment):
+    orders = factories.DatabaseFactory(environment=environment, name="Orders", slug="orders")
+    billing = factories.DatabaseFactory(environment=environment, name="Billing", slug="billing")
+    of_orders = make_backup(environment, database=orders)
+    of_billing = make_backup(environment, database=billing)
+    client.force_login(viewer)
+
+    def names(**params):
+        return {b.name for b in client.get(env_url(environment), params).context["page"]}
+
+    assert names(search="ORDERS") == {of_orders.name}
+    assert names(search=of_billing.name) == {of_billing.name}
+    assert names(search="  ") == {of_orders.name, of_billing.name}
+    assert names(search="nothing-like-it") == set()
