@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from config.errors import ApplicationError
 from drills.models import Drill, DrillPolicy
-from drills.services import SERVER_ENGINES, drill_request
+from drills.services import POLICY_FIELDS, SERVER_ENGINES, drill_request
 from organizations.hostpolicy import host_problem
 
 
@@ -17,19 +17,7 @@ class DrillPolicyForm(forms.ModelForm):
 
     class Meta:
         model = DrillPolicy
-        fields = [
-            "database",
-            "enabled",
-            "cron",
-            "frequency",
-            "timezone",
-            "target_host",
-            "target_port",
-            "target_username",
-            "target_password",
-            "name_prefix",
-            "rto_objective_seconds",
-        ]
+        fields = ["database", *POLICY_FIELDS]
 
     def clean(self):
         data = super().clean()
