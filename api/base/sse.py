@@ -37,14 +37,11 @@ from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework.renderers import BaseRenderer, JSONRenderer
-from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.renderers import JSONRenderer
 
 from api.base.schema import errors, uuid_path
-from api.base.views import dialect_exception_handler
+from api.base.views import StreamingAPIView, error_only_renderer
 from config.errors import InvalidInput
-from config.parsers import StrictJSONParser
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +183,8 @@ async def event_stream(subject: Subject) -> AsyncIterator[bytes]:
 # --- views -----------------------------------------------------------------------------------
 
 
-class EventStreamRenderer(BaseRenderer):
-    """Lets a client ask for ``text/event-stream``; only error bodies are ever rendered."""
-
-    media_type = "text/event-stream"
-    format = "sse"
-    charset = None
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return json.dumps(data).encode()
+# Lets a client ask for ``text/event-stream``; only error bodies are ever rendered.
+EventStreamRenderer = error_only_renderer("text/event-stream", "sse")
 
 
 SSE_EXAMPLE = (
@@ -240,12 +230,11 @@ def stream_schema(summary: str, description: str, what: str):
     )
 
 
-class ProgressStreamView(APIView):
+class ProgressStreamView(StreamingAPIView):
     """A stream of one subject's progress; ``subject()`` finds it in the caller's tenant
     (put ``TenantViewSetMixin`` in front)."""
 
     renderer_classes = [EventStreamRenderer, JSONRenderer]
-    parser_classes = [StrictJSONParser]
     # An open stream is one request however long it lasts, and EventSource stops
     # reconnecting after a 429: request rates leave streams alone (a bad bearer token is
     # still throttled by the authentication).
@@ -272,13 +261,3 @@ class ProgressStreamView(APIView):
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
         return response
-
-    def get_exception_handler(self):
-        return dialect_exception_handler
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        # Errors are JSON whatever the client accepted.
-        if isinstance(response, Response):
-            request.accepted_renderer = JSONRenderer()
-            request.accepted_media_type = JSONRenderer.media_type
-        return super().finalize_response(request, response, *args, **kwargs)

@@ -9,10 +9,12 @@ the tenancy mixin in front), a dialect's read view from ``TenantViewSetMixin`` a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
 from rest_framework import serializers, viewsets
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -93,3 +95,34 @@ class DialectAPIView(APIView):
             return dialect_exception_handler(exc, context, render=render)
 
         return handler
+
+
+def error_only_renderer(media_type: str, format_name: str) -> type[BaseRenderer]:
+    """A renderer that lets a client ask for ``media_type`` (a stream's or a file's) when the
+    answer is a StreamingHttpResponse; only error bodies ever go through it, as JSON."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode()
+
+    name = "".join(part.title() for part in format_name.split("-")) + "ErrorRenderer"
+    return type(
+        name,
+        (BaseRenderer,),
+        {"media_type": media_type, "format": format_name, "charset": None, "render": render},
+    )
+
+
+class StreamingAPIView(APIView):
+    """An endpoint whose success is a stream of another media type (progress events, an
+    artifact): its errors are seed 003's JSON body whatever the client accepted."""
+
+    parser_classes = [StrictJSONParser]
+
+    def get_exception_handler(self):
+        return dialect_exception_handler
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)

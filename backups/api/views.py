@@ -9,19 +9,16 @@ the progress stream of a backup is here, over ``api.base.sse``.
 
 from __future__ import annotations
 
-import json
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from api.base import sse
 from api.base.pagination import offset_page, paged_body
 from api.base.schema import OFFSET_PARAM, errors, limit_param, page_of, uuid_path
-from api.base.views import dialect_exception_handler
+from api.base.views import StreamingAPIView, error_only_renderer
 from backups import selectors, services
 from backups.api.serializers import (
     AgeSettingsSerializer,
@@ -35,7 +32,6 @@ from backups.filters import STATUS_VALUES, FilterDialect, backups_filter
 from backups.models import Backup
 from backups.progress import backup_final_event_name, backup_progress_event
 from config.errors import InvalidInput, NotFound
-from config.parsers import StrictJSONParser
 from organizations.models import Role
 from organizations.tenancy import TenantViewSet, TenantViewSetMixin
 
@@ -343,16 +339,8 @@ class AgeSettingsViewSet(TenantViewSet):
 # --- download --------------------------------------------------------------------------------
 
 
-class ArtifactRenderer(BaseRenderer):
-    """Lets a client ask for the bytes (``application/octet-stream``); only error bodies are
-    ever rendered, as JSON."""
-
-    media_type = "application/octet-stream"
-    format = "bin"
-    charset = None
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return json.dumps(data).encode()
+# Lets a client ask for the bytes; only error bodies are ever rendered, as JSON.
+ArtifactRenderer = error_only_renderer("application/octet-stream", "bin")
 
 
 RAW_PARAM = OpenApiParameter(
@@ -376,15 +364,11 @@ def _raw_flag(request) -> bool:
     raise InvalidInput(f"raw: {message}", fields={"raw": [message]})
 
 
-class BackupDownloadView(TenantViewSetMixin, APIView):
+class BackupDownloadView(TenantViewSetMixin, StreamingAPIView):
     """``GET /api/backups/{id}/download``: the artifact streamed (``backups.downloads``)."""
 
     renderer_classes = [JSONRenderer, ArtifactRenderer]
-    parser_classes = [StrictJSONParser]
     required_roles = {"get": Role.ADMIN}
-
-    def get_exception_handler(self):
-        return dialect_exception_handler
 
     @extend_schema(
         operation_id="backup_download",
@@ -412,10 +396,3 @@ class BackupDownloadView(TenantViewSetMixin, APIView):
         # A download may take long: give the connection back now.
         sse.release_connection()
         return download_response(download)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        # Errors are JSON whatever the client accepted.
-        if isinstance(response, Response):
-            request.accepted_renderer = JSONRenderer()
-            request.accepted_media_type = JSONRenderer.media_type
-        return super().finalize_response(request, response, *args, **kwargs)
