@@ -22,9 +22,7 @@ STRONGBOX_TEST_PG_* as in the tests; a throwaway Django database and artifacts l
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,108 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# The source database, the Django set-up and the backup are bench_restore.py's.
+from bench_restore import (  # noqa: E402 - after sys.path
+    create_source,
+    database_size,
+    psql,
+    setup_django,
+    strongbox_backup,
+)
+
 SOURCE = "sbx_bench_drill_src"
-ROW_BYTES = 165  # about, on disk, for the rows below
-
-
-def _pg_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("PGHOST", os.environ.get("STRONGBOX_TEST_PG_HOST", "127.0.0.1"))
-    env.setdefault("PGPORT", os.environ.get("STRONGBOX_TEST_PG_PORT", "5432"))
-    env.setdefault("PGUSER", os.environ.get("STRONGBOX_TEST_PG_USER", "postgres"))
-    if os.environ.get("STRONGBOX_TEST_PG_PASSWORD"):
-        env["PGPASSWORD"] = os.environ["STRONGBOX_TEST_PG_PASSWORD"]
-    return env
-
-
-def psql(statement: str, dbname: str = "postgres") -> str:
-    out = subprocess.run(
-        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-c", statement],
-        env=_pg_env(),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
-def database_size(name: str) -> int:
-    value = psql(f"SELECT pg_database_size('{name}')")
-    return int(value) if value else 0
-
-
-def create_source(size_mb: int) -> None:
-    """Two tables with a primary key and a secondary index each (as bench_restore.py)."""
-    exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{SOURCE}'")  # noqa: S608
-    if exists and 0.9 * size_mb * 2**20 < database_size(SOURCE) < 1.3 * size_mb * 2**20:
-        print(f"reusing {SOURCE} ({database_size(SOURCE) / 2**20:.0f} MB)")
-        return
-    psql(f"DROP DATABASE IF EXISTS {SOURCE}")
-    psql(f"CREATE DATABASE {SOURCE}")
-    rows = size_mb * 2**20 // ROW_BYTES // 2
-    for table in ("events", "ledger"):
-        psql(
-            f"CREATE TABLE {table} (id bigint PRIMARY KEY, account integer, kind text,"
-            " payload text, amount numeric(12, 2), created_at timestamptz)",
-            SOURCE,
-        )
-        fill = (
-            " SELECT i, i % 10000, (ARRAY['open', 'close', 'pay', 'refund'])[1 + i % 4],"  # noqa: S608
-            " md5(i::text) || ' ' || md5((i * 7)::text) || ' ' || repeat(chr(97 + i % 26), 12),"
-            " (i % 100000) / 100.0, timestamptz '2026-01-01' + i * interval '1 second'"
-            f" FROM generate_series(1, {rows}) i"
-        )
-        psql(f"INSERT INTO {table}" + fill, SOURCE)
-        psql(f"CREATE INDEX ON {table} (account)", SOURCE)
-    psql("VACUUM ANALYZE", SOURCE)
-    print(f"created {SOURCE}: {database_size(SOURCE) / 2**20:.0f} MB")
-
-
-def setup_django(workdir: Path) -> None:
-    os.environ["STRONGBOX_VAR_DIR"] = str(workdir / "var")
-    os.environ["STRONGBOX_SQLITE_PATH"] = str(workdir / "strongbox.sqlite3")
-    os.environ["STRONGBOX_LOCAL_DESTINATION_ROOT"] = str(workdir / "artifacts")
-    os.environ["STRONGBOX_TMP_DIR"] = str(workdir / "tmp")
-    os.environ.setdefault("STRONGBOX_MASTER_KEY", "bench-master-key")
-    os.environ.setdefault("STRONGBOX_LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
-    import django  # noqa: PLC0415 - after the environment is set
-    from django.core.management import call_command  # noqa: PLC0415
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
-
-def strongbox_backup():
-    from backups.services import backup_claim, backup_execute, backup_request  # noqa: PLC0415
-    from destinations.models import Destination  # noqa: PLC0415
-    from organizations.models import Database, Environment, Organisation, Project  # noqa: PLC0415
-
-    env = _pg_env()
-    org, _ = Organisation.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
-    project, _ = Project.objects.get_or_create(organisation=org, slug="bench", name="Bench")
-    environment, _ = Environment.objects.get_or_create(project=project, slug="bench", name="Bench")
-    Destination.objects.get_or_create(
-        organisation=org, name="Local", defaults={"kind": "local", "is_default": True}
-    )
-    database, _ = Database.objects.get_or_create(
-        environment=environment,
-        slug="main",
-        defaults={
-            "name": "main",
-            "engine": "postgresql",
-            "host": env["PGHOST"],
-            "port": int(env["PGPORT"]),
-            "username": env["PGUSER"],
-            "password": env.get("PGPASSWORD", ""),
-            "database_name": SOURCE,
-        },
-    )
-    (backup,) = backup_request(environment=environment, kind="database", database=database)
-    backup = backup_execute(backup=backup_claim(backup_id=backup.id))
-    if backup.status != "completed":
-        raise SystemExit(f"backup failed: {backup.message}")
-    return backup
 
 
 def run_drill(backup) -> float:
@@ -174,9 +80,9 @@ def main() -> None:
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="strongbox-bench-drill-"))
     workdir.mkdir(parents=True, exist_ok=True)
 
-    create_source(args.size_mb)
+    create_source(args.size_mb, SOURCE, at_most=1.3)
     setup_django(workdir)
-    backup = strongbox_backup()
+    backup = strongbox_backup(SOURCE)
     print(f"backup: {backup.size / 2**20:.1f} MB stored, {sum(backup.row_counts.values())} rows")
 
     drills, restores, rtos = [], [], []

@@ -62,21 +62,24 @@ def database_size(name: str) -> int:
     return int(value) if value else 0
 
 
-def create_source(size_mb: int) -> None:
-    """Two tables (so -j2 has parallel work) with a primary key and a secondary index each."""
-    exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{SOURCE}'")  # noqa: S608
-    if exists and database_size(SOURCE) > size_mb * 0.9 * 2**20:
-        print(f"reusing {SOURCE} ({database_size(SOURCE) / 2**20:.0f} MB)")
+def create_source(size_mb: int, source: str = SOURCE, *, at_most: float | None = None) -> None:
+    """Two tables (so -j2 has parallel work) with a primary key and a secondary index each;
+    an existing ``source`` of at least 0.9 × ``size_mb`` (and, with ``at_most``, at most that
+    many times it) is reused."""
+    exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{source}'")  # noqa: S608
+    size = database_size(source) if exists else 0
+    if size > size_mb * 0.9 * 2**20 and (at_most is None or size < at_most * size_mb * 2**20):
+        print(f"reusing {source} ({size / 2**20:.0f} MB)")
         return
-    psql(f"DROP DATABASE IF EXISTS {SOURCE}")
-    psql(f"CREATE DATABASE {SOURCE}")
+    psql(f"DROP DATABASE IF EXISTS {source}")
+    psql(f"CREATE DATABASE {source}")
     rows = size_mb * 2**20 // ROW_BYTES // 2
     started = time.perf_counter()
     for table in ("events", "ledger"):
         psql(
             f"CREATE TABLE {table} (id bigint PRIMARY KEY, account integer, kind text,"
             " payload text, amount numeric(12, 2), created_at timestamptz)",
-            SOURCE,
+            source,
         )
         fill = (
             " SELECT i, i % 10000, (ARRAY['open', 'close', 'pay', 'refund'])[1 + i % 4],"  # noqa: S608
@@ -84,11 +87,11 @@ def create_source(size_mb: int) -> None:
             " (i % 100000) / 100.0, timestamptz '2026-01-01' + i * interval '1 second'"
             f" FROM generate_series(1, {rows}) i"
         )
-        psql(f"INSERT INTO {table}" + fill, SOURCE)
-        psql(f"CREATE INDEX ON {table} (account)", SOURCE)
-    psql("VACUUM ANALYZE", SOURCE)
+        psql(f"INSERT INTO {table}" + fill, source)
+        psql(f"CREATE INDEX ON {table} (account)", source)
+    psql("VACUUM ANALYZE", source)
     took = time.perf_counter() - started
-    print(f"created {SOURCE}: {database_size(SOURCE) / 2**20:.0f} MB in {took:.0f}s")
+    print(f"created {source}: {database_size(source) / 2**20:.0f} MB in {took:.0f}s")
 
 
 def timed(label: str, func) -> float:
@@ -154,7 +157,7 @@ def setup_django(workdir: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
-def strongbox_backup():
+def strongbox_backup(source: str = SOURCE):
     from backups.services import backup_claim, backup_execute, backup_request
     from destinations.models import Destination
     from organizations.models import Database, Environment, Organisation, Project
@@ -176,7 +179,7 @@ def strongbox_backup():
             "port": int(env["PGPORT"]),
             "username": env["PGUSER"],
             "password": env.get("PGPASSWORD", ""),
-            "database_name": SOURCE,
+            "database_name": source,
         },
     )
     (backup,) = backup_request(environment=environment, kind="database", database=database)
