@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
-from backups.models import BackupKind, BackupMethod, BackupStatus, BaseBackupPosition, WalSegment
+from backups.models import BackupKind, BackupMethod, BackupStatus, WalSegment
 from config.errors import Conflict, InvalidInput, Unprocessable
 from pitr import physical
 from pitr.archive import wal_archive
@@ -17,6 +17,7 @@ from pitr.coverage import pitr_check_target, pitr_coverage, pitr_validate_timest
 from pitr.retention import pitr_protected_backup_ids, wal_retention_apply
 from tests import factories
 from tests.fixtures.tenants import DEFAULT_SLUG, tenant_path
+from tests.pitr.helpers import base_backup
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -31,27 +32,6 @@ def pg_database(environment, tmp_path):
     return factories.DatabaseFactory(
         environment=environment, name="Orders", slug="orders", engine="postgresql"
     )
-
-
-def base_backup(database, *, start: int, stop_time: datetime):
-    backup = factories.BackupFactory(
-        environment=database.environment,
-        database=database,
-        kind=BackupKind.BASE,
-        method=BackupMethod.PHYSICAL,
-        created_at=stop_time - timedelta(minutes=1),
-        completed_at=stop_time + timedelta(seconds=5),
-    )
-    BaseBackupPosition.objects.create(
-        backup=backup,
-        timeline=1,
-        start_lsn=f"0/{start:X}000028",
-        start_wal=physical.segment_name(1, start),
-        start_segment_number=start,
-        stop_wal=physical.segment_name(1, start),
-        stop_time=stop_time,
-    )
-    return backup
 
 
 def archive(database, tmp_path, number: int, last_xact: datetime) -> WalSegment:

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from alerts.models import Alert
-from backups.models import Backup, BackupKind, BackupMethod, BaseBackupPosition, WalSegment
+from backups.models import Backup, WalSegment
 from organizations.models import Role
 from pitr import physical
 from pitr.archive import gap_key, wal_archive
@@ -21,6 +21,7 @@ from pitr.verify import verify_key, wal_verify
 from restores.models import Restore
 from tests import factories
 from tests.fixtures.tenants import DEFAULT_SLUG, tenant_path
+from tests.pitr.helpers import base_backup as make_base_backup
 
 pytestmark = pytest.mark.django_db
 
@@ -34,24 +35,7 @@ def make_database(environment, name: str):
 
 
 def base_backup(database, *, start: int):
-    backup = factories.BackupFactory(
-        environment=database.environment,
-        database=database,
-        kind=BackupKind.BASE,
-        method=BackupMethod.PHYSICAL,
-        created_at=T0 - timedelta(minutes=1),
-        completed_at=T0 + timedelta(seconds=5),
-    )
-    BaseBackupPosition.objects.create(
-        backup=backup,
-        timeline=1,
-        start_lsn=f"0/{start:X}000028",
-        start_wal=physical.segment_name(1, start),
-        start_segment_number=start,
-        stop_wal=physical.segment_name(1, start),
-        stop_time=T0,
-    )
-    return backup
+    return make_base_backup(database, start=start, stop_time=T0)
 
 
 def archive(database, tmp_path, numbers) -> list[WalSegment]:
