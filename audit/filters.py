@@ -9,18 +9,16 @@ the parameter, never an empty list.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
 
 import django_filters
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from audit.actions import action_problem
 from audit.models import ActorType, AuditEvent
 from config.errors import InvalidInput
+from config.filters import UtcIsoDateTimeFilter
 
 FILTER_NAMES = ("action", "actor", "since")
-OUT_OF_RANGE = "This date-time is out of range in UTC."
 DATETIME_ERROR = "Enter an ISO 8601 date-time, e.g. 2026-01-01T00:00:00Z."
 FILTER_HELP = {
     "action": "Only this action (e.g. `backup.delete`), or a family of them (`backup.*`)",
@@ -30,27 +28,10 @@ FILTER_HELP = {
 }
 
 
-class _UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
-    """ISO 8601, also with an unencoded ``+`` that arrived as a space; compared in UTC."""
-
-    def to_python(self, value):
-        if isinstance(value, str):
-            value = value.strip().replace(" ", "+")
-        value = super().to_python(value)
-        try:
-            return value.astimezone(UTC) if value is not None else None
-        except OverflowError:  # year 1 east of UTC, year 9999 west of it
-            raise ValidationError(OUT_OF_RANGE, code="invalid") from None
-
-
-class _UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = _UtcIsoDateTimeField
-
-
 class AuditEventFilterSet(django_filters.FilterSet):
     action = django_filters.CharFilter(method="filter_action")
     actor = django_filters.CharFilter(method="filter_actor", max_length=210)
-    since = _UtcIsoDateTimeFilter(
+    since = UtcIsoDateTimeFilter(
         field_name="at", lookup_expr="gte", error_messages={"invalid": DATETIME_ERROR}
     )
 

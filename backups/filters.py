@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
 
 import django_filters
 from django.db.models import QuerySet
@@ -19,6 +18,7 @@ from django.db.models import QuerySet
 from backups.engines import ENGINES
 from backups.models import Backup, BackupKind, BackupStatus
 from config.errors import InvalidInput
+from config.filters import UtcIsoDateTimeFilter
 
 STATUS_VALUES = tuple(BackupStatus.values)
 ENGINE_VALUES = tuple(sorted(ENGINES))
@@ -52,21 +52,6 @@ def _invalid_choice(values) -> dict[str, str]:
     return {"invalid_choice": f"Unknown value %(value)s; allowed values: {', '.join(values)}."}
 
 
-class _LenientIsoDateTimeField(django_filters.fields.IsoDateTimeField):
-    """ISO 8601, also when an unencoded ``+`` of the offset arrived as a space; compared in
-    UTC (PostgreSQL takes offsets up to 15:59 only, ISO 8601 and Python up to 23:59)."""
-
-    def to_python(self, value):
-        if isinstance(value, str):
-            value = value.strip().replace(" ", "+")
-        value = super().to_python(value)
-        return value.astimezone(UTC) if value is not None else None
-
-
-class _IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = _LenientIsoDateTimeField
-
-
 class BackupFilterSet(django_filters.FilterSet):
     """Canonical backup filters. Unknown values are errors, never a silently empty list."""
 
@@ -84,10 +69,10 @@ class BackupFilterSet(django_filters.FilterSet):
         method="filter_holds",
         label="Backups holding this type (a full backup holds both)",
     )
-    created_before = _IsoDateTimeFilter(
+    created_before = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="lt", error_messages={"invalid": DATETIME_ERROR}
     )
-    created_after = _IsoDateTimeFilter(
+    created_after = UtcIsoDateTimeFilter(
         field_name="created_at", lookup_expr="gt", error_messages={"invalid": DATETIME_ERROR}
     )
     name = django_filters.CharFilter(method="filter_name", label="Name (exact, or prefix*)")

@@ -151,6 +151,8 @@ def test_it_filters_by_dates_and_status(client_for, organisation, environment):
     [
         ({"createdBefore": "yesterday"}, "createdBefore"),
         ({"createdAfter": "2025-13-45"}, "createdAfter"),
+        ({"createdBefore": "0001-01-01T00:00:00+01:00"}, "createdBefore"),  # year 0 in UTC
+        ({"createdAfter": "9999-12-31T23:00:00-05:00"}, "createdAfter"),  # year 10000 in UTC
         ({"status": "done"}, "status"),
         ({"limit": "ten"}, "limit"),
         ({"limit": "0"}, "limit"),

@@ -84,6 +84,7 @@ def test_another_organisations_target_environment_is_a_400(
     [
         ({"targetType": "elsewhere"}, "targetType"),
         ({"pitrTimestamp": "yesterday"}, "pitrTimestamp"),
+        ({"pitrTimestamp": "0001-01-01T00:00:00+01:00"}, "pitrTimestamp"),
         ({"backupId": str(uuid.uuid4())}, "backupId"),
         ({"targetType": "other", "targetEnvironmentId": "nope"}, "targetEnvironmentId"),
     ],
