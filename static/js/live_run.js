@@ -209,17 +209,18 @@
   }
 
   function finish(data) {
-    var result = data.result || {};
+    var result = data.result;
+    Array.prototype.forEach.call(document.querySelectorAll("[data-live-while=active]"), function (node) {
+      node.hidden = true;
+    });
+    if (!result) { return; }  // the run is gone (deleted): nothing of it to show
     Array.prototype.forEach.call(document.querySelectorAll("[data-live]"), function (node) {
       var fill = FILL[node.getAttribute("data-live")];
-      if (fill && data.result) { fill(node, data, result); }
+      if (fill) { fill(node, data, result); }
     });
     Array.prototype.forEach.call(document.querySelectorAll("[data-live-when]"), function (node) {
       var when = REVEAL[node.getAttribute("data-live-when")];
       if (when && when(data, result)) { node.hidden = false; }
-    });
-    Array.prototype.forEach.call(document.querySelectorAll("[data-live-while=active]"), function (node) {
-      node.hidden = true;
     });
   }
 

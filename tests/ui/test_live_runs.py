@@ -25,6 +25,7 @@ from tests.backups.helpers import restore_database_artifact, run_backup_now
 from tests.fixtures.databases import fill_postgres, postgres_server, table_checksums
 from tests.fixtures.tenants import tenant_path
 from tests.fixtures.worker import wait_for
+from tests.ui.test_accessibility import RUN_AXE, axe_source  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -145,8 +146,21 @@ def watch(page) -> list:
     return navigations
 
 
+def no_serious_violation(page, source: str) -> None:
+    """What the page became live passes axe-core as the rendered pages do."""
+    page.add_script_tag(content=source)
+    assert page.evaluate(RUN_AXE) == []
+
+
 def test_a_backup_started_from_the_database_page_fills_in_its_phases_and_sizes_live(
-    page, orders, sign_in, table_lock, server_artifacts, make_postgres_database, screenshot
+    page,
+    orders,
+    sign_in,
+    table_lock,
+    server_artifacts,
+    make_postgres_database,
+    screenshot,
+    axe_source,  # noqa: F811 - the fixture imported above
 ):
     spec, database, people = orders
     lock = table_lock(spec)
@@ -204,6 +218,7 @@ def test_a_backup_started_from_the_database_page_fills_in_its_phases_and_sizes_l
     assert max(len(running_phases(entry)) for entry in before_the_end) >= 2, log
     assert log[-1] == "DUMP:done COMPRESS:done UPLOAD:done VERIFY:done", log
     assert_never_reloaded(page, navigations)
+    no_serious_violation(page, axe_source)
 
     restored = make_postgres_database()
     restore_database_artifact(backup, restored)
@@ -274,7 +289,12 @@ def test_a_restore_fills_in_its_phases_live_and_offers_undo_without_a_reload(
 
 
 def test_a_failing_backup_shows_failed_and_its_error_live(
-    page, orders, sign_in, table_lock, screenshot
+    page,
+    orders,
+    sign_in,
+    table_lock,
+    screenshot,
+    axe_source,  # noqa: F811 - the fixture imported above
 ):
     spec, database, people = orders
     lock = table_lock(spec)
@@ -311,3 +331,4 @@ def test_a_failing_backup_shows_failed_and_its_error_live(
     expect(page.get_by_role("button", name="Abort…")).to_be_hidden()
     screenshot(page, "live-05-backup-failed")
     assert_never_reloaded(page, navigations)
+    no_serious_violation(page, axe_source)
