@@ -14,7 +14,7 @@ from backups import selectors, services
 from backups.downloads import download_response
 from backups.forms import AgeSettingsForm, BackupTriggerForm
 from backups.models import Backup, BackupKind, BackupStatus
-from backups.progress import backup_progress_event
+from backups.progress import backup_progress_event, run_duration
 from config.errors import Conflict, InvalidInput
 from organizations.models import Role
 from organizations.pages import TenantAction, TenantPage, phase_timeline
@@ -97,13 +97,18 @@ class BackupDetailView(TenantPage, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         backup = selectors.backup_get(organisation=self.organisation, backup_id=kwargs["pk"])
+        progress = backup_progress_event(backup)
         context.update(
             backup=backup,
             environment=backup.environment,
-            progress=backup_progress_event(backup),
-            phases=phase_timeline(backup),
+            progress=progress,
+            phases=phase_timeline(progress["phases"]),
             copies=list(backup.copies.all()),
-            restore_url=restore_url(backup) if backup.status == BackupStatus.COMPLETED else None,
+            # A running backup's page keeps the link hidden until the stream says completed.
+            restore_url=restore_url(backup)
+            if backup.status == BackupStatus.COMPLETED or backup.is_active
+            else None,
+            duration=run_duration(backup),
             can_delete=backup.status not in (BackupStatus.DELETING, BackupStatus.DELETED)
             and not backup.is_active,
         )

@@ -119,27 +119,34 @@ def paginate(request, queryset, per_page: int = 20):
     return page, params.urlencode()
 
 
-def phase_timeline(run) -> list[dict]:
-    """The phases of a backup or a restore as Gantt bars: offset and width in % of the
-    whole run (phases overlap: compression and upload run while the dump streams)."""
-    phases = [dict(p) for p in run.phases or []]
+def phase_timeline(phases: list[dict]) -> list[dict]:
+    """Phases as ``backups.progress.phase_states`` gives them (the progress event's
+    ``phases``), as Gantt bars: ``started_at``/``finished_at`` parsed, offset and width in %
+    of the whole run (phases overlap: compression and upload run while the dump streams).
+    static/js/live_run.js draws the same bars from the same event."""
+    bars = []
     for phase in phases:
-        for key in ("started_at", "finished_at"):
+        bar = {
+            "name": phase["name"],
+            "state": phase["state"],
+            "duration_sec": phase.get("durationSec"),
+            "offset": 0,
+            "width": 0,
+        }
+        for key, source in (("started_at", "startedAt"), ("finished_at", "finishedAt")):
             try:
-                phase[key] = datetime.fromisoformat(phase[key]) if phase.get(key) else None
-            except ValueError:
-                phase[key] = None
-    starts = [p["started_at"] for p in phases if p["started_at"]]
-    ends = [p["finished_at"] or timezone.now() for p in phases if p["started_at"]]
-    if not starts:
-        return phases
-    origin = min(starts)
-    span = (max(ends) - origin).total_seconds() or 1.0
-    for phase in phases:
-        if phase["started_at"] is None:
-            phase["offset"], phase["width"] = 0, 0
-            continue
-        end = phase["finished_at"] or timezone.now()
-        phase["offset"] = round(100 * (phase["started_at"] - origin).total_seconds() / span, 1)
-        phase["width"] = max(round(100 * (end - phase["started_at"]).total_seconds() / span, 1), 1)
-    return phases
+                bar[key] = datetime.fromisoformat(phase[source]) if phase.get(source) else None
+            except (TypeError, ValueError):
+                bar[key] = None
+        bars.append(bar)
+    started = [bar for bar in bars if bar["started_at"]]
+    if not started:
+        return bars
+    now = timezone.now()
+    origin = min(bar["started_at"] for bar in started)
+    span = (max(bar["finished_at"] or now for bar in started) - origin).total_seconds() or 1.0
+    for bar in started:
+        end = bar["finished_at"] or now
+        bar["offset"] = round(100 * (bar["started_at"] - origin).total_seconds() / span, 1)
+        bar["width"] = max(round(100 * (end - bar["started_at"]).total_seconds() / span, 1), 1)
+    return bars

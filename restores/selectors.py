@@ -9,12 +9,12 @@ from django.db.models import Q, QuerySet
 
 from api.base.routes import parse_uuid
 from backups.models import Backup, BackupStatus
-from backups.progress import progress_event
+from backups.progress import iso, progress_event, run_duration
 from config.errors import InvalidInput, NotFound, Unprocessable
 from organizations.models import Database, Environment, Organisation
 from pitr.coverage import pitr_coverage, pitr_validate_timestamp
 from pitr.setup import archive_command_line
-from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestoreStatus
+from restores.models import ACTIVE_RESTORE_STATUSES, Restore, RestorePhase, RestoreStatus
 from restores.plan import PITR_KINDS, RestorePlan, family, restore_plan_for
 
 NEW_TARGET_DISABLED = "targetType 'new' is disabled until orchestration exists"
@@ -61,14 +61,80 @@ def restore_latest_for_backup(*, organisation: Organisation, backup) -> Restore 
     return restores_for_organisation(organisation=organisation).filter(backup=backup).first()
 
 
+def restore_planned_phases(restore: Restore) -> tuple[str, ...]:
+    """The phases a restore runs, in order (RECOVER only for a point in time)."""
+    return tuple(
+        phase
+        for phase in RestorePhase
+        if phase != RestorePhase.RECOVER or restore.pitr_target is not None
+    )
+
+
 def restore_progress_event(restore: Restore) -> dict:
     """The same event shape as a backup's."""
-    return progress_event(restore, running=restore.status == RestoreStatus.IN_PROGRESS)
+    return progress_event(
+        restore,
+        running=restore.status == RestoreStatus.IN_PROGRESS,
+        planned=restore_planned_phases(restore),
+    )
 
 
 def restore_final_event_name(restore: Restore) -> str | None:
     """``done`` or ``failed`` once the restore has ended, else None."""
     return {RestoreStatus.COMPLETED: "done", RestoreStatus.FAILED: "failed"}.get(restore.status)
+
+
+def restore_undoable(restore: Restore) -> bool:
+    """A completed restore whose safety backup completed can be put back."""
+    safety = restore.safety_backup
+    return (
+        restore.status == RestoreStatus.COMPLETED
+        and safety is not None
+        and safety.status == BackupStatus.COMPLETED
+    )
+
+
+def restore_result(restore: Restore) -> dict:
+    """What a finished restore's final event adds: what the restore page shows once it
+    ended (how much it read, how long it took, its safety backup, whether undo applies)."""
+    safety = restore.safety_backup
+    return {
+        "bytesRead": restore.bytes_done,
+        "startedAt": iso(restore.started_at),
+        "completedAt": iso(restore.completed_at),
+        "durationSec": run_duration(restore),
+        "safetyBackup": {
+            "id": safety.pk,
+            "name": safety.name,
+            "status": safety.status,
+            "statusLabel": safety.get_status_display(),
+            "size": safety.size,
+        }
+        if safety is not None
+        else None,
+        "undoable": restore_undoable(restore),
+    }
+
+
+def restore_progress_results(pks: list) -> dict:
+    """The progress event of each restore, and its final event's name once it ended; a
+    final event carries the restore's ``result``. One query (with the safety backups)."""
+    found = {
+        restore.pk: restore
+        for restore in Restore.objects.filter(pk__in=pks).select_related("safety_backup")
+    }
+    gone = ({"status": "failed", "message": "The restore no longer exists."}, "failed")
+    results = {}
+    for pk in pks:
+        restore = found.get(pk)
+        if restore is None:
+            results[pk] = gone
+            continue
+        event, final = restore_progress_event(restore), restore_final_event_name(restore)
+        if final:
+            event["result"] = restore_result(restore)
+        results[pk] = (event, final)
+    return results
 
 
 # --- the plan of a restore -----------------------------------------------------------------

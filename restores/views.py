@@ -13,6 +13,7 @@ from django.views.generic import TemplateView
 
 from backups import selectors as backup_selectors
 from backups.models import BackupStatus
+from backups.progress import run_duration
 from config.errors import ApplicationError
 from organizations.models import Role
 from organizations.pages import TenantAction, TenantPage, paginate, phase_timeline
@@ -157,14 +158,13 @@ class RestoreDetailView(TenantPage, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         restore = selectors.restore_get(organisation=self.organisation, restore_id=kwargs["pk"])
-        safety = restore.safety_backup
+        progress = selectors.restore_progress_event(restore)
         context.update(
             restore=restore,
-            progress=selectors.restore_progress_event(restore),
-            phases=phase_timeline(restore),
-            can_undo=restore.status == "completed"
-            and safety is not None
-            and safety.status == BackupStatus.COMPLETED,
+            progress=progress,
+            phases=phase_timeline(progress["phases"]),
+            can_undo=selectors.restore_undoable(restore),
+            duration=run_duration(restore),
             undone_by=list(restore.undone_by.all()),
         )
         return context

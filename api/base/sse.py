@@ -14,9 +14,10 @@ waits. Under WSGI
 Django consumes the generator to its end before answering, which is fine for
 finished work and for tests, not for following a live backup.
 
-The stream sends ``event: progress`` whenever the progress changes, a final
-``event: done`` or ``event: failed``, then closes. A stream opened after the work
-finished sends the final event at once. A client that goes away cancels the
+The stream sends ``event: progress`` whenever the progress changes (a phase starting or
+ending is a change: each event lists every phase with its state), a final ``event: done``
+or ``event: failed`` (which adds the finished run's ``result``), then closes. A stream
+opened after the work finished sends the final event at once. A client that goes away cancels the
 generator (Django cancels the response task on ``http.disconnect``); after
 ``MAX_SECONDS`` the stream says ``event: timeout`` and closes so that nothing
 lives forever: ``EventSource`` reconnects by itself.
@@ -202,8 +203,12 @@ SSE_EVENT_SCHEMA = {
         "event": {"type": "string", "enum": ["progress", "done", "failed", "timeout"]},
         "data": {
             "type": "string",
-            "description": "JSON: {status, phase, bytesDone, bytesTotal, percent, message, "
-            "etaSeconds}",
+            "description": "JSON: {status, phase, phases, bytesDone, bytesTotal, percent, "
+            "message, etaSeconds}; `phases` lists each phase as {name, state (pending, running, "
+            "done, failed, skipped), startedAt, finishedAt, durationSec}; the final `done` or "
+            "`failed` event adds `result`, what only a finished run has (a backup's size, "
+            "checksum, duration and copies; a restore's bytes read, duration, safety backup "
+            "and whether it can be undone)",
         },
     },
     "required": ["event", "data"],
@@ -214,9 +219,9 @@ def stream_schema(summary: str, description: str, what: str):
     return extend_schema(
         summary=summary,
         description=description
-        + " Events: `progress` (JSON `{status, phase, bytesDone, bytesTotal, percent, "
-        "message}`), then a final `done` or `failed`; `timeout` when the stream reached its "
-        "maximum duration.",
+        + " Events: `progress` (JSON `{status, phase, phases, bytesDone, bytesTotal, percent, "
+        "message}`), then a final `done` or `failed` (with `result`); `timeout` when the "
+        "stream reached its maximum duration.",
         parameters=[uuid_path("id", f"{what} UUID")],
         responses={
             (200, "text/event-stream"): OpenApiResponse(

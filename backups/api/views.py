@@ -29,8 +29,7 @@ from backups.api.serializers import (
 )
 from backups.downloads import download_response
 from backups.filters import STATUS_VALUES, FilterDialect, backups_filter
-from backups.models import Backup
-from backups.progress import backup_final_event_name, backup_progress_event
+from backups.progress import backup_progress_results
 from config.errors import InvalidInput, NotFound
 from organizations.models import Role
 from organizations.tenancy import TenantViewSet, TenantViewSetMixin
@@ -261,18 +260,6 @@ class Seed003BackupViewSet(TenantViewSet):
 
 
 # --- progress stream -------------------------------------------------------------------------
-
-
-def backup_progress_results(pks: list) -> dict:
-    """The progress event of each backup, and its final event's name once it ended."""
-    found = {backup.pk: backup for backup in Backup.objects.filter(pk__in=pks)}
-    gone = ({"status": "deleted", "message": "The backup no longer exists."}, "failed")
-    return {
-        pk: (backup_progress_event(found[pk]), backup_final_event_name(found[pk]))
-        if pk in found
-        else gone
-        for pk in pks
-    }
 
 
 class BackupProgressView(TenantViewSetMixin, sse.ProgressStreamView):

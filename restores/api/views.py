@@ -26,7 +26,6 @@ from restores.api.serializers import (
     Seed003RestoreRequestSerializer,
     Seed003RestoreSerializer,
 )
-from restores.models import Restore
 
 TAGS = ["seed 003: restores"]
 NEW_DISABLED = "targetType 'new' is disabled until orchestration exists"
@@ -267,21 +266,6 @@ class RestoreViewSet(TenantViewSet):
 # --- progress streams --------------------------------------------------------------------------
 
 
-def restore_progress_results(pks: list) -> dict:
-    """The progress event of each restore, and its final event's name once it ended."""
-    found = {restore.pk: restore for restore in Restore.objects.filter(pk__in=pks)}
-    gone = ({"status": "failed", "message": "The restore no longer exists."}, "failed")
-    return {
-        pk: (
-            restore_selectors.restore_progress_event(found[pk]),
-            restore_selectors.restore_final_event_name(found[pk]),
-        )
-        if pk in found
-        else gone
-        for pk in pks
-    }
-
-
 class BackupRestoreProgressView(TenantViewSetMixin, sse.ProgressStreamView):
     """The latest restore of a backup."""
 
@@ -302,7 +286,7 @@ class BackupRestoreProgressView(TenantViewSetMixin, sse.ProgressStreamView):
         )
         if restore is None:
             raise NotFound("This backup has not been restored.")
-        return sse.Subject(restore_progress_results, restore.pk)
+        return sse.Subject(restore_selectors.restore_progress_results, restore.pk)
 
 
 class RestoreProgressView(TenantViewSetMixin, sse.ProgressStreamView):
@@ -318,4 +302,4 @@ class RestoreProgressView(TenantViewSetMixin, sse.ProgressStreamView):
         restore = restore_selectors.restore_get(
             organisation=self.tenant.organisation, restore_id=id
         )
-        return sse.Subject(restore_progress_results, restore.pk)
+        return sse.Subject(restore_selectors.restore_progress_results, restore.pk)

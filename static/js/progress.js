@@ -1,6 +1,9 @@
 /* Live progress bars: each [data-progress-url] element follows its SSE stream
    (event: progress, then done or failed) and updates its bar, its label and the
-   status badges marked [data-status-for="<id>"]. No library needed. */
+   status badges marked [data-status-for="<id>"]. Each event is passed on as a
+   "strongbox:progress" event on the box (detail: {type, data}) for the rest of the page
+   (live_run.js: phases and the facts of a finished run). Never reloads the page. No
+   library needed. */
 (function () {
   "use strict";
 
@@ -9,6 +12,11 @@
     "aborting": "Aborting", "aborted": "Aborted", "failed": "Failed",
     "not-supported": "Not supported", "deleting": "Deleting", "deleted": "Deleted"
   };
+
+  function words(value) {
+    var text = String(value || "").replace(/[_-]/g, " ").trim().toLowerCase();
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
 
   function human(bytes) {
     if (bytes === null || bytes === undefined) { return ""; }
@@ -59,6 +67,10 @@
     if (eta) { eta.textContent = data.phase ? "Phase: " + data.phase.toLowerCase().replace(/_/g, " ") : ""; }
   }
 
+  function passOn(box, type, data) {
+    box.dispatchEvent(new CustomEvent("strongbox:progress", {bubbles: true, detail: {type: type, data: data}}));
+  }
+
   function follow(box) {
     var id = box.getAttribute("data-backup-id");
     var source = new EventSource(box.getAttribute("data-progress-url"));
@@ -66,6 +78,7 @@
       var data = JSON.parse(e.data);
       render(box, data);
       setStatus(id, data.status);
+      passOn(box, e.type, data);
     });
     function finish(e) {
       source.close();
@@ -73,13 +86,13 @@
       render(box, data);
       setStatus(id, data.status);
       box.classList.add(e.type === "done" ? "finished" : "stopped");
+      var eta = document.querySelector('[data-eta-for="' + id + '"]');
+      if (eta) { eta.textContent = ""; }  // no phase is current any more
       box.setAttribute("data-final", e.type);
       if (e.type === "failed" && data.message) {
         box.querySelector(".progress-label").textContent = data.message;
       }
-      if (box.hasAttribute("data-reload-on-done")) {
-        window.setTimeout(function () { window.location.reload(); }, 1200);
-      }
+      passOn(box, e.type, data);
     }
     source.addEventListener("done", finish);
     source.addEventListener("failed", finish);
@@ -90,5 +103,10 @@
     };
   }
 
-  Array.prototype.forEach.call(document.querySelectorAll("[data-progress-url]"), follow);
+  window.strongboxFormat = {words: words, human: human, duration: duration};
+
+  // Streams open once the whole page is parsed and every deferred script listens.
+  document.addEventListener("DOMContentLoaded", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-progress-url]"), follow);
+  });
 }());

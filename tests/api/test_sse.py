@@ -2,11 +2,13 @@
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.test import AsyncClient
+from django.utils import timezone
 
 from api.base import sse
 from backups.models import Backup, BackupStatus
@@ -109,6 +111,116 @@ def test_a_running_backup_streams_progress_until_it_completes(
 
 
 @pytest.mark.django_db
+def test_each_event_lists_every_phase_with_its_state_the_unstarted_ones_pending(
+    organisation, environment, token_for, fast
+):
+    started = timezone.now() - timedelta(seconds=3)
+    running = factories.BackupFactory(
+        environment=environment,
+        status=BackupStatus.IN_PROGRESS,
+        phase="DUMP",
+        phases=[
+            {"name": name, "status": "RUNNING", "started_at": started.isoformat()}
+            for name in ("DUMP", "COMPRESS", "UPLOAD")
+        ],
+    )
+
+    async def work():
+        await asyncio.sleep(0.1)
+        ended = timezone.now()
+        phases = [
+            {
+                "name": name,
+                "status": "SUCCESS",
+                "started_at": started.isoformat(),
+                "finished_at": ended.isoformat(),
+                "duration_sec": 3.0,
+            }
+            for name in ("DUMP", "COMPRESS", "UPLOAD")
+        ]
+        phases.append({"name": "VERIFY", "status": "ERROR", "started_at": ended.isoformat()})
+        await sync_to_async(Backup.objects.filter(pk=running.pk).update)(
+            status=BackupStatus.FAILED, phases=phases, message="the copy is short"
+        )
+
+    _, body = get(f"/api/backups/{running.id}/progress", token_for(organisation), during=work)
+    (first_name, first), *_, (last_name, last) = parse(body)
+
+    assert first_name == "progress" and "result" not in first  # only the final event has it
+    assert [(p["name"], p["state"]) for p in first["phases"]] == [
+        ("DUMP", "running"),
+        ("COMPRESS", "running"),
+        ("UPLOAD", "running"),
+        ("VERIFY", "pending"),
+    ]
+    assert first["phases"][0]["startedAt"] == started.isoformat()
+    assert first["phases"][3] == {
+        "name": "VERIFY",
+        "state": "pending",
+        "startedAt": None,
+        "finishedAt": None,
+        "durationSec": None,
+    }
+    assert last_name == "failed" and last["message"] == "the copy is short"
+    assert [p["state"] for p in last["phases"]] == ["done", "done", "done", "failed"]
+    assert last["phases"][0]["durationSec"] == 3.0
+
+
+@pytest.mark.django_db
+def test_the_final_event_carries_sizes_checksum_duration_and_copies(
+    organisation, environment, token_for
+):
+    started = timezone.now() - timedelta(seconds=12)
+    backup = factories.BackupFactory(
+        environment=environment,
+        started_at=started,
+        completed_at=started + timedelta(seconds=12.5),
+        size=4096,
+        compression="zstd",
+        checksum_sha256="ab" * 32,
+        row_counts={"public.a": 3, "public.b": 4},
+    )
+    disk = factories.DestinationFactory(organisation=organisation, name="Disk")
+    factories.BackupCopyFactory(backup=backup, destination=disk, size=4096, key="a/b.zst")
+
+    _, body = get(f"/api/backups/{backup.id}/progress", token_for(organisation, Role.VIEWER))
+    [(name, data)] = parse(body)
+
+    assert name == "done"
+    result = data["result"]
+    assert (result["size"], result["compression"], result["checksumSha256"]) == (
+        4096,
+        "zstd",
+        "ab" * 32,
+    )
+    assert result["durationSec"] == 12.5 and result["tables"] == 2
+    assert result["completedAt"] == backup.completed_at.isoformat()
+    [copy] = result["copies"]
+    assert copy["destination"] == "Disk" and copy["size"] == 4096 and copy["key"] == "a/b.zst"
+    assert copy["status"] == "stored" and copy["statusLabel"] == "Stored"
+
+
+@pytest.mark.django_db
+def test_a_finished_restore_says_whether_it_can_be_undone(organisation, backup, token_for):
+    safety = factories.BackupFactory(environment=backup.environment, size=2048)
+    restore = factories.RestoreFactory(
+        backup=backup, status="completed", safety_backup=safety, bytes_done=1024
+    )
+    _, body = get(f"/api/restores/{restore.id}/progress", token_for(organisation, Role.VIEWER))
+    [(name, data)] = parse(body)
+
+    assert name == "done"
+    assert data["result"]["undoable"] is True and data["result"]["bytesRead"] == 1024
+    assert data["result"]["safetyBackup"] == {
+        "id": str(safety.id),
+        "name": safety.name,
+        "status": "completed",
+        "statusLabel": "Completed",
+        "size": 2048,
+    }
+
+
+@pytest.mark.django_db
 def test_the_stream_ends_at_its_maximum_duration(
     organisation, environment, token_for, fast, monkeypatch
 ):
@@ -156,11 +268,20 @@ def test_restore_progress_streams_from_the_restore_row(organisation, backup, tok
                 {
                     "status": "failed",
                     "phase": None,
+                    "phases": [],
                     "bytesDone": 0,
                     "bytesTotal": None,
                     "percent": None,
                     "message": "disk full",
                     "etaSeconds": None,
+                    "result": {
+                        "bytesRead": 0,
+                        "startedAt": None,
+                        "completedAt": None,
+                        "durationSec": None,
+                        "safetyBackup": None,
+                        "undoable": False,
+                    },
                 },
             )
         ]

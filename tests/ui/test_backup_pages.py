@@ -175,6 +175,47 @@ def test_a_running_backup_shows_a_live_progress_bar(client, viewer, environment)
     assert "js/progress.js" in html
 
 
+def test_a_running_backups_page_lists_the_phases_to_come_and_holds_back_its_actions(
+    client, owner, environment, destination
+):
+    started = timezone.now().isoformat()
+    backup = make_backup(
+        environment,
+        destination,
+        status=BackupStatus.IN_PROGRESS,
+        size=None,
+        phases=[
+            {"name": name, "status": "RUNNING", "started_at": started}
+            for name in ("DUMP", "COMPRESS", "UPLOAD")
+        ],
+    )
+    client.force_login(owner)
+    html = client.get(reverse("backup-detail", args=[backup.id])).content.decode()
+
+    assert 'data-phase="DUMP" data-state="running"' in html
+    assert 'data-phase="VERIFY" data-state="pending"' in html
+    assert "js/live_run.js" in html and "data-reload-on-done" not in html
+    # Restore, download and delete wait, hidden, for the stream to say the run ended.
+    assert 'data-testid="restore" hidden data-live-when="completed"' in html
+    assert 'data-testid="download" hidden data-live-when="completed"' in html
+    assert 'hidden data-live-when="ended">Delete…' in html
+
+
+def test_a_finished_backups_page_lists_only_the_phases_it_ran(client, owner, environment):
+    started = timezone.now().isoformat()
+    backup = make_backup(
+        environment,
+        status=BackupStatus.FAILED,
+        phases=[{"name": "DUMP", "status": "ERROR", "started_at": started}],
+    )
+    client.force_login(owner)
+    html = client.get(reverse("backup-detail", args=[backup.id])).content.decode()
+
+    assert 'data-phase="DUMP" data-state="failed"' in html
+    assert 'data-phase="VERIFY"' not in html
+    assert "data-live-when" not in html and "js/live_run.js" not in html
+
+
 def test_another_organisations_backup_is_not_found(client, outsider, environment):
     backup = make_backup(environment)
     client.force_login(outsider)
