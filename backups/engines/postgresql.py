@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 import psycopg
@@ -216,7 +216,7 @@ class PostgreSQLEngine(Engine):
             env = self.dump_env(spec)  # resolves and checks the host once, for pg_dump
         except EngineError as exc:
             raise DumpFailed(str(exc)) from exc
-        return _PgDump(self.dump_argv(spec), env=env)
+        return _PgDump(self.dump_argv(spec), env=env, recount=lambda: self.row_counts(spec))
 
     def copy_digests(
         self, spec: ConnectionSpec, tables: Iterable[tuple[str, str, list[str]]], encoding: str
@@ -262,12 +262,15 @@ class PostgreSQLEngine(Engine):
 
 class _PgDump(ProcessDump):
     """pg_dump whose stdout feeds a DumpStream; once pg_dump exited well (``finish``) the
-    counts and checksums are published on it (nothing, with a warning, when the stream
-    could not be read: the dump itself is unaffected)."""
+    counts and checksums are published on it. When the stream could not be read (the dump
+    itself is unaffected) the one fallback: count(*) after the dump, and no checksums."""
 
-    def __init__(self, argv: list[str], *, env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], *, env: dict[str, str], recount: Callable[[], dict[str, int]]
+    ) -> None:
         super().__init__(argv, env=env)
         self.table_checksums: dict[str, dict] = {}
+        self._recount = recount
         self.stream = DumpStream()
         self.stdout = _Feeding(self.stdout, self.stream)  # type: ignore[assignment]
 
@@ -281,7 +284,13 @@ class _PgDump(ProcessDump):
         stream = self.stream
         stream.finish()
         if stream.problem is not None:
-            logger.warning("row counts and checksums not recorded: %s", stream.problem)
+            # A pg_dump whose output this cannot read (a newer archive version): count after
+            # the dump, outside its snapshot, so writes since may show; no checksums.
+            logger.warning("no checksums, rows counted after the dump: %s", stream.problem)
+            try:
+                self.row_counts.update(self._recount())
+            except (EngineError, psycopg.Error) as exc:
+                logger.warning("could not count rows after the dump: %s", exc)
             return
         self.row_counts.update(stream.row_counts())
         for key, entry in stream.checksums().items():

@@ -168,6 +168,20 @@ def test_any_cut_of_the_stream_reads_the_same(postgres_spec: ConnectionSpec) -> 
         assert cut.checksums() == whole.checksums(), size
 
 
+@pytest.mark.postgres
+def test_a_dump_format_the_stream_cannot_read_falls_back_to_counting_after_the_dump(
+    postgres_spec: ConnectionSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_shapes(postgres_spec)
+    monkeypatch.setattr("backups.pgdump_stream.VERSIONS", ((1, 0), (1, 1)))
+
+    data, counts = dump_to_bytes(postgres_spec)
+
+    assert data.startswith(b"PGDMP")
+    assert counts == engine.row_counts(postgres_spec)
+    assert counts["public.big"] == 12000
+
+
 def test_a_stream_that_is_not_a_readable_dump_records_nothing_and_says_why() -> None:
     garbage = DumpStream()
     garbage.feed(b"this is not a dump" * 100)
