@@ -38,6 +38,11 @@ SHAPES = [
     # More than the pipe (and more than one stream read) holds
     "CREATE TABLE big (id integer, filler text)",
     "INSERT INTO big SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 12000) g",
+    # Values TOASTed (compressed in line, and out of line)
+    "CREATE TABLE toasted (id integer, doc text)",
+    "INSERT INTO toasted SELECT g, repeat(md5(g::text), 200) FROM generate_series(1, 300) g",
+    "INSERT INTO toasted SELECT g, string_agg(md5(g::text || i::text), '') FROM"
+    " generate_series(301, 340) g, generate_series(1, 400) i GROUP BY g",
     # Rows of exactly 10 bytes: their chunk headers hold a newline byte (0x0a)
     "CREATE TABLE tens (v text)",
     "INSERT INTO tens SELECT lpad(g::text, 9, '0') FROM generate_series(1, 3000) g",
