@@ -180,6 +180,16 @@ class RunningSource:
                 counts[f"{prefix}{table}"] = count
         return counts
 
+    @property
+    def table_checksums(self) -> dict:
+        """Per table rows and SHA-256 of its COPY text, read from a PostgreSQL dump stream
+        (``backups.pgdump_stream``); empty for the other engines."""
+        checksums = {}
+        for prefix, dump in zip(self.prefixes, self.dumps, strict=True):
+            for table, entry in (getattr(dump, "table_checksums", None) or {}).items():
+                checksums[f"{prefix}{table}"] = entry
+        return checksums
+
     def mark_ended(self) -> None:
         self.dump_ended_at = time.monotonic()
 
@@ -706,6 +716,7 @@ class _Execution:
             "size": result.bytes_out,
             "checksum_sha256": result.sha256,
             "row_counts": source.row_counts,
+            "table_checksums": source.table_checksums,
             "engine_version": source.engine_version,
             "bytes_done": result.bytes_in,
         }

@@ -143,6 +143,10 @@ class Backup(models.Model):
     size = models.BigIntegerField(null=True, blank=True)
     checksum_sha256 = models.CharField(max_length=64, blank=True)
     row_counts = models.JSONField(default=dict, blank=True)
+    # PostgreSQL: per table {"rows", "sha256", "columns", "encoding"} read from the dump stream
+    # (backups.pgdump_stream); "sha256" left out where it cannot be taken again. Drills
+    # hash the restored tables the same way and compare.
+    table_checksums = models.JSONField(default=dict, blank=True)
     # What its series' history finds unusual about it (backups/anomaly.py): a list of
     # {measure, table, value, median, message}; empty when nothing was found.
     anomalies = models.JSONField(default=list, blank=True)

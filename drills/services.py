@@ -5,7 +5,9 @@ artifact as a restore does (``restores.artifacts.fetch_verified``: size, checksu
 streams it into a NEW throwaway database through the restore's own load
 (``restores.services.steps.load_all``: the same ``restores.loading`` code, the same private
 work directory and loader processes), compares every table's row count with the counts
-the backup recorded (``steps.count_mismatch``), and drops the throwaway database in a
+the backup recorded (``steps.count_mismatch``) and, for PostgreSQL, every table's SHA-256
+with the one the backup read from its dump stream (``checksum_comparison``: a changed
+byte in one table's data names that table), and drops the throwaway database in a
 ``finally``. For a files backup the tree is extracted into the job's private directory and
 each entry's type, size and SHA-256 is compared with the archive's own.
 
@@ -16,7 +18,8 @@ path inside the job's private 0700 directory. A name that a registered database 
 refused before anything is created.
 
 RTO (``Drill.rto_seconds``): from the start of the run, before the artifact is read, to the
-moment the throwaway database answered the row-count queries and every count matched. It
+moment the throwaway database answered the row-count queries and every count matched (the
+checksums are compared after it: reading every table again is the drill's, not recovery's). It
 is what a real recovery into a fresh server would take (fetch, verify, load, check), less
 the swap, which is a rename.
 
@@ -50,7 +53,7 @@ from django_q.tasks import async_task
 from alerts.models import AlertKind
 from alerts.services import alert_raise, alert_resolve
 from backups import workdirs
-from backups.engines import ConnectionSpec, EngineError
+from backups.engines import ConnectionSpec, EngineError, get_engine
 from backups.keys import KeyUnavailable, artifact_keys
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.pipeline import ArtifactCorrupt, open_artifact
@@ -374,6 +377,11 @@ def _check(
     mismatch, note = count_mismatch(member, actual)
     if mismatch:
         outcome.problems.append(mismatch)
+    checksums = None
+    if throwaway.engine == "postgresql" and backup.table_checksums:
+        miscounted = {k for k in member.expected if member.expected[k] != actual.get(k, 0)}
+        checksums = checksum_comparison(backup.table_checksums, throwaway, skip=miscounted)
+        outcome.problems += checksums.problems
     if throwaway.engine == "files":
         outcome.problems += files_problems(backup, fetched, throwaway.name)
     if outcome.problems:
@@ -386,11 +394,58 @@ def _check(
     checked = f"{tables} {what}, {outcome.restored_rows} rows, every count matches the backup's"
     if throwaway.engine == "files":
         checked = f"{outcome.restored_rows} entries, every type, size and checksum matches"
+    if checksums is not None:
+        checked += f", {checksums.compared} table checksum(s) match"
     parts = [f"Restored in {rto:.1f} s: {checked}."]
     if note:
         parts.append(note + ".")
+    if checksums is not None:
+        parts += [f"{n}." for n in checksums.notes]
     parts += [f"{n}." for n in member.notes]
     return replace(outcome, passed=True, message=" ".join(parts))
+
+
+@dataclass
+class ChecksumComparison:
+    compared: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def checksum_comparison(
+    recorded: dict[str, dict], throwaway: ConnectionSpec, *, skip=frozenset(), limit: int = 10
+) -> ChecksumComparison:
+    """Each restored table's COPY text hashed as the backup hashed it from the dump stream
+    (``PostgreSQLEngine.copy_digests``), against the recorded SHA-256. A table the backup
+    could not hash, or that cannot be read back the same way, is "checksum not compared",
+    never a failure; ``skip`` (tables whose count already differs) is not hashed again."""
+    result = ChecksumComparison()
+    not_compared: dict[str, list[str]] = {}
+    by_encoding: dict[str, list[tuple[str, str, list[str]]]] = {}
+    for key, entry in recorded.items():
+        if key in skip:
+            continue
+        if "sha256" not in entry or "schema" not in entry:
+            not_compared.setdefault("the backup recorded none", []).append(key)
+            continue
+        table = (entry["schema"], entry["table"], entry["columns"])
+        by_encoding.setdefault(entry.get("encoding", ""), []).append(table)
+    engine = get_engine("postgresql")
+    wrong = []
+    for encoding, tables in by_encoding.items():
+        digests = engine.copy_digests(throwaway, tables, encoding)
+        for key, digest in digests.items():
+            if digest.startswith("not compared: "):
+                not_compared.setdefault(digest.removeprefix("not compared: "), []).append(key)
+            elif digest != recorded[key]["sha256"]:
+                wrong.append(f"table {key}: checksum differs")
+            else:
+                result.compared += 1
+    result.problems = wrong[:limit] + ([f"and {len(wrong) - limit} more"] if wrong[limit:] else [])
+    for reason, keys in not_compared.items():
+        shown = ", ".join(sorted(keys)[:limit]) + (" …" if len(keys) > limit else "")
+        result.notes.append(f"checksum not compared for {len(keys)} table(s) ({reason}): {shown}")
+    return result
 
 
 def files_problems(backup: Backup, fetched: Fetched, root: str, *, limit: int = 10) -> list[str]:

@@ -1,14 +1,18 @@
-"""PostgreSQL: pg_dump custom format, row counts taken in the very snapshot pg_dump uses."""
+"""PostgreSQL: pg_dump custom format; row counts and per-table checksums read from the dump
+stream itself (``backups.pgdump_stream``), so nothing but pg_dump reads the database."""
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
-import threading
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
+
+from backups.pgdump_stream import DumpStream
 
 from .base import (
     ConnectionSpec,
@@ -62,14 +66,11 @@ class PostgreSQLEngine(Engine):
 
     # -- pure argv builders -------------------------------------------------------------------
 
-    def dump_argv(
-        self, spec: ConnectionSpec, *, snapshot: str | None = None, **kw: object
-    ) -> list[str]:
-        # -Z0: the pipeline compresses once; custom format keeps pg_restore's selectivity.
+    def dump_argv(self, spec: ConnectionSpec, **kw: object) -> list[str]:
+        # -Z0: the pipeline compresses once, and the table data stays readable on its way
+        # (row counts, checksums); custom format keeps pg_restore's selectivity.
         argv = ["pg_dump", "--format=custom", "--compress=0", "--no-password"]
         argv += self._connection_args(spec)
-        if snapshot:
-            argv.append(f"--snapshot={snapshot}")
         return argv
 
     def restore_argv(
@@ -194,47 +195,50 @@ class PostgreSQLEngine(Engine):
             counts[f"{schema}.{table}"] = int(row[0]) if row else 0
         return counts
 
-    def open_dump(self, spec: ConnectionSpec) -> Dump:
-        """Start pg_dump on a snapshot exported by a transaction that also counts the rows.
+    @staticmethod
+    def dump_env(spec: ConnectionSpec) -> dict[str, str]:
+        """``tool_env`` plus pg_dump's session settings that its COPY text depends on and it
+        does not set itself (it sets DateStyle, IntervalStyle, extra_float_digits): a fixed
+        time zone and bytea format, so a table's checksum can be taken again from a
+        restored copy (``copy_digests``). timestamptz values carry their offset either way."""
+        options = " ".join(
+            part for part in (os.environ.get("PGOPTIONS", ""), "-c bytea_output=hex") if part
+        )
+        return {**PostgreSQLEngine.tool_env(spec), "PGTZ": "UTC", "PGOPTIONS": options}
 
-        The transaction stays open until pg_dump has finished (finish/kill close it), so the
-        counts describe exactly the data in the dump even while the database is being
-        written. Counting scans every table, so it runs in that transaction on a thread
-        while pg_dump streams, not before it: the dump does not wait for the counts.
-        """
+    def open_dump(self, spec: ConnectionSpec) -> Dump:
+        """Start pg_dump; its stdout is read through a ``DumpStream`` that counts and hashes
+        every table's rows as they pass (``row_counts`` and ``table_checksums`` are filled
+        when the stream ends). pg_dump's own transaction makes them one consistent
+        snapshot: no second connection, no exported snapshot, no count(*) beside it."""
         self.require_tools()
         try:
-            spec = resolved(spec)  # one check: the counting connection and pg_dump agree
-            conn = self.connect(spec)
+            env = self.dump_env(spec)  # resolves and checks the host once, for pg_dump
         except EngineError as exc:
             raise DumpFailed(str(exc)) from exc
-        try:
-            # psycopg opens the transaction itself before the first statement; an explicit
-            # BEGIN after it made the server log "there is already a transaction in
-            # progress" on every dump. The transaction's characteristics are set instead.
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-            snapshot = str(row[0]) if row else None
-        except psycopg.Error as exc:
-            conn.close()
-            raise DumpFailed(f"cannot take a snapshot of {_where(spec)}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        counter = _RowCounter(conn, self._count_rows)
-        try:
-            dump = ProcessDump(
-                self.dump_argv(spec, snapshot=snapshot),
-                env=self.tool_env(spec),
-                row_counts=counter.counts,
-                cleanups=[conn.close, lambda: counter.stop(cancel=dump._killed)],
-            )
-        except BaseException:
-            conn.close()
-            raise
-        counter.start()
-        return dump
+        return _PgDump(self.dump_argv(spec), env=env, recount=lambda: self.row_counts(spec))
+
+    def copy_digests(
+        self, spec: ConnectionSpec, tables: Iterable[tuple[str, str, list[str]]], encoding: str
+    ) -> dict[str, str]:
+        """SHA-256 of ``COPY schema.table (columns) TO STDOUT`` per table, in the session
+        pg_dump had (``dump_env`` and what pg_dump sets), keyed ``schema.table``; a table
+        that cannot be read so (row security, no such table) maps to the reason instead,
+        prefixed "not compared: "."""
+        digests: dict[str, str] = {}
+        with self.connect(spec) as conn:
+            conn.autocommit = True
+            if encoding:
+                conn.execute(sql.SQL("SET client_encoding = {}").format(sql.Literal(encoding)))
+            for statement in CHECK_SESSION:
+                conn.execute(statement)
+            for schema, table, columns in tables:
+                key = f"{schema}.{table}"
+                try:
+                    digests[key] = _copy_digest(conn, schema, table, columns)
+                except psycopg.Error as exc:
+                    digests[key] = f"not compared: {str(exc).strip().splitlines()[0]}"
+        return digests
 
     def create_database(self, spec: ConnectionSpec) -> None:
         self._maintenance(spec, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.name)))
@@ -256,28 +260,102 @@ class PostgreSQLEngine(Engine):
             conn.close()
 
 
-class _RowCounter:
-    """Counts rows in the exporting transaction while pg_dump reads the same snapshot."""
+class _PgDump(ProcessDump):
+    """pg_dump whose stdout feeds a DumpStream; once pg_dump exited well (``finish``) the
+    counts and checksums are published on it. When the stream could not be read (the dump
+    itself is unaffected) the one fallback: count(*) after the dump, and no checksums."""
 
-    def __init__(self, conn: psycopg.Connection, count: Callable[[psycopg.Connection], dict]):
-        self.conn = conn
-        self.counts: dict[str, int] = {}
-        self._count = count
-        self._thread = threading.Thread(target=self._run, name="pg-row-counts", daemon=True)
+    def __init__(
+        self, argv: list[str], *, env: dict[str, str], recount: Callable[[], dict[str, int]]
+    ) -> None:
+        super().__init__(argv, env=env)
+        self.table_checksums: dict[str, dict] = {}
+        self._recount = recount
+        self.stream = DumpStream()
+        self.stdout = _Feeding(self.stdout, self.stream)  # type: ignore[assignment]
 
-    def start(self) -> None:
-        self._thread.start()
+    def finish(self) -> None:
+        published = self._done
+        super().finish()
+        if not published:
+            self._publish()
 
-    def _run(self) -> None:
-        try:
-            self.counts.update(self._count(self.conn))
-        except psycopg.Error as exc:
-            # The dump is still good without counts; a later comparison says "not recorded".
-            logger.warning("could not count rows in the dump's snapshot: %s", exc)
+    def _publish(self) -> None:
+        stream = self.stream
+        stream.finish()
+        if stream.problem is not None:
+            # A pg_dump whose output this cannot read (a newer archive version): count after
+            # the dump, outside its snapshot, so writes since may show; no checksums.
+            logger.warning("no checksums, rows counted after the dump: %s", stream.problem)
+            try:
+                self.row_counts.update(self._recount())
+            except (EngineError, psycopg.Error) as exc:
+                logger.warning("could not count rows after the dump: %s", exc)
+            return
+        self.row_counts.update(stream.row_counts())
+        for key, entry in stream.checksums().items():
+            if "sha256" in entry:
+                entry["encoding"] = stream.encoding
+            self.table_checksums[key] = entry
 
-    def stop(self, *, cancel: bool) -> None:
-        """Wait for the counts (after a good dump) or cancel them (after a kill)."""
-        if cancel and self._thread.is_alive():
-            with contextlib.suppress(Exception):
-                self.conn.cancel_safe()
-        self._thread.join()
+
+class _Feeding:
+    """A pipe whose every piece read is also fed to a DumpStream."""
+
+    def __init__(self, raw: BinaryIO, stream: DumpStream) -> None:
+        self._raw = raw
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._stream.feed(data)
+        return data
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+# What pg_dump sets in its session (pg_dump.c setup_connection) and dump_env adds.
+CHECK_SESSION = [
+    "SET DateStyle = ISO",
+    "SET IntervalStyle = postgres",
+    "SET extra_float_digits = 3",
+    "SET synchronize_seqscans = off",
+    "SET row_security = off",
+    "SET TimeZone = 'UTC'",
+    "SET bytea_output = hex",
+    "SELECT pg_catalog.set_config('search_path', '', false)",
+]
+# A money column's text follows lc_monetary, which nothing pins.
+MONEY_COLUMNS = """
+    SELECT count(*) FROM pg_attribute a
+    JOIN pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_type b ON b.oid = t.typbasetype
+    WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+      AND 'money'::regtype IN (t.oid, t.typelem, b.oid, b.typelem)
+"""
+
+
+def _copy_digest(conn: psycopg.Connection, schema: str, table: str, columns: list[str]) -> str:
+    relation = sql.Identifier(schema, table)
+    row = conn.execute(MONEY_COLUMNS, [relation.as_string(conn)]).fetchone()
+    if row and row[0]:
+        return "not compared: a money column's text depends on lc_monetary"
+    query = sql.SQL("COPY {} {} TO STDOUT").format(
+        relation,
+        sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+        if columns
+        else sql.SQL(""),
+    )
+    digest = hashlib.sha256()
+    with conn.cursor().copy(query) as copy:
+        for data in copy:
+            digest.update(data)
+    return digest.hexdigest()
