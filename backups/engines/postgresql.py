@@ -46,6 +46,27 @@ USER_TABLES = """
 """
 
 
+# Tables that belong to an extension: pg_dump dumps none of their rows (CREATE EXTENSION
+# makes them), except for an extension's configuration tables (pg_extension_config_dump),
+# whose rows matching the extension's condition it dumps (PostGIS's spatial_ref_sys, say).
+# condition: NULL for a table of the extension's own, else the WHERE clause ('' for all rows).
+EXTENSION_TABLES = """
+    SELECT n.nspname, c.relname,
+           (SELECT coalesce(e.extcondition[array_position(e.extconfig, c.oid)], '')
+            FROM pg_extension e WHERE c.oid = ANY (e.extconfig)) AS condition
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND EXISTS (
+        SELECT 1 FROM pg_depend d
+        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+
+def extension_tables(conn: psycopg.Connection) -> dict[tuple[str, str], str | None]:
+    """(schema, table) of each extension's table -> the condition of the rows pg_dump dumps
+    (None: it dumps none)."""
+    return {(schema, table): cond for schema, table, cond in conn.execute(EXTENSION_TABLES)}
+
+
 def _where(spec: ConnectionSpec) -> str:
     return f"PostgreSQL at {spec.host or 'localhost'}:{spec.port or 5432}, database {spec.name!r}"
 
@@ -186,10 +207,16 @@ class PostgreSQLEngine(Engine):
 
     @staticmethod
     def _count_rows(conn: psycopg.Connection) -> dict[str, int]:
+        """Rows per table as pg_dump dumps them, so that a restored copy's counts compare
+        with the ones a backup read from its stream (extension tables by their rules)."""
         counts = {}
+        extension = extension_tables(conn)
         for schema, table in conn.execute(USER_TABLES).fetchall():
-            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
+            condition = extension.get((schema, table), "")
+            if condition is None:
+                continue  # an extension's own table: no row of it is in any dump
+            query = sql.SQL("SELECT count(*) FROM {}.{} {}").format(
+                sql.Identifier(schema), sql.Identifier(table), sql.SQL(condition)
             )
             row = conn.execute(query).fetchone()
             counts[f"{schema}.{table}"] = int(row[0]) if row else 0
@@ -232,10 +259,12 @@ class PostgreSQLEngine(Engine):
                 conn.execute(sql.SQL("SET client_encoding = {}").format(sql.Literal(encoding)))
             for statement in CHECK_SESSION:
                 conn.execute(statement)
+            extension = extension_tables(conn)
             for schema, table, columns in tables:
                 key = f"{schema}.{table}"
                 try:
-                    digests[key] = _copy_digest(conn, schema, table, columns)
+                    condition = extension.get((schema, table), "") or ""
+                    digests[key] = _copy_digest(conn, schema, table, columns, condition)
                 except psycopg.Error as exc:
                     digests[key] = f"not compared: {str(exc).strip().splitlines()[0]}"
         return digests
@@ -343,17 +372,24 @@ MONEY_COLUMNS = """
 """
 
 
-def _copy_digest(conn: psycopg.Connection, schema: str, table: str, columns: list[str]) -> str:
+def _copy_digest(
+    conn: psycopg.Connection, schema: str, table: str, columns: list[str], condition: str = ""
+) -> str:
+    """``condition``: an extension configuration table's, whose other rows CREATE EXTENSION
+    made (the dump holds only the matching ones, as pg_dump reads them: in the table's order)."""
     relation = sql.Identifier(schema, table)
     row = conn.execute(MONEY_COLUMNS, [relation.as_string(conn)]).fetchone()
     if row and row[0]:
         return "not compared: a money column's text depends on lc_monetary"
-    query = sql.SQL("COPY {} {} TO STDOUT").format(
-        relation,
-        sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
-        if columns
-        else sql.SQL(""),
-    )
+    listed = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
+    if condition:
+        query = sql.SQL("COPY (SELECT {} FROM {} {}) TO STDOUT").format(
+            listed, relation, sql.SQL(condition)
+        )
+    else:
+        query = sql.SQL("COPY {} {} TO STDOUT").format(
+            relation, sql.SQL("({})").format(listed) if columns else sql.SQL("")
+        )
     digest = hashlib.sha256()
     with conn.cursor().copy(query) as copy:
         for data in copy:
