@@ -13,8 +13,13 @@ Native side, in the same run, from a zstd file of the same dump (``pg_dump -Fc -
 - ``zstd -dc file | pg_restore`` with one job into an empty database;
 - ``zstd -d`` to a file, then ``pg_restore -j2`` (``-j`` cannot read a pipe).
 
-The ratio is Strongbox's wall time over the faster native one (target <= 1.15); every
-variant is timed up to a CHECKPOINT, so each pays for flushing its own writes.
+The ratio is Strongbox's median wall time over the faster native one's (target <= 1.15),
+over ``--rounds`` interleaved rounds (every variant once per round, in turn, so the shared
+machine's load falls on all alike); every variant is timed up to a CHECKPOINT, so each pays
+for flushing its own writes. Memory: the peak RSS of the processes a variant runs, sampled
+every 20 ms: the tools (zstd, pg_restore and its jobs) and, for Strongbox, this Python
+process as well (Django and all), with how much it grew over its own size before.
+The load average is printed with every round.
 Servers come from STRONGBOX_TEST_PG_* as in the tests. A throwaway Django database and
 artifact directory live under --dir.
 """
@@ -23,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 SOURCE = "sbx_bench_restore_src"
 NATIVE = "sbx_bench_restore_native"
 ROW_BYTES = 165  # about, on disk, for the rows below
+PEAKS: dict[str, list[tuple[int, int, int]]] = {}
 
 
 def _pg_env() -> dict[str, str]:
@@ -94,6 +102,64 @@ def create_source(size_mb: int, source: str = SOURCE, *, at_most: float | None =
     print(f"created {source}: {database_size(source) / 2**20:.0f} MB in {took:.0f}s")
 
 
+def _rss_by_pid() -> dict[int, tuple[int, int]]:
+    """(parent pid, RSS bytes) of every process, from /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        rss = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+        found[int(entry)] = (int(fields["PPid"]), rss)
+    return found
+
+
+class PeakRss:
+    """Samples the RSS of this process and of its descendants until stopped."""
+
+    def __init__(self) -> None:
+        self.own = self.children = self.tree = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.02):
+            table = _rss_by_pid()
+            kids: dict[int, list[int]] = {}
+            for pid, (parent, _) in table.items():
+                kids.setdefault(parent, []).append(pid)
+            children, todo = 0, list(kids.get(me, []))
+            while todo:
+                pid = todo.pop()
+                children += table[pid][1]
+                todo.extend(kids.get(pid, []))
+            own = table[me][1]
+            self.own = max(self.own, own)
+            self.children = max(self.children, children)
+            self.tree = max(self.tree, own + children)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def own_rss() -> int:
+    return _rss_by_pid()[os.getpid()][1]
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def timed(label: str, func) -> float:
     """Wall time of func() up to a durable result: a CHECKPOINT ends every variant.
 
@@ -102,11 +168,17 @@ def timed(label: str, func) -> float:
     their dirty buffers to be flushed during whichever variant runs next.
     """
     psql("CHECKPOINT")
-    started = time.perf_counter()
-    func()
-    psql("CHECKPOINT")
-    wall = time.perf_counter() - started
-    print(f"  {label:<44} {wall:7.2f}s")
+    before = own_rss()
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        func()
+        psql("CHECKPOINT")
+        wall = time.perf_counter() - started
+    PEAKS.setdefault(label, []).append((rss.children, rss.own - before, rss.tree))
+    print(
+        f"  {label:<44} {wall:7.2f}s  peak RSS: tools {rss.children / 2**20:4.0f} MB, this "
+        f"process +{max(0, rss.own - before) / 2**20:3.0f} MB (total {rss.tree / 2**20:4.0f} MB)"
+    )
     return wall
 
 
@@ -189,7 +261,19 @@ def strongbox_backup(source: str = SOURCE):
     return backup
 
 
-def strongbox_restore(backup) -> None:
+def strongbox_restore(backup, *, post_data_jobs: int | None = None) -> None:
+    from restores import loading
+
+    default_jobs = loading.POST_DATA_JOBS
+    if post_data_jobs is not None:
+        loading.POST_DATA_JOBS = post_data_jobs
+    try:
+        _strongbox_restore(backup)
+    finally:
+        loading.POST_DATA_JOBS = default_jobs
+
+
+def _strongbox_restore(backup) -> None:
     from restores.services import restore_claim, restore_execute, restore_request
 
     restore = restore_request(
@@ -206,7 +290,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--dir", default=None)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the source database")
     args = parser.parse_args()
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="strongbox-bench-restore-"))
@@ -236,21 +320,29 @@ def main() -> None:
     variants = {
         "native: zstd -dc | pg_restore (1 job)": lambda: native_stream(dump_zst),
         "native: zstd -d file; pg_restore -j2": lambda: native_jobs(dump_zst, workdir),
-        # One streamed pg_restore: a decrypted dump is never written to a file for -j.
+        # The data streamed (a decrypted dump is never written to a file for -j), the
+        # post-data section (indexes, constraints) by parallel jobs from the table of contents.
         "strongbox (streamed)": lambda: strongbox_restore(backup),
+        # The same with the whole dump in one streamed pg_restore (POST_DATA_JOBS = 1).
+        "strongbox (one streamed pg_restore)": lambda: strongbox_restore(backup, post_data_jobs=1),
     }
-    # Interleaved rounds, best of each: the machine is shared, so the best run is the signal.
     results: dict[str, list[float]] = {label: [] for label in variants}
     for round_number in range(1, args.rounds + 1):
-        print(f"round {round_number}: restore wall times")
+        print(f"round {round_number} (load {load_average()}): restore wall times")
         for label, run in variants.items():
             results[label].append(timed(label, run))
-    best = {label: min(times) for label, times in results.items()}
-    native = min(v for k, v in best.items() if k.startswith("native"))
-    print("best of each:")
-    for label, wall in best.items():
-        print(f"  {label:<44} {wall:7.2f}s  ratio to fastest native {wall / native:.2f}x")
-    ours = best["strongbox (streamed)"]
+    median = {label: statistics.median(times) for label, times in results.items()}
+    native = min(v for k, v in median.items() if k.startswith("native"))
+    print(f"medians of {args.rounds} interleaved rounds (load at the end {load_average()}):")
+    for label, wall in median.items():
+        tools = max(peak[0] for peak in PEAKS[label]) / 2**20
+        grew = max(peak[1] for peak in PEAKS[label]) / 2**20
+        print(
+            f"  {label:<44} {wall:7.2f}s (min {min(results[label]):6.2f}s)  ratio to fastest "
+            f"native {wall / native:.2f}x  peak RSS tools {tools:.0f} MB, this process "
+            f"+{max(0, grew):.0f} MB"
+        )
+    ours = median["strongbox (streamed)"]
     print(f"ratio strongbox (default) / fastest native: {ours / native:.2f}x (target <= 1.15)")
 
     psql(f"DROP DATABASE IF EXISTS {NATIVE}")

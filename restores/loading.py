@@ -44,6 +44,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import BinaryIO
 
 import psycopg
@@ -64,6 +65,9 @@ MYSQL_FAMILY = ("mysql", "mariadb")
 # Identifiers: PostgreSQL allows 63 bytes, MariaDB 64 characters.
 NAME_ROOM = 40
 SWAP_ATTEMPTS = 5
+# Parallel pg_restore jobs for a PostgreSQL dump's post-data section (index builds and
+# constraints, often a third of a load); 1 loads the whole dump in one streamed pg_restore.
+POST_DATA_JOBS = 2
 # What a scratch PostgreSQL database is created with ({icu}: a column, PG 15+); its GRANTs
 # and settings are copied just before the swap (pg_access.copy_database_access).
 PG_DATABASE_PROPERTIES = (
@@ -226,11 +230,13 @@ def _load_postgresql(
     tick: Tick,
     reopen: Reopen | None,
 ) -> list[str]:
-    """One pg_restore reading the dump on its stdin, after a role scan of its head.
+    """pg_restore reading the dump on its stdin, after a role scan of its head.
 
-    No ``--jobs``: a parallel pg_restore needs the dump as a seekable plaintext file, which
-    is what must never be on disk. What the role scan read (the table of contents and a
-    little more) waits in an encrypted spool and is given to the load first.
+    The table data is streamed: a parallel pg_restore needs the dump as a seekable plaintext
+    file, which is what must never be on disk. What the role scan read (the table of contents
+    and a little more) waits in an encrypted spool and is given to the load first; the
+    indexes, constraints and the rest of the post-data section need nothing but that table of
+    contents, so they are built in parallel from it (``_restore_post_data``).
     """
     engine = PostgreSQLEngine()
     engine.require_tools()
@@ -238,9 +244,9 @@ def _load_postgresql(
     with EphemeralSpool(tmp_dir, prefix="strongbox-restore-toc-") as head:
         roles = pg_access.roles_in_stream(stream, head)
         access = pg_access.decide(scratch, roles)
-        argv = engine.restore_argv(scratch, owners=access.owners, privileges=access.privileges)
+        load = _PostgresLoad(engine, scratch, head, env=env, tick=tick)
         try:
-            run_restore(argv, pg_access.Rejoined(head.reader(), stream), env=env, tick=tick)
+            load.run(pg_access.Rejoined(head.reader(), stream), access.owners, access.privileges)
             return access.notes
         except RestoreFailed as exc:
             refusal = access.refused(str(exc))
@@ -251,12 +257,56 @@ def _load_postgresql(
                     f"{exc} (restoring owners and grants failed, and this dump cannot be read "
                     "a second time to load it without them)"
                 ) from exc
-    # Something the role scan could not foresee (e.g. an owner without CREATE on its schema
-    # until the dump's GRANTs run): read the dump again and load it without them.
-    _recreate_postgresql(scratch)
-    with reopen() as again:
-        run_restore(engine.restore_argv(scratch), again, env=env, tick=tick)
+        # Something the role scan could not foresee (e.g. an owner without CREATE on its
+        # schema until the dump's GRANTs run): read the dump again and load it without them.
+        _recreate_postgresql(scratch)
+        with reopen() as again:
+            load.run(again, False, False)
     return access.without(refusal).notes
+
+
+@dataclass
+class _PostgresLoad:
+    """One load of a dump into a scratch database: its pre-data and data sections streamed
+    into one pg_restore (one transaction), then its post-data section (indexes, constraints,
+    triggers, ACLs) by ``POST_DATA_JOBS`` parallel pg_restore jobs reading the table of
+    contents alone from ``head``, kept for it in memory (a memfd: never on disk)."""
+
+    engine: PostgreSQLEngine
+    scratch: ConnectionSpec
+    head: EphemeralSpool
+    env: dict[str, str]
+    tick: Tick
+
+    def run(self, dump: BinaryIO, owners: bool, privileges: bool) -> None:
+        argv = partial(self.engine.restore_argv, self.scratch, owners=owners, privileges=privileges)
+        if POST_DATA_JOBS < 2 or not hasattr(os, "memfd_create"):
+            run_restore(argv(), dump, env=self.env, tick=self.tick)
+            return
+        run_restore(argv(sections=("pre-data", "data")), dump, env=self.env, tick=self.tick)
+        with _in_memory(self.head) as fd:
+            run_restore(
+                argv(sections=("post-data",), jobs=POST_DATA_JOBS, path=f"/dev/fd/{fd}"),
+                None,
+                env=self.env,
+                tick=self.tick,
+                pass_fds=(fd,),
+            )
+
+
+@contextlib.contextmanager
+def _in_memory(spool: EphemeralSpool):
+    """A memory-only file holding what ``spool`` holds, as a file descriptor."""
+    fd = os.memfd_create("strongbox-restore-toc")
+    try:
+        reader = spool.reader()
+        while data := reader.read(1 << 20):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def count(spec: ConnectionSpec) -> dict[str, int]:

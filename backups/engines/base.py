@@ -141,6 +141,7 @@ def spawn(
     stdout: int | IO[bytes] | None = subprocess.PIPE,
     error_class: type[EngineError] = DumpFailed,
     loader: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> tuple[subprocess.Popen[bytes], _StderrCollector]:
     """Start a tool without a shell; a missing binary becomes EngineUnavailable.
 
@@ -158,6 +159,7 @@ def spawn(
             env=full_env,
             bufsize=0,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
             start_new_session=loader,
         )
     except FileNotFoundError as exc:
@@ -265,8 +267,10 @@ def run_restore(
     *,
     env: Mapping[str, str] | None = None,
     tick: Callable[[], None] = _noop,
+    pass_fds: Sequence[int] = (),
 ) -> None:
-    """Run a restore tool, feeding it `stream` on stdin (or nothing when the argv names a file).
+    """Run a restore tool, feeding it `stream` on stdin (or nothing when the argv names a file;
+    `pass_fds` stay open in it, e.g. a file it reads as ``/dev/fd/N``).
 
     The calling thread never blocks for long without calling `tick`, so a caller can keep its
     heartbeat fresh during the tool's final steps (index builds, the commit), which can
@@ -280,6 +284,7 @@ def run_restore(
         stdout=subprocess.DEVNULL,
         error_class=RestoreFailed,
         loader=True,
+        pass_fds=pass_fds,
     )
     broken = False
     try:

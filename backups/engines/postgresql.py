@@ -102,6 +102,7 @@ class PostgreSQLEngine(Engine):
         path: str | None = None,
         owners: bool = False,
         privileges: bool = False,
+        sections: tuple[str, ...] = (),
         **kw: object,
     ) -> list[str]:
         # Owners and GRANTs only when asked: they fail unless every role the dump names exists
@@ -113,6 +114,7 @@ class PostgreSQLEngine(Engine):
             argv.append("--no-privileges")
         argv += ["--no-password", "--exit-on-error"]
         argv += self._connection_args(spec)
+        argv += [f"--section={section}" for section in sections]
         if jobs > 1:
             argv.append(f"--jobs={jobs}")
         else:

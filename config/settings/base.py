@@ -3,7 +3,15 @@
 from datetime import timedelta
 from pathlib import Path
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_rate, env_str
+from config.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("STRONGBOX_VAR_DIR", str(BASE_DIR / "var")))
@@ -224,7 +232,7 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
     "orm": "default",
-    "poll": 0.5,
+    "poll": env_float("STRONGBOX_QUEUE_POLL_SECONDS", 0.5),
     "save_limit": 1000,
     "label": "Tasks",
 }

@@ -84,6 +84,21 @@ def test_restore_argv_with_jobs_reads_a_file() -> None:
     assert "--single-transaction" not in argv
 
 
+def test_restore_argv_restores_only_the_sections_asked_for() -> None:
+    streamed = engine.restore_argv(spec_with_password(), sections=("pre-data", "data"))
+    post_data = engine.restore_argv(
+        spec_with_password(), sections=("post-data",), jobs=2, path="/dev/fd/5"
+    )
+
+    assert [a for a in streamed if a.startswith("--section")] == [
+        "--section=pre-data",
+        "--section=data",
+    ]
+    assert "--single-transaction" in streamed
+    assert "--section=post-data" in post_data and "--jobs=2" in post_data
+    assert post_data[-1] == "/dev/fd/5"
+
+
 def test_the_password_travels_in_the_environment() -> None:
     env = engine.tool_env(spec_with_password(options={"sslmode": "require"}))
 

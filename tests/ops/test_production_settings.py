@@ -76,6 +76,50 @@ def test_production_starts_without_a_master_key_when_unencrypted_backups_are_all
     assert result.stdout.strip() == "encrypted False"
 
 
+# In the production profile: which broker django-q2 builds, and how long a task it is handed
+# waits before a consumer already waiting on it has it (five hand-offs, the median).
+HAND_OFF = """
+import statistics, threading, time, uuid
+from django.conf import settings
+from django_q.brokers import get_broker
+broker = get_broker()
+print(type(broker).__module__, "orm" in settings.Q_CLUSTER, settings.Q_CLUSTER["redis"])
+queue = f"handoff-{uuid.uuid4().hex}"
+broker = get_broker(queue)
+name = f"consumer-{uuid.uuid4().hex[:8]}"
+waits = []
+for _ in range(5):
+    got = []
+    consumer = get_broker(queue)
+    consumer.connection.client_setname(name)
+    thread = threading.Thread(target=lambda: got.append((consumer.dequeue(), time.monotonic())))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not any(c.get("name") == name and c.get("cmd") == "blpop"
+                  for c in broker.connection.client_list()):
+        assert time.monotonic() < deadline, "the consumer never waited"
+        time.sleep(0.001)
+    pushed = time.monotonic()
+    broker.enqueue("task")
+    thread.join(10)
+    assert got[0][0], "the consumer got nothing"
+    waits.append(got[0][1] - pushed)
+    consumer.connection.client_setname("")
+broker.delete_queue()
+print(statistics.median(waits))
+"""
+
+
+def test_production_hands_tasks_to_waiting_workers_through_redis_without_a_poll(tmp_path):
+    result = run_production(tmp_path, HAND_OFF, STRONGBOX_ALLOW_UNENCRYPTED_BACKUPS="1")
+
+    assert result.returncode == 0, result.stderr
+    broker_line, wait = result.stdout.strip().splitlines()
+    # django-q2's Redis broker pops with BLPOP: Q_CLUSTER's poll is the ORM broker's alone.
+    assert broker_line == "django_q.brokers.redis_broker False redis://127.0.0.1:6379/15"
+    assert float(wait) < 0.1
+
+
 def test_production_starts_with_several_master_keys_from_a_file(tmp_path):
     key_file = tmp_path / "master-keys"
     key_file.write_text(f"new-master-key-a7\n{K1}\n")

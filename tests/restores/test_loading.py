@@ -1,12 +1,23 @@
-"""The scratch/swap layer on its own: names, versions, the atomic directory exchange, and
-MariaDB swaps with and without views and triggers."""
+"""The scratch/swap layer on its own: names, versions, the atomic directory exchange,
+MariaDB swaps with and without views and triggers, and how a PostgreSQL dump is loaded."""
+
+import io
+import os
+import subprocess
 
 import pymysql
 import pytest
 
 from backups.engines import ConnectionSpec
 from restores import loading, mysql_swap
-from tests.fixtures.databases import MySQLEngine, PostgreSQLEngine, fill_mariadb, table_checksums
+from tests.fixtures.databases import (
+    TABLES,
+    MySQLEngine,
+    PostgreSQLEngine,
+    fill_mariadb,
+    fill_postgres,
+    table_checksums,
+)
 from tests.restores.helpers import leftovers
 
 
@@ -239,3 +250,109 @@ def test_a_postgresql_scratch_takes_the_targets_locale_first_and_its_access_at_t
         assert row == ("SQL_ASCII", "C", "C", ["work_mem=7MB", 'search_path=a, "B c"'])
     finally:
         loading.discard(scratch)
+
+
+# --- PostgreSQL: the data streamed, the post-data section in parallel ----------------------
+
+POST_DATA_OBJECTS = [
+    "CREATE INDEX customers_name_idx ON customers (name)",
+    "CREATE TABLE orders (id integer PRIMARY KEY, customer integer REFERENCES customers (id))",
+    "INSERT INTO orders SELECT id, id FROM customers",
+    "CREATE MATERIALIZED VIEW rich AS SELECT id FROM customers WHERE balance > 0",
+    "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$ BEGIN NEW.flag := 'x'; RETURN NEW; END $$",
+    "CREATE TRIGGER documents_stamp BEFORE INSERT ON documents FOR EACH ROW EXECUTE"
+    " FUNCTION stamp()",
+]
+# What the post-data section builds, as the catalogue names it.
+POST_DATA_CATALOGUE = (
+    "SELECT 'index ' || indexname FROM pg_indexes WHERE schemaname = 'public'"
+    " UNION ALL SELECT 'constraint ' || conname FROM pg_constraint"
+    " WHERE connamespace = 'public'::regnamespace"
+    " UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal"
+    " UNION ALL SELECT 'populated ' || matviewname FROM pg_matviews WHERE ispopulated"
+    " ORDER BY 1"
+)
+
+
+def _dump(spec) -> bytes:
+    engine = PostgreSQLEngine()
+    env = {**os.environ, **engine.tool_env(spec)}
+    return subprocess.run(engine.dump_argv(spec), env=env, capture_output=True, check=True).stdout
+
+
+def _catalogue(spec) -> list[str]:
+    with PostgreSQLEngine().connect(spec) as conn:
+        return [row[0] for row in conn.execute(POST_DATA_CATALOGUE)]
+
+
+def _source_with_post_data(make_postgres_database):
+    source = make_postgres_database()
+    fill_postgres(source)
+    with PostgreSQLEngine().connect(source) as conn:
+        for statement in POST_DATA_OBJECTS:
+            conn.execute(statement)
+    return source
+
+
+@pytest.mark.django_db
+def test_a_postgresql_load_streams_the_data_and_builds_the_post_data_section_in_parallel(
+    make_postgres_database, tmp_path, monkeypatch
+):
+    source = _source_with_post_data(make_postgres_database)
+    scratch = make_postgres_database()
+    runs = []
+    real_run_restore = loading.run_restore
+
+    def recording(argv, stream, **kwargs):
+        runs.append((list(argv), stream is not None))
+        return real_run_restore(argv, stream, **kwargs)
+
+    monkeypatch.setattr(loading, "run_restore", recording)
+
+    loading.load(scratch, io.BytesIO(_dump(source)), tmp_dir=str(tmp_path))
+
+    assert table_checksums(scratch, (*TABLES, "orders")) == table_checksums(
+        source, (*TABLES, "orders")
+    )
+    built = _catalogue(scratch)
+    assert built == _catalogue(source)
+    assert "index customers_name_idx" in built
+    assert "constraint orders_customer_fkey" in built
+    assert "populated rich" in built
+    (streamed, streamed_stdin), (post_data, post_data_stdin) = runs
+    assert "--section=data" in streamed and "--single-transaction" in streamed
+    assert streamed_stdin
+    assert "--section=post-data" in post_data and f"--jobs={loading.POST_DATA_JOBS}" in post_data
+    assert not post_data_stdin
+    # Its table of contents is read from memory: nothing of the dump is left on disk.
+    assert post_data[-1].startswith("/dev/fd/")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_a_postgresql_load_whose_post_data_section_fails_raises_naming_the_failure(
+    make_postgres_database, tmp_path
+):
+    source = _source_with_post_data(make_postgres_database)
+    scratch = make_postgres_database()
+    with PostgreSQLEngine().connect(scratch) as conn:
+        # Takes the index's name: the data loads, the post-data section cannot.
+        conn.execute("CREATE TABLE customers_name_idx (id integer)")
+
+    with pytest.raises(loading.RestoreFailed, match="customers_name_idx"):
+        loading.load(scratch, io.BytesIO(_dump(source)), tmp_dir=str(tmp_path))
+
+
+@pytest.mark.django_db
+def test_a_postgresql_load_with_one_job_is_one_streamed_pg_restore(
+    make_postgres_database, tmp_path, monkeypatch
+):
+    source = _source_with_post_data(make_postgres_database)
+    scratch = make_postgres_database()
+    monkeypatch.setattr(loading, "POST_DATA_JOBS", 1)
+
+    loading.load(scratch, io.BytesIO(_dump(source)), tmp_dir=str(tmp_path))
+
+    assert _catalogue(scratch) == _catalogue(source)
+    assert table_checksums(scratch) == table_checksums(source)

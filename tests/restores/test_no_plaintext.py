@@ -142,6 +142,11 @@ class PlaintextScanner:
                     target = os.readlink(fd)
                 except OSError:
                     continue
+                # A memfd is memory, not a file on any disk: like a pipe's buffer it is gone
+                # with the last process holding it (the post-data pg_restore reads the table
+                # of contents from one, restores.loading._in_memory).
+                if target.startswith("/memfd:"):
+                    continue
                 if target.startswith("/") and not target.startswith(self.not_read):
                     yield fd
 
