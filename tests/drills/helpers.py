@@ -40,9 +40,9 @@ def database_exists(server: ConnectionSpec, name: str) -> bool:
     return os.path.lexists(name)
 
 
-def loader_groups(name: str, tool: bytes = b"pg_restore") -> list[int]:
-    """Process groups of the loaders (``tool``) loading into the database ``name``; a
-    loader runs in a process group of its own, apart from its worker's."""
+def loader_groups(name: str, tools: tuple[bytes, ...] = (b"pg_restore",)) -> list[int]:
+    """Process groups of the loaders (one of ``tools``) loading into the database ``name``;
+    a loader runs in a process group of its own, apart from its worker's."""
     groups = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -52,7 +52,7 @@ def loader_groups(name: str, tool: bytes = b"pg_restore") -> list[int]:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] == "Z" or not argv or not argv[0].endswith(tool):
+        if fields[0] == "Z" or not argv or not argv[0].endswith(tools):
             continue
         if b"--schema-only" not in argv and any(name.encode() in arg for arg in argv):
             groups.append(int(fields[2]))
