@@ -71,7 +71,7 @@ from organizations.models import Database, Environment
 from restores import loading
 from restores.artifacts import Fetched, Progress, fetch_verified, tmp_dir
 from restores.plan import Member
-from restores.services.steps import count_mismatch, discard_scratches, load_all
+from restores.services.steps import count_mismatch, discard_scratches, load_all, with_heartbeat
 from schedules.timing import ScheduleError
 
 logger = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ def _run(drill: Drill, work_dir: str, started: float) -> Outcome:
             scratch_for=lambda member: throwaway,
         )
         _enter(drill, DrillPhase.COMPARING)
-        return _check(backup, fetched, members[0], throwaway, started)
+        return _check(backup, fetched, members[0], throwaway, started, progress)
     except (ApplicationError, EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:
         detail = getattr(exc, "message", None) or str(exc)
         return Outcome(message=f"The drill failed: {detail}")
@@ -399,15 +399,23 @@ def _run(drill: Drill, work_dir: str, started: float) -> Outcome:
         # Always: a passed, failed or crashed drill leaves no throwaway database behind.
         if any(member.scratch is not None for member in members):
             _enter(drill, DrillPhase.DROPPING)
-        discard_scratches(members)
+            # A drop may wait on a lock: the heartbeat stays fresh meanwhile.
+            with_heartbeat(progress, lambda: discard_scratches(members))
         if fetched is not None:
             fetched.cleanup()
 
 
 def _check(
-    backup: Backup, fetched: Fetched, member: Member, throwaway: ConnectionSpec, started: float
+    backup: Backup,
+    fetched: Fetched,
+    member: Member,
+    throwaway: ConnectionSpec,
+    started: float,
+    progress: DrillProgress,
 ) -> Outcome:
-    actual = loading.count(throwaway)
+    # Counting big tables (or waiting on a lock) outlasts the heartbeat timeout: it runs
+    # on a thread while this one keeps the heartbeat fresh, so the reaper leaves it alone.
+    actual = with_heartbeat(progress, lambda: loading.count(throwaway))
     # The database answered with all its rows: that is the recovery point in time.
     rto = time.monotonic() - started
     outcome = Outcome(
