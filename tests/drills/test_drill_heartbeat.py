@@ -9,7 +9,6 @@ from drills.models import Drill, DrillPhase, DrillStatus
 from drills.services import drill_request, drills_reap_stale
 from tests.backups.helpers import database_for, run_backup_now
 from tests.drills.gates import PostgresGates, hold_in
-from tests.fixtures.databases import fill_postgres
 from tests.fixtures.worker import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres]
@@ -20,13 +19,13 @@ def test_a_drill_waiting_longer_than_the_heartbeat_timeout_is_not_reaped(
     phase, settings, environment, destination, postgres_spec, start_worker
 ):
     settings.STRONGBOX_HEARTBEAT_TIMEOUT_SECONDS = 3
-    fill_postgres(postgres_spec, rows=40)
+    gates = PostgresGates()
+    gates.fill(postgres_spec, "heartbeat")
     database = database_for(environment, postgres_spec)
     run_backup_now(environment=environment, kind="database", database=database)
     worker = start_worker(own_queue=True)
     drill = drill_request(database=database, enqueue=False)
     worker.enqueue("drills.tasks.run_drill", str(drill.id))
-    gates = PostgresGates()
     gate = hold_in(phase, gates, drill, worker)
     entered = Drill.objects.get(pk=drill.pk).heartbeat_at
 

@@ -3,14 +3,15 @@
 saying the worker died and where, drops the throwaway database and the job's directory;
 nothing decrypted stays on disk, the source is untouched, and the next drill passes.
 
-Each phase is reached without timing. The loader (pg_restore or the mariadb client, in a
-process group of its own) is stopped with SIGSTOP once it is connected to the throwaway
-database, so the load cannot end while the test sets a gate; the worker is then held in
-the phase by a lock the phase must wait for: a lock on a table the test adds to the
-throwaway database (the row count waits on it), or a lock that lets the count in but makes
-``DROP DATABASE`` wait (on PostgreSQL an uncommitted ``COMMENT ON DATABASE``, on MariaDB a
-shared metadata lock). The test kills the worker once the drill recorded the phase and the
-server shows the worker's query waiting.
+Each phase is reached by state, not by sleeping. The loader (pg_restore or the mariadb
+client, in a process group of its own) is stopped with SIGSTOP as soon as it runs, so the
+load cannot end while the test sets a gate; the worker is then held in the phase by a lock
+the phase must wait for: a lock on a table the test adds to the throwaway database (the
+row count waits on it), or a lock that lets the count in but makes ``DROP DATABASE`` wait
+(on PostgreSQL an uncommitted ``COMMENT ON DATABASE``, on MariaDB a shared metadata lock).
+The test kills the worker once the drill recorded the phase and the server shows the
+worker's query waiting (``tests/drills/gates.py``). The one timed step: catching the loader
+while it runs, which the 50,000-row table makes last a second or more.
 """
 
 from __future__ import annotations
