@@ -32,6 +32,15 @@ class DrillStatus(models.TextChoices):
 ACTIVE_STATUSES = (DrillStatus.SCHEDULED, DrillStatus.RUNNING)
 
 
+class DrillPhase(models.TextChoices):
+    """Where a running drill is; the reaper names it when the worker died there."""
+
+    VERIFYING = "verifying", "reading and verifying the backup"
+    RESTORING = "restoring", "restoring into the throwaway database"
+    COMPARING = "comparing", "comparing the restored data with the backup"
+    DROPPING = "dropping", "dropping the throwaway database"
+
+
 class DrillTrigger(models.TextChoices):
     MANUAL = "manual"
     SCHEDULED = "scheduled"
@@ -113,7 +122,9 @@ class Drill(models.Model):
     ``rto_seconds`` is from the start of the run (before the artifact is read) to the moment
     the throwaway database answered queries with every table's rows counted and matched.
     ``throwaway_name`` is recorded before the database is created, so a reaper can drop it
-    after a worker died mid-drill.
+    after a worker died mid-drill. ``phase`` is the step a running drill is in (kept once it
+    ended: the step it ended in). ``enqueued_at`` is when its task was last handed to the
+    broker, so a ``scheduled`` drill whose task was lost is enqueued again.
     """
 
     organisation_lookup = "environment__project__organisation"
@@ -139,6 +150,8 @@ class Drill(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    phase = models.CharField(max_length=20, choices=DrillPhase.choices, blank=True)
+    enqueued_at = models.DateTimeField(default=_now, editable=False)
     rto_seconds = models.FloatField(null=True, blank=True)
     rto_objective_seconds = models.PositiveIntegerField(null=True, blank=True)
     expected_rows = models.BigIntegerField(null=True, blank=True)

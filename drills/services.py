@@ -24,8 +24,16 @@ is what a real recovery into a fresh server would take (fetch, verify, load, che
 the swap, which is a rename.
 
 A worker killed mid-drill leaves a ``running`` drill whose heartbeat goes stale: the tick
-(``drills_tick``) fails it, kills its loaders (``backups.workdirs``) and drops the
-throwaway database whose name the row recorded before the database was created.
+(``drills_tick``) fails it, naming the phase it died in (``Drill.phase``: verifying,
+restoring, comparing, dropping), kills its loaders (``backups.workdirs``) and drops the
+throwaway database whose name the row recorded before the database was created. A failed
+drill is not retried: the next one (scheduled, or asked for) is a new drill.
+
+A ``scheduled`` drill whose task was lost (the broker restarted without persistence, or
+could not be reached when the request committed) would block its database's next drills
+for ever: the tick enqueues it again once per ``REQUEUE_AFTER`` (``drills_requeue_lost``),
+as ``backups_requeue_lost`` does for backups; ``drill_claim`` makes a second delivery
+harmless.
 
 Scheduling: each enabled policy's slots come from its cron (or frequency) in its time
 zone (``schedules.timing``, ``schedules.models.due_slot``); the tick claims a due slot
@@ -57,16 +65,16 @@ from backups.engines import ConnectionSpec, EngineError, get_engine
 from backups.keys import KeyUnavailable, artifact_keys
 from backups.models import Backup, BackupKind, BackupStatus, BackupTrigger
 from backups.pipeline import ArtifactCorrupt, open_artifact
-from backups.services import connection_spec_for
+from backups.services import REQUEUE_AFTER, connection_spec_for
 from config.errors import ApplicationError, Conflict, InvalidInput, Unprocessable
-from drills.models import Drill, DrillPolicy, DrillStatus, DrillTrigger
+from drills.models import Drill, DrillPhase, DrillPolicy, DrillStatus, DrillTrigger
 from drills.validation import policy_problems
 from organizations.hostpolicy import host_problem
 from organizations.models import Database, Environment
 from restores import loading
 from restores.artifacts import Fetched, Progress, fetch_verified, tmp_dir
 from restores.plan import Member
-from restores.services.steps import count_mismatch, discard_scratches, load_all
+from restores.services.steps import count_mismatch, discard_scratches, load_all, with_heartbeat
 from schedules.timing import ScheduleError
 
 logger = logging.getLogger(__name__)
@@ -196,7 +204,9 @@ def drill_request(
     except IntegrityError as exc:
         raise Conflict(f"A drill of {what} is already scheduled or running.") from exc
     if enqueue:
-        transaction.on_commit(lambda: enqueue_drill(drill))
+        # robust: the row is committed; a broker that is down must not turn the request
+        # into an error (drills_requeue_lost enqueues it again later).
+        transaction.on_commit(lambda: enqueue_drill(drill), robust=True)
     return drill
 
 
@@ -219,6 +229,28 @@ def enqueue_drill(drill: Drill) -> None:
         "drills.tasks.run_drill", str(drill.id), task_name=f"drill {drill.id}", group="drills"
     )
     Drill.objects.filter(pk=drill.pk).update(task_id=task_id or "")
+
+
+def drills_requeue_lost(*, now: datetime | None = None) -> list[Drill]:
+    """Enqueue again the drills left ``scheduled`` ``REQUEUE_AFTER`` after they were
+    enqueued (their task was lost); each at most once per interval, never a started one."""
+    now = now or timezone.now()
+    requeued = []
+    for drill in Drill.objects.filter(
+        status=DrillStatus.SCHEDULED, enqueued_at__lt=now - REQUEUE_AFTER
+    ):
+        if not Drill.objects.filter(
+            pk=drill.pk, status=DrillStatus.SCHEDULED, enqueued_at=drill.enqueued_at
+        ).update(enqueued_at=now):
+            continue  # started, or requeued by another tick meanwhile
+        try:
+            enqueue_drill(drill)
+        except Exception:  # noqa: BLE001 - the broker is still down: tried again later
+            logger.warning("could not enqueue drill %s again yet", drill.id)
+            continue
+        logger.info("drill %s was still scheduled; enqueued it again", drill.id)
+        requeued.append(drill)
+    return requeued
 
 
 def drill_claim(*, drill_id) -> Drill | None:
@@ -309,6 +341,13 @@ def _refuse_registered(spec: ConnectionSpec) -> None:
         )
 
 
+def _enter(drill: Drill, phase: str) -> None:
+    """Record the phase the drill starts (with a heartbeat): what the reaper names."""
+    Drill.objects.filter(pk=drill.pk, status=DrillStatus.RUNNING).update(
+        phase=phase, heartbeat_at=timezone.now()
+    )
+
+
 def drill_execute(*, drill: Drill) -> Drill:
     """Run a claimed drill to its end (see the module docstring); returns it, finished."""
     started = time.monotonic()
@@ -340,9 +379,11 @@ def _run(drill: Drill, work_dir: str, started: float) -> Outcome:
                 source_engine=backup.engine,
             )
         ]
+        _enter(drill, DrillPhase.VERIFYING)
         fetched, problems = fetch_verified(backup, progress)
         if fetched is None:
             return Outcome(message="The backup could not be read: " + "; ".join(problems) + ".")
+        _enter(drill, DrillPhase.RESTORING)
         load_all(
             backup,
             fetched,
@@ -352,21 +393,32 @@ def _run(drill: Drill, work_dir: str, started: float) -> Outcome:
             progress=progress,
             scratch_for=lambda member: throwaway,
         )
-        return _check(backup, fetched, members[0], throwaway, started)
+        _enter(drill, DrillPhase.COMPARING)
+        return _check(backup, fetched, members[0], throwaway, started, progress)
     except (ApplicationError, EngineError, ArtifactCorrupt, KeyUnavailable, OSError) as exc:
         detail = getattr(exc, "message", None) or str(exc)
         return Outcome(message=f"The drill failed: {detail}")
     finally:
         # Always: a passed, failed or crashed drill leaves no throwaway database behind.
-        discard_scratches(members)
+        if any(member.scratch is not None for member in members):
+            _enter(drill, DrillPhase.DROPPING)
+            # A drop may wait on a lock: the heartbeat stays fresh meanwhile.
+            with_heartbeat(progress, lambda: discard_scratches(members))
         if fetched is not None:
             fetched.cleanup()
 
 
 def _check(
-    backup: Backup, fetched: Fetched, member: Member, throwaway: ConnectionSpec, started: float
+    backup: Backup,
+    fetched: Fetched,
+    member: Member,
+    throwaway: ConnectionSpec,
+    started: float,
+    progress: DrillProgress,
 ) -> Outcome:
-    actual = loading.count(throwaway)
+    # Counting big tables (or waiting on a lock) outlasts the heartbeat timeout: it runs
+    # on a thread while this one keeps the heartbeat fresh, so the reaper leaves it alone.
+    actual = with_heartbeat(progress, lambda: loading.count(throwaway))
     # The database answered with all its rows: that is the recovery point in time.
     rto = time.monotonic() - started
     outcome = Outcome(
@@ -584,42 +636,54 @@ class TickResult:
     refused: list[str] = field(default_factory=list)
     skipped: int = 0  # slots of disabled policies moved forward without a drill
     reaped: list[Drill] = field(default_factory=list)
+    requeued: list[Drill] = field(default_factory=list)
 
 
 def drills_tick(*, now: datetime | None = None, enqueue: bool = True) -> TickResult:
     """Every minute: fail drills whose worker died (dropping their throwaway databases),
-    then request the drills whose slot came due."""
+    enqueue again those whose task was lost, then request the drills whose slot came due.
+    Each policy is on its own: one that cannot be drilled never stops the others."""
     now = now or timezone.now()
     result = TickResult(reaped=drills_reap_stale(now=now))
+    if enqueue:
+        result.requeued = drills_requeue_lost(now=now)
     for policy in DrillPolicy.objects.select_related("database__environment__project"):
         try:
-            slot = policy.due_slot(now)
-        except (ScheduleError, ValueError) as exc:
-            logger.error("drill policy %s: cannot compute its slots: %s", policy.pk, exc)
-            result.refused.append(f"{policy.pk}: {exc}")
-            continue
-        if slot is None:
-            continue
-        rows = DrillPolicy.objects.filter(pk=policy.pk)
-        newer = Q(last_slot_at__isnull=True) | Q(last_slot_at__lt=slot)
-        if not policy.enabled:
-            result.skipped += rows.filter(newer).update(last_slot_at=slot)
-            continue
-        with transaction.atomic():
-            # The claim and the request commit together; a disable that races wins.
-            if rows.filter(newer, enabled=True).update(last_slot_at=slot) != 1:
-                continue
-            try:
-                drill = drill_request(
-                    database=policy.database, trigger=DrillTrigger.SCHEDULED, enqueue=enqueue
-                )
-            except ApplicationError as exc:
-                # The slot stays consumed (as a refused scheduled backup's): say why.
-                logger.warning("drill of %s at %s refused: %s", policy.database, slot, exc)
-                result.refused.append(f"{policy.database}: {exc.message}")
-                continue
-        result.started.append(drill)
+            _tick_policy(policy, now, enqueue, result)
+        except Exception as exc:  # noqa: BLE001 - logged; the other policies still run
+            logger.exception("drill policy %s: the tick failed", policy.pk)
+            result.refused.append(f"{policy.database}: {exc}")
     return result
+
+
+def _tick_policy(policy: DrillPolicy, now: datetime, enqueue: bool, result: TickResult) -> None:
+    try:
+        slot = policy.due_slot(now)
+    except (ScheduleError, ValueError) as exc:
+        logger.error("drill policy %s: cannot compute its slots: %s", policy.pk, exc)
+        result.refused.append(f"{policy.pk}: {exc}")
+        return
+    if slot is None:
+        return
+    rows = DrillPolicy.objects.filter(pk=policy.pk)
+    newer = Q(last_slot_at__isnull=True) | Q(last_slot_at__lt=slot)
+    if not policy.enabled:
+        result.skipped += rows.filter(newer).update(last_slot_at=slot)
+        return
+    with transaction.atomic():
+        # The claim and the request commit together; a disable that races wins.
+        if rows.filter(newer, enabled=True).update(last_slot_at=slot) != 1:
+            return
+        try:
+            drill = drill_request(
+                database=policy.database, trigger=DrillTrigger.SCHEDULED, enqueue=enqueue
+            )
+        except ApplicationError as exc:
+            # The slot stays consumed (as a refused scheduled backup's): say why.
+            logger.warning("drill of %s at %s refused: %s", policy.database, slot, exc)
+            result.refused.append(f"{policy.database}: {exc.message}")
+            return
+    result.started.append(drill)
 
 
 def drills_reap_stale(*, now: datetime | None = None) -> list[Drill]:
@@ -635,8 +699,9 @@ def drills_reap_stale(*, now: datetime | None = None) -> list[Drill]:
     reaped = []
     for drill in stale:
         last = drill.heartbeat_at or drill.started_at
+        where = f" while {drill.get_phase_display()}" if drill.phase else ""
         message = (
-            f"The worker running this drill stopped responding (last heartbeat "
+            f"The worker running this drill stopped responding{where} (last heartbeat "
             f"{last:%Y-%m-%d %H:%M:%S} UTC); it probably died. Its throwaway copy "
             f"{drill.throwaway_name or '(not created yet)'} was removed."
         )

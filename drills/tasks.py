@@ -21,9 +21,11 @@ def run_drill(drill_id: str) -> str:
 
 
 def run_due_drills() -> str:
-    """Every minute: reap drills whose worker died, then start the drills that came due."""
+    """Every minute: reap drills whose worker died, enqueue again those whose task was
+    lost, then start the drills that came due."""
     result = drills_tick()
     return (
         f"{len(result.started)} started, {len(result.refused)} refused, "
-        f"{result.skipped} skipped, {len(result.reaped)} reaped"
+        f"{result.skipped} skipped, {len(result.reaped)} reaped, "
+        f"{len(result.requeued)} enqueued again"
     )
