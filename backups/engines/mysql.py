@@ -1,18 +1,22 @@
 """MySQL and MariaDB: mariadb-dump (or mysqldump) in one transaction, restored by the client
 (``restores.loading`` runs it with ``restore_argv``).
 
-Row counts are taken in a consistent snapshot (START TRANSACTION WITH CONSISTENT SNAPSHOT)
-just before the dump starts its own. The server cannot share one snapshot between two
-sessions, so rows written in the moment between the two snapshots may differ from the counts;
-on a quiet database they match exactly.
+Row counts are read from the dump stream itself (``mysql_rows.DumpRowCounter``) as it passes
+to the pipeline: the server cannot share the dump's snapshot with another session, so a
+COUNT(*) of our own, before or after, disagrees with the dump's data while the database is
+written (and scans every table a second time). A stream the counter does not understand
+falls back to COUNT(*) in a consistent snapshot after the dump, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from typing import BinaryIO
 
 import pymysql
 
@@ -26,6 +30,9 @@ from .base import (
     ProcessDump,
     resolved,
 )
+from .mysql_rows import DumpRowCounter
+
+logger = logging.getLogger(__name__)
 
 DUMP_TOOLS = ("mariadb-dump", "mysqldump")
 CLIENT_TOOLS = ("mariadb", "mysql")
@@ -220,20 +227,15 @@ class MySQLEngine(Engine):
                 f"install the MariaDB or MySQL client to back up {self.name} databases"
             )
         try:
-            spec = resolved(spec)  # one check: the counting connection and the tool agree
+            spec = resolved(spec)  # one check: the checking connection and the tool agree
             conn = self.connect(spec)
         except EngineError as exc:
             raise DumpFailed(str(exc)) from exc
-        try:
-            counts = self._count_rows(conn, spec.name)
-        except pymysql.Error as exc:
-            raise DumpFailed(f"cannot count rows in {_where(spec)}: {exc}") from exc
-        finally:
-            conn.close()
+        conn.close()  # it checked access and that the database exists; the dump counts
         defaults_file = write_defaults_file(spec)
-        return ProcessDump(
+        return _CountedDump(
             self.dump_argv(spec, tool=tool, defaults_file=defaults_file),
-            row_counts=counts,
+            recount=lambda: self.row_counts(spec),
             cleanups=[lambda: _remove(defaults_file)],
         )
 
@@ -258,3 +260,59 @@ class MySQLEngine(Engine):
             raise EngineError(f"{statement} failed on {_where(spec)}: {exc}") from exc
         finally:
             conn.close()
+
+
+class _CountingReader:
+    """The dump's stdout, counting rows in what the pipeline reads through it."""
+
+    def __init__(self, raw: BinaryIO, counter: DumpRowCounter) -> None:
+        self._raw = raw
+        self._counter = counter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._counter.feed(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class _CountedDump(ProcessDump):
+    """A mariadb-dump whose `row_counts` are filled from its own stream when it finishes."""
+
+    def __init__(self, argv: list[str], *, recount: Callable[[], dict[str, int]], **kw) -> None:
+        super().__init__(argv, **kw)
+        self._counter = DumpRowCounter()
+        self._recount = recount
+        self.stdout = _CountingReader(self.stdout, self._counter)  # type: ignore[assignment]
+
+    def finish(self) -> None:
+        already = self._done
+        super().finish()
+        if already:
+            return
+        counts = self._counter.finish()
+        if self._counter.failed is not None:
+            logger.warning(
+                "could not count rows in the %s stream (%s); counting the tables instead",
+                self.tool,
+                self._counter.failed,
+            )
+            try:
+                counts = self._recount()
+            except EngineError as exc:
+                raise DumpFailed(f"cannot count rows after the dump: {exc}") from exc
+        self.row_counts.update(counts)
