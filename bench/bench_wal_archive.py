@@ -15,9 +15,11 @@ PostgreSQL calling the command once per file, one at a time, as in production:
 - ``strongbox-sync``: today's ``manage.py archive_wal`` (a Django start per full call, each
   storing up to STRONGBOX_WAL_ARCHIVE_AHEAD files; the others answered from markers);
 - ``strongbox-async``: ``python -S manage.py archive_wal --async`` and its resident pusher
-  (STRONGBOX_WAL_ASYNC_PROCESSES=2), resident as on a server whose WAL keeps flowing (it
-  stays STRONGBOX_WAL_ASYNC_IDLE_SECONDS, 60, after its last file: a warm-up round, not
-  timed, starts it; a cold start adds one Django start-up, about a second);
+  (STRONGBOX_WAL_ASYNC_PROCESSES=2), started cold for every measurement (its Django start-up
+  is timed) and stopped after it, like pgBackRest's async process. A pusher left running
+  would archive the next backlog while it is being written, before the clock starts: on a
+  server whose WAL keeps flowing that is what it does (it stays
+  STRONGBOX_WAL_ASYNC_IDLE_SECONDS, 60, after its last file), but here it would flatter it;
 - ``pgbackrest-sync``: ``pgbackrest archive-push``;
 - ``pgbackrest-async``: the same with ``--archive-async --process-max=2``.
 
@@ -263,9 +265,16 @@ def stop_pusher(database_id) -> None:
     from pitr import wal_async
 
     pid_file = Path(wal_async.database_spool(str(database_id))) / "pusher.pid"
-    if pid_file.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)  # ProcessLookupError once it is gone
+            time.sleep(0.01)
+    pid_file.unlink()
 
 
 def main() -> None:
@@ -278,7 +287,7 @@ def main() -> None:
     cluster = None
     databases: dict = {}
     try:
-        os.environ["STRONGBOX_WAL_ASYNC_IDLE_SECONDS"] = "600"  # resident for the whole bench
+        os.environ["STRONGBOX_WAL_ASYNC_IDLE_SECONDS"] = "600"  # stopped by the bench itself
         setup(var)
         from django.conf import settings
 
@@ -313,12 +322,14 @@ def main() -> None:
         for mode in MODES:  # warm-up, not timed: the pusher starts, caches fill
             names = build_backlog(cluster, 2)
             drain(cluster, lines[mode], names[-1])
+            stop_pusher(databases["async"])
         timings: dict[str, list[float]] = {mode: [] for mode in MODES}
         for round_number in range(args.runs):
             order = MODES[round_number % 4 :] + MODES[: round_number % 4]
             for mode in order:
                 names = build_backlog(cluster, args.segments)
                 seconds = drain(cluster, lines[mode], names[-1])
+                stop_pusher(databases["async"])  # before the next backlog is written
                 check_stored(var, mode, by_mode.get(mode), names)
                 rate = len(names) / seconds
                 timings[mode].append(rate)

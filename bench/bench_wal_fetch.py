@@ -36,56 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench_wal_archive import archive_dir, make_database, setup  # noqa: E402
+
 SEGMENT = 16 << 20
 RUNS: dict[str, tuple[str, list[str]]] = {}
 SEGMENTS: dict[str, bytes] = {}  # name -> its random half, to check what comes back
-
-
-def setup(var: Path) -> None:
-    os.environ.update(
-        STRONGBOX_VAR_DIR=str(var),
-        STRONGBOX_TENANT_ROOT=str(var / "tenants"),
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        STRONGBOX_LOG_LEVEL="WARNING",
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def archive_dir(var: Path) -> Path:
-    """The bench organisation's local destination, inside its directory of the tenant root."""
-    return var / "tenants" / "bench" / "archive"
-
-
-def make_database(var: Path, label: str, **fields):
-    """A PostgreSQL database row ``label`` whose WAL goes to ``archive_dir(var)``."""
-    from destinations.models import Destination
-    from organizations.models import Database, Environment, Organisation, Project
-
-    organisation, _ = Organisation.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
-    project, _ = Project.objects.get_or_create(
-        organisation=organisation, slug="bench", defaults={"name": "Bench"}
-    )
-    environment, _ = Environment.objects.get_or_create(
-        project=project, slug="bench", defaults={"name": "Bench"}
-    )
-    Destination.objects.get_or_create(
-        organisation=organisation,
-        name="Archive disk",
-        defaults={"kind": "local", "config": {"path": str(archive_dir(var))}, "is_default": True},
-    )
-    return Database.objects.create(
-        environment=environment,
-        name=label,
-        slug=label,
-        engine="postgresql",
-        host="127.0.0.1",
-        **fields,
-    )
 
 
 def make_pg_wal(datadir: Path, count: int) -> list[str]:

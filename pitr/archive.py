@@ -113,6 +113,40 @@ class WalArchiveResult:
     destinations: list[str] = field(default_factory=list)
 
 
+class _PlainDigest:
+    """The SHA-256 and size of the file as stored: taken while the pipeline reads it (one
+    pass over 16 MiB instead of two), or by reading it when nothing was written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._hex: str | None = None
+        self.size = 0
+
+    def hexdigest(self) -> str:
+        if self._hex is None:
+            self._hex, self.size = _file_digest(self.path)
+        return self._hex
+
+    @contextlib.contextmanager
+    def reading(self):
+        """The file, hashed as it is read; the digest counts once it was read to the end."""
+        digest = hashlib.sha256()
+        size = 0
+        with open(self.path, "rb") as handle:
+
+            class Reader:
+                def read(self, n: int = -1) -> bytes:
+                    nonlocal size
+                    data = handle.read(n)
+                    digest.update(data)
+                    size += len(data)
+                    return data
+
+            yield Reader()
+            if not handle.read(1):  # at its end: what was hashed is the whole file
+                self._hex, self.size = digest.hexdigest(), size
+
+
 def _file_digest(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -195,10 +229,11 @@ def _archive(
         physical.parse_wal_name(name)
     except ValueError as exc:
         raise WalArchiveFailed(str(exc)) from exc
-    checksum, size = _file_digest(path)
-    wal = _checked_name(path, name, size)
+    plain = _PlainDigest(path)
+    wal = _checked_name(path, name, path.stat().st_size)
     existing = WalSegment.objects.filter(database=database, name=name).first()
     if existing is not None:
+        checksum = plain.hexdigest()
         if existing.checksum_sha256 != checksum:
             raise WalConflict(
                 f"{name} is already archived for {database} with different content "
@@ -212,8 +247,9 @@ def _archive(
     key = wal_key(database=database, name=name, options=options)
     destinations = wal_destinations(database=database)
     artifact_sha256, stored_size, (first_xact, last_xact) = _store_everywhere(
-        database, path, wal, destinations, key, checksum, options
+        database, path, wal, destinations, key, plain, options
     )
+    checksum, size = plain.hexdigest(), plain.size
     if stored is not None:
         stored(name)
     environment = database.environment
@@ -257,7 +293,7 @@ def _archive(
     )
 
 
-def _store_everywhere(database, path: Path, wal, destinations, key, checksum, options):
+def _store_everywhere(database, path: Path, wal, destinations, key, plain, options):
     """Store the file in every destination that lacks it; raise unless all hold it. Returns
     the artifact's sha256 and size and the segment's first and last transaction times."""
     name = wal.name
@@ -271,8 +307,8 @@ def _store_everywhere(database, path: Path, wal, destinations, key, checksum, op
         else None
     )
     try:
-        present, missing = _survey(destinations, backends, key, checksum, name, problems)
-        artifact_sha256, stored_size = _store(path, missing, backends, key, options, problems)
+        present, missing = _survey(destinations, backends, key, plain, name, problems)
+        artifact_sha256, stored_size = _store(plain, missing, backends, key, options, problems)
         if problems:
             raise WalArchiveFailed(
                 f"{name} is not stored in every destination: " + "; ".join(problems)
@@ -323,7 +359,7 @@ def wal_archive_ahead(*, database: Database, path: str | Path, name: str, limit:
     return done
 
 
-def _survey(destinations, backends: DestinationBackends, key, checksum, name, problems: list[str]):
+def _survey(destinations, backends: DestinationBackends, key, plain, name, problems: list[str]):
     """Split destinations into those already holding this very file (a previous attempt
     that failed elsewhere) and those still to write; another file there is a conflict.
     A destination that cannot even be asked is a problem; the others still get the file."""
@@ -332,7 +368,7 @@ def _survey(destinations, backends: DestinationBackends, key, checksum, name, pr
         try:
             backend = backends[destination]
             exists = artifact_size(backend, key) is not None
-            same = exists and _stored_plaintext_digest(backend, key) == checksum
+            same = exists and _stored_plaintext_digest(backend, key) == plain.hexdigest()
         except Exception as exc:  # noqa: BLE001 - unreachable destination and the like
             problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")
             continue
@@ -346,7 +382,7 @@ def _survey(destinations, backends: DestinationBackends, key, checksum, name, pr
 
 
 def _store(
-    path: Path, destinations, backends: DestinationBackends, key, options, problems: list[str]
+    plain: _PlainDigest, destinations, backends: DestinationBackends, key, options, problems
 ) -> tuple[str, int]:
     """Write the file to every destination given; the ones that fail are added to
     ``problems`` (their partial upload aborted). Returns the artifact's sha256 and size."""
@@ -360,7 +396,7 @@ def _store(
     if not sinks:
         return "", 0
     by_id = {str(d.id): d for d in destinations}
-    with open(path, "rb") as source:
+    with plain.reading() as source:
         try:
             result = run_pipeline(source, sinks, options)
         except PipelineError as exc:
