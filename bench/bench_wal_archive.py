@@ -15,16 +15,16 @@ PostgreSQL calling the command once per file, one at a time, as in production:
 - ``strongbox-sync``: today's ``manage.py archive_wal`` (a Django start per full call, each
   storing up to STRONGBOX_WAL_ARCHIVE_AHEAD files; the others answered from markers);
 - ``strongbox-async``: ``python -S manage.py archive_wal --async`` and its resident pusher
-  (STRONGBOX_WAL_ASYNC_PROCESSES=2), started cold for every measurement (its Django start-up
-  is timed) and stopped after it, like pgBackRest's async process. A pusher left running
-  would archive the next backlog while it is being written, before the clock starts: on a
-  server whose WAL keeps flowing that is what it does (it stays
-  STRONGBOX_WAL_ASYNC_IDLE_SECONDS, 60, after its last file), but here it would flatter it;
+  (STRONGBOX_WAL_ASYNC_PROCESSES=2), already running, as on a server whose WAL keeps flowing
+  (it stays STRONGBOX_WAL_ASYNC_IDLE_SECONDS, 60, after its last file). It looks at pg_wal
+  only when a command wakes it, so it does not touch the backlog before the clock starts;
+- ``strongbox-async-cold``: the same with no pusher running: the first command starts it
+  (one Django start-up, timed) and the bench stops it afterwards;
 - ``pgbackrest-sync``: ``pgbackrest archive-push``;
 - ``pgbackrest-async``: the same with ``--archive-async --process-max=2``.
 
 Both compress with zstd at the same level (STRONGBOX_COMPRESSION_LEVEL, 3) into a local
-directory, neither encrypts (the bench organisation has no key). The four run interleaved
+directory, neither encrypts (the bench organisation has no key). The five run interleaved
 (the order rotates each round), ``--runs`` rounds; it prints medians, the load average before
 and after, and the ratios. Each run's segments must all be stored: Strongbox's recorded (and
 fetched back, checksum-verified, for one per run), pgBackRest's present in its repository.
@@ -49,7 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SEGMENT = 16 << 20
-MODES = ("strongbox-sync", "strongbox-async", "pgbackrest-sync", "pgbackrest-async")
+MODES = (
+    "strongbox-sync",
+    "strongbox-async",
+    "strongbox-async-cold",
+    "pgbackrest-sync",
+    "pgbackrest-async",
+)
 
 
 def setup(var: Path) -> None:
@@ -177,11 +183,11 @@ def commands(var: Path, databases: dict, config: Path) -> dict[str, str]:
     manage = ROOT / "manage.py"
     python = sys.executable
     pgbackrest = f"pgbackrest --config={config} --stanza=bench"
+    asynchronous = f"{python} -S {manage} archive_wal --async --database"
     return {
         "strongbox-sync": f"{python} {manage} archive_wal --database {databases['sync']} %p %f",
-        "strongbox-async": (
-            f"{python} -S {manage} archive_wal --async --database {databases['async']} %p %f"
-        ),
+        "strongbox-async": f"{asynchronous} {databases['async']} %p %f",
+        "strongbox-async-cold": f"{asynchronous} {databases['cold']} %p %f",
         "pgbackrest-sync": f"{pgbackrest} archive-push %p",
         "pgbackrest-async": f"{pgbackrest} --archive-async --process-max=2 archive-push %p",
     }
@@ -287,7 +293,7 @@ def main() -> None:
     cluster = None
     databases: dict = {}
     try:
-        os.environ["STRONGBOX_WAL_ASYNC_IDLE_SECONDS"] = "600"  # stopped by the bench itself
+        os.environ["STRONGBOX_WAL_ASYNC_IDLE_SECONDS"] = "3600"  # stopped by the bench itself
         setup(var)
         from django.conf import settings
 
@@ -296,6 +302,7 @@ def main() -> None:
         databases = {
             "sync": make_database(var, "sync").id,
             "async": make_database(var, "async").id,
+            "cold": make_database(var, "cold").id,
         }
         from organizations.models import Database
 
@@ -312,6 +319,7 @@ def main() -> None:
         by_mode = {
             "strongbox-sync": Database.objects.get(pk=databases["sync"]),
             "strongbox-async": Database.objects.get(pk=databases["async"]),
+            "strongbox-async-cold": Database.objects.get(pk=databases["cold"]),
         }
         load_before = os.getloadavg()
         print(
@@ -322,14 +330,15 @@ def main() -> None:
         for mode in MODES:  # warm-up, not timed: the pusher starts, caches fill
             names = build_backlog(cluster, 2)
             drain(cluster, lines[mode], names[-1])
-            stop_pusher(databases["async"])
+            stop_pusher(databases["cold"])
         timings: dict[str, list[float]] = {mode: [] for mode in MODES}
         for round_number in range(args.runs):
-            order = MODES[round_number % 4 :] + MODES[: round_number % 4]
+            shift = round_number % len(MODES)
+            order = MODES[shift:] + MODES[:shift]
             for mode in order:
                 names = build_backlog(cluster, args.segments)
                 seconds = drain(cluster, lines[mode], names[-1])
-                stop_pusher(databases["async"])  # before the next backlog is written
+                stop_pusher(databases["cold"])
                 check_stored(var, mode, by_mode.get(mode), names)
                 rate = len(names) / seconds
                 timings[mode].append(rate)
@@ -349,6 +358,7 @@ def main() -> None:
             )
         for mine, peer in (
             ("strongbox-async", "pgbackrest-async"),
+            ("strongbox-async-cold", "pgbackrest-async"),
             ("strongbox-async", "pgbackrest-sync"),
             ("strongbox-async", "strongbox-sync"),
             ("strongbox-sync", "pgbackrest-sync"),
@@ -358,6 +368,7 @@ def main() -> None:
         if cluster is not None:
             cluster.stop()
         stop_pusher(databases.get("async"))
+        stop_pusher(databases.get("cold"))
         shutil.rmtree(var, ignore_errors=True)
 
 

@@ -10,7 +10,10 @@ wait for a broker and a free worker.
 Each pass takes the files PostgreSQL has marked ready, oldest first (its own order), that
 have no status yet, and archives up to ``STRONGBOX_WAL_ASYNC_PROCESSES`` at once through
 ``pitr.archive.wal_archive`` (one thread each: compression, encryption, hashing and I/O
-release the GIL). A result becomes ``out/<name>.ok`` or ``out/<name>.error``.
+release the GIL). A result becomes ``out/<name>.ok`` or ``out/<name>.error``. A pass runs
+when a command wakes it or a file is done, not on a timer: PostgreSQL asks for every file,
+so one it has not asked about yet is found at its next request, and a pusher whose
+archive_command was switched off stays idle.
 
 The queue limit, ``STRONGBOX_WAL_ASYNC_QUEUE_MAX`` bytes (1 GiB): at most that much WAL is
 taken ahead of PostgreSQL (being archived, or archived and not yet acknowledged by its
@@ -79,16 +82,18 @@ class Pusher:
     def run(self) -> None:
         reader, self.writer = self._open_wake()
         idle_since = time.monotonic()
+        woken = True  # a new pusher looks at once
         with ThreadPoolExecutor(self.processes, thread_name_prefix="wal-push") as pool:
             while self.pg_wal.is_dir():
                 self._collect()
-                self._submit(pool)
+                if woken:
+                    self._submit(pool)
                 if self.in_flight:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > self.idle_seconds:
                     break
-                ready, _, _ = select.select([reader], [], [], 1.0)
-                if ready:
+                woken = bool(select.select([reader], [], [], 1.0)[0])
+                if woken:
                     try:
                         os.read(reader, 4096)
                     except BlockingIOError:
