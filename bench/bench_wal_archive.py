@@ -1,32 +1,44 @@
-"""Benchmark: WAL archiving and fetching throughput, as PostgreSQL drives the commands.
+"""Benchmark: WAL archiving of a real PostgreSQL 15 cluster, Strongbox against pgBackRest.
 
-Run: .venv/bin/python bench/bench_wal_archive.py [--segments 32]
+Run: .venv/bin/python bench/bench_wal_archive.py [--segments 32] [--runs 5]
+Needs the PostgreSQL 15 server binaries (/usr/lib/postgresql/15/bin) and pgBackRest
+(Debian: ``apt-get install pgbackrest``, or ``STRONGBOX_WITH_PGBACKREST=1 ./scripts/setup``);
+the script says so and stops when one is missing.
 
-PostgreSQL runs archive_command once per WAL file, one at a time, and marks the file done
-when it exits 0. This script plays that archiver over synthetic 16 MiB segments (half
-random, half zeros, so zstd has work to do) with the real ``manage.py archive_wal`` into a
-local destination, twice in the same run:
+It initdb's a throwaway cluster on a free port and, for each measurement, lets it build a
+backlog: ``archive_command`` empty (PostgreSQL keeps every finished segment, marked ready),
+INSERTs until ``--segments`` segments of real WAL are written, ``pg_switch_wal()``. Then it
+sets the archive_command of one archiver and reloads; the clock runs until PostgreSQL's own
+archiver reports the last segment archived (``pg_stat_archiver``). So every figure is
+PostgreSQL calling the command once per file, one at a time, as in production:
 
-- (a) baseline: ``STRONGBOX_WAL_ARCHIVE_AHEAD=0``, each call stores only its own file and
-  pays a full Django start-up;
-- (b) default: each full call also stores the next ready files, whose own calls are then
-  answered from ``pitr/wal_spool.py`` markers before Django starts.
+- ``strongbox-sync``: today's ``manage.py archive_wal`` (a Django start per full call, each
+  storing up to STRONGBOX_WAL_ARCHIVE_AHEAD files; the others answered from markers);
+- ``strongbox-async``: ``python -S manage.py archive_wal --async`` and its resident pusher
+  (STRONGBOX_WAL_ASYNC_PROCESSES=2), already running, as on a server whose WAL keeps flowing
+  (it stays STRONGBOX_WAL_ASYNC_IDLE_SECONDS, 60, after its last file). It looks at pg_wal
+  only when a command wakes it, so it does not touch the backlog before the clock starts;
+- ``strongbox-async-cold``: the same with no pusher running: the first command starts it
+  (one Django start-up, timed) and the bench stops it afterwards;
+- ``pgbackrest-sync``: ``pgbackrest archive-push``;
+- ``pgbackrest-async``: the same with ``--archive-async --process-max=2``.
 
-Then it plays a recovery's restore_command over the same segments, in order: (a) without a
-prefetch directory, one full ``fetch_wal`` per segment; (b) as a Strongbox recovery runs
-it, with ``STRONGBOX_WAL_PREFETCH_DIR`` set, so each full call downloads the next segments
-and the calls for those only move a verified file into place.
-
-Prints seconds per segment, MB/s of WAL and the ratio (a)/(b) of each; every segment must
-end up recorded and stored, and come back byte for byte.
+Both compress with zstd at the same level (STRONGBOX_COMPRESSION_LEVEL, 3) into a local
+directory, neither encrypts (the bench organisation has no key). The five run interleaved
+(the order rotates each round), ``--runs`` rounds; it prints medians, the load average before
+and after, and the ratios. Each run's segments must all be stored: Strongbox's recorded (and
+fetched back, checksum-verified, for one per run), pgBackRest's present in its repository.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import random
 import shutil
+import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,9 +47,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SEGMENT = 16 << 20
-RUNS: dict[str, tuple[str, list[str]]] = {}
-SEGMENTS: dict[str, bytes] = {}  # name -> its random half, to check what comes back
+MODES = (
+    "strongbox-sync",
+    "strongbox-async",
+    "strongbox-async-cold",
+    "pgbackrest-sync",
+    "pgbackrest-async",
+)
 
 
 def setup(var: Path) -> None:
@@ -87,115 +105,270 @@ def make_database(var: Path, label: str, **fields):
     )
 
 
-def make_pg_wal(datadir: Path, count: int) -> list[str]:
-    status = datadir / "pg_wal" / "archive_status"
-    status.mkdir(parents=True)
-    rng = random.Random(7)
-    names = []
-    for number in range(1, count + 1):
-        name = f"{1:08X}{0:08X}{number:08X}"
-        noise = rng.randbytes(SEGMENT // 2)
-        SEGMENTS[name] = noise
-        (datadir / "pg_wal" / name).write_bytes(noise + bytes(SEGMENT // 2))
-        (status / f"{name}.ready").touch()
-        names.append(name)
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self, root: Path, port: int, launcher: tuple[str, ...]):
+        self.root, self.port, self.launcher = root, port, launcher
+        self.datadir = root / "data"
+
+    def run(self, *argv: str) -> None:
+        subprocess.run([*self.launcher, *argv], check=True, capture_output=True, timeout=300)  # noqa: S603
+
+    def init(self, archive_command: str, extra: str = "") -> None:
+        self.root.mkdir(parents=True)
+        self.run(str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust")
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.root}'\nwal_level = replica\n"
+                "archive_mode = on\nmax_wal_senders = 4\nmax_wal_size = '4GB'\n"
+                f"archive_command = '{archive_command.replace(chr(39), chr(39) * 2)}'\n{extra}"
+            )
+
+    def start(self) -> None:
+        self.run(str(PG_BIN / "pg_ctl"), "start", "-D", str(self.datadir), "-w", "-l",
+                 str(self.root / "server.log"))  # fmt: skip
+
+    def stop(self) -> None:
+        if (self.datadir / "postmaster.pid").exists():
+            subprocess.run(  # noqa: S603
+                [*self.launcher, str(PG_BIN / "pg_ctl"), "stop", "-D", str(self.datadir),
+                 "-m", "immediate"], capture_output=True, check=False, timeout=120,
+            )  # fmt: skip
+
+    def sql(self, query: str, dbname: str = "postgres", params: tuple | None = None):
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
+        ) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else None
+
+
+def require_tools() -> None:
+    missing = [str(PG_BIN / t) for t in ("initdb", "pg_ctl") if not (PG_BIN / t).exists()]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: apt-get install postgresql-15")
+    if shutil.which("pgbackrest") is None:
+        raise SystemExit(
+            "pgbackrest is not installed (the peer of this bench): apt-get install pgbackrest, "
+            "or STRONGBOX_WITH_PGBACKREST=1 ./scripts/setup"
+        )
+
+
+def pgbackrest_config(var: Path, cluster: Cluster, level: int) -> Path:
+    path = var / "pgbackrest.conf"
+    path.write_text(
+        "[global]\n"
+        f"repo1-path={var / 'pgbackrest-repo'}\n"
+        f"spool-path={var / 'pgbackrest-spool'}\n"
+        f"lock-path={var / 'pgbackrest-lock'}\n"
+        f"log-path={var / 'pgbackrest-log'}\n"
+        "log-level-console=warn\nlog-level-file=off\n"
+        f"compress-type=zst\ncompress-level={level}\n"
+        "[bench]\n"
+        f"pg1-path={cluster.datadir}\npg1-port={cluster.port}\n"
+        f"pg1-socket-path={cluster.root}\npg1-user=postgres\n"
+    )
+    return path
+
+
+def commands(var: Path, databases: dict, config: Path) -> dict[str, str]:
+    manage = ROOT / "manage.py"
+    python = sys.executable
+    pgbackrest = f"pgbackrest --config={config} --stanza=bench"
+    asynchronous = f"{python} -S {manage} archive_wal --async --database"
+    return {
+        "strongbox-sync": f"{python} {manage} archive_wal --database {databases['sync']} %p %f",
+        "strongbox-async": f"{asynchronous} {databases['async']} %p %f",
+        "strongbox-async-cold": f"{asynchronous} {databases['cold']} %p %f",
+        "pgbackrest-sync": f"{pgbackrest} archive-push %p",
+        "pgbackrest-async": f"{pgbackrest} --archive-async --process-max=2 archive-push %p",
+    }
+
+
+def set_archive_command(cluster: Cluster, command: str) -> None:
+    cluster.sql(f"ALTER SYSTEM SET archive_command = '{command.replace(chr(39), chr(39) * 2)}'")
+    cluster.sql("SELECT pg_reload_conf()")
+
+
+def build_backlog(cluster: Cluster, count: int) -> list[str]:
+    """Write ``count`` segments of WAL (nothing archived meanwhile); their names."""
+    set_archive_command(cluster, "")
+    cluster.sql("CHECKPOINT")  # recycle what earlier runs archived; not timed
+    start = cluster.sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")[0][0]
+    first = cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    while cluster.sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")[0][0] - start < (
+        count * SEGMENT
+    ):
+        cluster.sql(
+            "INSERT INTO orders (customer, note) "
+            "SELECT g % 1000, md5(g::text) || repeat(' note', g % 8) "
+            "FROM generate_series(1, 40000) g"
+        )
+    last = cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    cluster.sql("SELECT pg_switch_wal()")
+    status = cluster.datadir / "pg_wal" / "archive_status"
+    names = sorted(p.name.removesuffix(".ready") for p in status.glob("*.ready"))
+    assert names[0] <= first and names[-1] == last, (names[:1], first, names[-1:], last)
     return names
 
 
-def play_archiver(datadir: Path, database_id: str, ahead: int) -> tuple[float, int]:
-    """Call archive_command for the oldest ready file until none is left, as PostgreSQL
-    does; returns (seconds, calls)."""
-    status = datadir / "pg_wal" / "archive_status"
-    env = {**os.environ, "STRONGBOX_WAL_ARCHIVE_AHEAD": str(ahead)}
-    manage = ROOT / "manage.py"
-    calls = 0
-    started = time.perf_counter()
-    while ready := sorted(p.name.removesuffix(".ready") for p in status.glob("*.ready")):
-        name = ready[0]
-        argv = [sys.executable, str(manage), "archive_wal", "--database", database_id]
-        proc = subprocess.run(  # noqa: S603
-            [*argv, f"pg_wal/{name}", name], cwd=datadir, env=env, capture_output=True
+def drain(cluster: Cluster, command: str, last: str, timeout: float = 600) -> float:
+    """Seconds from setting ``command`` until PostgreSQL reports ``last`` archived (one
+    connection polls every 10 ms: a connection per poll would load the machine itself)."""
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        quoted = command.replace("'", "''")
+        started = time.perf_counter()
+        conn.execute(f"ALTER SYSTEM SET archive_command = '{quoted}'")
+        conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while True:
+            archived, failed = conn.execute(
+                "SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver"
+            ).fetchone()
+            if archived == last:
+                return time.perf_counter() - started
+            if time.monotonic() > deadline:
+                log = (cluster.root / "server.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"{last} not archived within {timeout} s (failed {failed}): {log}")
+            time.sleep(0.01)
+
+
+def check_stored(var: Path, mode: str, database, names: list[str]) -> None:
+    if mode.startswith("strongbox"):
+        from backups.models import WalSegment
+        from pitr.archive import wal_fetch
+
+        recorded = set(
+            WalSegment.objects.filter(database=database, name__in=names).values_list(
+                "name", flat=True
+            )
         )
-        calls += 1
-        if proc.returncode != 0:
-            raise SystemExit(f"archive_wal {name} failed: {proc.stderr.decode()[-2000:]}")
-        (status / f"{name}.ready").rename(status / f"{name}.done")
-    return time.perf_counter() - started, calls
+        assert recorded == set(names), f"{mode}: {len(set(names) - recorded)} not recorded"
+        probe = var / "fetched"
+        assert wal_fetch(database=database, name=names[len(names) // 2], target=probe)
+        probe.unlink()
+    else:
+        stored = {p.name[:24] for p in (var / "pgbackrest-repo" / "archive").rglob("*.zst")}
+        assert set(names) <= stored, f"{mode}: {len(set(names) - stored)} not in the repository"
 
 
-def play_recovery(var: Path, database_id: str, names: list[str], prefetch: bool) -> float:
-    """Call restore_command for each segment in order, as recovery does; returns seconds."""
-    workdir = var / "recovering"
-    (workdir / "pg_wal").mkdir(parents=True)
-    env = dict(os.environ)
-    env.pop("STRONGBOX_WAL_PREFETCH_DIR", None)
-    if prefetch:
-        env["STRONGBOX_WAL_PREFETCH_DIR"] = str(var / "prefetch")
-    manage = ROOT / "manage.py"
-    started = time.perf_counter()
-    for name in names:
-        argv = [sys.executable, str(manage), "fetch_wal", "--database", database_id]
-        proc = subprocess.run(  # noqa: S603
-            [*argv, name, "pg_wal/RECOVERYXLOG"], cwd=workdir, env=env, capture_output=True
-        )
-        if proc.returncode != 0:
-            raise SystemExit(f"fetch_wal {name} failed: {proc.stderr.decode()[-2000:]}")
-        # What recovery would replay: check it is the segment that was archived.
-        restored = (workdir / "pg_wal" / "RECOVERYXLOG").read_bytes()
-        rng_check = restored[: SEGMENT // 2]
-        assert len(restored) == SEGMENT and rng_check == SEGMENTS[name], name
-    seconds = time.perf_counter() - started
-    shutil.rmtree(workdir)
-    shutil.rmtree(var / "prefetch", ignore_errors=True)
-    return seconds
+def stop_pusher(database_id) -> None:
+    """The pusher this bench's async archive_command started (its pid in the spool)."""
+    if database_id is None:
+        return
+    from pitr import wal_async
 
-
-def run(var: Path, label: str, ahead: int, count: int) -> float:
-    from backups.models import WalSegment
-
-    database = make_database(var, label)
-    datadir = var / f"data-{label}"
-    names = make_pg_wal(datadir, count)
-    seconds, calls = play_archiver(datadir, str(database.id), ahead)
-    stored = WalSegment.objects.filter(database=database).count()
-    assert stored == count, f"{label}: {stored} of {count} segments recorded"
-    for segment in WalSegment.objects.filter(database=database):
-        assert (archive_dir(var) / segment.key).is_file(), segment.key
-    mb = count * SEGMENT / 1e6
-    print(
-        f"{label}: {count} segments ({mb:.0f} MB) in {seconds:.1f} s, {calls} calls, "
-        f"{seconds / count:.3f} s per segment, {mb / seconds:.1f} MB/s"
-    )
-    shutil.rmtree(datadir)
-    RUNS[label] = (str(database.id), names)
-    return seconds
+    pid_file = Path(wal_async.database_spool(str(database_id))) / "pusher.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)  # ProcessLookupError once it is gone
+            time.sleep(0.01)
+    pid_file.unlink()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=32)
-    parser.add_argument("--ahead", type=int, default=16, help="for run (b)")
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    require_tools()
     var = Path(tempfile.mkdtemp(prefix="strongbox-bench-wal-"))
+    cluster = None
+    databases: dict = {}
     try:
+        os.environ["STRONGBOX_WAL_ASYNC_IDLE_SECONDS"] = "3600"  # stopped by the bench itself
         setup(var)
-        print(f"load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs")
-        baseline = run(var, "a-one-per-call", 0, args.segments)
-        ahead = run(var, f"b-ahead-{args.ahead}", args.ahead, args.segments)
-        print(f"archive ratio (a)/(b): {baseline / ahead:.2f}x faster with archiving ahead")
-        database_id, names = RUNS[f"b-ahead-{args.ahead}"]
-        mb = len(names) * SEGMENT / 1e6
-        timings = {}
-        for label, prefetch in (("a-fetch-one-per-call", False), ("b-fetch-prefetched", True)):
-            seconds = play_recovery(var, database_id, names, prefetch)
-            timings[label] = seconds
+        from django.conf import settings
+
+        from pitr.restore import server_launcher
+
+        databases = {
+            "sync": make_database(var, "sync").id,
+            "async": make_database(var, "async").id,
+            "cold": make_database(var, "cold").id,
+        }
+        from organizations.models import Database
+
+        cluster = Cluster(var / "cluster", free_port(), server_launcher())
+        cluster.init("", extra="checkpoint_timeout = '30min'\nfsync = off\n")
+        cluster.start()
+        cluster.sql(
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, customer int, note text, "
+            "at timestamptz DEFAULT now())"
+        )
+        config = pgbackrest_config(var, cluster, settings.STRONGBOX_COMPRESSION_LEVEL)
+        cluster.run("pgbackrest", f"--config={config}", "--stanza=bench", "stanza-create")
+        lines = commands(var, databases, config)
+        by_mode = {
+            "strongbox-sync": Database.objects.get(pk=databases["sync"]),
+            "strongbox-async": Database.objects.get(pk=databases["async"]),
+            "strongbox-async-cold": Database.objects.get(pk=databases["cold"]),
+        }
+        load_before = os.getloadavg()
+        print(
+            f"load average {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}; "
+            f"{os.cpu_count()} CPUs; {args.segments} segments of real WAL per run, "
+            f"{args.runs} interleaved rounds"
+        )
+        for mode in MODES:  # warm-up, not timed: the pusher starts, caches fill
+            names = build_backlog(cluster, 2)
+            drain(cluster, lines[mode], names[-1])
+            stop_pusher(databases["cold"])
+        timings: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for round_number in range(args.runs):
+            shift = round_number % len(MODES)
+            order = MODES[shift:] + MODES[:shift]
+            for mode in order:
+                names = build_backlog(cluster, args.segments)
+                seconds = drain(cluster, lines[mode], names[-1])
+                stop_pusher(databases["cold"])
+                check_stored(var, mode, by_mode.get(mode), names)
+                rate = len(names) / seconds
+                timings[mode].append(rate)
+                print(
+                    f"  round {round_number + 1} {mode}: {len(names)} segments in {seconds:.2f} s,"
+                    f" {rate:.1f} segments/s (load {os.getloadavg()[0]:.1f})"
+                )
+        medians = {mode: statistics.median(rates) for mode, rates in timings.items()}
+        load_after = os.getloadavg()
+        print(f"load average after {load_after[0]:.1f} {load_after[1]:.1f} {load_after[2]:.1f}")
+        for mode in MODES:
+            rates = timings[mode]
             print(
-                f"{label}: {len(names)} segments in {seconds:.1f} s, "
-                f"{seconds / len(names):.3f} s per segment, {mb / seconds:.1f} MB/s"
+                f"{mode}: median {medians[mode]:.1f} segments/s "
+                f"({medians[mode] * SEGMENT / 1e6:.0f} MB/s of WAL; "
+                f"min {min(rates):.1f}, max {max(rates):.1f})"
             )
-        ratio = timings["a-fetch-one-per-call"] / timings["b-fetch-prefetched"]
-        print(f"fetch ratio (a)/(b): {ratio:.2f}x faster with prefetching")
+        for mine, peer in (
+            ("strongbox-async", "pgbackrest-async"),
+            ("strongbox-async-cold", "pgbackrest-async"),
+            ("strongbox-async", "pgbackrest-sync"),
+            ("strongbox-async", "strongbox-sync"),
+            ("strongbox-sync", "pgbackrest-sync"),
+        ):
+            print(f"ratio {mine} / {peer}: {medians[mine] / medians[peer]:.2f}x")
     finally:
+        if cluster is not None:
+            cluster.stop()
+        stop_pusher(databases.get("async"))
+        stop_pusher(databases.get("cold"))
         shutil.rmtree(var, ignore_errors=True)
 
 

@@ -26,8 +26,10 @@ shared execution core in ``backups/execution.py`` runs), ``coverage`` (windows, 
 target validation), ``restore`` (recovery into a new data directory), ``retention`` (WAL
 retention, protected base backups, gap and lag alerts), ``tasks`` (the periodic
 housekeeping), ``physical`` (Django-free: pg_basebackup, WAL names, recovery settings),
-``wal_spool`` (Django-free: the archive/fetch-ahead markers) and the management commands
-``archive_wal``, ``fetch_wal`` and ``pitr_restore``.
+``wal_spool`` (Django-free: the archive/fetch-ahead markers), ``wal_async`` (Django-free: the
+asynchronous archive_command and its spool), ``pusher`` (the resident pusher it starts),
+``wal_header`` (Django-free: a segment's page header) and the management commands
+``archive_wal``, ``fetch_wal``, ``wal_pusher`` and ``pitr_restore``.
 
 The models stay in the apps that had them (``Backup`` kind ``base``, ``BaseBackupPosition``,
 ``WalSegment``, ``WalArchiver`` in ``backups.models``; ``Restore.pitr_target`` in

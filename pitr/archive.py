@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from destinations.storage import ArtifactMissing, artifact_size, open_artifact_s
 from organizations.models import Database
 from organizations.validators import require_destination_paths
 from pitr import physical, wal_spool
+from pitr.wal_header import BadSegmentHeader, check_segment, read_segment_header
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,40 @@ class WalArchiveResult:
     destinations: list[str] = field(default_factory=list)
 
 
+class _PlainDigest:
+    """The SHA-256 and size of the file as stored: taken while the pipeline reads it (one
+    pass over 16 MiB instead of two), or by reading it when nothing was written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._hex: str | None = None
+        self.size = 0
+
+    def hexdigest(self) -> str:
+        if self._hex is None:
+            self._hex, self.size = _file_digest(self.path)
+        return self._hex
+
+    @contextlib.contextmanager
+    def reading(self):
+        """The file, hashed as it is read; the digest counts once it was read to the end."""
+        digest = hashlib.sha256()
+        size = 0
+        with open(self.path, "rb") as handle:
+
+            class Reader:
+                def read(self, n: int = -1) -> bytes:
+                    nonlocal size
+                    data = handle.read(n)
+                    digest.update(data)
+                    size += len(data)
+                    return data
+
+            yield Reader()
+            if not handle.read(1):  # at its end: what was hashed is the whole file
+                self._hex, self.size = digest.hexdigest(), size
+
+
 def _file_digest(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -121,9 +157,31 @@ def _file_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _is_segment_size(size: int) -> bool:
-    """wal_segment_size is a power of two from 1 MiB to 1 GiB."""
-    return (1 << 20) <= size <= (1 << 30) and size & (size - 1) == 0
+def _checked_name(path: Path, name: str, size: int) -> physical.WalName:
+    """What the name says, with the segment size of the file's own header (a non-default
+    wal_segment_size changes the name's arithmetic), refusing a segment whose header is
+    another segment's (a recycled file). A file without a WAL page header at all (not
+    written by PostgreSQL: a copy, a test's file) keeps the old rule: its size decides."""
+    try:
+        wal = physical.parse_wal_name(name)
+    except ValueError as exc:
+        raise WalArchiveFailed(str(exc)) from exc
+    if wal.kind not in ("segment", "partial"):
+        return wal
+    try:
+        header = read_segment_header(path)
+    except BadSegmentHeader:
+        is_size = (1 << 20) <= size <= (1 << 30) and size & (size - 1) == 0
+        return physical.parse_wal_name(name, segment_size=size) if is_size else wal
+    if header.segment_size != physical.DEFAULT_SEGMENT_SIZE:
+        wal = physical.parse_wal_name(name, segment_size=header.segment_size)
+    if wal.kind == "segment" and size != header.segment_size:
+        raise WalArchiveFailed(f"{name} has {size} bytes; its header says {header.segment_size}")
+    try:
+        check_segment(header, timeline=wal.timeline, number=wal.number)
+    except BadSegmentHeader as exc:
+        raise WalArchiveFailed(f"{name} is not the segment its name says: {exc}") from exc
+    return wal
 
 
 def _stored_plaintext_digest(backend: DestinationBackend, key: str) -> str:
@@ -135,14 +193,24 @@ def _stored_plaintext_digest(backend: DestinationBackend, key: str) -> str:
     return digest.hexdigest()
 
 
-def wal_archive(*, database: Database, path: str | Path, name: str) -> WalArchiveResult:
+def wal_archive(
+    *,
+    database: Database,
+    path: str | Path,
+    name: str,
+    check_gap: bool = True,
+    stored: Callable[[str], None] | None = None,
+) -> WalArchiveResult:
     """Store one WAL file in every destination; raise unless it is durably everywhere.
 
     Failures are recorded on the database's WalArchiver row and raise (de-duplicated) a
-    ``wal_archiving_failed`` alert before the exception reaches the caller.
+    ``wal_archiving_failed`` alert before the exception reaches the caller. ``check_gap``
+    off: the caller archives several files at once, out of order, and asks
+    ``wal_gap_check`` itself once the older ones are in. ``stored(name)`` is called once
+    the file is in every destination, before it is recorded (where a crash hurts most).
     """
     try:
-        return _archive(database, Path(path), name)
+        return _archive(database, Path(path), name, check_gap, stored)
     except ApplicationError as exc:  # WalConflict, WalArchiveFailed, InvalidInput
         _archive_failed(database, name, exc.message)
         raise
@@ -153,18 +221,19 @@ def wal_archive(*, database: Database, path: str | Path, name: str) -> WalArchiv
         raise WalArchiveFailed(message) from exc
 
 
-def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
+def _archive(
+    database: Database, path: Path, name: str, check_gap: bool, stored
+) -> WalArchiveResult:
     require_postgresql(database)
     try:
-        wal = physical.parse_wal_name(name)
+        physical.parse_wal_name(name)
     except ValueError as exc:
         raise WalArchiveFailed(str(exc)) from exc
-    checksum, size = _file_digest(path)
-    if wal.kind in ("segment", "partial") and _is_segment_size(size):
-        # Non-default wal_segment_size: the name's arithmetic follows the real size.
-        wal = physical.parse_wal_name(name, segment_size=size)
+    plain = _PlainDigest(path)
+    wal = _checked_name(path, name, path.stat().st_size)
     existing = WalSegment.objects.filter(database=database, name=name).first()
     if existing is not None:
+        checksum = plain.hexdigest()
         if existing.checksum_sha256 != checksum:
             raise WalConflict(
                 f"{name} is already archived for {database} with different content "
@@ -177,17 +246,12 @@ def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
     options = wal_options(database=database)
     key = wal_key(database=database, name=name, options=options)
     destinations = wal_destinations(database=database)
-    backends = DestinationBackends()  # one per destination for this file's checks and writes
-    problems: list[str] = []
-    present, missing = _survey(destinations, backends, key, checksum, name, problems)
-    artifact_sha256, stored_size = _store(path, missing, backends, key, options, problems)
-    if problems:
-        raise WalArchiveFailed(f"{name} is not stored in every destination: " + "; ".join(problems))
-    if not missing:
-        stored_size = artifact_size(backends[destinations[0]], key) or 0
-    first_xact = last_xact = None
-    if wal.kind == "segment":
-        first_xact, last_xact = physical.xact_times(str(path), pg_bin=_waldump_dir(database))
+    artifact_sha256, stored_size, (first_xact, last_xact) = _store_everywhere(
+        database, path, wal, destinations, key, plain, options
+    )
+    checksum, size = plain.hexdigest(), plain.size
+    if stored is not None:
+        stored(name)
     environment = database.environment
     try:
         with transaction.atomic():
@@ -219,14 +283,44 @@ def _archive(database: Database, path: Path, name: str) -> WalArchiveResult:
             raise WalConflict(f"{name} was archived concurrently with different content") from None
     if wal.kind == "backup":
         record_backup_stop(database, path)
-    if wal.kind == "segment":
-        _check_gap_on_arrival(database, segment)
+    if wal.kind == "segment" and check_gap:
+        wal_gap_check(database=database, segment=segment)
     _archive_succeeded(database, name)
     return WalArchiveResult(
         segment=segment,
         already_archived=False,
-        destinations=[d.name for d in destinations if d in missing or d in present],
+        destinations=[d.name for d in destinations],  # each held it or was written
     )
+
+
+def _store_everywhere(database, path: Path, wal, destinations, key, plain, options):
+    """Store the file in every destination that lacks it; raise unless all hold it. Returns
+    the artifact's sha256 and size and the segment's first and last transaction times."""
+    name = wal.name
+    backends = DestinationBackends()  # one per destination for this file's checks and writes
+    problems: list[str] = []
+    # The transaction times (the coverage window's end) need the records, not the header:
+    # pg_waldump reads them while the pipeline compresses and uploads.
+    xact_times = (
+        physical.XactTimes(str(path), pg_bin=_waldump_dir(database))
+        if wal.kind == "segment"
+        else None
+    )
+    try:
+        present, missing = _survey(destinations, backends, key, plain, name, problems)
+        artifact_sha256, stored_size = _store(plain, missing, backends, key, options, problems)
+        if problems:
+            raise WalArchiveFailed(
+                f"{name} is not stored in every destination: " + "; ".join(problems)
+            )
+    except BaseException:
+        if xact_times is not None:
+            xact_times.cancel()
+        raise
+    if not missing:
+        stored_size = artifact_size(backends[destinations[0]], key) or 0
+    times = xact_times.result() if xact_times is not None else (None, None)
+    return artifact_sha256, stored_size, times
 
 
 def ready_wal_files(pg_wal: Path, *, skip: str = "") -> list[str]:
@@ -265,7 +359,7 @@ def wal_archive_ahead(*, database: Database, path: str | Path, name: str, limit:
     return done
 
 
-def _survey(destinations, backends: DestinationBackends, key, checksum, name, problems: list[str]):
+def _survey(destinations, backends: DestinationBackends, key, plain, name, problems: list[str]):
     """Split destinations into those already holding this very file (a previous attempt
     that failed elsewhere) and those still to write; another file there is a conflict.
     A destination that cannot even be asked is a problem; the others still get the file."""
@@ -274,7 +368,7 @@ def _survey(destinations, backends: DestinationBackends, key, checksum, name, pr
         try:
             backend = backends[destination]
             exists = artifact_size(backend, key) is not None
-            same = exists and _stored_plaintext_digest(backend, key) == checksum
+            same = exists and _stored_plaintext_digest(backend, key) == plain.hexdigest()
         except Exception as exc:  # noqa: BLE001 - unreachable destination and the like
             problems.append(f"{destination.name}: {type(exc).__name__}: {exc}")
             continue
@@ -288,7 +382,7 @@ def _survey(destinations, backends: DestinationBackends, key, checksum, name, pr
 
 
 def _store(
-    path: Path, destinations, backends: DestinationBackends, key, options, problems: list[str]
+    plain: _PlainDigest, destinations, backends: DestinationBackends, key, options, problems
 ) -> tuple[str, int]:
     """Write the file to every destination given; the ones that fail are added to
     ``problems`` (their partial upload aborted). Returns the artifact's sha256 and size."""
@@ -302,7 +396,7 @@ def _store(
     if not sinks:
         return "", 0
     by_id = {str(d.id): d for d in destinations}
-    with open(path, "rb") as source:
+    with plain.reading() as source:
         try:
             result = run_pipeline(source, sinks, options)
         except PipelineError as exc:
@@ -412,7 +506,7 @@ def gap_key(database: Database) -> str:
     return f"{AlertKind.WAL_ARCHIVING_FAILED}:gap:database:{database.pk}"
 
 
-def _check_gap_on_arrival(database: Database, segment: WalSegment) -> None:
+def wal_gap_check(*, database: Database, segment: WalSegment) -> None:
     """A segment whose predecessor on its timeline is missing, while older ones exist,
     opens a gap: raise the alert now rather than at the next coverage read."""
     if segment.segment_number is None:

@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -170,6 +171,44 @@ def xact_times(
     except (OSError, subprocess.TimeoutExpired):
         return None, None
     return parse_xact_times(proc.stdout.decode("utf-8", errors="replace"))
+
+
+class XactTimes:
+    """``xact_times`` running in the background: started at once, its answer taken with
+    ``result()`` (None, None when pg_waldump is missing, fails or overruns)."""
+
+    def __init__(self, path: str, *, pg_bin: str = "", timeout: float = 30) -> None:
+        self.timeout = timeout
+        # A file, not a pipe: many commits would fill a pipe and stall pg_waldump until read.
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115 - closed in result()/cancel()
+        try:
+            self.proc: subprocess.Popen | None = subprocess.Popen(  # noqa: S603 - argv list
+                waldump_argv(path, pg_bin=pg_bin),
+                stdout=self.output,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "TZ": "UTC"},
+            )
+        except OSError:
+            self.proc = None
+
+    def result(self) -> tuple[datetime | None, datetime | None]:
+        if self.proc is None:
+            self.output.close()
+            return None, None
+        try:
+            self.proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            return None, None
+        with self.output:
+            self.output.seek(0)
+            return parse_xact_times(self.output.read().decode("utf-8", errors="replace"))
+
+    def cancel(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.output.close()
 
 
 # --- binaries ------------------------------------------------------------------------------

@@ -200,6 +200,13 @@ STRONGBOX_WAL_ARCHIVE_AHEAD = env_int("STRONGBOX_WAL_ARCHIVE_AHEAD", 16)
 # fetch_wal, during a recovery, downloads up to this many next segments ahead likewise.
 STRONGBOX_WAL_FETCH_AHEAD = env_int("STRONGBOX_WAL_FETCH_AHEAD", 16)
 STRONGBOX_WAL_SPOOL_DIR = Path(env_str("STRONGBOX_WAL_SPOOL_DIR", str(VAR_DIR / "wal-spool")))
+# Asynchronous archiving (archive_wal --async, pitr/pusher.py): files archived at once, the
+# most WAL taken ahead of PostgreSQL (bytes; beyond it the backlog waits in pg_wal, never
+# dropped), and how long an idle pusher stays. The command itself waits up to
+# STRONGBOX_WAL_ASYNC_TIMEOUT seconds (60; read by pitr/wal_async.py before Django starts).
+STRONGBOX_WAL_ASYNC_PROCESSES = env_int("STRONGBOX_WAL_ASYNC_PROCESSES", 2)
+STRONGBOX_WAL_ASYNC_QUEUE_MAX = env_int("STRONGBOX_WAL_ASYNC_QUEUE_MAX", 1 << 30)
+STRONGBOX_WAL_ASYNC_IDLE_SECONDS = env_int("STRONGBOX_WAL_ASYNC_IDLE_SECONDS", 60)
 # pitr.verify: every housekeeping run lists every archived WAL file in its destinations and
 # re-reads (checksums) up to this many bytes of the least recently verified; 0: listing only.
 STRONGBOX_WAL_VERIFY_BYTES_PER_RUN = env_int("STRONGBOX_WAL_VERIFY_BYTES_PER_RUN", 256 << 20)

@@ -109,3 +109,14 @@ def test_another_organisations_environment_is_a_404(client_for, other_organisati
     )
     assert response.status_code == 404
     assert not Backup.objects.exists()
+
+
+def test_the_async_wrapper_runs_the_fast_path_without_site_packages(orders):
+    out = io.StringIO()
+    call_command(
+        "pitr_setup", "--database", str(orders.id), "--async", stdout=out, stderr=io.StringIO()
+    )
+    script = out.getvalue()
+    assert f"{sys.executable} -S " in script
+    assert f'/manage.py archive_wal --async --database {orders.id} "$2" "$3"' in script
+    assert "/manage.py fetch_wal --database" in script  # restore_command unchanged

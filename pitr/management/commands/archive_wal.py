@@ -27,6 +27,13 @@ class Command(BaseCommand):
         parser.add_argument("path", help="%%p: the file's path, relative to the data directory")
         parser.add_argument("name", help="%%f: the file's name")
         parser.add_argument(
+            "--async",
+            action="store_true",
+            dest="asynchronous",
+            help="Asynchronous archiving: answered by manage.py's fast path and the resident "
+            "pusher (pitr/wal_async.py); only arguments it does not take end up here",
+        )
+        parser.add_argument(
             "--ahead",
             type=int,
             default=None,
@@ -34,7 +41,7 @@ class Command(BaseCommand):
             "(default STRONGBOX_WAL_ARCHIVE_AHEAD; 0: only the one asked for)",
         )
 
-    def handle(self, *args, database, path, name, ahead, **options):
+    def handle(self, *args, database, path, name, ahead, asynchronous, **options):
         started = time.monotonic()
         db = (
             Database.objects.select_related("environment__project__organisation")

@@ -26,14 +26,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--database", required=True, help="Database id or name")
         parser.add_argument("--write", metavar="DIR", help="Write the script into DIR (0700)")
+        parser.add_argument(
+            "--async",
+            action="store_true",
+            dest="asynchronous",
+            help="Archive asynchronously: a resident pusher stores several files at once "
+            "(docs/pitr.md)",
+        )
 
-    def handle(self, *args, database, write, **options):
+    def handle(self, *args, database, write, asynchronous, **options):
         db = _database(database)
         try:
             require_postgresql(db)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        setup = wal_setup(database=db)
+        setup = wal_setup(database=db, asynchronous=asynchronous)
         if not write:
             self.stdout.write(setup.script, ending="")
             self.stderr.write(
