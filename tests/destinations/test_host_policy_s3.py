@@ -118,7 +118,7 @@ def test_a_closed_port_and_a_refused_host_get_the_same_answer_in_about_the_same_
         (False, "connect", "connect failed: not reachable")
     ] * 2
     durations = [a["durationMs"] for a in answers]
-    assert all(3000 <= d < 6000 for d in durations), durations
+    assert all(3000 <= d < 10000 for d in durations), durations
     assert abs(durations[0] - durations[1]) < 1000, durations
 
 
