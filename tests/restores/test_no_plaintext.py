@@ -351,7 +351,14 @@ def test_an_encrypted_restore_never_puts_plaintext_on_disk_even_when_its_worker_
 
 
 def test_an_unencrypted_backup_downloaded_from_s3_waits_encrypted_and_restores(
-    organisation, environment, make_postgres_database, s3_server, s3_bucket, tmp_path, settings
+    organisation,
+    environment,
+    make_postgres_database,
+    s3_server,
+    s3_bucket,
+    tmp_path,
+    settings,
+    monkeypatch,
 ):
     from destinations.models import DestinationKind
     from tests.fixtures.s3 import s3_destination_config
@@ -376,6 +383,17 @@ def test_an_unencrypted_backup_downloaded_from_s3_waits_encrypted_and_restores(
     scanner = PlaintextScanner(marker, tmp_path)
     # This process runs the restore; the S3 server below it keeps the artifact as it likes.
     scanner.pids = lambda: _descendants(os.getpid()) - _descendants(s3_server.process.pid)
+    # Besides the scanner's own passes, one in step with the restore at every eighth of the
+    # artifact read, so a loaded machine cannot make the passes miss the restore.
+    add, step, seen = Progress.add, max(1, backup.size // 8), []
+
+    def add_and_scan(progress, n: int) -> None:
+        add(progress, n)
+        if progress.bytes_done // step > len(seen):
+            seen.append(progress.bytes_done)
+            scanner.scan_once()
+
+    monkeypatch.setattr(Progress, "add", add_and_scan)
     scanner.start()
     try:
         restore = run_restore_now(backup=backup, target_type="same", take_safety_backup=False)
@@ -385,7 +403,7 @@ def test_an_unencrypted_backup_downloaded_from_s3_waits_encrypted_and_restores(
     assert restore.status == RestoreStatus.COMPLETED, restore.message
     assert restore.phases[0]["copy"] == s3.name
     assert _fingerprint(spec) == original
-    assert scanner.found == [] and scanner.passes > 3
+    assert scanner.found == [] and len(seen) >= 4 and scanner.passes > 3
     assert [p.name for p in Path(settings.STRONGBOX_TMP_DIR).iterdir()] == []
 
 
