@@ -79,7 +79,9 @@ def test_ready_files_are_archived_ahead_and_answered_without_django(pg_database,
     started = time.monotonic()
     fast = archive_command(datadir, pg_database, NAMES[1], env=no_django)
     assert fast.returncode == 0, fast.stderr.decode()
-    assert time.monotonic() - started < 0.5 + 1.0  # no Django start-up; generous on a busy box
+    # No Django start-up: the settings module above does not exist. The bound only catches a
+    # fast path gone slow (it was 1.5 s, overrun by a bare interpreter at a load of 20).
+    assert time.monotonic() - started < 5.0
     assert not (spool / NAMES[1]).exists()  # consumed
     postgres_marks_done(datadir, NAMES[1])
 
