@@ -174,6 +174,35 @@ def spawn(
     return proc, collector
 
 
+class FeedingReader:
+    """A dump's stdout whose every piece read is also handed to ``feed`` (the engines'
+    stream readers count rows and hash tables in what the pipeline reads through it)."""
+
+    def __init__(self, raw: BinaryIO, feed: Callable[[bytes], None]) -> None:
+        self._raw = raw
+        self._feed = feed
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._feed(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class ProcessDump:
     """A Dump backed by a child process writing the dump to its stdout.
 

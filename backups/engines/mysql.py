@@ -16,7 +16,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from typing import BinaryIO
 
 import pymysql
 
@@ -27,6 +26,7 @@ from .base import (
     Engine,
     EngineError,
     EngineUnavailable,
+    FeedingReader,
     ProcessDump,
     resolved,
 )
@@ -262,34 +262,6 @@ class MySQLEngine(Engine):
             conn.close()
 
 
-class _CountingReader:
-    """The dump's stdout, counting rows in what the pipeline reads through it."""
-
-    def __init__(self, raw: BinaryIO, counter: DumpRowCounter) -> None:
-        self._raw = raw
-        self._counter = counter
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        if data:
-            self._counter.feed(data)
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._raw.close()
-
-
 class _CountedDump(ProcessDump):
     """A mariadb-dump whose `row_counts` are filled from its own stream when it finishes."""
 
@@ -297,7 +269,7 @@ class _CountedDump(ProcessDump):
         super().__init__(argv, **kw)
         self._counter = DumpRowCounter()
         self._recount = recount
-        self.stdout = _CountingReader(self.stdout, self._counter)  # type: ignore[assignment]
+        self.stdout = FeedingReader(self.stdout, self._counter.feed)  # type: ignore[assignment]
 
     def finish(self) -> None:
         already = self._done

@@ -7,7 +7,6 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
@@ -20,6 +19,7 @@ from .base import (
     DumpFailed,
     Engine,
     EngineError,
+    FeedingReader,
     ProcessDump,
     resolved,
 )
@@ -303,7 +303,7 @@ class _PgDump(ProcessDump):
         self.table_checksums: dict[str, dict] = {}
         self._recount = recount
         self.stream = DumpStream()
-        self.stdout = _Feeding(self.stdout, self.stream)  # type: ignore[assignment]
+        self.stdout = FeedingReader(self.stdout, self.stream.feed)  # type: ignore[assignment]
 
     def finish(self) -> None:
         published = self._done
@@ -328,29 +328,6 @@ class _PgDump(ProcessDump):
             if "sha256" in entry:
                 entry["encoding"] = stream.encoding
             self.table_checksums[key] = entry
-
-
-class _Feeding:
-    """A pipe whose every piece read is also fed to a DumpStream."""
-
-    def __init__(self, raw: BinaryIO, stream: DumpStream) -> None:
-        self._raw = raw
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        if data:
-            self._stream.feed(data)
-        return data
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._raw.close()
 
 
 # What pg_dump sets in its session (pg_dump.c setup_connection) and dump_env adds.
