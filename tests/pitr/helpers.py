@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 
 from backups.models import BackupKind, BackupMethod, BaseBackupPosition
 from pitr import physical
+from pitr.restore import pitr_restore
 from tests import factories
+from tests.pitr.conftest import child_env
 
 
 def base_backup(database, *, start: int, stop_time: datetime):
@@ -30,3 +32,18 @@ def base_backup(database, *, start: int, stop_time: datetime):
         stop_time=stop_time,
     )
     return backup
+
+
+def recover_into(restored, *, database, target: datetime, launcher):
+    """Recover ``database`` to ``target`` into the throwaway cluster ``restored`` (its data
+    directory, port and socket), as the PITR restore does it; the result of ``pitr_restore``."""
+    return pitr_restore(
+        database=database,
+        target=target,
+        datadir=restored.root / "data",
+        port=restored.port,
+        socket_dir=restored.root,
+        launcher=launcher,
+        env=child_env(),
+        timeout=120,
+    )

@@ -21,11 +21,11 @@ from pitr import wal_async
 from pitr.base import base_backup_execute, base_backup_request
 from pitr.coverage import pitr_coverage
 from pitr.pusher import STALL_ENV
-from pitr.restore import pitr_restore
 from pitr.wal_header import read_segment_header
 from tests import factories
 from tests.fixtures.worker import wait_for
-from tests.pitr.conftest import child_env, switch_and_wait
+from tests.pitr.conftest import switch_and_wait
+from tests.pitr.helpers import recover_into
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -141,16 +141,7 @@ def test_a_pusher_killed_between_storing_and_recording_loses_nothing_and_the_arc
     assert numbers == list(range(numbers[0], numbers[-1] + 1))
 
     restored = clusters("restored")
-    result = pitr_restore(
-        database=pg_database,
-        target=target,
-        datadir=restored.root / "data",
-        port=restored.port,
-        socket_dir=restored.root,
-        launcher=pg_launcher,
-        env=child_env(),
-        timeout=120,
-    )
+    result = recover_into(restored, database=pg_database, target=target, launcher=pg_launcher)
     assert result.base_backup == base
     rows = restored.execute("SELECT min(id), max(id), count(*) FROM orders")[0]
     assert rows == (1, 200, 200)

@@ -20,11 +20,11 @@ from backups import execution
 from backups.models import Backup, BackupStatus, BaseBackupPosition, CopyStatus, WalSegment
 from backups.services import backup_abort, backup_claim, backups_reap_stale
 from pitr.base import base_backup_execute, base_backup_request
-from pitr.restore import pitr_restore
 from tests import factories
 from tests.backups.helpers import run_in_thread
 from tests.fixtures.worker import wait_for
-from tests.pitr.conftest import archive_command, child_env, switch_and_wait
+from tests.pitr.conftest import archive_command, switch_and_wait
+from tests.pitr.helpers import recover_into
 from tests.reliability.helpers import files_under
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -136,16 +136,7 @@ def test_a_base_backup_silent_for_longer_than_the_heartbeat_timeout_is_kept_aliv
     primary.execute("INSERT INTO orders VALUES (151, 'after the target')")
     switch_and_wait(primary, pg_database)
     restored = clusters("restored")
-    result = pitr_restore(
-        database=pg_database,
-        target=target,
-        datadir=restored.root / "data",
-        port=restored.port,
-        socket_dir=restored.root,
-        launcher=pg_launcher,
-        env=child_env(),
-        timeout=120,
-    )
+    result = recover_into(restored, database=pg_database, target=target, launcher=pg_launcher)
     assert result.base_backup == backup
     assert restored.execute("SELECT min(id), max(id), count(*) FROM orders")[0] == (1, 150, 150)
 
