@@ -25,8 +25,6 @@ import argparse
 import os
 import shlex
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,16 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench_wal_archive import Cluster, free_port, setup  # noqa: E402
 from bench_wal_archive import make_database as make_wal_database  # noqa: E402
-from bench_wal_archive import setup  # noqa: E402
-
-PG_BIN = Path(os.environ.get("STRONGBOX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_database(var: Path, port: int):
@@ -56,46 +46,6 @@ def make_database(var: Path, port: int):
         environment=database.environment, wal_enabled=True, wal_retention_days=7
     )
     return database
-
-
-class Cluster:
-    def __init__(self, root: Path, port: int, launcher: tuple[str, ...]):
-        self.root, self.port, self.launcher = root, port, launcher
-        self.datadir = root / "data"
-
-    def run(self, *argv: str) -> None:
-        subprocess.run([*self.launcher, *argv], check=True, capture_output=True, timeout=300)  # noqa: S603
-
-    def init(self, archive_command: str) -> None:
-        self.root.mkdir(parents=True)
-        self.run(str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust")
-        with open(self.datadir / "postgresql.conf", "a") as conf:
-            conf.write(
-                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{self.root}'\nwal_level = replica\n"
-                "archive_mode = on\nmax_wal_senders = 4\nmax_wal_size = '4GB'\n"
-                f"archive_command = '{archive_command.replace(chr(39), chr(39) * 2)}'\n"
-            )
-
-    def start(self) -> None:
-        self.run(str(PG_BIN / "pg_ctl"), "start", "-D", str(self.datadir), "-w", "-l",
-                 str(self.root / "server.log"))  # fmt: skip
-
-    def stop(self) -> None:
-        if (self.datadir / "postmaster.pid").exists():
-            subprocess.run(  # noqa: S603
-                [*self.launcher, str(PG_BIN / "pg_ctl"), "stop", "-D", str(self.datadir),
-                 "-m", "immediate"], capture_output=True, check=False, timeout=120,
-            )  # fmt: skip
-
-    def sql(self, query: str, dbname: str = "postgres", params: tuple | None = None):
-        import psycopg
-
-        with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
-        ) as conn:
-            cursor = conn.execute(query, params)
-            return cursor.fetchall() if cursor.description else None
 
 
 def wait_archived(database, name: str, timeout: float = 900) -> None:
@@ -161,7 +111,8 @@ def main() -> None:
         for first in range(1, args.rows + 1, batch):
             last = min(first + batch - 1, args.rows)
             cluster.sql(
-                "INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(%s, %s) g",
+                "INSERT INTO orders SELECT g, md5(g::text)"
+                " FROM generate_series(%s::bigint, %s::bigint) g",
                 "bench",
                 (first, last),
             )
