@@ -24,10 +24,17 @@ without being stored), so ``pg_wal`` can grow while a destination is down: the l
 
 The gap check of a segment (``wal_gap_check``) waits until no older file is still being
 archived: done out of order, it would report the predecessor still in flight as missing.
+
+Between a command taking its ``.ok`` and PostgreSQL renaming ``.ready`` to ``.done`` the file
+looks unanswered again. The pusher remembers what it stored (name, the file's identity, its
+checksum), so such a file, or one a command that died before exiting asks about again, gets
+a new ``.ok`` without being read, hashed and looked up again; an ``.ok`` whose file is no
+longer ready (acknowledged, or recycled by PostgreSQL) is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -65,6 +72,7 @@ class Pusher:
         self.queue_max = queue_max
         self.idle_seconds = idle_seconds
         self.in_flight: dict[str, tuple[Future, int]] = {}
+        self.stored: dict[str, tuple[str, str]] = {}  # name -> (file identity, sha256)
         self.gap_checks: list[WalSegment] = []
         self.warned_full = False
 
@@ -104,21 +112,31 @@ class Pusher:
         os.close(reader)
         os.close(self.writer)
 
-    def _statuses(self) -> tuple[set[str], int]:
-        """Names with a status file, and the bytes of those archived but not acknowledged."""
+    def _statuses(self, ready: set[str]) -> tuple[set[str], int]:
+        """Names with a status file, and the bytes of those archived but not acknowledged.
+        An ``.ok`` of a file no longer ready is stale (PostgreSQL took the answer, or
+        recycled the file): removed."""
         names, waiting = set(), 0
         for entry in os.scandir(self.out):
             name, _, suffix = entry.name.rpartition(".")
-            if suffix in ("ok", "error") and not entry.name.startswith("."):
-                names.add(name)
-                if suffix == "ok":
-                    waiting += _size(self.pg_wal / name)
+            if suffix not in ("ok", "error") or entry.name.startswith("."):
+                continue
+            if suffix == "ok" and name not in ready:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                continue
+            names.add(name)
+            if suffix == "ok":
+                waiting += _size(self.pg_wal / name)
         return names, waiting
 
     def _submit(self, pool: ThreadPoolExecutor) -> None:
-        done, waiting = self._statuses()
+        ready = ready_wal_files(self.pg_wal)
+        ready_names = set(ready)
+        self.stored = {n: v for n, v in self.stored.items() if n in ready_names}
+        done, waiting = self._statuses(ready_names)
         budget = self.queue_max - waiting - sum(size for _, size in self.in_flight.values())
-        backlog = [n for n in ready_wal_files(self.pg_wal) if n not in done]
+        backlog = [n for n in ready if n not in done]
         for name in backlog:
             if name in self.in_flight:
                 continue
@@ -147,10 +165,14 @@ class Pusher:
         except OSError:
             pass  # full: the loop is awake anyway
 
-    def _push(self, name: str) -> WalSegment | None:
-        """Archive one file; its status file says how it went. Runs on a pool thread."""
-        close_old_connections()
+    def _push(self, name: str) -> tuple[WalSegment | None, tuple[str, str] | None]:
+        """Archive one file; its status file says how it went. Runs on a pool thread.
+        Returns the segment to gap-check and what to remember of the file (identity,
+        checksum), either None; ``_collect`` on the main thread keeps them."""
         path = self.pg_wal / name
+        if self._answer_again(name, path):
+            return None, None
+        close_old_connections()
         try:
             before = os.stat(path)
             result = wal_archive(
@@ -159,26 +181,38 @@ class Pusher:
             after = os.stat(path)
         except ApplicationError as exc:
             wal_async.write_error(self.spool, name, exc.message)
-            return None
+            return None, None
         except Exception as exc:  # noqa: BLE001 - reported to the waiting command
             logger.exception("pushing %s of %s failed", name, self.database.pk)
             wal_async.write_error(self.spool, name, f"{type(exc).__name__}: {exc}")
-            return None
+            return None, None
         finally:
             close_old_connections()
-        same = wal_async.file_identity(before) == wal_async.file_identity(after)
-        wal_async.write_ok(
-            self.spool,
-            name,
-            checksum=result.segment.checksum_sha256,
-            identity=wal_async.file_identity(before) if same else "",
-        )
-        return result.segment if result.segment.kind == "segment" else None
+        identity = wal_async.file_identity(before)
+        same = identity == wal_async.file_identity(after)
+        checksum = result.segment.checksum_sha256
+        wal_async.write_ok(self.spool, name, checksum=checksum, identity=identity if same else "")
+        segment = result.segment if result.segment.kind == "segment" else None
+        return segment, (identity, checksum) if same else None
+
+    def _answer_again(self, name: str, path: Path) -> bool:
+        """A file this pusher stored and recorded, unchanged since: answered from memory."""
+        known = self.stored.get(name)
+        try:
+            identity = wal_async.file_identity(os.stat(path))
+        except FileNotFoundError:
+            return False
+        if known is None or known[0] != identity:
+            return False
+        wal_async.write_ok(self.spool, name, checksum=known[1], identity=identity)
+        return True
 
     def _collect(self) -> None:
         for name in [n for n, (future, _) in self.in_flight.items() if future.done()]:
             future, _size = self.in_flight.pop(name)
-            segment = future.result()
+            segment, stored = future.result()
+            if stored is not None:
+                self.stored[name] = stored
             if segment is not None:
                 self.gap_checks.append(segment)
         oldest_in_flight = min(self.in_flight, default=None)
