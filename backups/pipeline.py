@@ -73,6 +73,7 @@ __all__ = [
     "PipelineResult",
     "Progress",
     "Sink",
+    "compress_whole",
     "container_source",
     "iter_container",
     "open_artifact",
@@ -190,6 +191,18 @@ def _compressor(options: PipelineOptions) -> _Compressor:
     if options.compression == "gzip":
         return zlib.compressobj(options.level, zlib.DEFLATED, 31)  # 31: gzip header
     return _Identity()
+
+
+def compress_whole(data: bytes, options: PipelineOptions) -> bytes:
+    """``data`` compressed in one call, as the streaming compressor would (same format and
+    settings; zstd only). For small files already in memory: zstd takes ~15% less CPU on a
+    16 MiB WAL segment in one call than fed in chunks (bench/bench_wal_archive.py)."""
+    if options.compression != "zstd":
+        raise ValueError("compress_whole is for zstd")
+    params = zstandard.ZstdCompressionParameters.from_level(
+        options.level, threads=0, write_checksum=True
+    )
+    return zstandard.ZstdCompressor(compression_params=params).compress(data)
 
 
 # --- threads -------------------------------------------------------------------------------

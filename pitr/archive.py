@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -28,7 +29,13 @@ from backups.models import (
     WalKind,
     WalSegment,
 )
-from backups.pipeline import PipelineError, PipelineOptions, open_artifact, run_pipeline
+from backups.pipeline import (
+    PipelineError,
+    PipelineOptions,
+    compress_whole,
+    open_artifact,
+    run_pipeline,
+)
 from backups.services import _destinations_for
 from config.errors import ApplicationError, Conflict, InvalidInput
 from destinations.backends import DestinationBackend, DestinationBackends
@@ -398,7 +405,8 @@ def _store(
     by_id = {str(d.id): d for d in destinations}
     with plain.reading() as source:
         try:
-            result = run_pipeline(source, sinks, options)
+            piped, piped_options = _pipeline_input(source, plain, options)
+            result = run_pipeline(piped, sinks, piped_options)
         except PipelineError as exc:
             problems.append(str(exc))
             return "", 0
@@ -409,6 +417,24 @@ def _store(
         if stored != result.bytes_out:
             problems.append(f"{destination.name}: stored {stored} bytes of {result.bytes_out}")
     return result.sha256, result.bytes_out
+
+
+# A segment (16 MiB by default) is read whole and compressed in one call; a file of a
+# cluster with much larger segments streams through the pipeline in chunks instead.
+COMPRESS_WHOLE_LIMIT = 64 << 20
+
+
+def _pipeline_input(source, plain: _PlainDigest, options: PipelineOptions):
+    """What run_pipeline reads, and how: the file compressed already (one call, same frame
+    as streaming would write; the pipeline then only encrypts, hashes and writes it), or
+    the file itself."""
+    size = plain.path.stat().st_size
+    if options.compression != "zstd" or size > COMPRESS_WHOLE_LIMIT:
+        return source, options
+    data = source.read(size + 1)
+    while chunk := source.read(1 << 20):  # grew since the stat: read the rest too
+        data += chunk
+    return io.BytesIO(compress_whole(data, options)), replace(options, compression="none")
 
 
 def _waldump_dir(database: Database) -> str:

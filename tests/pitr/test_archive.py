@@ -178,3 +178,16 @@ def test_the_wal_of_a_deleted_database_is_purged_from_its_destinations(
     run_pitr_housekeeping()
     assert not stored.exists()
     assert not WalSegment.objects.filter(pk=segment.pk).exists()
+
+
+def test_a_file_too_large_to_compress_whole_streams_and_fetches_back_identical(
+    pg_database, local_destination, wal_file, tmp_path, monkeypatch
+):
+    # A cluster with 1 GiB segments: the file streams through the pipeline in chunks.
+    monkeypatch.setattr("pitr.archive.COMPRESS_WHOLE_LIMIT", 1000)
+    streamed = wal_archive(database=pg_database, path=wal_file, name=NAME).segment
+    target = tmp_path / "restore" / NAME
+    target.parent.mkdir()
+    assert wal_fetch(database=pg_database, name=NAME, target=target)
+    assert target.read_bytes() == wal_file.read_bytes()
+    assert streamed.compression == "zstd" and streamed.stored_size < streamed.size
