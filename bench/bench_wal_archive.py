@@ -71,6 +71,12 @@ def setup(var: Path) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    # As under pitr_setup's wrapper: the commands write no byte code, and the fast path's
+    # modules were compiled when the wrapper was written.
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    from pitr.setup import compile_fast_path
+
+    compile_fast_path()
 
 
 def archive_dir(var: Path) -> Path:

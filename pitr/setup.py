@@ -10,7 +10,9 @@ process that generated it and calls the real commands with absolute paths.
 
 from __future__ import annotations
 
+import logging
 import os
+import py_compile
 import shlex
 import sys
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from django.conf import settings
 from django.db import connection
 
 from organizations.models import Database
+
+logger = logging.getLogger(__name__)
 
 # Variables that the settings read and that a wrapper passes on when they are set here.
 PASSED_PREFIXES = ("STRONGBOX_", "DJANGO_")
@@ -130,8 +134,29 @@ esac
     )
 
 
+# The modules PostgreSQL's commands import before Django (manage.py's fast paths).
+FAST_PATH_MODULES = ("pitr/__init__.py", "pitr/wal_async.py", "pitr/wal_spool.py")
+
+
+def compile_fast_path() -> list[Path]:
+    """Byte-compile the fast path's modules. The wrapper runs Python with
+    PYTHONDONTWRITEBYTECODE (PostgreSQL's user must not write into the code), so without
+    this every archive_command compiles them again: ~5 ms of each call's ~10. Returns the
+    compiled files; a code directory we cannot write to is left as it is."""
+    compiled = []
+    for relative in FAST_PATH_MODULES:
+        source = Path(settings.BASE_DIR) / relative
+        try:
+            compiled.append(Path(py_compile.compile(str(source), doraise=True)))
+        except (OSError, py_compile.PyCompileError) as exc:
+            logger.warning("could not byte-compile %s: %s", source, exc)
+    return compiled
+
+
 def write_wal_setup(setup: WalSetup, directory: Path) -> Path:
-    """Write the script 0700 into ``directory`` (created 0700), replacing one there."""
+    """Write the script 0700 into ``directory`` (created 0700), replacing one there, and
+    byte-compile what it runs before Django."""
+    compile_fast_path()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / setup.script_name
     tmp = path.with_name(f".{path.name}.tmp")

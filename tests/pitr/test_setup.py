@@ -4,14 +4,18 @@ tests/pitr/test_verify_cluster.py), ``backup_now --base`` and the manual trigger
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import sys
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from backups.models import Backup, BackupKind
 from organizations.models import Role
+from pitr.setup import FAST_PATH_MODULES
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +124,19 @@ def test_the_async_wrapper_runs_the_fast_path_without_site_packages(orders):
     assert f"{sys.executable} -S " in script
     assert f'/manage.py archive_wal --async --database {orders.id} "$2" "$3"' in script
     assert "/manage.py fetch_wal --database" in script  # restore_command unchanged
+
+
+def test_writing_the_wrapper_byte_compiles_what_the_fast_path_imports(orders, tmp_path):
+    # PostgreSQL's commands run with PYTHONDONTWRITEBYTECODE: without these files each of
+    # them would compile the modules again.
+    call_command(
+        "pitr_setup", "--database", str(orders.id), "--async", "--write", str(tmp_path),
+        stdout=io.StringIO(), stderr=io.StringIO(),
+    )  # fmt: skip
+    for relative in FAST_PATH_MODULES:
+        source = Path(settings.BASE_DIR) / relative
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        header = cached.read_bytes()[:16]
+        assert header[:4] == importlib.util.MAGIC_NUMBER
+        # A timestamp-checked file of this very source: Python uses it instead of compiling.
+        assert int.from_bytes(header[8:12], "little") == int(source.stat().st_mtime)
