@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,6 @@ from alerts.services import alert_raise, alert_resolve
 from backups.engines import EngineUnavailable
 from backups.keys import key_for_id, organisation_key
 from backups.models import (
-    Backup,
     BackupStatus,
     BaseBackupPosition,
     WalArchiver,
@@ -266,7 +266,7 @@ def _archive(
                 organisation_id=environment.project.organisation_id,
                 environment=environment,
                 database=database,
-                base_backup=_base_for(database, wal),
+                base_backup_id=_base_for(database, wal),
                 name=name,
                 kind=wal.kind,
                 timeline=wal.timeline,
@@ -333,14 +333,19 @@ def _store_everywhere(database, path: Path, wal, destinations, key, plain, optio
 def ready_wal_files(pg_wal: Path, *, skip: str = "") -> list[str]:
     """Files PostgreSQL has marked ready to archive (``archive_status/*.ready``), in the
     order its archiver takes them: timeline history files first, then by name."""
+    # Two directory listings, no stat per file: the pusher asks after every file it stored.
+    with os.scandir(pg_wal) as entries:
+        present = {entry.name for entry in entries if entry.is_file()}
     names = []
-    for status in (pg_wal / "archive_status").glob("*.ready"):
-        name = status.name.removesuffix(".ready")
-        try:
-            physical.parse_wal_name(name)
-        except ValueError:
-            continue
-        if name != skip and (pg_wal / name).is_file():
+    with os.scandir(os.path.join(pg_wal, "archive_status")) as statuses:
+        for status in statuses:
+            name = status.name.removesuffix(".ready")
+            if name == status.name or name == skip or name not in present:
+                continue
+            try:
+                physical.parse_wal_name(name)
+            except ValueError:
+                continue
             names.append(name)
     return sorted(names, key=lambda n: (not n.endswith(".history"), n))
 
@@ -447,22 +452,21 @@ def _waldump_dir(database: Database) -> str:
         return ""
 
 
-def _base_for(database: Database, wal: physical.WalName) -> Backup | None:
-    """The latest completed base backup this WAL file replays onto."""
+def _base_for(database: Database, wal: physical.WalName) -> uuid.UUID | None:
+    """The id of the latest completed base backup this WAL file replays onto, or None."""
     if wal.number is None:
         return None
-    position = (
+    return (
         BaseBackupPosition.objects.filter(
             backup__database=database,
             backup__status=BackupStatus.COMPLETED,
             timeline__lte=wal.timeline,
             start_segment_number__lte=wal.number,
         )
-        .select_related("backup")
         .order_by("-start_segment_number", "-backup__created_at")
+        .values_list("backup_id", flat=True)
         .first()
     )
-    return position.backup if position else None
 
 
 def record_backup_stop(database: Database, path: Path) -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from alerts.models import Alert
 from backups.models import WalSegment
 from pitr import pusher as pusher_module
 from pitr import wal_async
+from pitr.archive import gap_key
 from pitr.pusher import Pusher
 from tests import factories
 from tests.fixtures.tenants import DEFAULT_SLUG, tenant_path
@@ -82,6 +84,7 @@ def test_a_file_it_stored_is_answered_again_without_archiving_it_again(
     spool = wal_async.database_spool(str(pg_database.id))
     assert sorted(archived) == [FIRST, SECOND]
     assert WalSegment.objects.filter(database=pg_database).count() == 2
+    assert not Alert.objects.filter(dedup_key=gap_key(pg_database)).exists()
     assert wal_async.ok_matches(spool, FIRST, str(pg_wal / FIRST))
 
     # A command took FIRST's answer; PostgreSQL has not marked it done yet (or the command
@@ -116,3 +119,16 @@ def test_an_answer_postgresql_no_longer_needs_is_removed(pg_database, pg_wal, ar
     assert not Path(wal_async.ok_path(spool, FIRST)).exists()
     assert not Path(wal_async.ok_path(spool, SECOND)).exists()
     assert sorted(archived) == [FIRST, SECOND]
+
+
+def test_a_segment_after_a_missing_one_raises_the_gap_alert(pg_database, pg_wal, archived):
+    after_gap = "000000010000000000000014"
+    for name in (FIRST, SECOND, after_gap):  # ...13 never reached the archive
+        make_ready(pg_wal, name)
+    pusher = Pusher(
+        database=pg_database, pg_wal=pg_wal, processes=2, queue_max=1 << 30, idle_seconds=1
+    )
+    run_until_idle(pusher)
+    gaps = Alert.objects.filter(dedup_key=gap_key(pg_database), resolved_at__isnull=True)
+    assert [alert.title for alert in gaps] == ["Gap in the WAL archive of Orders"]
+    assert f"{after_gap} was archived but the segments after {SECOND}" in gaps[0].message
