@@ -103,7 +103,15 @@ DATABASES = {
         # IMMEDIATE: a transaction takes the write lock up front and waits for it (timeout);
         # the default deferred one fails at once with "database is locked" when it must
         # upgrade a read lock while another worker process writes.
-        "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        # WAL journal: a commit is one fsync of the log instead of the rollback journal's
+        # several (progress writes sat on restores' data path), and readers (pages, SSE)
+        # no longer wait for a writer. synchronous=FULL keeps every commit durable: a WAL
+        # segment is acknowledged to PostgreSQL only once its row is.
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+        },
     }
 }
 
