@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_backup_cpu.py [--engines postgresql,mariadb] [--size 250]
         [--rounds 5] [--stages read,stream,none,zstd,backup,cli] [--threads] [--keep]
+        [--against DIR]
 
 On a machine whose cores the dump tool and zstd already keep busy, every CPU-second of ours
 is wall time, and CPU time (unlike wall time) is barely moved by other load: so this counts
@@ -17,12 +18,17 @@ CPU. Each round runs every stage once, interleaved; medians of --rounds (at leas
 RUSAGE_CHILDREN (the dump tool, reaped). With --threads the backup stage also samples
 /proc/self/task every 20 ms and prints each thread's CPU (pipeline threads by name, zstd's
 native workers as "zstd-worker"), medians of the rounds. The databases are bench_backup.py's.
+
+CPU time still moves with the machine's load (caches, the other core's work), so a change is
+judged with --against DIR (say a worktree of main): each round runs the stages once with
+this checkout's code and once with DIR's, alternating, each in a fresh child process.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import resource
 import statistics
@@ -34,14 +40,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import django  # noqa: E402
 from bench_backup import MY, PG, drop_database, fill_mariadb, fill_postgres  # noqa: E402
+
+# --against runs children that import the code under test from another checkout.
+sys.path.insert(0, os.environ.get("BENCH_CODE_ROOT") or str(ROOT))
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+django.setup()  # for backups.execution's reader; no query is made
 
 from backups.engines.base import ConnectionSpec, ProcessDump  # noqa: E402
 from backups.engines.mysql import MySQLEngine  # noqa: E402
 from backups.engines.postgresql import PostgreSQLEngine  # noqa: E402
+from backups.execution import _FinishingReader  # noqa: E402
 from backups.memory import fix_malloc_threshold  # noqa: E402
 from backups.pipeline import PipelineOptions, run_pipeline  # noqa: E402
 from destinations.storage import LocalSink  # noqa: E402
@@ -71,22 +84,9 @@ def engine_dump(engine: str, spec: ConnectionSpec):
     return MySQLEngine(engine).open_dump(spec)
 
 
-class Finishing:
+def Finishing(dump):  # noqa: N802 - stands for the class
     """What backups.execution hands the pipeline: the dump's stdout, finished at EOF."""
-
-    def __init__(self, dump) -> None:
-        self._dump = dump
-        self._ended = False
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._dump.stdout.read(size)
-        if not data and not self._ended:
-            self._ended = True
-            self._dump.finish()
-        return data
-
-    def fileno(self) -> int:
-        return self._dump.stdout.fileno()
+    return _FinishingReader(dump, lambda: None)
 
 
 def read_all(dump) -> int:
@@ -177,9 +177,8 @@ def measure(work: Callable[[], int]) -> tuple[float, float, int]:
     return own, children, size
 
 
-def run_engine(engine: str, name: str, args, out: Path) -> None:
-    spec = spec_for(engine, name)
-    stages: dict[str, Callable[[], int]] = {
+def stage_works(engine: str, spec: ConnectionSpec, out: Path) -> dict[str, Callable[[], int]]:
+    return {
         "read": lambda: read_all(plain_dump(engine, spec)),
         "stream": lambda: read_all(engine_dump(engine, spec)),
         "none": lambda: pipeline(plain_dump(engine, spec), out, "none"),
@@ -187,6 +186,11 @@ def run_engine(engine: str, name: str, args, out: Path) -> None:
         "backup": lambda: pipeline(engine_dump(engine, spec), out, "zstd"),
         "cli": lambda: cli(engine, spec, out),
     }
+
+
+def run_engine(engine: str, name: str, args, out: Path) -> None:
+    spec = spec_for(engine, name)
+    stages = stage_works(engine, spec, out)
     chosen = [s for s in args.stages.split(",") if s]
     runs: dict[str, list[tuple[float, float]]] = {s: [] for s in chosen}
     threads: dict[str, list[float]] = {}
@@ -233,6 +237,46 @@ def run_engine(engine: str, name: str, args, out: Path) -> None:
         print(f"  thread {thread:24} {statistics.median(values):.3f} s")
 
 
+def one_round(engine: str, name: str, stages: list[str], out: Path) -> None:
+    """--child: each stage once, in this process; prints {stage: [self, children]}."""
+    spec = spec_for(engine, name)
+    works = stage_works(engine, spec, out)
+    print(json.dumps({stage: measure(works[stage])[:2] for stage in stages}))
+
+
+def against(engine: str, name: str, args, other: str) -> None:
+    """Each round, this checkout's code and ``other``'s in turn (children of this script),
+    so that both meet the same machine; medians and their difference."""
+    sides = {"this": "", "other": str(Path(other).resolve())}
+    runs: dict[str, dict[str, list[tuple[float, float]]]] = {side: {} for side in sides}
+    loads = [os.getloadavg()[0]]
+    read_all(plain_dump(engine, spec_for(engine, name)))  # warm the server's cache
+    for round_no in range(args.rounds):
+        order = list(sides) if round_no % 2 == 0 else list(sides)[::-1]
+        for side in order:
+            argv = [sys.executable, __file__, "--child", "--engines", engine, "--name", name]
+            env = {**os.environ, "BENCH_CODE_ROOT": sides[side]}
+            done = subprocess.run(
+                [*argv, "--stages", args.stages], env=env, check=True, capture_output=True
+            )
+            for stage, value in json.loads(done.stdout.splitlines()[-1]).items():
+                runs[side].setdefault(stage, []).append(tuple(value))
+        loads.append(os.getloadavg()[0])
+    print(
+        f"\n{engine} {name}: this checkout against {other}; {args.rounds} rounds, alternating;"
+        f" load (1 min) {min(loads):.2f} .. {max(loads):.2f}"
+    )
+    print(f"  {'stage':8} {'this self':>9} {'other self':>10} {'this-other':>10}   children")
+    for stage in runs["this"]:
+        this = statistics.median(v[0] for v in runs["this"][stage])
+        that = statistics.median(v[0] for v in runs["other"][stage])
+        children = [statistics.median(v[1] for v in runs[side][stage]) for side in sides]
+        print(
+            f"  {stage:8} {this:>9.3f} {that:>10.3f} {this - that:>+10.3f}   "
+            + " / ".join(f"{c:.3f}" for c in children)
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--engines", default="postgresql,mariadb")
@@ -241,11 +285,22 @@ def main() -> None:
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--threads", action="store_true", help="per-thread CPU of backup")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    parser.add_argument(
+        "--against", metavar="DIR", help="compare with the code of another checkout, e.g. main's"
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rounds < 5:
-        parser.error("--rounds must be at least 5: medians of fewer runs are not reported")
     fix_malloc_threshold()  # as every worker process does (backups.memory)
     out = Path(tempfile.mkdtemp(prefix="strongbox-cpu-")) / "artifact"
+    if args.child:
+        try:
+            one_round(args.engines, args.name, args.stages.split(","), out)
+        finally:
+            out.parent.rmdir()
+        return
+    if args.rounds < 5:
+        parser.error("--rounds must be at least 5: medians of fewer runs are not reported")
     made = []
     try:
         for engine in args.engines.split(","):
@@ -256,7 +311,10 @@ def main() -> None:
                 name = f"sbx_bench_my_{args.size}mb"
                 fill_mariadb(name, args.size)
             made.append((engine, name))
-            run_engine(engine, name, args, out)
+            if args.against:
+                against(engine, name, args, args.against)
+            else:
+                run_engine(engine, name, args, out)
     finally:
         with contextlib.suppress(OSError):
             out.parent.rmdir()
