@@ -127,9 +127,12 @@ class _FinishingReader:
         return data
 
     def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        n = self._dump.stdout.readinto(buffer)
+        if not n and not self._ended:
+            self._ended = True
+            self._dump.finish()
+            self._on_end()
+        return n
 
     def fileno(self) -> int:
         return self._dump.stdout.fileno()

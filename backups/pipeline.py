@@ -24,6 +24,7 @@ format in backups.container. An artifact is encrypted one way or the other, neve
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import logging
@@ -89,6 +90,13 @@ GZIP_MAGIC = b"\x1f\x8b"
 # How often blocked threads wake up to look at cancel/stop.
 _POLL = 0.1
 _PROGRESS_INTERVAL = 0.25
+# On a pipe of at least _NAP_PIPE bytes, a read shorter than _SHORT_READ is followed by a nap
+# of _NAP: a dump tool writes 4 KiB at a time, and even at 500 MB/s a 1 MiB pipe
+# (engines.base.PIPE_SIZE) holds 2 ms of it. A smaller pipe could fill while we nap: no nap.
+_NAP_PIPE = 1 << 20
+_SHORT_READ = 256 << 10
+_NAP = 0.001
+_F_GETPIPE_SZ = 1032  # Linux
 
 
 class Sink(Protocol):
@@ -260,30 +268,17 @@ def _pollable_fd(source: BinaryIO) -> int | None:
 
 
 def _reader(run: _Run, source: BinaryIO, out: queue.Queue[object], chunk_size: int) -> None:
-    """Source -> queue of chunks of about chunk_size bytes; then _EOF or the error."""
+    """Source -> queue of chunks of chunk_size bytes (the last may be shorter); then _EOF or
+    the error."""
     fd = _pollable_fd(source)
-    # On a pipe, read1 returns what one system call gives (64 KiB at a time) instead of
-    # blocking until a whole chunk arrived, so the stop flag is seen between calls.
-    read = getattr(source, "read1", source.read) if fd is not None else source.read
+    # readinto1, where there is one, makes one system call (a buffered readinto waits until
+    # the whole chunk arrived), so the stop flag is seen between calls.
+    readinto = getattr(source, "readinto1", None) or getattr(source, "readinto", None)
     try:
-        pending = bytearray()
-        while True:
-            if run.halted():
-                return
-            if fd is not None and not select.select([fd], [], [], _POLL)[0]:
-                continue
-            data = read(chunk_size)
-            if not data:
-                break
-            if not pending and len(data) >= chunk_size:
-                run.put(out, data)  # a whole chunk already: skip the copy
-                continue
-            pending += data
-            if len(pending) >= chunk_size:
-                run.put(out, bytes(pending))
-                pending.clear()
-        if pending:
-            run.put(out, bytes(pending))
+        if readinto is None:
+            _read_chunks(run, source, fd, out, chunk_size)
+        else:
+            _fill_chunks(run, readinto, fd, out, chunk_size)
         run.put(out, _EOF)
     except _Halt:
         return
@@ -292,6 +287,70 @@ def _reader(run: _Run, source: BinaryIO, out: queue.Queue[object], chunk_size: i
             run.put(out, exc)
         except _Halt:
             return
+
+
+def _pipe_size(fd: int | None) -> int:
+    if fd is None:
+        return 0
+    try:
+        return fcntl.fcntl(fd, _F_GETPIPE_SZ)
+    except OSError:  # not a pipe (a socket, a tty), or not Linux
+        return 0
+
+
+def _fill_chunks(run: _Run, readinto, fd: int | None, out: queue.Queue, chunk_size: int) -> None:
+    """Reads straight into each chunk's own buffer, handed on whole: no copy. On a large pipe a
+    short read means we are ahead of the tool: a nap lets the pipe fill, so a 1 MiB chunk
+    takes a few system calls (and stream-reader calls) instead of a hundred of ~10 KiB
+    (measured 0.46 s of CPU for a 213 MiB pg_dump read so, 0.11 s with the nap)."""
+    nap = _pipe_size(fd) >= _NAP_PIPE
+    while True:
+        chunk = bytearray(chunk_size)
+        view = memoryview(chunk)
+        filled = 0
+        while filled < chunk_size:
+            if run.halted():
+                raise _Halt
+            if fd is not None and not select.select([fd], [], [], _POLL)[0]:
+                continue
+            n = readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+            if nap and n < _SHORT_READ and filled < chunk_size:
+                time.sleep(_NAP)
+        view.release()
+        if filled < chunk_size:  # EOF
+            if filled:
+                del chunk[filled:]
+                run.put(out, chunk)
+            return
+        run.put(out, chunk)
+
+
+def _read_chunks(run: _Run, source: BinaryIO, fd: int | None, out: queue.Queue, chunk_size: int):
+    """For a source without readinto: whatever read() returns, gathered into chunks."""
+    # On a pipe, read1 returns what one system call gives (64 KiB at a time) instead of
+    # blocking until a whole chunk arrived, so the stop flag is seen between calls.
+    read = getattr(source, "read1", source.read) if fd is not None else source.read
+    pending = bytearray()
+    while True:
+        if run.halted():
+            raise _Halt
+        if fd is not None and not select.select([fd], [], [], _POLL)[0]:
+            continue
+        data = read(chunk_size)
+        if not data:
+            break
+        if not pending and len(data) >= chunk_size:
+            run.put(out, data)  # a whole chunk already: skip the copy
+            continue
+        pending += data
+        if len(pending) >= chunk_size:
+            run.put(out, bytes(pending))
+            pending.clear()
+    if pending:
+        run.put(out, bytes(pending))
 
 
 class _SinkWorker:

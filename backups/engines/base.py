@@ -188,10 +188,12 @@ class FeedingReader:
             self._feed(data)
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def readinto(self, buffer: memoryview) -> int:
+        """Straight into the caller's buffer (the pipeline's chunk); ``feed`` sees that view."""
+        n = self._raw.readinto(buffer) or 0
+        if n:
+            self._feed(buffer[:n])
+        return n
 
     def fileno(self) -> int:
         return self._raw.fileno()

@@ -50,10 +50,10 @@ class DumpRowCounter:
         self._in_string = False
         self._escape = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         if self.failed is not None or not data:
             return
-        text = self._held + data if self._held else data
+        text = self._held + data if self._held else bytes(data)  # a view of the pipeline's chunk
         self._held = b""
         pos = 0
         try:

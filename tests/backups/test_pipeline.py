@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import pytest
 
+from backups.engines.base import enlarge_pipe
 from backups.pipeline import (
     ArtifactCorrupt,
     ContainerWriter,
@@ -327,6 +328,43 @@ def test_it_streams_from_a_subprocess_pipe():
     proc.stdout.close()
 
     assert read_back(bytes(sink.buffer)) == data
+
+
+class CountingPipe:
+    """A pipe's read end that counts the reads the pipeline makes on it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.reads = 0
+
+    def readinto(self, buffer) -> int:
+        self.reads += 1
+        return self.raw.readinto(buffer)
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+
+def test_it_reads_a_tool_writing_4_kib_at_a_time_in_a_few_large_reads():
+    # As pg_dump and mariadb-dump write (stdio's 4 KiB) into the engines' 1 MiB pipe.
+    size = 4 << 20
+    writer = (
+        "import os, sys, time\n"
+        f"for _ in range({size // 4096}):\n"
+        "    os.write(1, b'x' * 4095 + b'\\n'); time.sleep(0.0001)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, bufsize=0)
+    enlarge_pipe(proc.stdout)
+    source = CountingPipe(proc.stdout)
+    sink = MemorySink("a")
+
+    result = run_pipeline(source, [sink], PipelineOptions(compression="none"))
+    proc.wait()
+    proc.stdout.close()
+
+    assert result.bytes_in == size and bytes(sink.buffer) == (b"x" * 4095 + b"\n") * 1024
+    # One read per write would be 1,024; napping after short reads lets the pipe fill.
+    assert source.reads < 300, source.reads
 
 
 def test_it_reports_progress_a_few_times_a_second():
