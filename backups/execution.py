@@ -542,10 +542,17 @@ class _Execution:
         """
         backup = self.backup
         noun = self.plan.noun if self.plan else "Backup"
+        error = copy_error or "the backup did not complete"
         with transaction.atomic():
             ended = _finish_backup(
                 backup, status=status, message=message[-8000:], phases=self.phases.items, **fields
             )
+            if ended and not discard:
+                # With the status: whoever sees the backup ended sees no copy still uploading
+                # (the pipeline aborted those sinks, which removed their partial uploads).
+                for copy in self.copies.values():
+                    if copy.status == CopyStatus.UPLOADING:
+                        mark_copy(copy, CopyStatus.FAILED, error=copy.error or error)
             if ended and status == BackupStatus.FAILED:
                 # Whoever sees "failed" sees why.
                 alert_raise(
@@ -564,7 +571,6 @@ class _Execution:
             discard = not Backup.objects.filter(
                 pk=backup.pk, status=BackupStatus.COMPLETED
             ).exists()
-        error = copy_error or "the backup did not complete"
         for copy in self.copies.values():
             if copy.status == CopyStatus.FAILED:
                 continue
