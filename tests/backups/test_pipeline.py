@@ -363,8 +363,9 @@ def test_it_reads_a_tool_writing_4_kib_at_a_time_in_a_few_large_reads():
     proc.stdout.close()
 
     assert result.bytes_in == size and bytes(sink.buffer) == (b"x" * 4095 + b"\n") * 1024
-    # One read per write would be 1,024; napping after short reads lets the pipe fill.
-    assert source.reads < 300, source.reads
+    # One read per write would be 1,024; napping after short reads lets the pipe fill (about
+    # 100 reads on a quiet machine; a loaded one only makes the reads larger).
+    assert source.reads < 512, source.reads
 
 
 def test_it_reports_progress_a_few_times_a_second():
