@@ -221,3 +221,26 @@ def document_rate_limits(result, generator, request, public):
                 **({"content": content} if content else {}),
             }
     return result
+
+
+PAGING_PARAMETERS = ("limit", "offset", "page", "page_size", "per_page")
+
+
+def document_empty_paging_values(result, generator, request, public):
+    """drf-spectacular postprocessing hook: a paging parameter sent empty (``?limit=``) means
+    its default in every dialect (``parse_limit``/``parse_offset``/``parse_page`` and the
+    dialects' query serializers alike), so the schema says ``allowEmptyValue``: a client or
+    a fuzzer reading it knows an empty value is accepted, not a type error."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if (
+                    parameter.get("in") == "query"
+                    and parameter.get("name") in PAGING_PARAMETERS
+                    and schema.get("type") == "integer"
+                ):
+                    parameter["allowEmptyValue"] = True
+    return result

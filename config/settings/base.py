@@ -390,6 +390,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "api.base.schema.document_rate_limits",
+        "api.base.schema.document_empty_paging_values",
     ],
 }
 

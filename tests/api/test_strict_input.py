@@ -168,6 +168,26 @@ def test_empty_free_text_and_paging_values_keep_their_meaning(admin, seeded):
     assert response.status_code == 200, response.content[:300]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/audit-events",
+        "/api/backup-alerts",
+        "/api/backup-destinations",
+        "/api/notification-channels",
+        "/api/organizations",
+        "/api/projects",
+    ],
+)
+def test_an_empty_limit_or_offset_means_the_default_as_the_schema_says(admin, seeded, url):
+    response = admin.get(url, {"limit": "", "offset": ""})
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["offset"] == 0 and response.json()["limit"] >= 1
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    parameters = {p["name"]: p for p in schema["paths"][url]["get"]["parameters"]}
+    assert parameters["limit"]["allowEmptyValue"] and parameters["offset"]["allowEmptyValue"]
+
+
 # --- the schema says so --------------------------------------------------------------------
 
 
