@@ -120,19 +120,21 @@ class _FinishingReader:
 
     def read(self, size: int = -1) -> bytes:
         data = self._dump.stdout.read(size)
-        if not data and not self._ended:
-            self._ended = True
-            self._dump.finish()
-            self._on_end()
+        if not data:
+            self._end()
         return data
 
     def readinto(self, buffer) -> int:
         n = self._dump.stdout.readinto(buffer)
-        if not n and not self._ended:
+        if not n:
+            self._end()
+        return n
+
+    def _end(self) -> None:
+        if not self._ended:
             self._ended = True
             self._dump.finish()
             self._on_end()
-        return n
 
     def fileno(self) -> int:
         return self._dump.stdout.fileno()

@@ -67,6 +67,10 @@ def mark_done(pg_wal: Path, name: str) -> None:
     (status / f"{name}.ready").rename(status / f"{name}.done")
 
 
+def new_pusher(database, pg_wal: Path) -> Pusher:
+    return Pusher(database=database, pg_wal=pg_wal, processes=2, queue_max=1 << 30, idle_seconds=1)
+
+
 def run_until_idle(pusher: Pusher) -> None:
     pusher.idle_seconds = 0.3
     pusher.run()
@@ -77,9 +81,7 @@ def test_a_file_it_stored_is_answered_again_without_archiving_it_again(
 ):
     make_ready(pg_wal, FIRST)
     make_ready(pg_wal, SECOND)
-    pusher = Pusher(
-        database=pg_database, pg_wal=pg_wal, processes=2, queue_max=1 << 30, idle_seconds=1
-    )
+    pusher = new_pusher(pg_database, pg_wal)
     run_until_idle(pusher)
     spool = wal_async.database_spool(str(pg_database.id))
     assert sorted(archived) == [FIRST, SECOND]
@@ -105,9 +107,7 @@ def test_a_file_it_stored_is_answered_again_without_archiving_it_again(
 def test_an_answer_postgresql_no_longer_needs_is_removed(pg_database, pg_wal, archived):
     make_ready(pg_wal, FIRST)
     make_ready(pg_wal, SECOND)
-    pusher = Pusher(
-        database=pg_database, pg_wal=pg_wal, processes=2, queue_max=1 << 30, idle_seconds=1
-    )
+    pusher = new_pusher(pg_database, pg_wal)
     run_until_idle(pusher)
     spool = wal_async.database_spool(str(pg_database.id))
     # FIRST was acknowledged (its .ok taken, then done); SECOND's .ok is left over from a
@@ -125,9 +125,7 @@ def test_a_segment_after_a_missing_one_raises_the_gap_alert(pg_database, pg_wal,
     after_gap = "000000010000000000000014"
     for name in (FIRST, SECOND, after_gap):  # ...13 never reached the archive
         make_ready(pg_wal, name)
-    pusher = Pusher(
-        database=pg_database, pg_wal=pg_wal, processes=2, queue_max=1 << 30, idle_seconds=1
-    )
+    pusher = new_pusher(pg_database, pg_wal)
     run_until_idle(pusher)
     gaps = Alert.objects.filter(dedup_key=gap_key(pg_database), resolved_at__isnull=True)
     assert [alert.title for alert in gaps] == ["Gap in the WAL archive of Orders"]
